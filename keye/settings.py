@@ -1,0 +1,71 @@
+"""Service configuration: environment variables with the prefix KEYE_ (or a .env file).
+
+The variable names are a contract with operators and tests (see the service spec);
+every default works on one machine with no service running, except Kafka.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEYE_", env_file=".env", extra="ignore")
+
+    # model
+    model: str = "keye-tiny"
+    device: str = "cpu"
+    dtype: str = "float32"
+    kernels: str | None = None  # "triton" | "torch"; None: Triton on CUDA, torch elsewhere
+
+    # stores
+    data_dir: Path = Path(".keye")
+    database_url: str | None = None  # default: SQLite file under data_dir
+    qdrant_url: str | None = None
+    qdrant_path: Path | None = None  # default: folder under data_dir
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_ingest: str = "videos.ingest"
+    topic_work: str = "videos.work"
+    topic_analyzed: str = "videos.analyzed"
+    topic_flags: str = "moderation.flags"
+    topic_feedback: str = "feedback.events"
+    topic_dlq: str = "videos.dlq"
+
+    # development stack (`keye stack`); everything listens on loopback only
+    stack_dir: Path = Path(".stack")
+    kafka_version: str = "4.4.0"
+    kafka_controller_port: int = 9093
+    postgres_port: int = 5432
+    redis_port: int = 6379
+
+    # safe fetching of video URIs
+    file_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])
+    allow_private_addresses: bool = False
+    max_fetch_bytes: int = 512 * 1024 * 1024
+    fetch_timeout_s: float = 60.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'keye.db').resolve()}"
+
+    @property
+    def resolved_qdrant_path(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

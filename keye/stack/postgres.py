@@ -1,0 +1,100 @@
+"""PostgreSQL from Debian's packages, on loopback, with its data in the stack folder.
+
+The server refuses to run as root, so when we are root it runs as the `postgres` system user
+that Debian's package creates. Authentication is `trust` on loopback: a development stack.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from keye.settings import Settings
+from keye.stack.process import StackError, port_open, read_pid, spawn_detached, stop_pid, wait_until
+
+NAME = "postgres"
+DATABASE = "keye"
+
+
+def _bin(name: str) -> str:
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / name).exists():
+            return str(d / name)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"PostgreSQL's {name} was not found; install the Debian package 'postgresql'")
+    return found
+
+
+def _user() -> str | None:
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _paths(s: Settings) -> dict[str, Path]:
+    root = s.stack_dir.resolve()
+    return {"data": root / "postgres", "pid": root / "postgres.pid", "log": root / "logs" / "postgres.log",
+            "sock": root / "run"}
+
+
+def url(s: Settings) -> str:
+    return f"postgresql+psycopg://postgres@127.0.0.1:{s.postgres_port}/{DATABASE}"
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    user = _user()
+    if user is not None:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def up(s: Settings) -> None:
+    p = _paths(s)
+    if read_pid(p["pid"]) is not None and port_open(s.postgres_port):
+        return
+    if port_open(s.postgres_port):
+        raise StackError(f"port {s.postgres_port} is taken by another process; set KEYE_POSTGRES_PORT")
+    for d in (p["data"], p["sock"], p["log"].parent):
+        d.mkdir(parents=True, exist_ok=True)
+    if _user() is not None:
+        shutil.chown(p["data"], "postgres", "postgres")
+        shutil.chown(p["sock"], "postgres", "postgres")
+        os.chmod(p["data"], 0o700)
+    if not (p["data"] / "PG_VERSION").exists():
+        done = _run([_bin("initdb"), "-D", str(p["data"]), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        if done.returncode != 0:
+            raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
+    # Log to stderr, which spawn_detached appends to our log folder (the server user may not own it).
+    spawn_detached([_bin("postgres"), "-D", str(p["data"]), "-p", str(s.postgres_port),
+                    "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={p['sock']}",
+                    "-c", "fsync=off", "-c", "max_connections=200"],
+                   p["log"], p["pid"], user=_user())
+    wait_until(lambda: _ready(s), 60, f"PostgreSQL on 127.0.0.1:{s.postgres_port}", p["log"])
+    _ensure_database(s)
+
+
+def _ready(s: Settings) -> bool:
+    return _run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(s.postgres_port)]).returncode == 0
+
+
+def _ensure_database(s: Settings) -> None:
+    import psycopg
+
+    with psycopg.connect(f"host=127.0.0.1 port={s.postgres_port} user=postgres dbname=postgres",
+                         autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+
+
+def healthy(s: Settings) -> bool:
+    return port_open(s.postgres_port) and _ready(s)
+
+
+def down(s: Settings) -> bool:
+    return stop_pid(_paths(s)["pid"], timeout_s=60)
+
+
+def status(s: Settings) -> str:
+    pid = read_pid(_paths(s)["pid"])
+    return f"up (pid {pid}, {url(s)})" if pid and port_open(s.postgres_port) else "down"
