@@ -61,6 +61,10 @@ def up(s: Settings) -> None:
         shutil.chown(p["data"], "postgres", "postgres")
         shutil.chown(p["sock"], "postgres", "postgres")
         os.chmod(p["data"], 0o700)
+        reach = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(p["data"])])
+        if reach.returncode != 0:
+            raise StackError(f"the postgres user cannot reach {p['data']}: make its parent folders "
+                             "traversable (chmod o+x) or set KEYE_STACK_DIR elsewhere")
     if not (p["data"] / "PG_VERSION").exists():
         done = _run([_bin("initdb"), "-D", str(p["data"]), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         if done.returncode != 0:

@@ -1,0 +1,32 @@
+# `make demo`: set everything up and analyze the sample clips. `make test`: set up, start the stack, run every test.
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: demo test setup system-deps stack-up stack-down clean
+
+demo: $(VENV_STAMP)
+	$(PY) -m keye.demo
+
+test: $(VENV_STAMP) system-deps
+	.venv/bin/keye stack up
+	$(PY) -m pytest -ra
+
+setup: $(VENV_STAMP)
+
+system-deps:
+	scripts/system-deps.sh
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(VENV_STAMP)
+
+stack-up: $(VENV_STAMP) system-deps
+	.venv/bin/keye stack up
+
+stack-down:
+	.venv/bin/keye stack down
+
+clean: stack-down
+	rm -rf .stack .keye
