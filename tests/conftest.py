@@ -64,7 +64,9 @@ def postgres_url(stack_settings: Settings) -> str:
 def redis_url(stack_settings: Settings) -> str:
     import redis
 
-    url = stack_settings.redis_url
+    from keye.stack import redis as stack_redis
+
+    url = os.environ.get("KEYE_REDIS_URL") or stack_redis.url(stack_settings)
     try:
         redis.Redis.from_url(url, socket_timeout=3).ping()
     except Exception as e:  # noqa: BLE001
