@@ -1,0 +1,62 @@
+"""Variable-length attention over packed sequences (vision tower: bidirectional; prefill: causal GQA).
+
+Segments are delimited by cumulative lengths; tokens never attend across segments. Causal masking
+is bottom-right aligned so that Lq new queries continue Lk - Lq cached keys of the same segment.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .checks import require, require_cu_seqlens, require_float
+
+
+def _check(q, k, v, cu_q, cu_k) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require_float(name, t)
+        require(t.dim() == 3, f"{name} must be (tokens, heads, head_dim), got {tuple(t.shape)}")
+    require(k.shape == v.shape, f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    require(q.shape[2] == k.shape[2], f"q and k head_dim differ: {q.shape[2]} vs {k.shape[2]}")
+    require(k.shape[1] > 0 and q.shape[1] % k.shape[1] == 0,
+            f"q heads ({q.shape[1]}) must be a multiple of kv heads ({k.shape[1]})")
+    require_cu_seqlens("cu_seqlens_q", cu_q, q.shape[0])
+    require_cu_seqlens("cu_seqlens_k", cu_k, k.shape[0])
+    require(cu_q.numel() == cu_k.numel(),
+            f"cu_seqlens_q and cu_seqlens_k must describe the same segments ({cu_q.numel()} vs {cu_k.numel()} offsets)")
+
+
+def _check_offsets(cu: list[int], total: int, name: str) -> None:
+    require(cu[0] == 0 and cu[-1] == total and all(a <= b for a, b in zip(cu, cu[1:])),
+            f"{name} must rise from 0 to the token count {total}, got {cu}")
+
+
+def segment_attention(q, k, v, causal: bool, scale: float) -> torch.Tensor:
+    """One segment in float32: q (Lq, Hq, D), k/v (Lk, Hkv, D) -> (Lq, Hq, D)."""
+    lq, hq, d = q.shape
+    lk, hkv, _ = k.shape
+    if lq == 0 or lk == 0:
+        return q.new_zeros(lq, hq, d, dtype=torch.float32)
+    group = hq // hkv
+    kf = k.float().repeat_interleave(group, dim=1)
+    vf = v.float().repeat_interleave(group, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.float(), kf) * scale
+    if causal:
+        i = torch.arange(lq, device=q.device)[:, None]
+        j = torch.arange(lk, device=q.device)[None, :]
+        scores = scores.masked_fill(j > i + (lk - lq), float("-inf"))
+    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a query that sees no key outputs zeros
+    return torch.einsum("hqk,khd->qhd", probs, vf)
+
+
+def varlen_attention_torch(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+                           causal: bool, scale: float) -> torch.Tensor:
+    cu_q = cu_seqlens_q.tolist()
+    cu_k = cu_seqlens_k.tolist()
+    _check_offsets(cu_q, q.shape[0], "cu_seqlens_q")
+    _check_offsets(cu_k, k.shape[0], "cu_seqlens_k")
+    parts = [
+        segment_attention(q[q0:q1], k[k0:k1], v[k0:k1], causal, scale)
+        for q0, q1, k0, k1 in zip(cu_q[:-1], cu_q[1:], cu_k[:-1], cu_k[1:])
+    ]
+    out = torch.cat(parts, dim=0) if parts else q.new_zeros(0, q.shape[1], q.shape[2], dtype=torch.float32)
+    return out.to(q.dtype)
