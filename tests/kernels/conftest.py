@@ -32,3 +32,42 @@ def backend_env(monkeypatch):
             yield
 
     return use
+
+
+def _as_tuple(out):
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+@pytest.fixture
+def compare(monkeypatch):
+    """Check a public kernel's Triton path against its torch path: outputs and input gradients.
+
+    `compare(fn, *args, atol=..., grad=True)`: tensor args that are floating point get gradients;
+    the same random upstream gradient is fed to both paths.
+    """
+
+    def run(fn, *args, atol=1e-5, rtol=1e-5, grad=True, **kwargs):
+        results = {}
+        for name in ("torch", "triton"):
+            monkeypatch.setenv("KEYE_KERNELS", name)
+            leaves = [a.detach().clone().requires_grad_(grad) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                      for a in args]
+            outs = _as_tuple(fn(*leaves, **kwargs))
+            grads = []
+            if grad:
+                gen = torch.Generator().manual_seed(1)
+                ups = [torch.randn(o.shape, generator=gen, dtype=torch.float32).to(o.dtype) for o in outs]
+                torch.autograd.backward(list(outs), ups)
+                grads = [leaf.grad for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
+            results[name] = ([o.detach() for o in outs], grads)
+        (ref_out, ref_grads), (tri_out, tri_grads) = results["torch"], results["triton"]
+        for i, (a, b) in enumerate(zip(ref_out, tri_out)):
+            assert a.shape == b.shape and a.dtype == b.dtype, f"output {i}: {a.shape}/{a.dtype} vs {b.shape}/{b.dtype}"
+            torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m: f"output {i}: {m}")
+        for i, (a, b) in enumerate(zip(ref_grads, tri_grads)):
+            assert (a is None) == (b is None), f"gradient {i} missing on one path"
+            if a is not None:
+                torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m: f"gradient {i}: {m}")
+        return ref_out, tri_out
+
+    return run
