@@ -42,16 +42,18 @@ def _as_tuple(out):
 def compare(monkeypatch):
     """Check a public kernel's Triton path against its torch path: outputs and input gradients.
 
-    `compare(fn, *args, atol=..., grad=True)`: tensor args that are floating point get gradients;
-    the same random upstream gradient is fed to both paths.
+    `compare(fn, *args, atol=..., grad=True, frozen=(i, ...))`: floating-point tensor args get
+    gradients, except those at the `frozen` positions (buffers such as cos/sin); the same random
+    upstream gradient is fed to both paths.
     """
 
-    def run(fn, *args, atol=1e-5, rtol=1e-5, grad=True, **kwargs):
+    def run(fn, *args, atol=1e-5, rtol=1e-5, grad=True, frozen=(), **kwargs):
         results = {}
         for name in ("torch", "triton"):
             monkeypatch.setenv("KEYE_KERNELS", name)
-            leaves = [a.detach().clone().requires_grad_(grad) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                      for a in args]
+            leaves = [a.detach().clone().requires_grad_(grad and i not in frozen)
+                      if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                      for i, a in enumerate(args)]
             outs = _as_tuple(fn(*leaves, **kwargs))
             grads = []
             if grad:
