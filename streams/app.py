@@ -1,0 +1,200 @@
+"""The faust-streaming app (`keye streams`): gate, aggregates, feedback.
+
+- gate (`videos.ingest`): validate, drop duplicates by video_id (changelog-backed table
+  `accepted`, co-partitioned with the ingest topic because both are keyed by video_id), record the
+  video as queued in SQL, forward to `videos.work`; invalid messages go to `videos.dlq` and, when
+  they name a video, mark it failed.
+- aggregates (`videos.analyzed`): fan out one event per (hour, tag), (day, tag) and creator to an
+  internal topic keyed by that aggregate, so each aggregate lives in exactly one partition; the
+  counting agent keeps, per aggregate, the set of analysis ids counted (changelog-backed table
+  `aggregates`), so redelivery never counts twice; absolute counts are upserted into SQL
+  (`tag_trends`, `creator_flag_rates`) where the API reads them.
+- feedback (`feedback.events`): validate (schema + kind rules), store once per event_id as a
+  training example (SQL insert-or-ignore).
+
+faust acknowledges a message even when the agent raises, so every agent catches its failures:
+SQL writes are retried with backoff, and what still fails goes to the DLQ with the reason. Each
+forward is awaited until the broker acknowledged it, before the table marks it done.
+Tables use the in-memory store and are rebuilt from their changelog topics at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import faust
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from keye import db
+from keye.kafka import DEFAULT_PARTITIONS
+from keye.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
+                          check_feedback, decode, encode, key_of, utcnow, video_id_hint)
+from keye.settings import Settings
+
+log = logging.getLogger("keye.streams")
+
+SQL_ATTEMPTS = 5
+WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def window_start(at: datetime, window: str) -> datetime:
+    at = at.astimezone(timezone.utc)
+    if window == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: int = DEFAULT_PARTITIONS,
+               engine: sa.Engine | None = None) -> faust.App:
+    brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")]
+    app = faust.App(app_id, broker=brokers, store="memory://", topic_partitions=partitions, web_enabled=False,
+                    producer_enable_idempotence=True, producer_acks=-1, topic_allow_declare=True)
+    engine = engine or db.engine_from(settings)
+
+    def raw_topic(name: str, **kw: Any) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kw)
+
+    ingest, work = raw_topic(settings.topic_ingest), raw_topic(settings.topic_work)
+    analyzed, feedback = raw_topic(settings.topic_analyzed), raw_topic(settings.topic_feedback)
+    dlq = raw_topic(settings.topic_dlq)
+    fanout = raw_topic(f"{app_id}-aggregate-events", internal=True, partitions=partitions)
+
+    accepted = app.Table("accepted", default=str, partitions=partitions)
+    aggregates = app.Table("aggregates", default=dict, partitions=partitions)
+
+    async def sql(fn: Callable[[Session], Any], what: str) -> Any:
+        """Run a write in a thread, retrying with backoff; the last failure propagates."""
+        for attempt in range(1, SQL_ATTEMPTS + 1):
+            try:
+                return await asyncio.to_thread(_in_session, engine, fn)
+            except sa.exc.SQLAlchemyError as e:
+                if attempt == SQL_ATTEMPTS:
+                    raise
+                delay = min(0.5 * 2 ** (attempt - 1), 10.0)
+                log.warning("%s: SQL write failed (%s); retry %d in %.1fs", what, e.__class__.__name__, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def send(topic: faust.TopicT, key: str, value: bytes) -> None:
+        fut = await topic.send(key=key_of(key), value=value)
+        await fut  # the broker has it before we move on (and before faust commits the offset)
+
+    async def dead_letter(raw: bytes | None, error: BaseException, stage: str, video_id: str | None) -> None:
+        letter = DeadLetter.of(raw, error, stage=stage)
+        log.warning("%s: video %s -> DLQ (%s: %s)", stage, video_id, letter.error_type, letter.error)
+        await send(dlq, video_id or "unknown", encode(letter))
+        if video_id and stage == "streams.gate":
+            reason = f"{letter.error_type}: {letter.error}"
+            try:
+                await sql(lambda s: db.mark_failed(s, video_id, reason), f"mark {video_id} failed")
+            except sa.exc.SQLAlchemyError as e:
+                log.error("could not mark video %s failed: %s", video_id, e)
+
+    def key_text(event: faust.EventT) -> str | None:
+        return event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else None
+
+    @app.agent(ingest)
+    async def gate(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = event.value
+            hint = video_id_hint(raw) or key_text(event)
+            try:
+                sub = decode(Submission, raw)
+                if accepted[sub.video_id]:
+                    log.info("gate: duplicate submission of video %s dropped", sub.video_id)
+                    continue
+                item = WorkItem(**sub.model_dump(), accepted_at=utcnow())
+                await sql(lambda s: db.record_submission(s, sub), f"queue {sub.video_id}")
+                await send(work, sub.video_id, encode(item))
+                accepted[sub.video_id] = item.accepted_at.isoformat()
+                log.info("gate: video %s accepted", sub.video_id)
+            except Exception as e:  # noqa: BLE001 - faust would ack it silently otherwise
+                await dead_letter(raw, e, "streams.gate", hint)
+
+    @app.agent(analyzed)
+    async def fan_out(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = event.value
+            try:
+                r = decode(AnalysisRecord, raw)
+                mark = json.dumps({"analysis_id": r.analysis_id, "flagged": r.moderation.status != "clear"}).encode()
+                for window in WINDOWS:
+                    start = window_start(r.created_at, window).isoformat()
+                    for label in sorted({t.label for t in r.tags}):
+                        await send(fanout, f"tag|{window}|{start}|{label}", mark)
+                if r.creator_id:
+                    await send(fanout, f"creator|{r.creator_id}", mark)
+            except Exception as e:  # noqa: BLE001
+                await dead_letter(raw, e, "streams.aggregates", video_id_hint(raw) or key_text(event))
+
+    @app.agent(fanout)
+    async def count(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            key, raw = key_text(event) or "", event.value
+            try:
+                mark = json.loads(raw)
+                seen = dict(aggregates[key])
+                if mark["analysis_id"] in seen:
+                    continue  # redelivered: already counted
+                seen[mark["analysis_id"]] = bool(mark["flagged"])
+                await sql(lambda s: _write_aggregate(s, key, seen), f"aggregate {key}")
+                aggregates[key] = seen
+            except Exception as e:  # noqa: BLE001
+                await dead_letter(raw, e, "streams.count", None)
+
+    @app.agent(feedback)
+    async def feedback_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            raw = event.value
+            try:
+                fe = check_feedback(decode(FeedbackEvent, raw))
+                new = await sql(lambda s: db.write_feedback(s, fe), f"feedback {fe.event_id}")
+                log.info("feedback %s (%s, video %s) %s", fe.event_id, fe.kind, fe.video_id,
+                         "stored" if new else "was already stored")
+            except Exception as e:  # noqa: BLE001
+                await dead_letter(raw, e, "streams.feedback", video_id_hint(raw) or key_text(event))
+
+    app.keye_tables = {"accepted": accepted, "aggregates": aggregates}  # for introspection
+    return app
+
+
+def _in_session(engine: sa.Engine, fn: Callable[[Session], Any]) -> Any:
+    with Session(engine) as session:
+        out = fn(session)
+        session.commit()
+        return out
+
+
+def _write_aggregate(session: Session, key: str, seen: dict[str, bool]) -> None:
+    kind, _, rest = key.partition("|")
+    now = utcnow()
+    if kind == "tag":
+        window, start, label = rest.split("|", 2)
+        db.upsert(session, db.TagTrend, [dict(window=window, window_start=datetime.fromisoformat(start), label=label,
+                                              count=len(seen), updated_at=now)],
+                  keys=["window", "window_start", "label"], update=["count", "updated_at"])
+    elif kind == "creator":
+        flagged = sum(seen.values())
+        db.upsert(session, db.CreatorFlagRate, [dict(creator_id=rest, analyzed=len(seen), flagged=flagged,
+                                                     rate=flagged / len(seen), updated_at=now)],
+                  keys=["creator_id"], update=["analyzed", "flagged", "rate", "updated_at"])
+    else:
+        raise SchemaError(f"unknown aggregate key {key!r}")
+
+
+def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str = "info") -> None:
+    """`keye streams`: run the faust worker until SIGTERM/SIGINT (creates topics and migrates SQL first)."""
+    from keye.kafka import ensure_topics, partition_count
+
+    engine = db.engine_from(settings)
+    db.migrate(engine)
+    ensure_topics(settings)
+    # Tables are co-partitioned with the ingest topic: same partition count.
+    app = create_app(settings, app_id, engine=engine, partitions=partition_count(settings, settings.topic_ingest))
+    worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()

@@ -1,0 +1,305 @@
+"""The Kafka worker: a consumer group on `videos.work` (kafka-python).
+
+One batch at a time:
+1. poll up to `batch_size` records, then PAUSE every assigned partition;
+2. run the batch on a helper thread while the polling thread keeps calling `poll()` (paused, so
+   it returns nothing) — the group sees a live member however long inference takes, no rebalance;
+3. per video: fetch, analyze, write SQL (and Qdrant when a server is configured), produce
+   `videos.analyzed` (+ `moderation.flags` when flagged); a permanent failure produces a DLQ
+   record and marks the video failed;
+4. flush the producer, then commit the offsets of the videos that are done, resume.
+
+Failures: permanent ones (bad URI, undecodable file, schema) go to the DLQ at once; other
+analysis failures are retried `max_attempts` times with backoff, then go to the DLQ; a store
+that is down (SQL, Qdrant, Kafka) stops the batch at that video: everything before it is
+committed, the partition is rewound to it, and the worker backs off and tries again, forever.
+
+SIGTERM/SIGINT: no new batch is taken; the current video finishes, the rest of the batch is
+abandoned uncommitted (it is redelivered to whoever owns the partition next), the consumer
+leaves the group and the producer flushes.
+
+Scale-out: run one worker process per GPU (KEYE_DEVICE=cuda:N) with the same group id; Kafka
+spreads the partitions of `videos.work` over them, so the partition count (default 6) caps the
+number of busy workers. `batch_size` bounds the work a rebalance can redeliver.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from keye import kafka as kk
+from keye.db import engine_from, migrate
+from keye.schemas import AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, decode, video_id_hint
+from keye.settings import Settings
+from keye.vectors import VectorStore
+from workers import metrics
+from workers.analysis import Analyzer
+from workers.errors import Failure, StoreUnavailableError, classify
+from workers.stages import VideoProcessor, timed
+
+log = logging.getLogger("keye.worker")
+
+
+@dataclass
+class WorkerConfig:
+    group_id: str = "keye-workers"
+    batch_size: int = 4
+    max_attempts: int = 3  # for analysis failures that are not known to be permanent
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    poll_interval_ms: int = 200
+    session_timeout_ms: int = 30000
+    write_vectors: bool | None = None  # None: only when a Qdrant server is configured
+    metrics_port: int | None = None
+
+
+@dataclass
+class BatchResult:
+    done: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last done offset
+    store_error: str | None = None
+
+
+class _Abandoned(Exception):
+    """The worker is stopping in the middle of a retry."""
+
+
+class Worker:
+    def __init__(self, settings: Settings, analyzer: Analyzer, config: WorkerConfig | None = None) -> None:
+        self.settings, self.analyzer, self.config = settings, analyzer, config or WorkerConfig()
+        if self.config.batch_size < 1 or self.config.max_attempts < 1:
+            raise ValueError("batch_size and max_attempts must be at least 1")
+        self.stopping = threading.Event()
+        self._in_flight = False
+        self._block_rounds = 0
+
+    def stop(self, *_: object) -> None:
+        if not self.stopping.is_set():
+            log.info("worker stopping: no new batches; the current one ends after its current video")
+        self.stopping.set()
+
+    # ---- setup ---------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+        s, c = self.settings, self.config
+        engine = engine_from(s)
+        migrate(engine)
+        kk.ensure_topics(s)
+        write_vectors = c.write_vectors if c.write_vectors is not None else bool(s.qdrant_url)
+        vectors = VectorStore.from_settings(s) if write_vectors else None
+        self.processor = VideoProcessor(s, self.analyzer, engine, vectors)
+        self.producer = kk.producer(s)
+        worker = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):  # noqa: D401 - kafka-python callback
+                log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
+
+            def on_partitions_assigned(self, assigned):
+                log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
+                if worker._in_flight and assigned:
+                    worker.consumer.pause(*assigned)  # no new records while a batch runs
+
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=c.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=c.batch_size, session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, c.session_timeout_ms // 10), max_poll_interval_ms=300000,
+            client_id=f"keye-worker-{c.group_id}")
+        self.consumer.subscribe([s.topic_work], listener=Listener())
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        finally:
+            self.producer.flush(timeout=30)
+            self.producer.close(timeout=10)
+            if self.processor.vectors is not None:
+                self.processor.vectors.close()
+            self.processor.engine.dispose()
+
+    # ---- main loop ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._open()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keye-batch")
+        last_lag = 0.0
+        log.info("worker %s consuming %s (batch %d)", self.config.group_id, self.settings.topic_work,
+                 self.config.batch_size)
+        try:
+            while not self.stopping.is_set():
+                polled = self.consumer.poll(timeout_ms=500)
+                if time.monotonic() - last_lag > 10:
+                    self._update_lag()
+                    last_lag = time.monotonic()
+                records = sorted((r for rs in polled.values() for r in rs), key=lambda r: (r.partition, r.offset))
+                if not records:
+                    continue
+                metrics.CONSUMED.inc(len(records))
+                self._in_flight = True
+                self.consumer.pause(*self.consumer.assignment())
+                future = executor.submit(self._process_batch, records)
+                while not future.done():
+                    stray = self.consumer.poll(timeout_ms=self.config.poll_interval_ms)
+                    self._rewind(stray)  # only possible right after a rebalance; never lose them
+                result = future.result()
+                self._in_flight = False
+                self._finish(records, result)
+        finally:
+            executor.shutdown(wait=True)
+            self._close()
+            log.info("worker %s closed", self.config.group_id)
+
+    def _rewind(self, polled: dict) -> None:
+        from kafka import TopicPartition
+
+        for tp, rs in polled.items():
+            if rs:
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition), min(r.offset for r in rs))
+
+    def _finish(self, records: list, result: BatchResult) -> None:
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        with timed("produce"):
+            self.producer.flush(timeout=60)
+        assigned = self.consumer.assignment()
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o + 1, "", -1) for (t, p), o in result.done.items()}
+        offsets = {tp: om for tp, om in offsets.items() if tp in assigned}
+        if offsets:
+            try:
+                self.consumer.commit(offsets)
+            except Exception as e:  # noqa: BLE001 - a rebalance took the partition: the next owner redoes it
+                log.warning("commit failed (%s); the batch will be redelivered and its writes are idempotent", e)
+        # Rewind every partition to its first unfinished record (blocked or abandoned).
+        first: dict[tuple[str, int], int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            if r.offset > result.done.get(key, -1):
+                first[key] = min(first.get(key, r.offset), r.offset)
+        for (t, p), o in first.items():
+            tp = TopicPartition(t, p)
+            if tp in assigned:
+                self.consumer.seek(tp, o)
+        if result.store_error:
+            self._block_rounds += 1
+            delay = min(self.config.backoff_s * 2 ** (self._block_rounds - 1), self.config.backoff_max_s)
+            log.warning("store unavailable (%s); retrying in %.1fs without committing past it", result.store_error, delay)
+            metrics.RETRIED.labels("store").inc()
+            self._idle(delay)
+        else:
+            self._block_rounds = 0
+        assigned = self.consumer.assignment()
+        if assigned:
+            self.consumer.resume(*assigned)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait while staying in the group (partitions stay paused)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            self._rewind(self.consumer.poll(timeout_ms=self.config.poll_interval_ms))
+
+    def _update_lag(self) -> None:
+        try:
+            assigned = list(self.consumer.assignment())
+            if not assigned:
+                return
+            ends = self.consumer.end_offsets(assigned)
+            for tp in assigned:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, ends[tp] - self.consumer.position(tp)))
+        except Exception as e:  # noqa: BLE001 - lag is best effort
+            log.debug("lag update failed: %s", e)
+
+    # ---- one batch (helper thread) ----------------------------------------------------------------
+
+    def _process_batch(self, records: list) -> BatchResult:
+        result = BatchResult()
+        for r in records:
+            if self.stopping.is_set():
+                break  # abandoned: the rest stays uncommitted
+            try:
+                self._process_one(r)
+            except StoreUnavailableError as e:
+                result.store_error = str(e)  # no further video in this batch; rewound in _finish
+                break
+            except _Abandoned:
+                break
+            result.done[(r.topic, r.partition)] = r.offset
+        return result
+
+    def _process_one(self, r) -> None:
+        try:
+            work = decode(WorkItem, r.value)
+        except SchemaError as e:
+            self._dead_letter(r.value, e, attempts=1, stage="worker.decode", video_id=video_id_hint(r.value)
+                              or (r.key.decode("utf-8", "replace") if r.key else None))
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                record = self.processor.analyze(work)
+                break
+            except Exception as e:  # noqa: BLE001 - every failure is classified below
+                kind = classify(e)
+                if kind is Failure.STORE:
+                    raise StoreUnavailableError(str(e)) from e
+                if kind is not Failure.PERMANENT and self.stopping.is_set():
+                    raise _Abandoned() from e  # let the next owner retry it
+                if kind is Failure.PERMANENT or attempt >= self.config.max_attempts:
+                    self._dead_letter(r.value, e, attempts=attempt, stage="worker.analyze", video_id=work.video_id,
+                                      uri=work.uri)
+                    return
+                metrics.RETRIED.labels(kind.value).inc()
+                delay = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.backoff_max_s)
+                log.warning("video %s attempt %d failed (%s: %s); retrying in %.1fs", work.video_id, attempt,
+                            type(e).__name__, e, delay)
+                self.stopping.wait(delay)
+        self.processor.persist(record, work)
+        self._publish(record)
+        metrics.ANALYZED.inc()
+
+    def _publish(self, record: AnalysisRecord) -> None:
+        try:
+            kk.send(self.producer, self.settings.topic_analyzed, record)
+            if record.moderation.status != "clear" and record.moderation.categories:
+                kk.send(self.producer, self.settings.topic_flags, FlagMessage.from_record(record))
+        except Exception as e:  # noqa: BLE001 - the producer buffer is full or the broker is gone
+            raise StoreUnavailableError(f"producing analysis of {record.video_id}: {e}") from e
+
+    def _dead_letter(self, original: bytes | None, error: BaseException, *, attempts: int, stage: str,
+                     video_id: str | None, uri: str = "") -> None:
+        letter = DeadLetter.of(original, error, stage=stage, attempts=attempts)
+        if video_id:
+            self.processor.mark_failed(video_id, f"{letter.error_type}: {letter.error}", uri)
+        try:
+            kk.send(self.producer, self.settings.topic_dlq, letter, video_id=video_id or "unknown")
+        except Exception as e:  # noqa: BLE001
+            raise StoreUnavailableError(f"producing dead letter: {e}") from e
+        metrics.DLQ.labels(stage).inc()
+        metrics.FAILED.labels(letter.error_type).inc()
+        log.warning("video %s -> DLQ (%s: %s)", video_id, letter.error_type, letter.error)
+
+
+def run_worker(settings: Settings, analyzer: Analyzer | None = None, config: WorkerConfig | None = None) -> None:
+    """`keye worker`: consume `videos.work` until SIGTERM/SIGINT."""
+    from workers.analysis import load_analyzer
+
+    config = config or WorkerConfig()
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(config.metrics_port)
+    worker = Worker(settings, analyzer or load_analyzer(settings), config)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, worker.stop)
+        signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
+
+
+__all__ = ["Worker", "WorkerConfig", "run_worker"]

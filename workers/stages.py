@@ -1,0 +1,89 @@
+"""The per-video path shared by the Kafka worker and `keye analyze`: fetch -> analyze -> persist.
+
+Each stage is timed (the `keye_stage_seconds` histogram and the record's timings_ms) and logged
+with the video_id. Persisting is idempotent (see keye.db and keye.vectors).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from keye import db
+from keye.fetch import fetched
+from keye.schemas import AnalysisRecord, Submission, WorkItem
+from keye.settings import Settings
+from keye.vectors import VectorStore
+from workers.analysis import Analyzer
+from workers.errors import StoreUnavailableError
+from workers.metrics import STAGE
+
+log = logging.getLogger("keye.worker")
+
+
+@contextmanager
+def timed(stage: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        STAGE.labels(stage).observe(elapsed)
+        if timings is not None:
+            timings[stage] = round(elapsed * 1000, 3)
+
+
+class VideoProcessor:
+    """Runs one video through the stages. `vectors` is None when another process owns the index."""
+
+    def __init__(self, settings: Settings, analyzer: Analyzer, engine: sa.Engine,
+                 vectors: VectorStore | None = None) -> None:
+        self.settings, self.analyzer, self.engine, self.vectors = settings, analyzer, engine, vectors
+
+    def analyze(self, work: Submission) -> AnalysisRecord:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        with fetched(work.uri, self.settings) as path:  # a download is deleted when analysis ends
+            fetch_s = time.perf_counter() - start
+            STAGE.labels("fetch").observe(fetch_s)
+            timings["fetch"] = round(fetch_s * 1000, 3)
+            with timed("analyze", timings):
+                record = self.analyzer.analyze(path, work)
+        return record.model_copy(update={"timings_ms": {**record.timings_ms, **timings}})
+
+    def persist(self, record: AnalysisRecord, work: Submission | None = None) -> None:
+        try:
+            with timed("sql"), Session(self.engine) as session:
+                db.write_analysis(session, record, work)
+                session.commit()
+            if self.vectors is not None:
+                with timed("qdrant"):
+                    self.vectors.upsert([record])
+        except Exception as e:
+            if _is_store_error(e):
+                raise StoreUnavailableError(f"storing analysis of {record.video_id}: {e}") from e
+            raise
+        log.info("video %s analyzed (analysis %s, %s)", record.video_id, record.analysis_id, record.model_version)
+
+    def mark_failed(self, video_id: str, reason: str, uri: str = "") -> None:
+        try:
+            with timed("sql"), Session(self.engine) as session:
+                db.mark_failed(session, video_id, reason, uri)
+                session.commit()
+        except sa.exc.SQLAlchemyError as e:
+            raise StoreUnavailableError(f"marking {video_id} failed: {e}") from e
+        log.warning("video %s failed: %s", video_id, reason)
+
+
+def _is_store_error(e: Exception) -> bool:
+    from workers.errors import Failure, classify
+
+    return classify(e) is Failure.STORE
+
+
+__all__ = ["VideoProcessor", "timed", "WorkItem"]

@@ -1,0 +1,76 @@
+"""The vector sink: the single owner of an embedded (local-mode) Qdrant folder.
+
+qdrant-client's local mode locks its folder to one process, so workers do not write it. This
+consumer reads `videos.analyzed` and upserts one point per analysis; run it in the process that
+serves search (the API) or alone. With a Qdrant server (KEYE_QDRANT_URL) workers write directly
+and this sink is optional (running it too is harmless: point ids are deterministic).
+
+Offsets are committed only after the points are written; a failing write is retried with
+backoff, never skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from keye import kafka as kk
+from keye.schemas import AnalysisRecord, DeadLetter, SchemaError, decode
+from keye.settings import Settings
+from keye.vectors import VectorStore
+from workers import metrics
+
+log = logging.getLogger("keye.vectors")
+
+
+def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, group_id: str = "keye-vector-sink",
+                    batch_size: int = 64, store: VectorStore | None = None) -> None:
+    from kafka import KafkaConsumer
+
+    stop = stop or threading.Event()
+    kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_dlq])
+    own_store = store is None
+    store = store or VectorStore.from_settings(settings)
+    producer = kk.producer(settings)
+    consumer = KafkaConsumer(settings.topic_analyzed, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
+                             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch_size)
+    failures = 0
+    try:
+        while not stop.is_set():
+            polled = consumer.poll(timeout_ms=500)
+            records = [r for rs in polled.values() for r in rs]
+            if not records:
+                continue
+            latest: dict[str, AnalysisRecord] = {}
+            for r in records:
+                try:
+                    rec = decode(AnalysisRecord, r.value)
+                except SchemaError as e:
+                    kk.send(producer, settings.topic_dlq, DeadLetter.of(r.value, e, stage="vectors.decode"),
+                            video_id=(r.key or b"unknown").decode("utf-8", "replace"))
+                    metrics.DLQ.labels("vectors.decode").inc()
+                    continue
+                if not rec.embedding:
+                    log.warning("analysis %s of video %s has no embedding; no point written", rec.analysis_id,
+                                rec.video_id)
+                    continue
+                latest[rec.analysis_id] = rec
+            try:
+                store.upsert(list(latest.values()))
+                producer.flush(timeout=60)
+            except Exception as e:  # noqa: BLE001 - retried: the batch is re-read from the last commit
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning("vector write failed (%s); retrying in %.1fs", e, delay)
+                for tp, rs in polled.items():
+                    consumer.seek(tp, min(r.offset for r in rs))
+                stop.wait(delay)
+                continue
+            failures = 0
+            metrics.VECTORS.inc(len(latest))
+            consumer.commit()
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+        if own_store:
+            store.close()
