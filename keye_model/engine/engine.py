@@ -1,0 +1,212 @@
+"""Batched generation over a preallocated KV cache, with prefix reuse and a token stream.
+
+Prefill packs the real tokens of all rows (left padding stripped) and writes their keys and
+values into cache rows; decode feeds one token per row at position (prompt max + 1 + step).
+A prefix (system prompt + video) is prefilled once into a one-row cache; continuations fork
+its row into a fresh cache and only compute their own tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from keye_model.attention import CachedDecode, CachedPrefill
+from keye_model.engine.cache import KVCache
+from keye_model.engine.sampling import LogitsProcessor, SamplingParams, choose
+from keye_model.errors import InputError
+from keye_model.rope import VisionGrids, mrope_positions
+
+
+@dataclass
+class StepOutput:
+    """One decoding step: the token each row produced (None once a row had finished)."""
+
+    step: int
+    tokens: list[int | None]
+    finished: list[bool]
+
+
+@dataclass
+class GenerationResult:
+    tokens: list[list[int]]
+    finish_reasons: list[str]  # "stop_token", "stop_string" or "length"
+
+    def padded(self, pad_id: int) -> torch.Tensor:
+        width = max((len(t) for t in self.tokens), default=0)
+        out = torch.full((len(self.tokens), width), pad_id, dtype=torch.long)
+        for i, t in enumerate(self.tokens):
+            out[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+        return out
+
+
+@dataclass
+class Prefix:
+    """A prefilled shared prompt: one cache row, its tokens and the next free position."""
+
+    cache: KVCache
+    tokens: list[int]
+    next_position: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    cache: KVCache
+    logits: torch.Tensor  # (B, V) float32 for the next token
+    next_pos: torch.Tensor  # (B,) long
+    history: list[list[int]]  # prompt tokens per row (for the repetition penalty)
+
+
+class Engine:
+    def __init__(self, model, decode=None) -> None:
+        """`decode(token_ids) -> str` is needed only for stop strings."""
+        self.model = model
+        self.decode = decode
+        self.cfg = model.config
+
+    # ---- prefill -------------------------------------------------------------------------------
+    def _cache(self, batch: int, max_len: int) -> KVCache:
+        c = self.cfg
+        return KVCache.allocate(c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim,
+                                self.model.dtype, self.model.device)
+
+    def _prefill(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
+        if any(n == 0 for n in lengths):
+            raise InputError("every input row needs at least one real token")
+        attend = CachedPrefill(cache, rows, lengths)
+        hidden = self.model.run(embeds, positions, attend)
+        for r, n in zip(rows, lengths):
+            cache.lengths[r] += n
+        last = torch.tensor(lengths).cumsum(0) - 1
+        return self.model.lm_head(hidden[last.to(hidden.device)]).float()
+
+    @torch.no_grad()
+    def _start(self, inputs: dict[str, Any], params: SamplingParams) -> _State:
+        packed = self.model.pack(**inputs)
+        batch = len(packed.lengths)
+        cache = self._cache(batch, max(packed.lengths) + params.max_new_tokens)
+        logits = self._prefill(cache, list(range(batch)), packed.embeds, packed.positions, packed.lengths)
+        return _State(cache, logits, torch.tensor(packed.next_positions), packed.tokens)
+
+    @torch.no_grad()
+    def prefill_prefix(self, inputs: dict[str, Any]) -> Prefix:
+        """Run a shared prompt (one row, media included) once; continue it with `*_from_prefix`."""
+        packed = self.model.pack(**inputs)
+        if len(packed.lengths) != 1:
+            raise InputError(f"a prefix is one sequence, got a batch of {len(packed.lengths)}")
+        cache = self._cache(1, packed.lengths[0])
+        self._prefill(cache, [0], packed.embeds, packed.positions, packed.lengths)
+        return Prefix(cache, packed.tokens[0], packed.next_positions[0])
+
+    @torch.no_grad()
+    def _continue(self, prefix: Prefix, continuations: Sequence[Sequence[int]], params: SamplingParams) -> _State:
+        conts = [list(map(int, c)) for c in continuations]
+        if not conts:
+            raise InputError("no continuation prompts given")
+        n_pre = int(prefix.cache.lengths[0])
+        cache = self._cache(len(conts), n_pre + max(len(c) for c in conts) + params.max_new_tokens)
+        rows = list(range(len(conts)))
+        cache.copy_rows(prefix.cache, 0, rows)
+        positions, nxt = [], []
+        for c in conts:
+            p, n = mrope_positions(c, VisionGrids(), self.cfg, start=prefix.next_position)
+            positions.append(p)
+            nxt.append(n)
+        flat = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=self.model.device)
+        embeds = self.model.model.embed_tokens(flat)
+        logits = self._prefill(cache, rows, embeds, torch.cat(positions, 1).to(self.model.device), [len(c) for c in conts])
+        return _State(cache, logits, torch.tensor(nxt), [prefix.tokens + c for c in conts])
+
+    # ---- decode loop ---------------------------------------------------------------------------
+    def _loop(self, st: _State, params: SamplingParams, processors: Sequence[LogitsProcessor] | None,
+              result: GenerationResult) -> Iterator[StepOutput]:
+        if params.stop_strings and self.decode is None:
+            raise InputError("stop strings need an Engine built with decode=tokenizer.decode")
+        model, dev = self.model, self.model.device
+        batch = st.cache.batch
+        vocab = st.logits.shape[-1]
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=dev).manual_seed(params.seed)
+        seen = torch.zeros(batch, vocab, dtype=torch.bool, device=dev)
+        if params.repetition_penalty != 1.0:
+            for i, h in enumerate(st.history):
+                seen[i, torch.tensor(h, dtype=torch.long, device=dev)] = True
+        stops = set(params.stop_token_ids)
+        out = result.tokens
+        done = [False] * batch
+        logits = st.logits
+        for step in range(params.max_new_tokens):
+            for proc in processors or ():
+                logits = proc(logits, out)
+            tok = choose(logits, params, seen, gen)
+            step_tokens: list[int | None] = []
+            for i, t in enumerate(tok.tolist()):
+                if done[i]:
+                    step_tokens.append(None)
+                    continue
+                out[i].append(t)
+                step_tokens.append(t)
+                if t in stops:
+                    done[i], result.finish_reasons[i] = True, "stop_token"
+                elif params.stop_strings and self._hit_stop_string(out[i], params.stop_strings):
+                    done[i], result.finish_reasons[i] = True, "stop_string"
+            seen[torch.arange(batch, device=dev), tok] = True
+            yield StepOutput(step, step_tokens, list(done))
+            if all(done) or step == params.max_new_tokens - 1:
+                break
+            feed = tok.clone()
+            feed[torch.tensor(done, device=dev)] = self.cfg.pad_token_id
+            with torch.no_grad():
+                embeds = model.model.embed_tokens(feed)
+                positions = st.next_pos.to(dev).expand(3, -1)
+                hidden = model.run(embeds, positions, CachedDecode(st.cache))
+                st.cache.lengths += 1
+                st.next_pos += 1
+                logits = model.lm_head(hidden).float()
+
+    def _hit_stop_string(self, tokens: list[int], stop_strings: Sequence[str]) -> bool:
+        longest = max(len(s) for s in stop_strings)
+        text = self.decode(tokens[-(longest + 4):])
+        return any(s in text for s in stop_strings)
+
+    def _result(self, batch: int) -> GenerationResult:
+        return GenerationResult([[] for _ in range(batch)], ["length"] * batch)
+
+    # ---- public API ----------------------------------------------------------------------------
+    def stream(self, inputs: dict[str, Any], params: SamplingParams | None = None,
+               logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
+        """Yield one StepOutput per decoding step for a (left-padded) batch of prompts."""
+        params = params or SamplingParams()
+        st = self._start(inputs, params)
+        yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
+
+    def generate(self, inputs: dict[str, Any], params: SamplingParams | None = None,
+                 logits_processors: Sequence[LogitsProcessor] | None = None) -> GenerationResult:
+        params = params or SamplingParams()
+        st = self._start(inputs, params)
+        result = self._result(st.cache.batch)
+        for _ in self._loop(st, params, logits_processors, result):
+            pass
+        return result
+
+    def stream_from_prefix(self, prefix: Prefix, continuations: Sequence[Sequence[int]],
+                           params: SamplingParams | None = None,
+                           logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
+        params = params or SamplingParams()
+        st = self._continue(prefix, continuations, params)
+        yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
+
+    def generate_from_prefix(self, prefix: Prefix, continuations: Sequence[Sequence[int]],
+                             params: SamplingParams | None = None,
+                             logits_processors: Sequence[LogitsProcessor] | None = None) -> GenerationResult:
+        """Continue one prefilled prefix with several text prompts (token ids), batched."""
+        params = params or SamplingParams()
+        st = self._continue(prefix, continuations, params)
+        result = self._result(st.cache.batch)
+        for _ in self._loop(st, params, logits_processors, result):
+            pass
+        return result
