@@ -1,0 +1,70 @@
+"""What every route shares: the per-app services and a SQL session per request."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import Request
+from sqlmodel import Session
+
+from api.embedder import TextEmbedder
+from api.problems import Unavailable
+from keye.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: sa.Engine
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs review-page cookies
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_clip_seconds: float = 60.0
+    claim_ttl_s: float = 15 * 60
+    vectors: Any = None  # keye.vectors.VectorStore, opened on first use
+    embedder: TextEmbedder | None = None
+    analyze_clip: Any = None  # callable(path, settings) -> AnalysisRecord, when the workers expose one
+    relay: Any = None  # api.outbox.Relay when Kafka publishing runs in this process
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def upload_dir(self) -> Path:
+        return (self.settings.data_dir / "uploads").resolve()
+
+    def vector_store(self) -> Any:
+        with self._lock:
+            if self.vectors is None:
+                from keye.vectors import VectorStore
+
+                try:
+                    self.vectors = VectorStore.from_settings(self.settings)
+                except Exception as e:  # noqa: BLE001 - local mode may be locked by another process
+                    raise Unavailable(f"the vector store cannot be opened: {e}") from None
+            return self.vectors
+
+    def published(self) -> None:
+        """Tell the outbox relay that a commit added messages."""
+        if self.relay is not None:
+            self.relay.wake()
+
+    def text_embedder(self) -> TextEmbedder:
+        with self._lock:
+            if self.embedder is None:
+                from api.embedder import KeyeTextEmbedder
+
+                self.embedder = KeyeTextEmbedder(self.settings)
+            return self.embedder
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def db(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.services.engine) as session:
+        yield session

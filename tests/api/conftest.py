@@ -1,0 +1,68 @@
+"""Fixtures for the API tests: an app over a fresh SQLite file and a local Qdrant folder, keys per
+role, and analyses written through the same `keye.db.write_analysis` the workers use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from api.app import create_app
+from api.keys import ROLES, create_key
+from api_testing import make_record
+from keye.db import write_analysis
+from keye.schemas import AnalysisRecord, Submission
+from keye.settings import Settings
+
+
+@pytest.fixture
+def api_settings(tmp_path: Path, sample_clips: list[Path]) -> Settings:
+    return Settings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "qdrant", model="keye-tiny",
+                    file_roots=[sample_clips[0].parent, tmp_path / "media"])
+
+
+@pytest.fixture
+def app(api_settings: Settings):
+    from keye.vectors import VectorStore
+
+    store = VectorStore(path=api_settings.resolved_qdrant_path)
+    application = create_app(api_settings, vectors=store, max_upload_bytes=2_000_000)
+    yield application
+    store.close()
+    application.state.services.engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def session(app) -> Iterator[Session]:
+    with Session(app.state.services.engine) as s:
+        yield s
+
+
+@pytest.fixture
+def keys(session: Session) -> dict[str, str]:
+    """One plaintext key per role, named after it."""
+    return {role: create_key(session, [role], name=f"{role}-1")[1] for role in ROLES}
+
+
+@pytest.fixture
+def seed(session: Session, sample_clips: list[Path]) -> Callable[..., AnalysisRecord]:
+    """Write one analysed video (submission + analysis) the way the workers do."""
+
+    def _seed(video_id: str, **kw) -> AnalysisRecord:
+        r = make_record(video_id, **kw)
+        sub = Submission(video_id=video_id, uri=sample_clips[0].resolve().as_uri(), creator_id=r.creator_id,
+                         language=r.language, submitted_at=r.created_at)
+        write_analysis(session, r, sub)
+        session.commit()
+        return r
+
+    return _seed
