@@ -1,0 +1,222 @@
+"""Triton variable-length flash attention over packed segments, forward and backward.
+
+Grid: (query blocks of the longest segment, segments, q heads). Each program streams its
+segment's key blocks with an online softmax (base-2 exponent, scale folded in). head_dim is padded
+to a power of two with masks (72 -> 128 for the vision tower). Grouped-query heads read kv head
+h // group. Causal masking is bottom-right aligned: query i sees keys j <= i + (Lk - Lq).
+Backward follows FlashAttention-2: one kernel per key block accumulates dK/dV over every q head of
+its group (no atomics), one kernel per query block accumulates dQ. Reference: attention.py.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .dispatch import interpreting
+
+LOG2E = 1.4426950408889634
+
+def _blocks() -> tuple[int, int]:
+    # Small tiles under the interpreter so that short test segments still span several blocks.
+    return (16, 16) if interpreting() else (64, 64)
+
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_t, so_h, n_heads,
+              D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    m_block, seg, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q0 = tl.load(CU_Q + seg)
+    lq = tl.load(CU_Q + seg + 1) - q0
+    k0 = tl.load(CU_K + seg)
+    lk = tl.load(CU_K + seg + 1) - k0
+    if m_block * BLOCK_M >= lq:
+        return
+    kvh = h // GROUP
+    offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    q = tl.load(Q + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :],
+                mask=(offs_m < lq)[:, None] & d_ok[None, :], other=0.0)
+    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    shift = lk - lq
+    end = lk
+    if CAUSAL:
+        end = tl.maximum(tl.minimum(lk, (m_block + 1) * BLOCK_M + shift), 0)
+    for start in range(0, end, BLOCK_N):
+        cols = start + offs_n
+        kv_ok = (cols < lk)[:, None] & d_ok[None, :]
+        k = tl.load(K + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        valid = (cols < lk)[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= offs_m[:, None] + shift)
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows that saw no key yet
+        p = tl.exp2(s - m_safe[:, None])
+        alpha = tl.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(V + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    empty = l_i == 0.0  # a query that sees no key outputs zeros
+    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    row_ok = offs_m < lq
+    tl.store(O + (q0 + offs_m)[:, None] * so_t + h * so_h + offs_d[None, :], out.to(O.dtype.element_ty),
+             mask=row_ok[:, None] & d_ok[None, :])
+    # +inf for empty rows makes every backward probability exp2(s - lse) exactly 0.
+    tl.store(LSE + (q0 + offs_m) * n_heads + h, tl.where(empty, float("inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i))), mask=row_ok)
+
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_scale,
+                   sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    n_block, seg, kvh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q0 = tl.load(CU_Q + seg)
+    lq = tl.load(CU_Q + seg + 1) - q0
+    k0 = tl.load(CU_K + seg)
+    lk = tl.load(CU_K + seg + 1) - k0
+    if n_block * BLOCK_N >= lk:
+        return
+    offs_n = n_block * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m0 = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    kv_ok = (offs_n < lk)[:, None] & d_ok[None, :]
+    k = tl.load(K + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+    v = tl.load(V + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+    dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+    shift = lk - lq
+    first_m = 0
+    if CAUSAL:
+        # Queries before (first key of this block - shift) cannot see any key of the block.
+        first_m = tl.maximum(n_block * BLOCK_N - shift, 0) // BLOCK_M * BLOCK_M
+    for g in range(0, GROUP):
+        h = kvh * GROUP + g
+        for m_start in range(first_m, lq, BLOCK_M):
+            offs_m = m_start + offs_m0
+            q_ok = (offs_m < lq)[:, None] & d_ok[None, :]
+            q = tl.load(Q + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
+            do = tl.load(DO + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
+            lse = tl.load(LSE + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=float("inf"))
+            delta = tl.load(DELTA + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+            valid = (offs_n < lk)[None, :]
+            if CAUSAL:
+                valid = valid & (offs_n[None, :] <= offs_m[:, None] + shift)
+            p = tl.where(valid, tl.exp2(s - lse[:, None]), 0.0)
+            dv += tl.dot(tl.trans(p).to(do.dtype), do, input_precision=PRECISION)
+            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+            ds = p * (dp - delta[:, None])
+            dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)
+    tl.store(DK + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], (dk * sm_scale).to(DK.dtype.element_ty),
+             mask=kv_ok)
+    tl.store(DV + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], dv.to(DV.dtype.element_ty), mask=kv_ok)
+
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
+                 sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    m_block, seg, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    q0 = tl.load(CU_Q + seg)
+    lq = tl.load(CU_Q + seg + 1) - q0
+    k0 = tl.load(CU_K + seg)
+    lk = tl.load(CU_K + seg + 1) - k0
+    if m_block * BLOCK_M >= lq:
+        return
+    kvh = h // GROUP
+    offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n0 = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    q_ok = (offs_m < lq)[:, None] & d_ok[None, :]
+    q = tl.load(Q + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
+    do = tl.load(DO + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
+    lse = tl.load(LSE + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=float("inf"))
+    delta = tl.load(DELTA + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=0.0)
+    dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    shift = lk - lq
+    end = lk
+    if CAUSAL:
+        end = tl.maximum(tl.minimum(lk, (m_block + 1) * BLOCK_M + shift), 0)
+    for start in range(0, end, BLOCK_N):
+        cols = start + offs_n0
+        kv_ok = (cols < lk)[:, None] & d_ok[None, :]
+        k = tl.load(K + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        v = tl.load(V + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        valid = (cols < lk)[None, :]
+        if CAUSAL:
+            valid = valid & (cols[None, :] <= offs_m[:, None] + shift)
+        p = tl.where(valid, tl.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+    tl.store(DQ + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
+             mask=q_ok)
+
+def _precision(t: torch.Tensor) -> str:
+    # float32 inputs get exact float32 products (no TF32) so they can serve as a reference.
+    return "ieee" if t.dtype == torch.float32 else "tf32"
+
+def _check_max_seqlen(cu: torch.Tensor, max_seqlen: int, name: str) -> None:
+    # Checked where it costs no GPU sync; on CUDA the caller's max_seqlen is trusted.
+    from .checks import require
+
+    if cu.device.type != "cuda":
+        longest = int((cu[1:] - cu[:-1]).max()) if cu.numel() > 1 else 0
+        require(longest <= max_seqlen, f"{name}={max_seqlen} is shorter than the longest segment ({longest})")
+
+class _VarlenAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        tq, hq, d = q.shape
+        hkv = k.shape[1]
+        o = torch.empty_like(q)
+        lse = torch.empty(tq, hq, dtype=torch.float32, device=q.device)
+        n_seg = cu_q.numel() - 1
+        block_m, block_n = _blocks()
+        block_d = max(16, triton.next_power_of_2(d))
+        if tq and n_seg and max_q > 0:
+            grid = (triton.cdiv(max_q, block_m), n_seg, hq)
+            _attn_fwd[grid](q, k, v, o, lse, cu_q, cu_k, scale * LOG2E, q.stride(0), q.stride(1),
+                            k.stride(0), k.stride(1), o.stride(0), o.stride(1), hq, d, hq // hkv,
+                            CAUSAL=causal, PRECISION=_precision(q), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d)
+        ctx.save_for_backward(q, k, v, o, lse, cu_q, cu_k)
+        ctx.meta = (max_q, max_k, causal, scale)
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse, cu_q, cu_k = ctx.saved_tensors
+        max_q, max_k, causal, scale = ctx.meta
+        do = do.contiguous()
+        tq, hq, d = q.shape
+        hkv = k.shape[1]
+        delta = (o.float() * do.float()).sum(-1)  # rowwise dO . O of FlashAttention-2
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        n_seg = cu_q.numel() - 1
+        block_m, block_n = _blocks()
+        block_d = max(16, triton.next_power_of_2(d))
+        common = dict(CAUSAL=causal, PRECISION=_precision(q), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d)
+        args = (scale * LOG2E, scale, q.stride(0), q.stride(1), k.stride(0), k.stride(1), hq, d, hq // hkv)
+        if n_seg and max_k > 0 and k.shape[0]:
+            _attn_bwd_dkdv[(triton.cdiv(max_k, block_n), n_seg, hkv)](q, k, v, do, lse, delta, dk, dv, cu_q, cu_k,
+                                                                       *args, **common)
+        if n_seg and max_q > 0 and tq:
+            _attn_bwd_dq[(triton.cdiv(max_q, block_m), n_seg, hq)](q, k, v, do, lse, delta, dq, cu_q, cu_k,
+                                                                   *args, **common)
+        return dq, dk, dv, None, None, None, None, None, None
+
+def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, scale):
+    _check_max_seqlen(cu_seqlens_q, max_seqlen_q, "max_seqlen_q")
+    _check_max_seqlen(cu_seqlens_k, max_seqlen_k, "max_seqlen_k")
+    return _VarlenAttention.apply(q, k, v, cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous(),
+                                  int(max_seqlen_q), int(max_seqlen_k), bool(causal), float(scale))
