@@ -171,7 +171,7 @@ def engine_from(settings: Settings) -> sa.Engine:
 
 
 def migrate(engine: sa.Engine) -> None:
-    """Bring the schema to the newest migration (safe to call from many processes at once)."""
+    """Bring the schema to the newest revision of every branch (safe from many processes at once)."""
     from alembic import command
     from alembic.config import Config
 
@@ -182,7 +182,7 @@ def migrate(engine: sa.Engine) -> None:
             # Serialize concurrent startups; the lock ends with the transaction.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7413001)"))
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # every branch (the API owns one)
 
 
 # ---- idempotent writes -------------------------------------------------------------------------------
