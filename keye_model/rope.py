@@ -70,6 +70,8 @@ def mrope_positions(
             pieces.append(torch.arange(nxt, nxt + i - text_from).expand(3, -1))
             nxt += i - text_from
         (t, h, w), seconds = grids.next(tok == cfg.video_token_id)
+        if h % merge or w % merge:
+            raise InputError(f"grid ({t}, {h}, {w}): heights and widths must be multiples of {merge}")
         gh, gw = h // merge, w // merge
         length = t * gh * gw
         block = tokens[i : i + length]
