@@ -37,5 +37,7 @@ def decode_attention_torch(q, k_cache, v_cache, cache_seqlens, scale: float) -> 
     valid = torch.arange(s_max, device=q.device)[None, :] < cache_seqlens[:, None].long()
     scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # an empty cache row outputs zeros
-    out = torch.einsum("bhgs,bshd->bhgd", probs, v_cache.float())
+    # Zero the unused cache slots: a preallocated cache may hold NaN garbage there, and 0 * NaN = NaN.
+    values = v_cache.float().masked_fill(~valid[:, :, None, None], 0.0)
+    out = torch.einsum("bhgs,bshd->bhgd", probs, values)
     return out.reshape(b, hq, d).to(q.dtype)
