@@ -53,9 +53,9 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     app.state.services = svc
     app.state.metrics = observability.install(app)
     problems.install(app)
-    from api.routes import health, moderation, review
+    from api.routes import health, moderation, review, search
 
-    for module in (health, moderation, review):
+    for module in (health, moderation, search, review):
         app.include_router(module.router)
     review.install(app)
     return app

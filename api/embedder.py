@@ -7,6 +7,7 @@ the first text query, so the API starts without torch work and tests can pass th
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, Protocol
 
 from api.problems import Unavailable
@@ -30,18 +31,17 @@ class ModelTextEmbedder:
     def embed_text(self, text: str) -> list[float]:
         import torch
 
+        # A plain user turn without the generation prompt: the query, not a request to answer it.
+        messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
         with self._lock, torch.inference_mode():
-            vec = self.model.embed(**_text_inputs(self.processor, text))
+            inputs = self.processor(messages, add_generation_prompt=False)
+            vec = self.model.embed(**inputs.model_inputs())
         return [float(x) for x in vec.reshape(-1).float().tolist()]
 
 
-def _text_inputs(processor: Any, text: str) -> dict[str, Any]:
-    batch = processor(text=text)
-    return dict(batch) if not isinstance(batch, dict) else batch
-
-
 class KeyeTextEmbedder:
-    """Loads `settings.model` through keye_model on first use."""
+    """Loads `settings.model` through keye_model on first use; its version is the workers' (the
+    model's own `version`, else the preset or folder name), so queries meet the right vectors."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -53,10 +53,16 @@ class KeyeTextEmbedder:
         with self._lock:
             if self._inner is None:
                 try:
-                    import keye_model
+                    import torch
 
-                    model = keye_model.load(self.settings.model)
-                    processor = keye_model.KeyeProcessor.from_pretrained(self.settings.model)
+                    import keye_model
+                    from keye_model.processor import KeyeProcessor
+
+                    name = self.settings.model
+                    model = keye_model.load(name, device=self.settings.device,
+                                            dtype=getattr(torch, self.settings.dtype))
+                    # A checkpoint folder brings its own tokenizer files; a preset uses the packaged ones.
+                    processor = KeyeProcessor.from_pretrained(name) if Path(name).is_dir() else KeyeProcessor()
                 except Exception as e:  # noqa: BLE001 - any failure means text search is down
                     raise Unavailable(f"the model {self.settings.model!r} cannot be loaded for text queries: {e}") from None
                 version = getattr(model, "version", None) or self.settings.model

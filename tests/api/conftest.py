@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from api.app import create_app
+from api.embedder import KeyeTextEmbedder
 from api.keys import ROLES, create_key
 from api_testing import make_record
 from keye.db import write_analysis
@@ -24,12 +25,18 @@ def api_settings(tmp_path: Path, sample_clips: list[Path]) -> Settings:
                     file_roots=[sample_clips[0].parent, tmp_path / "media"])
 
 
+@pytest.fixture(scope="session")
+def text_embedder() -> KeyeTextEmbedder:
+    """The real adapter over keye_model's random-weight keye-tiny; it loads on the first text query."""
+    return KeyeTextEmbedder(Settings(model="keye-tiny", device="cpu", dtype="float32"))
+
+
 @pytest.fixture
-def app(api_settings: Settings):
+def app(api_settings: Settings, text_embedder: KeyeTextEmbedder):
     from keye.vectors import VectorStore
 
     store = VectorStore(path=api_settings.resolved_qdrant_path)
-    application = create_app(api_settings, vectors=store, max_upload_bytes=2_000_000)
+    application = create_app(api_settings, vectors=store, embedder=text_embedder, max_upload_bytes=2_000_000)
     yield application
     store.close()
     application.state.services.engine.dispose()
@@ -54,8 +61,9 @@ def keys(session: Session) -> dict[str, str]:
 
 
 @pytest.fixture
-def seed(session: Session, sample_clips: list[Path]) -> Callable[..., AnalysisRecord]:
-    """Write one analysed video (submission + analysis) the way the workers do."""
+def seed(app, session: Session, sample_clips: list[Path]) -> Callable[..., AnalysisRecord]:
+    """Write one analysed video (submission + analysis, and its point when it has an embedding) the
+    way the workers and the vector sink do."""
 
     def _seed(video_id: str, **kw) -> AnalysisRecord:
         r = make_record(video_id, **kw)
@@ -63,6 +71,8 @@ def seed(session: Session, sample_clips: list[Path]) -> Callable[..., AnalysisRe
                          language=r.language, submitted_at=r.created_at)
         write_analysis(session, r, sub)
         session.commit()
+        if r.embedding:
+            app.state.services.vectors.upsert([r])
         return r
 
     return _seed
