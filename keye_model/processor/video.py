@@ -124,7 +124,10 @@ def _open(path: Path, limits: MediaLimits) -> tuple[av.container.InputContainer,
     if size > limits.max_file_bytes:
         raise VideoTooLarge(f"file of {size} bytes is over the {limits.max_file_bytes} byte limit", str(path))
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore", timeout=limits.decode_timeout_s)
+        container = av.open(str(path), mode="r", metadata_errors="ignore",
+                            timeout=max(limits.decode_timeout_s, 1e-3))
+    except av.ExitError:
+        raise DecodeTimeout("opening the file took longer than the time budget", str(path)) from None
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise _classify_open_error(path, e) from None
     try:
@@ -173,6 +176,8 @@ def _index(container: Any, stream: Any, path: Path, limits: MediaLimits, deadlin
                 raise VideoTooLong(f"more than {limits.max_packets} frames", str(path))
             if len(pts) % 256 == 0:
                 _check_deadline(deadline, path)
+    except av.ExitError:
+        raise DecodeTimeout("reading the file took longer than the time budget", str(path)) from None
     except av.FFmpegError as e:
         if not pts:
             raise VideoDecodeError(f"corrupt video data: {e}", str(path)) from None
@@ -304,6 +309,8 @@ def _decode_sequential(path: Path, limits: MediaLimits, deadline: float,
                 n += 1
                 if n > limits.max_packets:
                     raise VideoTooLong(f"more than {limits.max_packets} frames", str(path))
+        except av.ExitError:
+            raise DecodeTimeout("reading the file took longer than the time budget", str(path)) from None
         except av.FFmpegError as e:
             if n == 0:
                 raise VideoDecodeError(f"corrupt video data: {e}", str(path)) from None
@@ -325,6 +332,8 @@ def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
         raise
     except ProcessorInputError:
         raise
+    except av.ExitError:  # the I/O timeout given to av.open fired
+        raise DecodeTimeout("reading the file took longer than the time budget", name) from None
     except av.FFmpegError as e:
         raise VideoDecodeError(f"corrupt video data: {e}", name) from None
     except MemoryError:
