@@ -76,6 +76,8 @@ class Worker:
         self.stopping = threading.Event()
         self._in_flight = False
         self._block_rounds = 0
+        # Analyses done but not yet stored (a store was down): a retry stores them without re-running the model.
+        self._unstored: dict[str, AnalysisRecord] = {}
 
     def stop(self, *_: object) -> None:
         if not self.stopping.is_set():
@@ -240,11 +242,11 @@ class Worker:
                               or (r.key.decode("utf-8", "replace") if r.key else None))
             return
         attempt = 0
-        while True:
+        record = self._unstored.pop(work.video_id, None)
+        while record is None:
             attempt += 1
             try:
                 record = self.processor.analyze(work)
-                break
             except Exception as e:  # noqa: BLE001 - every failure is classified below
                 kind = classify(e)
                 if kind is Failure.STORE:
@@ -260,8 +262,13 @@ class Worker:
                 log.warning("video %s attempt %d failed (%s: %s); retrying in %.1fs", work.video_id, attempt,
                             type(e).__name__, e, delay)
                 self.stopping.wait(delay)
-        self.processor.persist(record, work)
-        self._publish(record)
+        try:
+            self.processor.persist(record, work)
+            self._publish(record)
+        except StoreUnavailableError:
+            if len(self._unstored) < 4 * self.config.batch_size:
+                self._unstored[work.video_id] = record
+            raise
         metrics.ANALYZED.inc()
 
     def _publish(self, record: AnalysisRecord) -> None:

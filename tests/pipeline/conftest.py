@@ -187,3 +187,99 @@ def analysis_counts(settings: Settings) -> dict[str, int]:
             return {r[0]: r[1] for r in c.execute(sa.text("SELECT video_id, count(*) FROM analyses GROUP BY video_id"))}
     finally:
         engine.dispose()
+
+
+def submit_work(settings: Settings, clips: list[Path], copies: int = 1, prefix: str = "vid") -> list[str]:
+    """Accepted submissions straight onto the work topic (the streams gate is not under test here)."""
+    from keye.kafka import producer, send
+    from keye.schemas import WorkItem, utcnow
+
+    prod = producer(settings)
+    ids = []
+    for n in range(copies):
+        for i, clip in enumerate(clips):
+            vid = f"{prefix}-{n}-{i}"
+            send(prod, settings.topic_work, WorkItem(video_id=vid, uri=clip.as_uri(), submitted_at=utcnow(),
+                                                     accepted_at=utcnow()))
+            ids.append(vid)
+    prod.flush()
+    prod.close()
+    return ids
+
+
+class TcpProxy:
+    """A real TCP forwarder in front of a server; `stop()` cuts every connection and refuses new
+    ones (the server looks down to its clients), `start()` brings the same port back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._conns: list = []
+        self._listener = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        import socket
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        import socket
+
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
