@@ -289,22 +289,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The released shapes (8.7B parameters with the vision tower), random weights.
     "keye-vl-8b": {"torch_dtype": "bfloat16"},
     # ~200M parameters, most of them the full-vocabulary embedding and lm_head: for benchmarks.
+    # The reference's attention reshapes to hidden_size, so heads * 128 must equal the width.
     "keye-mid": {
         "hidden_size": 512,
         "intermediate_size": 1536,
         "num_hidden_layers": 8,
-        "num_attention_heads": 8,
+        "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "torch_dtype": "float32",
         "vision_config": {"hidden_size": 288, "intermediate_size": 1152, "num_hidden_layers": 4, "num_attention_heads": 4},
     },
     # A few million parameters besides the 151,936-token embedding: for tests and demos.
     "keye-tiny": {
-        "hidden_size": 64,
-        "intermediate_size": 128,
+        "hidden_size": 256,
+        "intermediate_size": 512,
         "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
         "torch_dtype": "float32",
         "vision_config": {"hidden_size": 144, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2},
     },

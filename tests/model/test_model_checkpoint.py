@@ -92,8 +92,8 @@ def test_unexpected_tensor_is_named(tiny, tmp_path):
 
 
 def test_wrong_shape_is_named(tiny, tmp_path):
-    _tamper(tmp_path, tiny, lambda sd: sd.__setitem__("lm_head.weight", torch.zeros(3, 64)))
-    with pytest.raises(CheckpointError, match=r"lm_head\.weight.*shape \(3, 64\)"):
+    _tamper(tmp_path, tiny, lambda sd: sd.__setitem__("lm_head.weight", torch.zeros(3, 256)))
+    with pytest.raises(CheckpointError, match=r"lm_head\.weight.*shape \(3, 256\)"):
         keye_model.load(tmp_path)
 
 

@@ -104,4 +104,5 @@ def test_bfloat16_runs_and_stays_close(tiny):
     a, b = tiny(**inputs), bf(**inputs)
     assert b.dtype == torch.bfloat16
     assert torch.allclose(a, b.float(), atol=0.05)
-    assert (a[0, -1].topk(5).indices == b[0, -1].float().topk(5).indices).sum() >= 3
+    top_a, top_b = set(a[0, -1].topk(5).indices.tolist()), set(b[0, -1].float().topk(5).indices.tolist())
+    assert len(top_a & top_b) >= 3
