@@ -52,47 +52,53 @@ class KeyeAnalyzer:
     """Summary by greedy generation and embedding by `model.embed`, on one device.
 
     The model is loaded once per process; calls are serialized (one forward at a time per device).
+    The embedding is of the video alone (no instruction), so it does not change with prompt versions.
+    `max_frames` / `max_pixels` bound the vision sequence (the whole video is one attention segment).
     """
 
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, max_frames: int = 32, max_pixels: int = 256 * 28 * 28,
+                 max_new_tokens: int = SUMMARY_MAX_NEW_TOKENS) -> None:
         try:
             import torch
 
             import keye_model
+            from keye_model.processor import KeyeProcessor
         except ImportError as e:
             raise AnalyzerUnavailableError(f"keye_model cannot be imported: {e}") from e
-        if not hasattr(keye_model, "load") or not hasattr(keye_model, "KeyeProcessor"):
-            raise AnalyzerUnavailableError("keye_model does not provide load() and KeyeProcessor yet")
         dtype = getattr(torch, settings.dtype, None)
         if not isinstance(dtype, torch.dtype):
-            raise AnalyzerUnavailableError(f"unknown dtype {settings.dtype!r}")
-        self.model = keye_model.load(settings.model, device=settings.device, dtype=dtype)
-        self.processor = keye_model.KeyeProcessor.from_model(self.model) if hasattr(
-            keye_model.KeyeProcessor, "from_model") else keye_model.KeyeProcessor()
-        self.model_version = str(getattr(self.model, "version", None) or settings.model)
+            raise AnalyzerUnavailableError(f"unknown KEYE_DTYPE {settings.dtype!r}; use float32, bfloat16 or float16")
+        self.model = keye_model.load(settings.model, dtype=dtype, device=settings.device).eval()
+        folder = Path(settings.model)
+        self.processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
+        self.model_version = folder.name if folder.is_dir() else settings.model
+        self.video_options = {"max_frames": max_frames, "max_pixels": max_pixels}
+        self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
 
     def analyze(self, path: Path, submission: Submission) -> AnalysisRecord:
         import torch
 
-        video = self.processor.load_video(str(path))
-        messages = [{"role": "user", "content": [{"type": "video", "video": video},
-                                                 {"type": "text", "text": SUMMARY_PROMPT}]}]
+        video = self.processor.load_video(path, **self.video_options)
+        ask = [{"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": SUMMARY_PROMPT}]}]
+        alone = [{"role": "user", "content": [{"type": "video", "video": video}]}]
+        device = self.model.device
         with self._lock, torch.inference_mode():
-            inputs = self.processor(messages)
-            out = self.model.generate(inputs, max_new_tokens=SUMMARY_MAX_NEW_TOKENS, do_sample=False)
+            inputs = {k: v.to(device) for k, v in self.processor(ask).model_inputs().items()}
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens)
             summary = self.processor.decode(out[0], skip_special_tokens=True).strip()
-            embedding = self.model.embed(inputs).float().reshape(-1).tolist()
+            inputs = {k: v.to(device) for k, v in self.processor(alone, add_generation_prompt=False).model_inputs().items()}
+            embedding = self.model.embed(**inputs)[0].float().cpu().tolist()
         return AnalysisRecord(
             analysis_id=analysis_id_for(submission.video_id, self.model_version), video_id=submission.video_id,
             model_version=self.model_version, prompt_version=self.prompt_version, status="partial",
-            duration_s=float(getattr(video, "duration_s", 0.0)), frames_used=len(getattr(video, "timestamps", [])),
-            tags=hashtag_tags(submission), summary=Summary(short=summary), embedding_dim=len(embedding),
-            created_at=utcnow(), creator_id=submission.creator_id, language=submission.language,
-            embedding=embedding)
+            duration_s=float(video.duration_s), frames_used=len(video.timestamps), tags=hashtag_tags(submission),
+            summary=Summary(short=summary[:2000]), embedding_dim=len(embedding), created_at=utcnow(),
+            creator_id=submission.creator_id, language=submission.language, embedding=embedding)
 
 
-def load_analyzer(settings: Settings) -> Analyzer:
-    return KeyeAnalyzer(settings)
+def load_analyzer(settings: Settings, **options: int) -> Analyzer:
+    """The product analyzer for KEYE_MODEL on KEYE_DEVICE (options: max_frames, max_pixels, max_new_tokens)."""
+    return KeyeAnalyzer(settings, **options)

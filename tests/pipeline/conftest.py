@@ -21,7 +21,7 @@ from keye.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-ANALYZER = "frame_stats_analyzer:FrameStatsAnalyzer"  # TEST ONLY stand-in, see that module
+ANALYZER = "keye_test_analyzer:TestKeyeAnalyzer"  # keye-tiny + test hooks, see that module
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """End to end on real Kafka, PostgreSQL and a local Qdrant: ingest -> streams -> worker -> stores.
 
-The per-video analysis is the TEST ONLY FrameStatsAnalyzer (frame_stats_analyzer.py): it decodes
-the clips for real but derives its embedding from colour statistics instead of running Keye.
+The analysis is the product's KeyeAnalyzer on the random-weight keye-tiny model, through the test
+subclass in keye_test_analyzer.py (which flags submissions tagged "flagme").
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
     states = video_states(s)
     dlq = read_topic(s, s.topic_dlq)
     by_video = {k: v for k, v in dlq}
-    expected_types = {"bad-undecodable": "VideoDecodeError", "bad-missing": "FetchError",
+    expected_types = {"bad-undecodable": "UnsupportedMedia", "bad-missing": "FetchError",
                       "bad-outside-roots": "UnsafeURIError", "bad-loopback": "UnsafeURIError",
                       "bad-schema": "SchemaError"}
     for vid, error_type in expected_types.items():

@@ -1,6 +1,6 @@
 """Crash safety on real Kafka and PostgreSQL: SIGKILL mid-batch, SIGTERM, the database going away.
 
-The analysis is the TEST ONLY FrameStatsAnalyzer, slowed down so a batch is in flight when we strike.
+The analysis is KeyeAnalyzer on keye-tiny, slowed down by the test hook so a batch is in flight when we strike.
 """
 
 from __future__ import annotations
