@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import observability, problems
+from api import auth, observability, problems
 from api.deps import Services
 from api.storage import open_engine
 from keye.settings import Settings
@@ -53,9 +53,10 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     app.state.services = svc
     app.state.metrics = observability.install(app)
     problems.install(app)
-    from api.routes import health, moderation, review, search
+    from api.routes import admin, health, ingest, moderation, review, search, summaries, trends, videos
 
-    for module in (health, moderation, search, review):
+    for module in (health, ingest, videos, summaries, search, moderation, trends, admin, review):
+        auth.document(module.router)
         app.include_router(module.router)
     review.install(app)
     return app
@@ -66,3 +67,14 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None
 
     uvicorn.run(create_app(settings, publish=True), host=host, port=port, proxy_headers=False,
                 log_level="info")
+
+
+def route_table(app: FastAPI) -> list[tuple[str, str, Any]]:
+    """(method, path, route) of every route, through included routers (newer FastAPI nests them)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazy router inclusion: app.routes is already flat
+        contexts = [(r.path, getattr(r, "methods", None) or set(), r) for r in app.routes]
+    else:
+        contexts = [(c.path, c.methods or set(), c.original_route) for c in iter_route_contexts(app.routes)]
+    return [(m, path, route) for path, methods, route in contexts for m in sorted(methods) if m != "HEAD"]

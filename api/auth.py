@@ -109,3 +109,32 @@ def _from_cookie(request: Request, session: Session):  # noqa: ANN202
         return None
     key_id = read_session(request.app.state.services.secret, value)
     return keys.get_live(session, key_id) if key_id else None
+
+
+def document(router) -> None:  # noqa: ANN001 - fastapi.APIRouter
+    """Write each guarded route's roles into its OpenAPI operation (description and `x-roles`) and
+    its 401/403/422 problem responses, from the guard itself, so the documentation cannot drift from
+    the check."""
+    from fastapi.routing import APIRoute
+
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        stack, guards = [route.dependant], []
+        while stack:
+            d = stack.pop()
+            if isinstance(d.call, Roles):
+                guards.append(d.call)
+            stack.extend(d.dependencies)
+        # Every route may answer a validation problem; guarded ones also 401 and 403.
+        from api.problems import responses as problem_responses
+
+        wanted = [422] + ([401, 403] if guards else [])
+        route.responses = {**problem_responses(*wanted), **route.responses}
+        if not guards:
+            continue
+        roles = sorted(guards[0].roles)
+        how = " (review-page session cookie)" if guards[0].page else ""
+        line = f"Roles: {', '.join(roles)}{how}."
+        route.description = f"{line} {route.description or ''}".strip()
+        route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": roles}

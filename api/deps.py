@@ -28,7 +28,7 @@ class Services:
     claim_ttl_s: float = 15 * 60
     vectors: Any = None  # keye.vectors.VectorStore, opened on first use
     embedder: TextEmbedder | None = None
-    analyze_clip: Any = None  # callable(path, settings) -> AnalysisRecord, when the workers expose one
+    analyzer: Any = None  # workers.analysis.Analyzer: the workers' per-video analysis, loaded on first use
     relay: Any = None  # api.outbox.Relay when Kafka publishing runs in this process
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,6 +51,17 @@ class Services:
         """Tell the outbox relay that a commit added messages."""
         if self.relay is not None:
             self.relay.wake()
+
+    def clip_analyzer(self) -> Any:
+        with self._lock:
+            if self.analyzer is None:
+                from workers.analysis import AnalyzerUnavailableError, load_analyzer
+
+                try:
+                    self.analyzer = load_analyzer(self.settings)
+                except AnalyzerUnavailableError as e:
+                    raise Unavailable(f"the model cannot be loaded for clip summaries: {e}") from None
+            return self.analyzer
 
     def text_embedder(self) -> TextEmbedder:
         with self._lock:

@@ -16,7 +16,7 @@ CaseId = Path(min_length=1, max_length=36, description="the analysis id of the c
 
 
 @router.get("/queue", response_model=cases.Queue, responses=responses(401, 403, 422),
-            summary="The review queue, most severe first", description="Roles: moderator.")
+            summary="The review queue, most severe first", description=None)
 def get_queue(state: cases.QueueState = "open", category: str | None = Query(None, max_length=64),
               min_age_s: float | None = Query(None, ge=0, le=1e9, description="only cases at least this old"),
               max_age_s: float | None = Query(None, ge=0, le=1e9, description="only cases at most this old"),
@@ -28,7 +28,7 @@ def get_queue(state: cases.QueueState = "open", category: str | None = Query(Non
 
 
 @router.get("/cases/{analysis_id}", response_model=cases.Case, responses=responses(401, 403, 404, 422),
-            summary="A case: record, evidence, reasoning, thumbnails", description="Roles: moderator.")
+            summary="A case: record, evidence, reasoning, thumbnails", description=None)
 def get_case(request: Request, analysis_id: str = CaseId, session: Session = Depends(db),
              _: Principal = Depends(MOD)) -> cases.Case:
     return cases.get_case(session, analysis_id, "/v1/moderation/cases/{analysis_id}/thumbnails/{t}")
@@ -36,14 +36,14 @@ def get_case(request: Request, analysis_id: str = CaseId, session: Session = Dep
 
 @router.post("/cases/{analysis_id}/claim", response_model=cases.ClaimInfo,
              responses=responses(401, 403, 404, 409, 422),
-             summary="Claim a case (renews one's own claim)", description="Roles: moderator.")
+             summary="Claim a case (renews one's own claim)", description=None)
 def claim_case(analysis_id: str = CaseId, session: Session = Depends(db), svc: Services = Depends(services),
                who: Principal = Depends(MOD)) -> cases.ClaimInfo:
     return cases.claim(session, analysis_id, who, svc.claim_ttl_s)
 
 
 @router.delete("/cases/{analysis_id}/claim", status_code=204, responses=responses(401, 403, 404, 409, 422),
-               summary="Release one's claim", description="Roles: moderator.")
+               summary="Release one's claim", description=None)
 def release_case(analysis_id: str = CaseId, session: Session = Depends(db),
                  who: Principal = Depends(MOD)) -> Response:
     cases.release(session, analysis_id, who)
@@ -53,7 +53,7 @@ def release_case(analysis_id: str = CaseId, session: Session = Depends(db),
 @router.post("/cases/{analysis_id}/decision", response_model=cases.DecisionOut,
              responses=responses(401, 403, 404, 409, 422),
              summary="Confirm, clear or escalate a claimed case",
-             description="Roles: moderator. Stored, published to `feedback.events`, and it sets the "
+             description="Stored, published to `feedback.events`, and it sets the "
                          "analysis's moderation status (confirm: flagged, clear: clear, escalate: needs_review).")
 def decide(body: cases.DecisionIn, analysis_id: str = CaseId, session: Session = Depends(db),
            svc: Services = Depends(services), who: Principal = Depends(MOD)) -> cases.DecisionOut:
@@ -65,7 +65,7 @@ def decide(body: cases.DecisionIn, analysis_id: str = CaseId, session: Session =
 @router.get("/cases/{analysis_id}/thumbnails/{t}", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG frame"},
                        **responses(401, 403, 404, 422, 503)},
-            summary="The frame at t seconds, as JPEG", description="Roles: moderator.")
+            summary="The frame at t seconds, as JPEG", description=None)
 def get_thumbnail(analysis_id: str = CaseId, t: float = Path(ge=0, le=86400), session: Session = Depends(db),
                   svc: Services = Depends(services), _: Principal = Depends(MOD)) -> Response:
     return Response(cases.thumbnail(svc, session, analysis_id, t), media_type="image/jpeg",

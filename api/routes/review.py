@@ -62,7 +62,7 @@ def logout() -> Response:
 
 
 @router.get("", response_class=HTMLResponse, responses={**HTML, **SEE_OTHER},
-            summary="The review queue page", description="Roles: moderator (session cookie).")
+            summary="The review queue page", description=None)
 def queue_page(request: Request, category: str | None = Query(None, max_length=64),
                state: cases.QueueState = "open", max_age_h: float | None = Query(None, ge=0, le=1e6),
                done: str | None = Query(None, max_length=200), session: Session = Depends(db),
@@ -75,7 +75,7 @@ def queue_page(request: Request, category: str | None = Query(None, max_length=6
 
 
 @router.get("/cases/{analysis_id}", response_class=HTMLResponse, responses={**HTML, **SEE_OTHER},
-            summary="A case page", description="Roles: moderator (session cookie).")
+            summary="A case page", description=None)
 def case_page(request: Request, analysis_id: str = CaseId, msg: str | None = Query(None, max_length=300),
               session: Session = Depends(db), who: Principal = Depends(PAGE)) -> HTMLResponse:
     case = cases.get_case(session, analysis_id, "/review/cases/{analysis_id}/thumbnails/{t}")
@@ -85,7 +85,7 @@ def case_page(request: Request, analysis_id: str = CaseId, msg: str | None = Que
 
 
 @router.post("/cases/{analysis_id}/claim", status_code=303, responses=SEE_OTHER,
-             summary="Claim from the page", description="Roles: moderator (session cookie).")
+             summary="Claim from the page", description=None)
 def claim_from_page(analysis_id: str = CaseId, session: Session = Depends(db), svc: Services = Depends(services),
                     who: Principal = Depends(PAGE)) -> Response:
     target = f"/review/cases/{quote(analysis_id)}"
@@ -97,7 +97,7 @@ def claim_from_page(analysis_id: str = CaseId, session: Session = Depends(db), s
 
 
 @router.post("/cases/{analysis_id}/decision", status_code=303, responses=SEE_OTHER,
-             summary="Decide from the page", description="Roles: moderator (session cookie).")
+             summary="Decide from the page", description=None)
 def decide_from_page(analysis_id: str = CaseId, decision: cases.Decision = Form(),
                      note: str | None = Form(None, max_length=4000), session: Session = Depends(db),
                      svc: Services = Depends(services), who: Principal = Depends(PAGE)) -> Response:
@@ -112,7 +112,7 @@ def decide_from_page(analysis_id: str = CaseId, decision: cases.Decision = Form(
 
 @router.get("/cases/{analysis_id}/thumbnails/{t}", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG frame"}, **SEE_OTHER},
-            summary="A frame for the case page", description="Roles: moderator (session cookie).")
+            summary="A frame for the case page", description=None)
 def page_thumbnail(analysis_id: str = CaseId, t: float = Path(ge=0, le=86400), session: Session = Depends(db),
                    svc: Services = Depends(services), _: Principal = Depends(PAGE)) -> Response:
     return Response(cases.thumbnail(svc, session, analysis_id, t), media_type="image/jpeg",

@@ -1,0 +1,89 @@
+"""Administration (role `admin`): API keys and model versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlmodel import Session, select
+
+from api import keys
+from api.auth import Principal, Roles
+from api.deps import Services, db, services
+from api.problems import NotFound, responses
+from api.search import active_version
+from api.tables import ApiKey
+from keye.db import ModelVersion
+
+ADMIN = Roles("admin")
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+class KeyRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    roles: list[str] = Field(min_length=1, max_length=5, description=f"any of {', '.join(keys.ROLES)}")
+
+
+class KeyView(BaseModel):
+    key_id: str
+    name: str
+    roles: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewKey(KeyView):
+    key: str = Field(description="the key itself, shown this once only")
+
+
+class ModelView(BaseModel):
+    version: str
+    status: str
+    base_version: str | None
+    metrics: dict
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+class Models(BaseModel):
+    active: str
+    versions: list[ModelView]
+
+
+def _view(row: ApiKey) -> KeyView:
+    return KeyView(key_id=row.key_id, name=row.name, roles=list(row.roles), created_at=row.created_at,
+                   revoked_at=row.revoked_at)
+
+
+@router.post("/keys", status_code=201, response_model=NewKey, responses=responses(401, 403, 422),
+             summary="Create an API key", description="The key is returned once; only its hash is stored.")
+def create_key(body: KeyRequest, session: Session = Depends(db), _: Principal = Depends(ADMIN)) -> JSONResponse:
+    row, plaintext = keys.create_key(session, body.roles, body.name)
+    return JSONResponse(NewKey(**_view(row).model_dump(), key=plaintext).model_dump(mode="json"), status_code=201)
+
+
+@router.get("/keys", response_model=list[KeyView], responses=responses(401, 403),
+            summary="List API keys (never their secrets)", description=None)
+def list_keys(session: Session = Depends(db), _: Principal = Depends(ADMIN)) -> list[KeyView]:
+    return [_view(r) for r in keys.list_keys(session)]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyView, responses=responses(401, 403, 404, 422),
+               summary="Revoke an API key", description="Takes effect on the next request.")
+def revoke_key(key_id: str = Path(min_length=1, max_length=32), session: Session = Depends(db),
+               _: Principal = Depends(ADMIN)) -> KeyView:
+    row = keys.revoke(session, key_id)
+    if row is None:
+        raise NotFound(f"no API key {key_id!r}")
+    return _view(row)
+
+
+@router.get("/models", response_model=Models, responses=responses(401, 403),
+            summary="Model versions and which one is active", description=None)
+def list_models(session: Session = Depends(db), svc: Services = Depends(services),
+                _: Principal = Depends(ADMIN)) -> Models:
+    rows = session.exec(select(ModelVersion).order_by(ModelVersion.created_at))
+    return Models(active=active_version(session, svc),
+                  versions=[ModelView(**r.model_dump(exclude={"path"})) for r in rows])
