@@ -96,7 +96,7 @@ def video_id_for(uri: str) -> str:
     return "v-" + hashlib.sha256(uri.encode("utf-8")).hexdigest()[:24]
 
 
-def ingest(uris: Iterable[str], settings: Settings, *, video_ids: Iterable[str] | None = None,
+def ingest(uris: Iterable[str], settings: Settings | None = None, *, video_ids: Iterable[str] | None = None,
            creator_id: str | None = None, language: str | None = None, title: str | None = None,
            hashtags: Iterable[str] = (), tasks: Iterable[str] = (), submitted_at: datetime | None = None,
            prod=None) -> list[Submission]:
@@ -104,8 +104,12 @@ def ingest(uris: Iterable[str], settings: Settings, *, video_ids: Iterable[str] 
 
     Each submission is validated before sending (a bad URI raises SchemaError here, not downstream).
     """
-    from keye.schemas import SchemaError
     from pydantic import ValidationError
+
+    from keye.schemas import SchemaError
+    from keye.settings import get_settings
+
+    settings = settings or get_settings()
 
     uris = [to_uri(u) for u in uris]
     ids = list(video_ids) if video_ids is not None else [video_id_for(u) for u in uris]

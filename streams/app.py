@@ -12,8 +12,9 @@
 - feedback (`feedback.events`): validate (schema + kind rules), store once per event_id as a
   training example (SQL insert-or-ignore).
 
-faust acknowledges a message even when the agent raises, so every agent catches its failures:
-SQL writes are retried with backoff, and what still fails goes to the DLQ with the reason. Each
+faust acknowledges a message even when the agent raises, so every agent catches its failures: a
+database that is down is waited for (retried with backoff, the partition does not advance), and
+any other failure goes to the DLQ with the reason. Each
 forward is awaited until the broker acknowledged it, before the table marks it done.
 Tables use the in-memory store and are rebuilt from their changelog topics at start.
 """
@@ -39,7 +40,6 @@ from keye.settings import Settings
 
 log = logging.getLogger("keye.streams")
 
-SQL_ATTEMPTS = 5
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
@@ -69,15 +69,17 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     aggregates = app.Table("aggregates", default=dict, partitions=partitions)
 
     async def sql(fn: Callable[[Session], Any], what: str) -> Any:
-        """Run a write in a thread, retrying with backoff; the last failure propagates."""
-        for attempt in range(1, SQL_ATTEMPTS + 1):
+        """Run a write in a thread. A database that is down is retried with backoff for as long as
+        it takes (the partition waits: nothing is acknowledged past it); other errors propagate."""
+        attempt = 0
+        while True:
             try:
                 return await asyncio.to_thread(_in_session, engine, fn)
-            except sa.exc.SQLAlchemyError as e:
-                if attempt == SQL_ATTEMPTS:
-                    raise
-                delay = min(0.5 * 2 ** (attempt - 1), 10.0)
-                log.warning("%s: SQL write failed (%s); retry %d in %.1fs", what, e.__class__.__name__, attempt, delay)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as e:
+                attempt += 1
+                delay = min(0.5 * 2 ** (attempt - 1), 30.0)
+                log.warning("%s: database unavailable (%s); retry %d in %.1fs", what, e.__class__.__name__, attempt,
+                            delay)
                 await asyncio.sleep(delay)
 
     async def send(topic: faust.TopicT, key: str, value: bytes) -> None:

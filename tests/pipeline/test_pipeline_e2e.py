@@ -19,6 +19,21 @@ from keye.schemas import FeedbackEvent, encode, utcnow
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"metric {name} not exported")
+
+
 def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipeline, vector_sink: VectorSinkThread,
                                                                   sample_clips: list[Path]) -> None:
     s = pipeline.settings
@@ -33,7 +48,8 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
         "bad-loopback": "http://127.0.0.1:9/clip.mp4",
     }
     pipeline.streams()
-    pipeline.worker(batch_size=2)
+    metrics_port = free_port()
+    pipeline.worker(batch_size=2, extra=["--metrics-port", str(metrics_port)])
     prod = producer(s)
     try:
         ids = list(good) + list(bad)
@@ -81,9 +97,20 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
         assert by_video[vid]["error_type"] == error_type, by_video[vid]
         assert by_video[vid]["error"] and states[vid][1].startswith(error_type)
     assert by_video["garbage"]["stage"] == "streams.gate"
-    # The duplicate never reached the workers.
+    # The duplicate never reached the workers: each good video was analyzed once.
     work_keys = [k for k, _ in read_topic(s, s.topic_work, idle_s=1.0)]
     assert sorted(work_keys) == sorted([*good, *bad])
+    analyzed = read_topic(s, s.topic_analyzed, idle_s=1.0)
+    assert sorted(k for k, _ in analyzed) == sorted(good)
+    assert all(v["model_version"] == "keye-tiny" and len(v["embedding"]) == v["embedding_dim"] > 0 for _, v in analyzed)
+    # The worker's metrics say the same.
+    import httpx
+
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert metric(scraped, "keye_worker_analyzed_total") == len(good)
+    assert metric(scraped, "keye_worker_consumed_total") == len(good) + len(bad)
+    assert metric(scraped, 'keye_dlq_total{stage="worker.analyze"}') == len(bad)
+    assert metric(scraped, 'keye_stage_seconds_count{stage="analyze"}') == len(good) + 1  # + the undecodable one
     # Flags were produced for the flagged analyses (the test analyzer flags the hashtag "flagme").
     flags = read_topic(s, s.topic_flags, idle_s=1.0)
     assert sorted(k for k, _ in flags) == sorted(good)

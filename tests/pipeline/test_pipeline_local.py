@@ -1,0 +1,85 @@
+"""`keye analyze` (in-process, embedded SQLite + local Qdrant), failure classification, ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from keye.fetch import FetchError, UnsafeURIError
+from keye.schemas import SchemaError
+from keye.settings import Settings
+from keye.vectors import VectorStore
+from workers.errors import Failure, StoreUnavailableError, classify
+
+
+def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: list[Path]) -> None:
+    from keye_test_analyzer import SMALL
+
+    from workers.analysis import load_analyzer
+    from workers.local import analyze_files
+
+    settings = Settings(data_dir=tmp_path / "data", file_roots=[tmp_path])
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")  # looks like MP4, is not one
+    clips = [c for c in sample_clips if c.name != "bigbuckbunny.mp4"][:2]
+    analyzer = load_analyzer(settings, **SMALL)
+    first = analyze_files([*clips, broken], settings, analyzer)
+    assert [r.error is None for r in first] == [True, True, False]
+    assert first[2].error.startswith("VideoDecodeError")
+    again = analyze_files(clips, settings, analyzer)  # a second run rewrites the same rows and points
+    assert [r.record.analysis_id for r in again] == [r.record.analysis_id for r in first[:2]]
+    for r in first[:2]:
+        assert r.record.summary.short and r.record.frames_used == 4 and r.record.timings_ms["analyze"] > 0
+    engine = sa.create_engine(settings.resolved_database_url)
+    with engine.connect() as c:
+        rows = c.execute(sa.text("SELECT video_id, status FROM videos ORDER BY video_id")).all()
+        analyses = c.execute(sa.text("SELECT count(*) FROM analyses")).scalar_one()
+    engine.dispose()
+    assert analyses == 2
+    assert sorted(status for _, status in rows) == ["analyzed", "analyzed", "failed"]
+    store = VectorStore.from_settings(settings)
+    try:
+        assert store.count() == 2
+        # same embedding in -> the same video first
+        hit = store.search(first[0].record.embedding, limit=1)[0]
+        assert hit.payload["video_id"] == first[0].video_id and hit.score == pytest.approx(1.0, abs=1e-4)
+    finally:
+        store.close()
+
+
+def test_failure_classification() -> None:
+    import sqlalchemy.exc as sx
+    from keye_model.processor import UnsupportedMedia, VideoTooLong
+
+    assert classify(SchemaError("x")) is Failure.PERMANENT
+    assert classify(UnsafeURIError("x")) is Failure.PERMANENT
+    assert classify(FetchError("x", permanent=False)) is Failure.LIMITED
+    assert classify(UnsupportedMedia("not a video")) is Failure.PERMANENT
+    assert classify(VideoTooLong("too long")) is Failure.PERMANENT
+    assert classify(sx.OperationalError("SELECT 1", {}, Exception("down"))) is Failure.STORE
+    assert classify(StoreUnavailableError("x")) is Failure.STORE
+    assert classify(ConnectionRefusedError()) is Failure.STORE
+    assert classify(RuntimeError("CUDA out of memory")) is Failure.LIMITED
+
+
+@pytest.mark.kafka
+def test_ingest_publishes_validated_submissions_keyed_by_video_id(kafka_bootstrap: str, tmp_path: Path,
+                                                                  sample_clips: list[Path]) -> None:
+    import uuid
+
+    from conftest import read_topic
+
+    from keye.kafka import ensure_topics, ingest, video_id_for
+
+    s = Settings(kafka_bootstrap=kafka_bootstrap, topic_ingest=f"t{uuid.uuid4().hex[:10]}.videos.ingest")
+    ensure_topics(s, [s.topic_ingest], partitions=1)
+    with pytest.raises(SchemaError, match="uri must start"):
+        ingest(["ftp://example.com/a.mp4"], s)
+    sent = ingest([str(sample_clips[0]), "https://example.com/b.mp4"], s, creator_id="c1", hashtags=["x"])
+    assert sent[0].uri == sample_clips[0].resolve().as_uri()
+    assert sent[0].video_id == video_id_for(sent[0].uri) == ingest([sample_clips[0].as_uri()], s)[0].video_id
+    got = read_topic(s, s.topic_ingest, idle_s=1.0)
+    assert [k for k, _ in got] == [sent[0].video_id, sent[1].video_id, sent[0].video_id]
+    assert got[1][1]["uri"] == "https://example.com/b.mp4" and got[1][1]["creator_id"] == "c1"
