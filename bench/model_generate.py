@@ -1,0 +1,109 @@
+"""Generation throughput of keye_model on this machine, as a share of its own measured limits.
+
+Prefill and decode tokens/s at batch 1 and 8 for the given presets (random weights). Limits are
+measured in the same run: memory bandwidth from a large tensor copy, matmul throughput from a
+large float32 (or bf16) matmul. Decode at batch 1 is bound by reading the weights once per step
+(decoder layers + lm_head); at batch 8 by min(bandwidth, FLOP/s) (roofline); prefill by FLOP/s.
+
+Run: .venv/bin/python bench/model_generate.py [--presets keye-tiny keye-mid] [--prompt 128] [--steps 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import keye_model  # noqa: E402
+from keye_model.attention import PackedCausal  # noqa: E402
+from keye_model.engine import Engine, SamplingParams  # noqa: E402
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
+    """GB/s of a large copy, counting the read and the write."""
+    src = torch.ones(nbytes // 4)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / best_of(lambda: dst.copy_(src)) / 1e9
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 1536) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / best_of(lambda: a @ b) / 1e9  # GFLOP/s
+
+
+def decoder_params(model) -> tuple[int, int]:
+    """(decoder-layer weights, lm_head weights): what one token multiplies through (not the embedding table)."""
+    layers = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.layers") or n.startswith("model.norm"))
+    return layers, model.lm_head.weight.numel()
+
+
+def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gflops: float) -> list[str]:
+    model = keye_model.load(preset, dtype=dtype)
+    p_layers, p_head = decoder_params(model)
+    p = p_layers + p_head
+    wbytes = p * model.lm_head.weight.element_size()
+    engine = Engine(model)
+    rows = []
+    for b in (1, 8):
+        ids = torch.randint(0, 150000, (b, prompt))
+
+        def prefill():
+            with torch.no_grad():
+                packed = model.pack(ids)
+                hidden = model.run(packed.embeds, packed.positions, PackedCausal(packed.lengths, model.device))
+                model.lm_head(hidden[prompt - 1 :: prompt])  # logits of each row's last token only
+
+        t_pre = best_of(prefill, repeat=2)
+        pre_tps = b * prompt / t_pre
+        flops = 2 * p_layers * b * prompt + 2 * p_head * b  # attention FLOPs are small at this length
+        pre_limit = b * prompt / (flops / (gflops * 1e9))
+
+        params = SamplingParams(max_new_tokens=steps + 1, stop_token_ids=())
+        t_all = best_of(lambda: engine.generate({"input_ids": ids}, params), repeat=2)
+        params1 = SamplingParams(max_new_tokens=1, stop_token_ids=())
+        t_first = best_of(lambda: engine.generate({"input_ids": ids}, params1), repeat=2)
+        dec_tps = b * steps / max(t_all - t_first, 1e-9)
+        bw_limit = b * bw * 1e9 / wbytes
+        dec_limit = bw_limit if b == 1 else min(bw_limit, gflops * 1e9 / (2 * p))
+        rows.append(f"{preset:10s} b={b}  prefill {pre_tps:9.1f} tok/s = {pre_tps / pre_limit:6.1%} of {pre_limit:9.1f} (matmul)"
+                    f" | decode {dec_tps:8.1f} tok/s = {dec_tps / dec_limit:6.1%} of {dec_limit:9.1f}"
+                    f" ({'bandwidth' if dec_limit == bw_limit else 'matmul'})")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--presets", nargs="+", default=["keye-tiny", "keye-mid"])
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    bw, gflops = copy_bandwidth(), matmul_flops(dtype)
+    print(f"machine: {torch.get_num_threads()} threads, copy {bw:.1f} GB/s, {args.dtype} matmul {gflops:.1f} GFLOP/s")
+    print(f"prompt {args.prompt} tokens, {args.steps} decode steps, {args.dtype}, text only, greedy")
+    for preset in args.presets:
+        for row in run(preset, args.prompt, args.steps, dtype, bw, gflops):
+            print(row)
+
+
+if __name__ == "__main__":
+    main()
