@@ -69,7 +69,10 @@ def test_gradients_match_between_backends(backend_env):
         grads[name] = {n: p.grad.clone() for n, p in tiny.named_parameters() if p.grad is not None}
     assert grads["torch"].keys() == grads["triton"].keys() and len(grads["torch"]) > 10
     for n, g in grads["torch"].items():
-        torch.testing.assert_close(grads["triton"][n], g, atol=1e-4, rtol=1e-3, msg=lambda m: f"{n}: {m}")
+        # The upstream gradient spans the 151,936-way vocabulary, so gradients are large: compare
+        # relative to each tensor's scale (float32 sums in a different order differ at ~1e-6 of it).
+        err = (grads["triton"][n] - g).abs().max().item()
+        assert err <= 1e-5 * g.abs().max().item() + 1e-6, f"{n}: max error {err:.3g}, scale {g.abs().max().item():.3g}"
 
 
 def test_greedy_generation_matches_between_backends(tiny, backend_env):

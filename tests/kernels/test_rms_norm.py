@@ -33,11 +33,13 @@ def test_reference_casts_before_weight():
 
 
 @pytest.mark.gpu
-def test_triton_bf16_forward_is_exact_on_gpu(backend_env):
+def test_triton_bf16_forward_matches_torch_on_gpu(backend_env):
     # Not on the CPU: the interpreter truncates float32 -> bfloat16 casts instead of rounding.
     x, w = torch.randn(4000, 4096, device="cuda").bfloat16(), torch.randn(4096, device="cuda").bfloat16()
     with backend_env("torch"):
         ref = kernels.rms_norm(x, w, 1e-6)
     with backend_env("triton"):
         out = kernels.rms_norm(x, w, 1e-6)
-    torch.testing.assert_close(out, ref, atol=0, rtol=0)
+    # Same cast order as torch; rsqrt approximations may still flip a rare last bf16 bit.
+    torch.testing.assert_close(out, ref, atol=0, rtol=2**-7)
+    assert (out != ref).float().mean().item() < 1e-3
