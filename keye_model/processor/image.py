@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import os
 import warnings
@@ -23,10 +25,18 @@ def open_image(src: Any, limits: MediaLimits) -> Image.Image:
     if isinstance(src, Image.Image):
         img = src
     else:
-        if isinstance(src, (bytes, bytearray, memoryview)):
+        if isinstance(src, str) and src.startswith("data:image"):
+            try:
+                data = io.BytesIO(base64.b64decode(src.split("base64,", 1)[1], validate=True))
+            except (IndexError, ValueError, binascii.Error):
+                raise ImageDecodeError("invalid base64 image data URI") from None
+        elif isinstance(src, (bytes, bytearray, memoryview)):
             data = io.BytesIO(bytes(src))
         elif isinstance(src, (str, os.PathLike)):
             name = str(src)
+            if name.startswith(("http://", "https://")):
+                raise UnsupportedMedia("URLs are not fetched here: download first (keye.fetch), then pass the file",
+                                       name)
             path = Path(name[7:] if name.startswith("file://") else name)
             if not path.is_file():
                 raise UnsupportedMedia("image file not found", name)

@@ -87,8 +87,12 @@ class VideoRequest:
         known.setdefault("fps", budgets.fps)
         known.setdefault("min_frames", budgets.min_frames)
         for k in ("fps", "min_frames", "max_frames", "nframes", "min_pixels", "max_pixels", "total_pixels"):
-            if k in known and not (isinstance(known[k], (int, float)) and known[k] > 0):
+            if k in known and not (isinstance(known[k], (int, float)) and not isinstance(known[k], bool)
+                                   and math.isfinite(known[k]) and known[k] > 0):
                 raise ProcessorInputError(f"video option {k} must be a positive number, got {known[k]!r}")
+        for k in ("video_start", "video_end"):
+            if k in known and not (isinstance(known[k], (int, float)) and math.isfinite(known[k]) and known[k] >= 0):
+                raise ProcessorInputError(f"video option {k} must be a time in seconds >= 0, got {known[k]!r}")
         return cls(**known)
 
 
@@ -291,30 +295,28 @@ def _decode_targets(container: Any, stream: Any, idx: _Index, want: list[int], s
     return not remaining
 
 
-def _decode_sequential(path: Path, limits: MediaLimits, deadline: float,
-                       wanted: set[int] | None) -> tuple[int, dict[int, Any], list[float]]:
-    """Decode every frame in output order; return the count and the wanted frames by index."""
+def _decode_sequential(path: Path, limits: MediaLimits, deadline: float, sink: _Sink | None = None,
+                       slots: dict[int, int] | None = None) -> tuple[int, list[float]]:
+    """Decode every frame in output order, handing the ones in `slots` (index -> slot) to the
+    sink as they come; return the frame count and each frame's time (NaN when unknown)."""
     container, stream = _open(path, limits)
-    out: dict[int, Any] = {}
     times: list[float] = []
-    n = 0
     tb = stream.time_base or Fraction(1, 90000)
     with container:
         try:
             for frame in container.decode(stream):
                 _check_deadline(deadline, path)
-                if wanted is not None and n in wanted:
-                    out[n] = frame
+                if sink is not None and slots is not None and len(times) in slots:
+                    sink.put(slots[len(times)], frame)
                 times.append(float(frame.pts * tb) if frame.pts is not None else math.nan)
-                n += 1
-                if n > limits.max_packets:
+                if len(times) > limits.max_packets:
                     raise VideoTooLong(f"more than {limits.max_packets} frames", str(path))
         except av.ExitError:
             raise DecodeTimeout("reading the file took longer than the time budget", str(path)) from None
         except av.FFmpegError as e:
-            if n == 0:
+            if not times:
                 raise VideoDecodeError(f"corrupt video data: {e}", str(path)) from None
-    return n, out, times
+    return len(times), times
 
 
 def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
@@ -367,21 +369,17 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
         t0 = idx.pts[0]
         times = [float((p - t0) * idx.time_base) for p in want]
     if not ok:
-        # Timestamps lied: count real frames, then decode again keeping the sampled ones.
-        total, _, _ = _decode_sequential(path, limits, deadline, None)
+        # Timestamps lied: count the frames that really decode, then decode again keeping the
+        # sampled ones (converted and resized on the fly, so memory stays bounded).
+        total, _ = _decode_sequential(path, limits, deadline)
         if total < 2:
             raise VideoDecodeError(f"the video decodes to {total} frame(s); at least 2 are needed", str(path))
-        fps = total / idx.duration_s if idx.duration_s > 0 else idx.video_fps
-        indices, sample_fps = _plan(total, fps, req)
-        _, frames, all_times = _decode_sequential(path, limits, deadline, set(indices))
+        indices, sample_fps = _plan(total, idx.video_fps, req)
         sink = _Sink(len(indices), budgets, req, limits.max_aspect_ratio)
-        for slot, i in enumerate(indices):
-            if i not in frames:
-                raise VideoDecodeError(f"frame {i} could not be decoded", str(path))
-            sink.put(slot, frames[i])
+        _, all_times = _decode_sequential(path, limits, deadline, sink, {i: k for k, i in enumerate(indices)})
         base = next((t for t in all_times if not math.isnan(t)), 0.0)
-        times = [all_times[i] - base if not math.isnan(all_times[i]) else i / fps for i in indices]
-        idx.video_fps = fps
+        times = [all_times[i] - base if i < len(all_times) and not math.isnan(all_times[i])
+                 else i / idx.video_fps for i in indices]
     if any(f is None for f in sink.frames):
         raise VideoDecodeError("some sampled frames could not be decoded", str(path))
     frames_t = torch.stack([f for f in sink.frames if f is not None])

@@ -190,3 +190,41 @@ def test_processor_raises_the_typed_error_for_a_bad_video_in_a_batch(processor, 
     conv = lambda src: [{"role": "user", "content": [{"type": "video", "video": str(src)}]}]  # noqa: E731
     with pytest.raises(MediaError):
         _timed(lambda: processor([conv(sample_clips / "carphone_pristine.mp4"), conv(bad)]))
+
+
+def test_raw_h264_without_timestamps_falls_back_to_counting(tmp_path):
+    # an elementary stream has no container timestamps: frames are counted by decoding
+    p = write_video(tmp_path / "raw.h264", n=50, fps=10, options={"bf": "2"})
+    v = _timed(lambda: load_video(p))
+    frames = _all_frames(p)
+    assert v.total_frames == 50 and v.indices == [0, 16, 33, 49]  # 25 fps assumed by FFmpeg
+    want = torch.stack([frames[i] for i in v.indices])
+    assert torch.equal(v.frames, resize_frames(want, tuple(v.frames.shape[-2:])))
+
+
+def test_mpeg_ts_with_b_frames(tmp_path):
+    p = write_video(tmp_path / "v.ts", n=50, fps=10, options={"bf": "2"})
+    v = _timed(lambda: load_video(p))
+    frames = _all_frames(p)
+    assert v.indices == [0, 5, 11, 16, 22, 27, 33, 38, 44, 49]
+    assert v.timestamps == pytest.approx([i / 10 for i in v.indices])
+    want = torch.stack([frames[i] for i in v.indices])
+    assert torch.equal(v.frames, resize_frames(want, tuple(v.frames.shape[-2:])))
+
+
+@pytest.mark.parametrize("opts", [{"fps": 0}, {"fps": float("nan")}, {"max_frames": -2}, {"video_start": "1s"},
+                                  {"fps": 2, "nframes": 4}, {"min_pixels": True}])
+def test_bad_video_options(tmp_path, opts):
+    from keye_model.processor import ProcessorInputError
+
+    p = write_video(tmp_path / "v.mp4", n=20)
+    with pytest.raises(ProcessorInputError):
+        load_video(p, **opts)
+
+
+def test_empty_time_range(tmp_path):
+    from keye_model.processor import ProcessorInputError
+
+    p = write_video(tmp_path / "v.mp4", n=20, fps=10)
+    with pytest.raises(ProcessorInputError, match="empty time range"):
+        load_video(p, video_start=5.0, video_end=1.0)

@@ -131,3 +131,15 @@ def _png(h, w):
 def test_missing_file(processor):
     with pytest.raises(UnsupportedMedia, match="not found"):
         processor([{"role": "user", "content": [{"image": "/nonexistent/x.png"}]}])
+
+
+def test_data_uri_and_url_inputs(processor):
+    import base64
+
+    uri = "data:image/png;base64," + base64.b64encode(_png(56, 56)).decode()
+    out = processor([{"role": "user", "content": [{"type": "image", "image": uri}]}])
+    assert out.image_grid_thw.tolist() == [[1, 4, 4]]
+    with pytest.raises(ImageDecodeError):
+        processor([{"role": "user", "content": [{"image": "data:image/png;base64,@@@"}]}])
+    with pytest.raises(UnsupportedMedia, match="URL"):
+        processor([{"role": "user", "content": [{"image": "https://example.com/a.png"}]}])
