@@ -152,16 +152,28 @@ class KeyeModel(nn.Module):
         cos, sin = self.rope(positions)
         return self.model(embeds, cos, sin, attend)
 
+    def hidden_states(self, input_ids, attention_mask=None, **vision: Any) -> torch.Tensor:
+        """Final-normed hidden states (batch, sequence, hidden); zeros at padding. With
+        `lm_head.weight` this feeds kernels.fused_linear_cross_entropy without (N, V) logits."""
+        packed, hidden = self._packed_hidden(input_ids, attention_mask, vision)
+        return self._unpack(hidden, packed.mask)
+
     def forward(self, input_ids, attention_mask=None, **vision: Any) -> torch.Tensor:
         """Logits (batch, sequence, vocab); zeros where attention_mask marks padding."""
+        packed, hidden = self._packed_hidden(input_ids, attention_mask, vision)
+        return self._unpack(self.lm_head(hidden), packed.mask)
+
+    def _packed_hidden(self, input_ids, attention_mask, vision: dict[str, Any]) -> tuple[Packed, torch.Tensor]:
         unknown = set(vision) - set(VISION_KEYS)
         if unknown:
             raise InputError(f"unexpected model inputs: {sorted(unknown)}")
         packed = self.pack(input_ids, attention_mask, **vision)
-        hidden = self.run(packed.embeds, packed.positions, PackedCausal(packed.lengths, self.device))
-        logits = self.lm_head(hidden)
-        out = logits.new_zeros(*packed.mask.shape, logits.shape[-1])
-        out[packed.mask.to(out.device)] = logits
+        return packed, self.run(packed.embeds, packed.positions, PackedCausal(packed.lengths, self.device))
+
+    @staticmethod
+    def _unpack(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = values.new_zeros(*mask.shape, values.shape[-1])
+        out[mask.to(out.device)] = values
         return out
 
     # ---- embeddings ----------------------------------------------------------------------------
@@ -172,8 +184,7 @@ class KeyeModel(nn.Module):
         Pooling: mean of the final-normed last-layer hidden states over the sequence's real
         tokens (the processor's prompt around the media included), computed in float32.
         """
-        packed = self.pack(input_ids, attention_mask, **vision)
-        hidden = self.run(packed.embeds, packed.positions, PackedCausal(packed.lengths, self.device))
+        packed, hidden = self._packed_hidden(input_ids, attention_mask, vision)
         pooled = torch.stack([h.float().mean(0) for h in hidden.split(packed.lengths)])
         return F.normalize(pooled, dim=-1)
 

@@ -26,6 +26,11 @@ class SamplingParams:
     stop_strings: tuple[str, ...] = ()
     seed: int | None = None
 
+    @classmethod
+    def released_defaults(cls, **override) -> "SamplingParams":
+        """The release's generation_config.json: temperature 0.6, top_k 20, top_p 0.95."""
+        return cls(**{"temperature": 0.6, "top_k": 20, "top_p": 0.95, **override})
+
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")

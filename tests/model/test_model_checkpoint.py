@@ -142,3 +142,13 @@ def test_presets_are_deterministic_and_small():
     assert other < 10_000_000
     with pytest.raises(ConfigError, match="unknown preset"):
         keye_model.preset_config("keye-huge")
+
+
+def test_8b_preset_has_the_released_parameter_count():
+    from keye_model.checkpoint import _on_meta
+
+    meta = _on_meta(keye_model.preset_config("keye-vl-8b"))
+    total = sum(p.numel() for p in meta.parameters())
+    decoder = sum(p.numel() for n, p in meta.named_parameters() if n.startswith(("model.", "lm_head")))
+    assert 8.1e9 < decoder < 8.3e9  # Qwen3-8B with an untied lm_head
+    assert 8.6e9 < total < 8.8e9  # plus SigLIP-400M (with its unused pooling head) and the projector

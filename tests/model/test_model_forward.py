@@ -106,3 +106,18 @@ def test_bfloat16_runs_and_stays_close(tiny):
     assert torch.allclose(a, b.float(), atol=0.05)
     top_a, top_b = set(a[0, -1].topk(5).indices.tolist()), set(b[0, -1].float().topk(5).indices.tolist())
     assert len(top_a & top_b) >= 3
+
+
+@torch.no_grad()
+def test_hidden_states_feed_the_fused_loss(tiny):
+    from kernels import fused_linear_cross_entropy
+
+    inputs = batch([text_prompt(4, 6), Prompt().text(1).image(4, 4, seed=6).text(2, 3)])
+    hidden = tiny.hidden_states(**inputs)
+    logits = tiny(**inputs)
+    mask = inputs["attention_mask"].bool()
+    assert torch.allclose(tiny.lm_head(hidden[mask]), logits[mask], atol=1e-5)
+    targets = inputs["input_ids"][:, 1:][mask[:, 1:] & mask[:, :-1]]
+    h = hidden[:, :-1][mask[:, 1:] & mask[:, :-1]]
+    want = F.cross_entropy(tiny.lm_head(h), targets)
+    assert torch.allclose(fused_linear_cross_entropy(h, tiny.lm_head.weight, targets), want, atol=1e-4)
