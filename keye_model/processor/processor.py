@@ -18,7 +18,7 @@ from .errors import MediaError, ProcessorInputError
 from .image import fit_image, normalize, open_image, pil_to_tensor, to_patches
 from .template import RELEASED_TEMPLATE, is_image, is_video, media_items, render, render_jinja, with_thinking
 from .tokenizer import IMAGE_PAD_ID, PAD_ID, VIDEO_PAD_ID, KeyeTokenizer
-from .video import VideoInput, VideoRequest, load_video, load_videos, resize_frames
+from .video import VideoInput, VideoRequest, load_video, load_videos
 
 _PADS = re.compile(r"<\|image_pad\|>|<\|video_pad\|>")
 _VIDEO_KEYS = ("fps", "min_frames", "max_frames", "nframes", "min_pixels", "max_pixels", "total_pixels",

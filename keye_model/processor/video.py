@@ -36,7 +36,8 @@ from .sizing import frame_range, sample_count, sample_indices, smart_resize, vid
 # Signatures of containers we accept: a file that starts like one but will not open is corrupt
 # or truncated; anything else is simply not a video.
 _VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"),
-                (0, b"\x00\x00\x01\xba"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"))
+                (0, b"\x00\x00\x01\xba"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),
+                (0, b"YUV4MPEG2"), (0, b"\x00\x00\x00\x01"))
 _IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "bmp_pipe", "tiff_pipe")
 
 
@@ -109,12 +110,13 @@ class _Index:
 def _classify_open_error(path: Path, err: Exception) -> MediaError:
     try:
         with path.open("rb") as f:
-            head = f.read(16)
+            head = f.read(192)
     except OSError:
         head = b""
     if not head:
         return UnsupportedMedia("empty file", str(path))
-    if any(head[o:o + len(m)] == m for o, m in _VIDEO_MAGIC) or head[:1] == b"\x47":
+    mpeg_ts = head[:1] == b"\x47" and head[188:189] == b"\x47"  # sync byte every 188 bytes
+    if any(head[o:o + len(m)] == m for o, m in _VIDEO_MAGIC) or mpeg_ts:
         return VideoDecodeError(f"corrupt or truncated video container: {err}", str(path))
     return UnsupportedMedia(f"not a video file: {err}", str(path))
 
@@ -210,21 +212,29 @@ def _index(container: Any, stream: Any, path: Path, limits: MediaLimits, deadlin
 class _Sink:
     """Rotates, resizes and stores the wanted frames as they come out of the decoder."""
 
-    def __init__(self, count: int, budgets: PixelBudgets, req: VideoRequest, max_ratio: float) -> None:
+    def __init__(self, count: int, budgets: PixelBudgets, req: VideoRequest, limits: MediaLimits,
+                 source: str) -> None:
         self.frames: list[torch.Tensor | None] = [None] * count
         self.size: tuple[int, int] | None = None
         lo, hi = video_frame_pixels(count, budgets, req.min_pixels, req.max_pixels, req.total_pixels)
-        self.lo, self.hi, self.max_ratio = lo, hi, max_ratio
+        self.lo, self.hi, self.limits, self.source = lo, hi, limits, source
 
     def put(self, slot: int, frame: Any) -> None:
+        w, h = frame.width, frame.height
+        if w > self.limits.max_side or h > self.limits.max_side or w * h > self.limits.max_frame_pixels:
+            # the header may have declared nothing (or something else): check what really came out
+            raise VideoTooLarge(f"decoded frame size {w}x{h} is over the limit", self.source)
         rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
         rot = int(round((frame.rotation or 0) / 90)) % 4
         if rot:
             # display matrix angle is counter-clockwise; rot90 with k>0 turns counter-clockwise
             rgb = torch.rot90(rgb, k=rot, dims=(1, 2))
         if self.size is None:
-            self.size = smart_resize(rgb.shape[1], rgb.shape[2], min_pixels=self.lo, max_pixels=self.hi,
-                                     max_ratio=self.max_ratio)
+            try:
+                self.size = smart_resize(rgb.shape[1], rgb.shape[2], min_pixels=self.lo, max_pixels=self.hi,
+                                         max_ratio=self.limits.max_aspect_ratio)
+            except ProcessorInputError as e:
+                raise UnsupportedMedia(f"unusable frame shape: {e}", self.source) from None
         self.frames[slot] = resize_frames(rgb[None], self.size)[0]
 
 
@@ -340,6 +350,10 @@ def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
         raise VideoDecodeError(f"corrupt video data: {e}", name) from None
     except MemoryError:
         raise VideoTooLarge("decoding ran out of memory", name) from None
+    except (OverflowError, ZeroDivisionError, IndexError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        # Hostile metadata can push FFmpeg's values where PyAV or our arithmetic fails: still one
+        # clear error for this file, never a crashed worker.
+        raise VideoDecodeError(f"unusable video ({type(e).__name__}: {e})", name) from None
 
 
 def _plan(total: int, fps: float, req: VideoRequest) -> tuple[list[int], float]:
@@ -364,7 +378,7 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
             raise VideoDecodeError(f"the video has {total} frame(s); at least 2 are needed", str(path))
         indices, sample_fps = _plan(total, idx.video_fps, req)
         want = [idx.pts[i] for i in indices]
-        sink = _Sink(len(indices), budgets, req, limits.max_aspect_ratio)
+        sink = _Sink(len(indices), budgets, req, limits, str(path))
         ok = idx.reliable and _decode_targets(container, stream, idx, want, sink, path, deadline)
         t0 = idx.pts[0]
         times = [float((p - t0) * idx.time_base) for p in want]
@@ -375,7 +389,7 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
         if total < 2:
             raise VideoDecodeError(f"the video decodes to {total} frame(s); at least 2 are needed", str(path))
         indices, sample_fps = _plan(total, idx.video_fps, req)
-        sink = _Sink(len(indices), budgets, req, limits.max_aspect_ratio)
+        sink = _Sink(len(indices), budgets, req, limits, str(path))
         _, all_times = _decode_sequential(path, limits, deadline, sink, {i: k for k, i in enumerate(indices)})
         base = next((t for t in all_times if not math.isnan(t)), 0.0)
         times = [all_times[i] - base if i < len(all_times) and not math.isnan(all_times[i])

@@ -228,3 +228,13 @@ def test_empty_time_range(tmp_path):
     p = write_video(tmp_path / "v.mp4", n=20, fps=10)
     with pytest.raises(ProcessorInputError, match="empty time range"):
         load_video(p, video_start=5.0, video_end=1.0)
+
+
+def test_absurd_aspect_ratio(tmp_path):
+    p = write_video(tmp_path / "thin.mkv", n=8, w=1000, h=4, codec="ffv1", pix_fmt="yuv444p")
+    _expect(p, UnsupportedMedia, "aspect")
+
+
+def test_frame_size_limit(tmp_path):
+    p = write_video(tmp_path / "v.mp4", n=8, w=64, h=48)
+    _expect(p, VideoTooLarge, "64x48", limits=MediaLimits(max_side=60))

@@ -110,3 +110,14 @@ def test_bad_messages_raise_typed_errors(processor):
         processor([{"role": "user", "content": "x"}], thinking="maybe")
     with pytest.raises(ProcessorInputError, match="pad"):
         processor([{"role": "user", "content": "sneaky <|image_pad|>"}])
+
+
+def test_top_level_export_and_thinking_parse(processor):
+    import keye_model
+
+    assert keye_model.KeyeProcessor is KeyeProcessor
+    generated = processor.tokenizer.encode("<think>\nThe clip shows a bike.\n</think>\n\n<answer>cycling</answer><|im_end|>")
+    text = processor.decode(generated, skip_special_tokens=True)
+    assert text.endswith("</answer>")  # <|im_end|> is special and goes; <think> is not special and stays
+    parsed = processor.parse_thinking(text)
+    assert parsed.reasoning.strip() == "The clip shows a bike." and parsed.answer == "cycling"
