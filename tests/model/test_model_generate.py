@@ -58,7 +58,13 @@ def test_prefix_reuse_equals_running_each_full_prompt(tiny):
     engine = Engine(tiny)
     pre = engine.prefill_prefix(batch([prefix]))
     params = SamplingParams(max_new_tokens=N, stop_token_ids=())
-    reused = engine.generate_from_prefix(pre, tasks, params)
+    tower_calls = []
+    hook = tiny.visual.register_forward_hook(lambda *a: tower_calls.append(1))
+    try:
+        reused = engine.generate_from_prefix(pre, tasks, params)
+    finally:
+        hook.remove()
+    assert tower_calls == []  # the video is not encoded again
     for task, got in zip(tasks, reused.tokens):
         full = Prompt(ids=prefix.ids + task, videos=prefix.videos)
         assert got == tiny.generate(**batch([full]), max_new_tokens=N, stop_token_ids=[])[0].tolist()
