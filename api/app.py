@@ -26,7 +26,8 @@ error is an RFC 9457 problem (`application/problem+json`) whose `type` is stable
 def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -> FastAPI:
     """The API over the stores named by `settings`.
 
-    publish: run the outbox relay to Kafka in this process (`serve` turns it on).
+    publish: run the outbox relay to Kafka and the webhook dispatcher in this process (`serve` turns
+    them on).
     overrides: fields of api.deps.Services (vectors, embedder, analyze_clip, secret, limits).
     """
     engine = open_engine(settings)
@@ -40,22 +41,27 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
         if publish:
             from api.outbox import Relay
 
+            from api.webhooks import Dispatcher
+
             svc.relay = Relay(engine, settings.kafka_bootstrap)
             svc.relay.start()
+            dispatcher = Dispatcher(engine, settings)
+            dispatcher.start()
         try:
             yield
         finally:
             if svc.relay is not None:
                 svc.relay.stop()
                 svc.relay = None
+                dispatcher.stop()
 
     app = FastAPI(title="Keye video intelligence API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = svc
     app.state.metrics = observability.install(app)
     problems.install(app)
-    from api.routes import admin, health, ingest, moderation, review, search, summaries, trends, videos
+    from api.routes import admin, health, ingest, moderation, review, search, summaries, trends, videos, webhooks
 
-    for module in (health, ingest, videos, summaries, search, moderation, trends, admin, review):
+    for module in (health, ingest, videos, summaries, search, moderation, trends, webhooks, admin, review):
         auth.document(module.router)
         app.include_router(module.router)
     review.install(app)

@@ -1,0 +1,200 @@
+"""Webhooks: clients register a URL for "analyzed" and "flagged" events; each event becomes one
+delivery row per subscribed webhook (the delivery log), POSTed with an HMAC-SHA256 signature over
+the timestamp and body, and retried with exponential backoff until it succeeds or runs out.
+
+Signature: `X-Keye-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>`; a
+receiver recomputes it and rejects stale timestamps, which defeats replays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from api.tables import Webhook, WebhookDelivery
+from keye.schemas import AnalysisRecord, FlagMessage, decode, utcnow
+from keye.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("analyzed", "flagged")
+MAX_ATTEMPTS = 8
+BASE_DELAY_S = 5.0
+MAX_DELAY_S = 3600.0
+TIMEOUT_S = 10.0
+
+
+def sign(secret: str, timestamp: int, body: str) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def backoff(attempts: int) -> float:
+    """Delay before the next try after `attempts` failures: 5 s, 10 s, 20 s, ... capped at an hour."""
+    return min(BASE_DELAY_S * 2 ** max(attempts - 1, 0), MAX_DELAY_S)
+
+
+def _insert_ignore(session: Session, rows: list[dict]) -> None:
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(WebhookDelivery.__table__).values(rows)
+                    .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]))
+
+
+def enqueue_event(session: Session, event: str, event_id: str, data: dict[str, Any]) -> int:
+    """One pending delivery per active webhook subscribed to `event`; a repeated event_id (Kafka
+    redelivery) adds nothing. Returns the number of subscribed webhooks."""
+    hooks = [h for h in session.exec(select(Webhook).where(Webhook.active == True)) if event in h.events]  # noqa: E712
+    now = utcnow()
+    body = json.dumps({"id": event_id, "type": event, "created_at": now.isoformat(), "data": data},
+                      separators=(",", ":"), sort_keys=True)
+    _insert_ignore(session, [dict(webhook_id=h.webhook_id, event_id=event_id, event=event, body=body, status="pending",
+                                  attempts=0, next_attempt_at=now, created_at=now) for h in hooks])
+    return len(hooks)
+
+
+def fanout_message(session: Session, settings: Settings, topic: str, value: bytes | str) -> int:
+    """Turn one `videos.analyzed` or `moderation.flags` message into deliveries."""
+    if topic == settings.topic_analyzed:
+        r = decode(AnalysisRecord, value)
+        data = r.model_dump(mode="json", exclude={"embedding"})
+        return enqueue_event(session, "analyzed", f"analyzed:{r.analysis_id}", data)
+    if topic == settings.topic_flags:
+        f = decode(FlagMessage, value)
+        return enqueue_event(session, "flagged", f"flagged:{f.analysis_id}", f.model_dump(mode="json"))
+    raise ValueError(f"no webhook event comes from topic {topic!r}")
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _post(client, url: str, body: str, headers: dict[str, str], settings: Settings):  # noqa: ANN001, ANN202
+    """POST to the checked address of the URL's host (as keye.fetch does: no DNS rebinding)."""
+    import httpx
+
+    from keye.fetch import resolve_checked
+
+    parts = urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    ip = resolve_checked(parts.hostname or "", parts.port or (443 if https else 80), settings.allow_private_addresses)
+    pinned = httpx.URL(url).copy_with(host=ip)
+    return client.post(pinned, content=body.encode(), headers={**headers, "Host": parts.netloc},
+                       extensions={"sni_hostname": parts.hostname} if https else {})
+
+
+def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = None, limit: int = 50) -> int:
+    """Try every pending delivery that is due; returns how many were attempted."""
+    import httpx
+
+    now = now or utcnow()
+    with Session(engine) as session:
+        due = list(session.exec(select(WebhookDelivery).where(WebhookDelivery.status == "pending",
+                                                              WebhookDelivery.next_attempt_at <= now)
+                                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)))
+        if not due:
+            return 0
+        hooks = {h.webhook_id: h for h in session.exec(select(Webhook).where(
+            Webhook.webhook_id.in_({d.webhook_id for d in due})))}
+        with httpx.Client(follow_redirects=False, trust_env=False, timeout=TIMEOUT_S) as client:
+            for d in due:
+                hook = hooks.get(d.webhook_id)
+                if hook is None or not hook.active:
+                    d.status, d.last_error = "failed", "the webhook was deleted"
+                    session.add(d)
+                    continue
+                ts = int(time.time())
+                headers = {"Content-Type": "application/json", "User-Agent": "keye-webhooks/1",
+                           "X-Keye-Event": d.event, "X-Keye-Delivery": str(d.id), "X-Keye-Event-Id": d.event_id,
+                           "X-Keye-Timestamp": str(ts), "X-Keye-Signature": sign(hook.secret, ts, d.body)}
+                d.attempts += 1
+                try:
+                    resp = _post(client, hook.url, d.body, headers, settings)
+                    d.last_status_code, d.last_error = resp.status_code, None
+                    ok = 200 <= resp.status_code < 300
+                    if not ok:
+                        d.last_error = f"HTTP {resp.status_code}"
+                except Exception as e:  # noqa: BLE001 - refused address, timeout, connection error
+                    ok, d.last_error = False, f"{type(e).__name__}: {e}"[:1000]
+                if ok:
+                    d.status, d.delivered_at = "delivered", now
+                elif d.attempts >= MAX_ATTEMPTS:
+                    d.status = "failed"
+                else:
+                    d.next_attempt_at = _aware(now) + timedelta(seconds=backoff(d.attempts))
+                session.add(d)
+        session.commit()
+        return len(due)
+
+
+class Dispatcher:
+    """Background threads of the API process: Kafka events -> deliveries, and due deliveries -> POSTs."""
+
+    def __init__(self, engine: sa.Engine, settings: Settings, interval_s: float = 1.0) -> None:
+        self.engine, self.settings, self.interval_s = engine, settings, interval_s
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._consume, name="keye-webhook-events", daemon=True),
+                         threading.Thread(target=self._deliver, name="keye-webhook-delivery", daemon=True)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _deliver(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                while deliver_due(self.engine, self.settings) and not self._stop.is_set():
+                    pass
+            except Exception as e:  # noqa: BLE001 - SQL away: try again next tick
+                log.warning("webhook delivery: %s", e)
+
+    def _consume(self) -> None:
+        consumer = None
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    from kafka import KafkaConsumer
+
+                    consumer = KafkaConsumer(self.settings.topic_analyzed, self.settings.topic_flags,
+                                             bootstrap_servers=self.settings.kafka_bootstrap,
+                                             group_id="keye-api-webhooks", enable_auto_commit=False,
+                                             auto_offset_reset="earliest")
+                polled = consumer.poll(timeout_ms=1000, max_records=200)
+                if not polled:
+                    continue
+                with Session(self.engine) as session:
+                    for records in polled.values():
+                        for r in records:
+                            try:
+                                fanout_message(session, self.settings, r.topic, r.value)
+                            except ValueError as e:  # a malformed message: the streams' DLQ owns it
+                                log.warning("webhook fan-out skipped a message: %s", e)
+                    session.commit()
+                consumer.commit()  # only after the deliveries are durable
+            except Exception as e:  # noqa: BLE001 - Kafka or SQL away: reconnect slowly
+                log.warning("webhook events: %s", e)
+                if consumer is not None:
+                    consumer.close()
+                    consumer = None
+                self._stop.wait(5.0)
+        if consumer is not None:
+            consumer.close()

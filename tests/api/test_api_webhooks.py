@@ -1,0 +1,117 @@
+"""Webhooks: registration, fan-out of pipeline messages, HMAC-signed delivery to a real HTTP
+receiver, retries with backoff, and the delivery log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from api.app import create_app
+from api.keys import ROLES, create_key
+from api.webhooks import MAX_ATTEMPTS, backoff, deliver_due, fanout_message
+from api_testing import auth, make_record
+from keye.schemas import FlagMessage, encode, utcnow
+
+
+class Receiver:
+    """Answers each POST with the next status of `script` (then 200) and records what it got."""
+
+    def __init__(self, script: list[int]) -> None:
+        self.script, self.got = list(script), []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                outer.got.append((dict(self.headers), body))
+                self.send_response(outer.script.pop(0) if outer.script else 200)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def local_app(api_settings, tmp_path):
+    """Webhook receivers in tests live on loopback, so this deployment allows private addresses."""
+    settings = api_settings.model_copy(update={"allow_private_addresses": True, "data_dir": tmp_path / "hooks"})
+    app = create_app(settings)
+    with TestClient(app) as client, Session(app.state.services.engine) as session:
+        keys = {r: create_key(session, [r], name=f"{r}-1")[1] for r in ROLES}
+        yield app, client, session, keys
+    app.state.services.engine.dispose()
+
+
+def test_signed_delivery_with_retries_and_log(local_app) -> None:
+    app, client, session, keys = local_app
+    svc = app.state.services
+    receiver = Receiver([500, 503])
+    h = auth(keys["product"])
+    reg = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["flagged"]}, headers=h)
+    assert reg.status_code == 201, reg.text
+    hook = reg.json()
+    assert "secret" not in client.get("/v1/webhooks", headers=h).json()[0]
+
+    record = make_record("w1", severity=3, categories=("violence",))
+    assert fanout_message(session, svc.settings, "videos.analyzed", encode(record)) == 0  # not subscribed
+    flag = encode(FlagMessage.from_record(record))
+    assert fanout_message(session, svc.settings, "moderation.flags", flag) == 1
+    fanout_message(session, svc.settings, "moderation.flags", flag)  # redelivered by Kafka: no second delivery
+    session.commit()
+
+    now = utcnow()
+    assert deliver_due(svc.engine, svc.settings, now) == 1
+    assert deliver_due(svc.engine, svc.settings, now) == 0  # backing off
+    log = client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=h).json()
+    assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("pending", 1, 500)]
+    deliver_due(svc.engine, svc.settings, now + timedelta(seconds=backoff(1) + 1))
+    deliver_due(svc.engine, svc.settings, now + timedelta(seconds=backoff(1) + backoff(2) + 2))
+    log = client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=h).json()
+    assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("delivered", 3, 200)]
+
+    assert len(receiver.got) == 3
+    headers, body = receiver.got[-1]
+    assert headers["X-Keye-Event"] == "flagged" and json.loads(body)["data"]["video_id"] == "w1"
+    t, v1 = (part.split("=", 1)[1] for part in headers["X-Keye-Signature"].split(","))
+    expected = hmac.new(hook["secret"].encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
+    assert v1 == expected and t == headers["X-Keye-Timestamp"]
+    receiver.server.shutdown()
+
+
+def test_gives_up_after_max_attempts_and_owner_only(local_app) -> None:
+    app, client, session, keys = local_app
+    svc = app.state.services
+    receiver = Receiver([500] * MAX_ATTEMPTS)
+    hook = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["analyzed"]}, headers=auth(keys["product"])).json()
+    fanout_message(session, svc.settings, "videos.analyzed", encode(make_record("w2")))
+    session.commit()
+    when = utcnow()
+    for i in range(MAX_ATTEMPTS):
+        deliver_due(svc.engine, svc.settings, when)
+        when += timedelta(seconds=backoff(i + 1) + 1)
+    log = client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=auth(keys["product"])).json()
+    assert [(d["status"], d["attempts"]) for d in log] == [("failed", MAX_ATTEMPTS)]
+    _, other = create_key(session, ["product"], name="another-team")
+    assert client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=auth(other)).status_code == 404
+    assert client.delete(f"/v1/webhooks/{hook['webhook_id']}", headers=auth(other)).status_code == 404
+    assert client.delete(f"/v1/webhooks/{hook['webhook_id']}", headers=auth(keys["product"])).status_code == 204
+    receiver.server.shutdown()
+
+
+def test_webhook_urls_follow_the_fetch_policy(client: TestClient, keys) -> None:
+    h = auth(keys["product"])
+    for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/", "file:///tmp/x"):
+        resp = client.post("/v1/webhooks", json={"url": url, "events": ["analyzed"]}, headers=h)
+        assert resp.status_code == 422 and resp.json()["type"] == "urn:keye:problem:unsafe-uri", url
