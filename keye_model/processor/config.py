@@ -56,7 +56,10 @@ class MediaLimits:
     max_aspect_ratio: float = 200.0
     max_packets: int = 500_000  # index scan bound (a 15 min clip at 240 fps is 216k)
     decode_timeout_s: float = 120.0
-    workers: int = 0  # decode threads; 0 = one per CPU core
+    workers: int = 0  # videos decoded at once by load_videos; 0 = one per CPU core
+    # FFmpeg frame threads per video; 0 = share the cores: all of them for a single video,
+    # cores // batch size in load_videos. Frame threading never changes the decoded pixels.
+    decoder_threads: int = 0
 
     def with_overrides(self, **kw: object) -> "MediaLimits":
         known = {f.name for f in fields(self)}

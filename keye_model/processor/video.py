@@ -121,7 +121,15 @@ def _classify_open_error(path: Path, err: Exception) -> MediaError:
     return UnsupportedMedia(f"not a video file: {err}", str(path))
 
 
-def _open(path: Path, limits: MediaLimits) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _open(path: Path, limits: MediaLimits,
+          threads: int = 1) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     if not path.is_file():
         raise UnsupportedMedia("video file not found", str(path))
     size = path.stat().st_size
@@ -144,6 +152,9 @@ def _open(path: Path, limits: MediaLimits) -> tuple[av.container.InputContainer,
             kind = "audio only" if container.streams.audio else "no video stream"
             raise UnsupportedMedia(f"{kind}: nothing to decode", str(path))
         stream = container.streams.video[0]
+        if threads > 1:  # set before the decoder opens (at the first decode)
+            stream.codec_context.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
         w, h = stream.codec_context.width, stream.codec_context.height
         if w > limits.max_side or h > limits.max_side or w * h > limits.max_frame_pixels:
             raise VideoTooLarge(f"declared frame size {w}x{h} is over the limit", str(path))
@@ -305,11 +316,11 @@ def _decode_targets(container: Any, stream: Any, idx: _Index, want: list[int], s
     return not remaining
 
 
-def _decode_sequential(path: Path, limits: MediaLimits, deadline: float, sink: _Sink | None = None,
-                       slots: dict[int, int] | None = None) -> tuple[int, list[float]]:
+def _decode_sequential(path: Path, limits: MediaLimits, deadline: float, threads: int,
+                       sink: _Sink | None = None, slots: dict[int, int] | None = None) -> tuple[int, list[float]]:
     """Decode every frame in output order, handing the ones in `slots` (index -> slot) to the
     sink as they come; return the frame count and each frame's time (NaN when unknown)."""
-    container, stream = _open(path, limits)
+    container, stream = _open(path, limits, threads)
     times: list[float] = []
     tb = stream.time_base or Fraction(1, 90000)
     with container:
@@ -330,16 +341,19 @@ def _decode_sequential(path: Path, limits: MediaLimits, deadline: float, sink: _
 
 
 def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
-               limits: MediaLimits | None = None, **options: Any) -> VideoInput:
-    """Decode, sample and resize one video file. Options are the keys of a message's video item."""
+               limits: MediaLimits | None = None, *, threads: int | None = None, **options: Any) -> VideoInput:
+    """Decode, sample and resize one video file. Options are the keys of a message's video item;
+    `threads` are FFmpeg frame threads (default: limits.decoder_threads, 0 = every core)."""
     budgets = budgets or PixelBudgets()
     limits = limits or MediaLimits()
+    if threads is None:
+        threads = limits.decoder_threads or _cores()
     req = options.pop("request", None) or VideoRequest.from_item(options, budgets)
     name = str(src)
     path = Path(name[7:] if name.startswith("file://") else name)
     deadline = time.monotonic() + limits.decode_timeout_s
     try:
-        return _load(path, budgets, limits, req, deadline)
+        return _load(path, budgets, limits, req, deadline, max(1, threads))
     except MediaError:
         raise
     except ProcessorInputError:
@@ -369,8 +383,8 @@ def _plan(total: int, fps: float, req: VideoRequest) -> tuple[list[int], float]:
 
 
 def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequest,
-          deadline: float) -> VideoInput:
-    container, stream = _open(path, limits)
+          deadline: float, threads: int) -> VideoInput:
+    container, stream = _open(path, limits, threads)
     with container:
         idx = _index(container, stream, path, limits, deadline)
         total = len(idx.pts)
@@ -385,12 +399,13 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
     if not ok:
         # Timestamps lied: count the frames that really decode, then decode again keeping the
         # sampled ones (converted and resized on the fly, so memory stays bounded).
-        total, _ = _decode_sequential(path, limits, deadline)
+        total, _ = _decode_sequential(path, limits, deadline, threads)
         if total < 2:
             raise VideoDecodeError(f"the video decodes to {total} frame(s); at least 2 are needed", str(path))
         indices, sample_fps = _plan(total, idx.video_fps, req)
         sink = _Sink(len(indices), budgets, req, limits, str(path))
-        _, all_times = _decode_sequential(path, limits, deadline, sink, {i: k for k, i in enumerate(indices)})
+        _, all_times = _decode_sequential(path, limits, deadline, threads, sink,
+                                          {i: k for k, i in enumerate(indices)})
         base = next((t for t in all_times if not math.isnan(t)), 0.0)
         times = [all_times[i] - base if i < len(all_times) and not math.isnan(all_times[i])
                  else i / idx.video_fps for i in indices]
@@ -406,7 +421,7 @@ _POOL: ThreadPoolExecutor | None = None
 def _pool(workers: int) -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, thread_name_prefix="keye-decode")
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keye-decode")
     return _POOL
 
 
@@ -418,7 +433,11 @@ def load_videos(jobs: list[tuple[str, dict[str, Any]]], budgets: PixelBudgets | 
     never hides the others.
     """
     limits = limits or MediaLimits()
-    futures = [_pool(limits.workers).submit(load_video, src, budgets, limits, **dict(opts)) for src, opts in jobs]
+    workers = limits.workers or _cores()
+    # split the cores between the videos decoded at once
+    threads = limits.decoder_threads or max(1, _cores() // max(1, min(len(jobs), workers)))
+    futures = [_pool(workers).submit(load_video, src, budgets, limits, threads=threads, **dict(opts))
+               for src, opts in jobs]
     out: list[VideoInput | MediaError] = []
     for fut in futures:
         try:
