@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from api import outbox
 from api.auth import Principal
 from api.deps import Services
+from api.types import UtcDatetime
 from api.problems import Conflict, Invalid, NotFound, Unavailable
 from api.tables import CaseClaim
 from keye.db import Analysis, ModerationFlag, Review, Video
@@ -35,8 +36,8 @@ _MODERATION_STATUS = {"confirm": "flagged", "clear": "clear", "escalate": "needs
 class ClaimInfo(BaseModel):
     moderator: str
     key_id: str
-    claimed_at: datetime
-    expires_at: datetime
+    claimed_at: UtcDatetime
+    expires_at: UtcDatetime
 
 
 class CaseSummary(BaseModel):
@@ -47,7 +48,7 @@ class CaseSummary(BaseModel):
     max_severity: int
     categories: list[str]
     summary_short: str
-    created_at: datetime
+    created_at: UtcDatetime
     age_s: float
     claim: ClaimInfo | None = None
 
@@ -72,7 +73,7 @@ class ReviewView(BaseModel):
     reviewer: str
     note: str | None
     category: str | None
-    at: datetime
+    at: UtcDatetime
 
 
 class Thumbnail(BaseModel):

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from api import keys
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
+from api.types import UtcDatetime
 from api.problems import NotFound, responses
 from api.search import active_version
 from api.tables import ApiKey
@@ -30,8 +31,8 @@ class KeyView(BaseModel):
     key_id: str
     name: str
     roles: list[str]
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: UtcDatetime
+    revoked_at: UtcDatetime | None
 
 
 class NewKey(KeyView):
@@ -43,8 +44,8 @@ class ModelView(BaseModel):
     status: str
     base_version: str | None
     metrics: dict
-    created_at: datetime
-    promoted_at: datetime | None
+    created_at: UtcDatetime
+    promoted_at: UtcDatetime | None
 
 
 class Models(BaseModel):

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from api import media, outbox
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
+from api.types import UtcDatetime
 from api.problems import Invalid, responses
 from keye.db import Video
 from keye.schemas import Submission, VideoId, utcnow
@@ -39,7 +40,7 @@ class Accepted(BaseModel):
     video_id: str
     status: str
     duplicate: bool
-    submitted_at: datetime | None = None
+    submitted_at: UtcDatetime | None = None
 
 
 def _insert_new(session: Session, s: Submission) -> bool:

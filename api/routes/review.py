@@ -54,7 +54,7 @@ def login(request: Request, key: str = Form(max_length=200), next: str = Form("/
     return resp
 
 
-@router.post("/logout", status_code=303, responses=SEE_OTHER, summary="End the session", description="Public.")
+@router.post("/logout", status_code=303, response_class=RedirectResponse, responses=SEE_OTHER, summary="End the session", description="Public.")
 def logout() -> Response:
     resp = RedirectResponse("/review/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/review")
@@ -84,7 +84,7 @@ def case_page(request: Request, analysis_id: str = CaseId, msg: str | None = Que
                                                              "flash": msg, "flash_error": bool(msg)})
 
 
-@router.post("/cases/{analysis_id}/claim", status_code=303, responses=SEE_OTHER,
+@router.post("/cases/{analysis_id}/claim", status_code=303, response_class=RedirectResponse, responses=SEE_OTHER,
              summary="Claim from the page", description=None)
 def claim_from_page(analysis_id: str = CaseId, session: Session = Depends(db), svc: Services = Depends(services),
                     who: Principal = Depends(PAGE)) -> Response:
@@ -96,7 +96,8 @@ def claim_from_page(analysis_id: str = CaseId, session: Session = Depends(db), s
     return RedirectResponse(target, status_code=303)
 
 
-@router.post("/cases/{analysis_id}/decision", status_code=303, responses=SEE_OTHER,
+@router.post("/cases/{analysis_id}/decision", status_code=303, response_class=RedirectResponse,
+             responses=SEE_OTHER,
              summary="Decide from the page", description=None)
 def decide_from_page(analysis_id: str = CaseId, decision: cases.Decision = Form(),
                      note: str | None = Form(None, max_length=4000), session: Session = Depends(db),

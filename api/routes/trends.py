@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from api.auth import Principal, Roles
 from api.deps import db
+from api.types import UtcDatetime
 from api.problems import responses
 from keye.db import CreatorFlagRate, TagTrend
 
@@ -26,7 +27,7 @@ class TrendingTag(BaseModel):
 
 class TrendingTags(BaseModel):
     window: str
-    window_start: datetime | None
+    window_start: UtcDatetime | None
     tags: list[TrendingTag]
 
 
@@ -35,7 +36,7 @@ class CreatorRate(BaseModel):
     analyzed: int
     flagged: int
     rate: float
-    updated_at: datetime
+    updated_at: UtcDatetime
 
 
 @router.get("/tags", response_model=TrendingTags, responses=responses(401, 403, 422),

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from api import outbox
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
+from api.types import UtcDatetime
 from api.problems import NotFound, responses
 from api.search import active_version
 from keye.db import Analysis, Tag, Video
@@ -32,7 +33,7 @@ class AnalysisRef(BaseModel):
     analysis_id: str
     model_version: str
     moderation_status: str
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class VideoStatus(BaseModel):
@@ -43,8 +44,8 @@ class VideoStatus(BaseModel):
     creator_id: str | None
     language: str | None
     hashtags: list[str]
-    submitted_at: datetime | None
-    updated_at: datetime
+    submitted_at: UtcDatetime | None
+    updated_at: UtcDatetime
     analyses: list[AnalysisRef]
 
 

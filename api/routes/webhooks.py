@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from api import media
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
+from api.types import UtcDatetime
 from api.problems import NotFound, UnsafeURI, responses
 from api.tables import Webhook, WebhookDelivery
 from keye.schemas import utcnow
@@ -35,7 +36,7 @@ class WebhookView(BaseModel):
     url: str
     events: list[str]
     active: bool
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class NewWebhook(WebhookView):
@@ -50,9 +51,9 @@ class DeliveryView(BaseModel):
     attempts: int
     last_status_code: int | None
     last_error: str | None
-    next_attempt_at: datetime
-    created_at: datetime
-    delivered_at: datetime | None
+    next_attempt_at: UtcDatetime
+    created_at: UtcDatetime
+    delivered_at: UtcDatetime | None
 
 
 def _own(session: Session, webhook_id: str, who: Principal) -> Webhook:
