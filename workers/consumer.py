@@ -168,8 +168,11 @@ class Worker:
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        with timed("produce"):
-            self.producer.flush(timeout=60)
+        try:
+            with timed("produce"):
+                self.producer.flush(timeout=60)
+        except Exception as e:  # noqa: BLE001 - the broker is unreachable: commit nothing, redo the batch
+            result = BatchResult(store_error=f"flushing produced messages: {e}")
         assigned = self.consumer.assignment()
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o + 1, "", -1) for (t, p), o in result.done.items()}
         offsets = {tp: om for tp, om in offsets.items() if tp in assigned}

@@ -82,24 +82,29 @@ class Pipeline:
                 p.wait()
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, pg_database: str, tmp_path: Path, sample_clips: list[Path]) -> Iterator[Pipeline]:
+def make_pipeline(bootstrap: str, database_url: str, tmp_path: Path, clips_dir: Path) -> Pipeline:
+    """Settings and subprocess environment with uuid-prefixed topics (created with 3 partitions)."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     topics = {k: f"{prefix}.{v}" for k, v in (("ingest", "videos.ingest"), ("work", "videos.work"),
                                                ("analyzed", "videos.analyzed"), ("flags", "moderation.flags"),
                                                ("feedback", "feedback.events"), ("dlq", "videos.dlq"))}
-    roots = [str(sample_clips[0].parent), str(tmp_path / "media")]
-    (tmp_path / "media").mkdir()
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, database_url=pg_database, data_dir=tmp_path / "data",
+    roots = [str(clips_dir), str(tmp_path / "media")]
+    (tmp_path / "media").mkdir(exist_ok=True)
+    settings = Settings(kafka_bootstrap=bootstrap, database_url=database_url, data_dir=tmp_path / "data",
                         file_roots=[Path(r) for r in roots], **{f"topic_{k}": v for k, v in topics.items()})
-    env = {**os.environ, "KEYE_KAFKA_BOOTSTRAP": kafka_bootstrap, "KEYE_DATABASE_URL": pg_database,
+    env = {**os.environ, "KEYE_KAFKA_BOOTSTRAP": bootstrap, "KEYE_DATABASE_URL": database_url,
            "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_FILE_ROOTS": json.dumps(roots),
            "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "OMP_NUM_THREADS": "1",
            **{f"KEYE_TOPIC_{k.upper()}": v for k, v in topics.items()}}
     from keye.kafka import ensure_topics
 
     ensure_topics(settings, partitions=3)
-    p = Pipeline(settings, env, tmp_path)
+    return Pipeline(settings, env, tmp_path)
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, pg_database: str, tmp_path: Path, sample_clips: list[Path]) -> Iterator[Pipeline]:
+    p = make_pipeline(kafka_bootstrap, pg_database, tmp_path, sample_clips[0].parent)
     try:
         yield p
     finally:
