@@ -3,12 +3,12 @@
 from keye_model.engine.cache import KVCache
 from keye_model.engine.sampling import SamplingParams
 
-__all__ = ["Engine", "GenerationResult", "KVCache", "Prefix", "SamplingParams", "StepOutput"]
+__all__ = ["Engine", "GenerationResult", "KVCache", "Prefix", "SamplingParams", "StepOutput", "text_deltas"]
 
 
 def __getattr__(name: str):
     # Lazy: engine.engine imports the attention plans, which import this package's cache module.
-    if name in ("Engine", "GenerationResult", "Prefix", "StepOutput"):
+    if name in ("Engine", "GenerationResult", "Prefix", "StepOutput", "text_deltas"):
         from keye_model.engine import engine
 
         return getattr(engine, name)

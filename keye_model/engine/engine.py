@@ -210,3 +210,25 @@ class Engine:
         for _ in self._loop(st, params, logits_processors, result):
             pass
         return result
+
+
+def text_deltas(steps: Iterator[StepOutput], decode, rows: int) -> Iterator[list[str]]:
+    """Turn a token stream into per-row text increments for callers that stream text.
+
+    A token can end inside a multi-byte character (byte-level BPE); such text is held back
+    until the character completes, so every increment is printable and their sum is the text.
+    """
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    sent = [0] * rows
+    for step in steps:
+        out = []
+        for i, t in enumerate(step.tokens):
+            if t is not None:
+                tokens[i].append(t)
+            text = decode(tokens[i]) if tokens[i] else ""
+            if text.endswith("\ufffd"):
+                out.append("")
+                continue
+            out.append(text[sent[i]:])
+            sent[i] = len(text)
+        yield out

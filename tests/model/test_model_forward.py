@@ -106,6 +106,8 @@ def test_bfloat16_runs_and_stays_close(tiny):
     assert torch.allclose(a, b.float(), atol=0.05)
     top_a, top_b = set(a[0, -1].topk(5).indices.tolist()), set(b[0, -1].float().topk(5).indices.tolist())
     assert len(top_a & top_b) >= 3
+    out = bf.generate(**inputs, max_new_tokens=3, stop_token_ids=[])  # bf16 KV cache and decode
+    assert out.shape == (1, 3) and out.dtype == torch.long
 
 
 @torch.no_grad()

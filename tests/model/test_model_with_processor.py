@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import keye_model.processor as processor_mod
-from keye_model.engine import Engine, SamplingParams
+from keye_model.engine import Engine, SamplingParams, text_deltas
 from keye_model.thinking import parse_thinking
 
 
@@ -39,3 +39,15 @@ def test_engine_decodes_with_the_tokenizer(tiny):
     text = proc.decode(res.tokens[0])
     assert isinstance(text, str) and len(res.tokens[0]) == 5
     assert parse_thinking(text).answer == text.strip()  # random weights write no tags
+
+
+def test_text_deltas_add_up_to_the_decoded_text(tiny):
+    proc = processor_mod.KeyeProcessor()
+    inputs = proc([_messages(3, "Hi"), _messages(4, "Tags for this video?")]).model_inputs()
+    engine = Engine(tiny, decode=proc.decode)
+    params = SamplingParams(max_new_tokens=6, stop_token_ids=())
+    pieces = list(text_deltas(engine.stream(inputs, params), proc.decode, 2))
+    final = engine.generate(inputs, params)
+    for i in range(2):
+        streamed = "".join(p[i] for p in pieces)
+        assert streamed == proc.decode(final.tokens[i]) and "\ufffd" not in streamed
