@@ -54,7 +54,8 @@ def _insert_new(session: Session, s: Submission) -> bool:
         video_id=s.video_id, uri=s.uri, title=s.title, description=s.description, hashtags=list(s.hashtags),
         creator_id=s.creator_id, language=s.language, status="queued", submitted_at=s.submitted_at,
         updated_at=utcnow()).on_conflict_do_nothing(index_elements=["video_id"])
-    return session.execute(stmt).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
+    return session.execute(stmt.returning(Video.__table__.c.video_id)).first() is not None
 
 
 def accept(svc: Services, session: Session, fields: dict) -> JSONResponse:

@@ -1,0 +1,127 @@
+"""The API on PostgreSQL (migrations to every head, keys, ingest idempotency, claims under
+contention, decisions) and its outbox relay publishing to the real Kafka broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from api.app import create_app
+from api.auth import Principal
+from api.cases import claim
+from api.keys import ROLES, create_key
+from api.problems import Conflict
+from api_testing import auth, make_record
+from keye.db import write_analysis
+from keye.schemas import FeedbackEvent, Submission, decode
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """A fresh database per test, dropped afterwards."""
+    name = f"keye_api_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    parts = urlsplit(postgres_url)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_app(api_settings, pg_database: str):
+    app = create_app(api_settings.model_copy(update={"database_url": pg_database}))
+    yield app
+    app.state.services.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_moderation_flow_and_contended_claims(pg_app, sample_clips) -> None:
+    engine = pg_app.state.services.engine
+    with engine.connect() as conn:
+        heads = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+    assert "api_0001" in heads
+    with Session(engine) as s:
+        keys = {r: create_key(s, [r], name=f"{r}-1")[1] for r in ROLES}
+        r = make_record("pg-1", severity=3, categories=("violence",))
+        write_analysis(s, r, Submission(video_id="pg-1", uri=sample_clips[0].resolve().as_uri(),
+                                        submitted_at=r.created_at))
+        s.commit()
+        mods = [Principal(row.key_id, row.name, frozenset(row.roles))
+                for row in (create_key(s, ["moderator"], name=f"m{i}")[0] for i in range(6))]
+
+    # Six moderators claim the same case at once: exactly one holds it.
+    results: list[str] = []
+    barrier = threading.Barrier(len(mods))
+
+    def grab(who: Principal) -> None:
+        with Session(engine) as s:
+            barrier.wait()
+            try:
+                claim(s, r.analysis_id, who, 600)
+                results.append(who.name)
+            except Conflict:
+                results.append("conflict")
+
+    threads = [threading.Thread(target=grab, args=(m,)) for m in mods]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [x for x in results if x != "conflict"]
+    assert len(results) == 6 and len(winners) == 1
+
+    with TestClient(pg_app) as client:
+        h = auth(keys["moderator"])
+        url = f"/v1/moderation/cases/{r.analysis_id}"
+        assert client.post(url + "/claim", headers=h).status_code == 409
+        q = client.get("/v1/moderation/queue", headers=h).json()
+        assert q["items"][0]["claim"]["moderator"] == winners[0]
+        ingest = auth(keys["ingest"])
+        body = {"uri": sample_clips[1].resolve().as_uri(), "video_id": "pg-2"}
+        assert client.post("/v1/videos", json=body, headers=ingest).json()["duplicate"] is False
+        assert client.post("/v1/videos", json=body, headers=ingest).json()["duplicate"] is True
+        status = client.get("/v1/videos/pg-1", headers=auth(keys["product"])).json()
+        assert status["analyses"][0]["created_at"].endswith(("Z", "+00:00"))
+
+
+@pytest.mark.kafka
+def test_outbox_relay_publishes_decisions_to_kafka(api_settings, kafka_bootstrap: str, sample_clips) -> None:
+    from kafka import KafkaConsumer
+
+    topic = f"test.api.feedback.{uuid.uuid4().hex[:8]}"
+    settings = api_settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap, "topic_feedback": topic,
+                                               "topic_analyzed": f"{topic}.analyzed", "topic_flags": f"{topic}.flags"})
+    app = create_app(settings, publish=True)
+    engine = app.state.services.engine
+    with Session(engine) as s:
+        key = create_key(s, ["moderator"], name="kafka-mod")[1]
+        r = make_record("k-1", severity=2, categories=("hate",))
+        write_analysis(s, r, Submission(video_id="k-1", uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at))
+        s.commit()
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=1000, group_id=None)
+    with TestClient(app) as client:
+        url = f"/v1/moderation/cases/{r.analysis_id}"
+        client.post(url + "/claim", headers=auth(key))
+        out = client.post(url + "/decision", json={"decision": "confirm", "note": "n"}, headers=auth(key)).json()
+        got, deadline = [], time.time() + 60
+        while not got and time.time() < deadline:
+            got = [m for m in consumer if m.key == b"k-1"]
+    consumer.close()
+    app.state.services.engine.dispose()
+    assert len(got) == 1
+    event = decode(FeedbackEvent, got[0].value)
+    assert event.event_id == out["event_id"] and event.payload["decision"] == "confirm"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM api_outbox WHERE sent_at IS NULL")).scalar() == 0
