@@ -158,10 +158,23 @@ class KeyeModel(nn.Module):
         packed, hidden = self._packed_hidden(input_ids, attention_mask, vision)
         return self._unpack(hidden, packed.mask)
 
-    def forward(self, input_ids, attention_mask=None, **vision: Any) -> torch.Tensor:
-        """Logits (batch, sequence, vocab); zeros where attention_mask marks padding."""
+    def forward(self, input_ids, attention_mask=None, logits_to_keep: int = 0, **vision: Any) -> torch.Tensor:
+        """Logits (batch, sequence, vocab); zeros where attention_mask marks padding.
+
+        logits_to_keep=n > 0 returns only each row's last n positions, (batch, n, vocab): long
+        prompts never materialize (sequence x 151,936) logits. Rows shorter than n are left-padded
+        with zeros.
+        """
         packed, hidden = self._packed_hidden(input_ids, attention_mask, vision)
-        return self._unpack(self.lm_head(hidden), packed.mask)
+        if logits_to_keep <= 0:
+            return self._unpack(self.lm_head(hidden), packed.mask)
+        n = logits_to_keep
+        keep = torch.zeros(len(packed.lengths), n, dtype=torch.bool)
+        rows = []
+        for i, seg in enumerate(hidden.split(packed.lengths)):
+            rows.append(seg[-n:])
+            keep[i, n - min(n, seg.shape[0]):] = True
+        return self._unpack(self.lm_head(torch.cat(rows)), keep)
 
     def _packed_hidden(self, input_ids, attention_mask, vision: dict[str, Any]) -> tuple[Packed, torch.Tensor]:
         unknown = set(vision) - set(VISION_KEYS)

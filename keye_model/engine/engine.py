@@ -83,9 +83,14 @@ class Engine:
         last = torch.tensor(lengths).cumsum(0) - 1
         return self.model.lm_head(hidden[last.to(hidden.device)]).float()
 
+    @staticmethod
+    def _as_dict(inputs: Any) -> dict[str, Any]:
+        """Processor output (KeyeInputs) or a plain dict of the processor's keys."""
+        return inputs.model_inputs() if hasattr(inputs, "model_inputs") else dict(inputs)
+
     @torch.no_grad()
     def _start(self, inputs: dict[str, Any], params: SamplingParams) -> _State:
-        packed = self.model.pack(**inputs)
+        packed = self.model.pack(**self._as_dict(inputs))
         batch = len(packed.lengths)
         cache = self._cache(batch, max(packed.lengths) + params.max_new_tokens)
         logits = self._prefill(cache, list(range(batch)), packed.embeds, packed.positions, packed.lengths)
@@ -94,7 +99,7 @@ class Engine:
     @torch.no_grad()
     def prefill_prefix(self, inputs: dict[str, Any]) -> Prefix:
         """Run a shared prompt (one row, media included) once; continue it with `*_from_prefix`."""
-        packed = self.model.pack(**inputs)
+        packed = self.model.pack(**self._as_dict(inputs))
         if len(packed.lengths) != 1:
             raise InputError(f"a prefix is one sequence, got a batch of {len(packed.lengths)}")
         cache = self._cache(1, packed.lengths[0])

@@ -123,3 +123,14 @@ def test_hidden_states_feed_the_fused_loss(tiny):
     h = hidden[:, :-1][mask[:, 1:] & mask[:, :-1]]
     want = F.cross_entropy(tiny.lm_head(h), targets)
     assert torch.allclose(fused_linear_cross_entropy(h, tiny.lm_head.weight, targets), want, atol=1e-4)
+
+
+@torch.no_grad()
+def test_logits_to_keep_returns_each_rows_last_positions(tiny):
+    prompts = [text_prompt(1, 9), Prompt().text(1, 2).image(4, 4, seed=3).text(9), text_prompt(2, 2)]
+    inputs = batch(prompts)
+    full = tiny(**inputs)
+    last = tiny(**inputs, logits_to_keep=3)
+    assert last.shape == (3, 3, tiny.config.vocab_size)
+    assert torch.allclose(last[:2], full[:2, -3:], atol=1e-5)
+    assert torch.allclose(last[2, 1:], full[2, -2:], atol=1e-5) and (last[2, 0] == 0).all()

@@ -33,7 +33,7 @@ def test_processor_batch_generates_like_each_conversation_alone(tiny):
 
 def test_engine_decodes_with_the_tokenizer(tiny):
     proc = processor_mod.KeyeProcessor()
-    inputs = proc(_messages(2, "What happens?"), thinking="think").model_inputs()
+    inputs = proc(_messages(2, "What happens?"), thinking="think")  # KeyeInputs as-is
     engine = Engine(tiny, decode=proc.decode)
     res = engine.generate(inputs, SamplingParams(max_new_tokens=5, stop_token_ids=()))
     text = proc.decode(res.tokens[0])
