@@ -40,7 +40,6 @@ print(json.dumps(dict(before=before, peak=peak, after=rss(), weights=weights, se
 def write_checkpoint(folder: Path, layers: int, shard_gb: float) -> int:
     import torch
 
-    import keye_model
     from keye_model import safetensors_io as st
     from keye_model.checkpoint import GENERATION_CONFIG, INDEX
     from keye_model.config import preset_config
