@@ -26,9 +26,10 @@ error is an RFC 9457 problem (`application/problem+json`) whose `type` is stable
 def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -> FastAPI:
     """The API over the stores named by `settings`.
 
-    publish: run the outbox relay to Kafka and the webhook dispatcher in this process (`serve` turns
-    them on).
-    overrides: fields of api.deps.Services (vectors, embedder, analyze_clip, secret, limits).
+    publish: run the background work of a serving process (`serve` turns it on): the outbox relay to
+    Kafka, the webhook dispatcher and, with an embedded Qdrant folder, the vector sink (local mode
+    locks the folder to one process, and search lives here).
+    overrides: fields of api.deps.Services (vectors, embedder, analyzer, secret, limits).
     """
     engine = open_engine(settings)
     secret = os.environ.get("KEYE_API_SECRET")
@@ -38,22 +39,13 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
-        if publish:
-            from api.outbox import Relay
-
-            from api.webhooks import Dispatcher
-
-            svc.relay = Relay(engine, settings.kafka_bootstrap)
-            svc.relay.start()
-            dispatcher = Dispatcher(engine, settings)
-            dispatcher.start()
+        stops = _start_background(svc) if publish else []
         try:
             yield
         finally:
-            if svc.relay is not None:
-                svc.relay.stop()
-                svc.relay = None
-                dispatcher.stop()
+            for stop in stops:
+                stop()
+            svc.relay = None
 
     app = FastAPI(title="Keye video intelligence API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = svc
@@ -66,6 +58,28 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
         app.include_router(module.router)
     review.install(app)
     return app
+
+
+def _start_background(svc: Services) -> list:
+    import threading
+
+    from api.outbox import Relay
+    from api.webhooks import Dispatcher
+
+    svc.relay = Relay(svc.engine, svc.settings.kafka_bootstrap)
+    svc.relay.start()
+    dispatcher = Dispatcher(svc.engine, svc.settings)
+    dispatcher.start()
+    stops = [svc.relay.stop, dispatcher.stop]
+    if not svc.settings.qdrant_url:
+        from workers.vector_sink import run_vector_sink
+
+        done = threading.Event()
+        sink = threading.Thread(target=run_vector_sink, args=(svc.settings, done),
+                                kwargs={"store": svc.vector_store()}, name="keye-vector-sink", daemon=True)
+        sink.start()
+        stops.append(lambda: (done.set(), sink.join(timeout=10)))
+    return stops
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
