@@ -57,13 +57,17 @@ def main() -> None:
         ours.save_pretrained(d)
         cfg = RefConfig.from_pretrained(d)
         ref = KeyeForConditionalGeneration.from_pretrained(d, config=cfg, torch_dtype=torch.float32, attn_implementation="sdpa")
-    ref.eval()
-    for m in ref.modules():  # the vision tower only segments images/videos on its flash-attention path
-        if type(m).__name__ == "SiglipAttention":
-            m.config._attn_implementation = "flash_attention_2"
+        ref16 = KeyeForConditionalGeneration.from_pretrained(d, config=RefConfig.from_pretrained(d),
+                                                             torch_dtype=torch.bfloat16, attn_implementation="sdpa")
+    for model in (ref, ref16):
+        model.eval()
+        for m in model.modules():  # the vision tower only segments images/videos on its flash-attention path
+            if type(m).__name__ == "SiglipAttention":
+                m.config._attn_implementation = "flash_attention_2"
     feats = []
     ref.mlp_AR.register_forward_hook(lambda mod, args, out: feats.append([f.detach() for f in out]))
     with torch.no_grad():
+        logits16 = ref16(**inputs).logits.float()
         logits = ref(**inputs).logits
         pos, deltas = ref.get_rope_index(inputs["input_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"),
                                          inputs.get("second_per_grid_ts"), inputs["attention_mask"])
@@ -75,6 +79,7 @@ def main() -> None:
         real = logits[i][mask[i]]
         rows.append({
             "last4_first16": real[-4:, :16].tolist(),
+            "bf16_last4_first16": logits16[i][mask[i]][-4:, :16].tolist(),
             "argmax": real.argmax(-1).tolist(),
             "last_top5": real[-1].topk(5).indices.tolist(),
             "last_top5_values": real[-1].topk(5).values.tolist(),
