@@ -44,8 +44,9 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     _rms._check(x, weight)
-    if x.shape != residual.shape:
-        raise KernelInputError(f"x and residual must have the same shape, got {tuple(x.shape)} and {tuple(residual.shape)}")
+    if not isinstance(residual, torch.Tensor) or x.shape != residual.shape or x.dtype != residual.dtype:
+        raise KernelInputError(f"x and residual must match in shape and dtype, got {tuple(x.shape)} {x.dtype} and "
+                               f"{tuple(getattr(residual, 'shape', ()))} {getattr(residual, 'dtype', type(residual).__name__)}")
     impl = _triton("rms_norm", "add_rms_norm", x, residual, weight)
     return impl(x, residual, weight, eps) if impl else _rms.add_rms_norm_torch(x, residual, weight, eps)
 

@@ -18,6 +18,10 @@ def row_tile(d: int) -> tuple[int, int]:
     return block_r, block_d
 
 
+def row_warps(block_r: int, block_d: int) -> int:
+    return 8 if block_r * block_d >= 4096 else 4
+
+
 def reduction_grid(n_row_blocks: int) -> int:
     """Programs for a backward that also reduces a weight gradient: bounded so partials stay small."""
     return max(1, min(n_row_blocks, 256))

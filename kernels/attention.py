@@ -19,6 +19,7 @@ def _check(q, k, v, cu_q, cu_k) -> None:
     require(q.shape[2] == k.shape[2], f"q and k head_dim differ: {q.shape[2]} vs {k.shape[2]}")
     require(k.shape[1] > 0 and q.shape[1] % k.shape[1] == 0,
             f"q heads ({q.shape[1]}) must be a multiple of kv heads ({k.shape[1]})")
+    require(q.dtype == k.dtype == v.dtype, f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     require_cu_seqlens("cu_seqlens_q", cu_q, q.shape[0])
     require_cu_seqlens("cu_seqlens_k", cu_k, k.shape[0])
     require(cu_q.numel() == cu_k.numel(),

@@ -18,28 +18,39 @@ from .dispatch import interpreting
 
 LOG2E = 1.4426950408889634
 
-def _blocks() -> tuple[int, int]:
-    # Small tiles under the interpreter so that short test segments still span several blocks.
-    return (16, 16) if interpreting() else (64, 64)
+def _config(dtype: torch.dtype, kernel: str) -> dict:
+    """Tiles and launch settings per kernel, chosen from sm_90 compiles without register spills
+    (tests/kernels/sm90_compile.py reports shared memory, registers and spills)."""
+    if interpreting():
+        # Small tiles so that short test segments still span several blocks.
+        return dict(BLOCK_M=16, BLOCK_N=16)
+    if dtype == torch.float32:  # exact float32 products have no tensor cores: small tiles
+        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
+    if kernel == "dkdv":
+        return dict(BLOCK_M=32, BLOCK_N=64, num_warps=8, num_stages=2)
+    return dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=3 if kernel == "fwd" else 2)
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_t, so_h, n_heads,
               D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     m_block, seg, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    q0 = tl.load(CU_Q + seg)
+    q0 = tl.load(CU_Q + seg).to(tl.int64)  # token * stride can pass 2**31 on long packs
     lq = tl.load(CU_Q + seg + 1) - q0
-    k0 = tl.load(CU_K + seg)
+    k0 = tl.load(CU_K + seg).to(tl.int64)
     lk = tl.load(CU_K + seg + 1) - k0
     if m_block * BLOCK_M >= lq:
         return
     kvh = h // GROUP
+    # 64-bit scalar bases, 32-bit per-element offsets: keeps address registers low.
+    q_base = Q + q0 * sq_t + h * sq_h
+    k_base = K + k0 * sk_t + kvh * sk_h
+    v_base = V + k0 * sk_t + kvh * sk_h
     offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
-    q = tl.load(Q + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :],
-                mask=(offs_m < lq)[:, None] & d_ok[None, :], other=0.0)
+    q = tl.load(q_base + offs_m[:, None] * sq_t + offs_d[None, :], mask=(offs_m < lq)[:, None] & d_ok[None, :], other=0.0)
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
@@ -50,7 +61,7 @@ def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_
     for start in range(0, end, BLOCK_N):
         cols = start + offs_n
         kv_ok = (cols < lk)[:, None] & d_ok[None, :]
-        k = tl.load(K + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        k = tl.load(k_base + cols[:, None] * sk_t + offs_d[None, :], mask=kv_ok, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
         valid = (cols < lk)[None, :]
         if CAUSAL:
@@ -61,25 +72,25 @@ def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_
         p = tl.exp2(s - m_safe[:, None])
         alpha = tl.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(V + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        v = tl.load(v_base + cols[:, None] * sk_t + offs_d[None, :], mask=kv_ok, other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     empty = l_i == 0.0  # a query that sees no key outputs zeros
     out = acc / tl.where(empty, 1.0, l_i)[:, None]
     row_ok = offs_m < lq
-    tl.store(O + (q0 + offs_m)[:, None] * so_t + h * so_h + offs_d[None, :], out.to(O.dtype.element_ty),
+    tl.store(O + q0 * so_t + h * so_h + offs_m[:, None] * so_t + offs_d[None, :], out.to(O.dtype.element_ty),
              mask=row_ok[:, None] & d_ok[None, :])
     # +inf for empty rows makes every backward probability exp2(s - lse) exactly 0.
-    tl.store(LSE + (q0 + offs_m) * n_heads + h, tl.where(empty, float("inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i))), mask=row_ok)
+    tl.store(LSE + q0 * n_heads + h + offs_m * n_heads, tl.where(empty, float("inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i))), mask=row_ok)
 
 @triton.jit
 def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_scale,
                    sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     n_block, seg, kvh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    q0 = tl.load(CU_Q + seg)
+    q0 = tl.load(CU_Q + seg).to(tl.int64)  # token * stride can pass 2**31 on long packs
     lq = tl.load(CU_Q + seg + 1) - q0
-    k0 = tl.load(CU_K + seg)
+    k0 = tl.load(CU_K + seg).to(tl.int64)
     lk = tl.load(CU_K + seg + 1) - k0
     if n_block * BLOCK_N >= lk:
         return
@@ -88,8 +99,10 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_sca
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
     kv_ok = (offs_n < lk)[:, None] & d_ok[None, :]
-    k = tl.load(K + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
-    v = tl.load(V + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+    kv_base = k0 * sk_t + kvh * sk_h  # 64-bit scalar; per-element offsets stay 32-bit
+    kv_offs = offs_n[:, None] * sk_t + offs_d[None, :]
+    k = tl.load(K + kv_base + kv_offs, mask=kv_ok, other=0.0)
+    v = tl.load(V + kv_base + kv_offs, mask=kv_ok, other=0.0)
     dk = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
     shift = lk - lq
@@ -99,13 +112,18 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_sca
         first_m = tl.maximum(n_block * BLOCK_N - shift, 0) // BLOCK_M * BLOCK_M
     for g in range(0, GROUP):
         h = kvh * GROUP + g
+        q_ptr = Q + (q0 * sq_t + h * sq_h)
+        do_ptr = DO + (q0 * sq_t + h * sq_h)
+        lse_ptr = LSE + (q0 * n_heads + h)
+        delta_ptr = DELTA + (q0 * n_heads + h)
         for m_start in range(first_m, lq, BLOCK_M):
             offs_m = m_start + offs_m0
             q_ok = (offs_m < lq)[:, None] & d_ok[None, :]
-            q = tl.load(Q + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
-            do = tl.load(DO + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
-            lse = tl.load(LSE + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=float("inf"))
-            delta = tl.load(DELTA + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=0.0)
+            q_offs = offs_m[:, None] * sq_t + offs_d[None, :]
+            q = tl.load(q_ptr + q_offs, mask=q_ok, other=0.0)
+            do = tl.load(do_ptr + q_offs, mask=q_ok, other=0.0)
+            lse = tl.load(lse_ptr + offs_m * n_heads, mask=offs_m < lq, other=float("inf"))
+            delta = tl.load(delta_ptr + offs_m * n_heads, mask=offs_m < lq, other=0.0)
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
             valid = (offs_n < lk)[None, :]
             if CAUSAL:
@@ -115,18 +133,17 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_sca
             dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
             ds = p * (dp - delta[:, None])
             dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PRECISION)
-    tl.store(DK + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], (dk * sm_scale).to(DK.dtype.element_ty),
-             mask=kv_ok)
-    tl.store(DV + (k0 + offs_n)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], dv.to(DV.dtype.element_ty), mask=kv_ok)
+    tl.store(DK + kv_base + kv_offs, (dk * sm_scale).to(DK.dtype.element_ty), mask=kv_ok)
+    tl.store(DV + kv_base + kv_offs, dv.to(DV.dtype.element_ty), mask=kv_ok)
 
 @triton.jit
 def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
                  sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     m_block, seg, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    q0 = tl.load(CU_Q + seg)
+    q0 = tl.load(CU_Q + seg).to(tl.int64)  # token * stride can pass 2**31 on long packs
     lq = tl.load(CU_Q + seg + 1) - q0
-    k0 = tl.load(CU_K + seg)
+    k0 = tl.load(CU_K + seg).to(tl.int64)
     lk = tl.load(CU_K + seg + 1) - k0
     if m_block * BLOCK_M >= lq:
         return
@@ -136,11 +153,14 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
     q_ok = (offs_m < lq)[:, None] & d_ok[None, :]
-    q = tl.load(Q + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
-    do = tl.load(DO + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], mask=q_ok, other=0.0)
-    lse = tl.load(LSE + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=float("inf"))
-    delta = tl.load(DELTA + (q0 + offs_m) * n_heads + h, mask=offs_m < lq, other=0.0)
+    q_base = q0 * sq_t + h * sq_h
+    q_offs = offs_m[:, None] * sq_t + offs_d[None, :]
+    q = tl.load(Q + q_base + q_offs, mask=q_ok, other=0.0)
+    do = tl.load(DO + q_base + q_offs, mask=q_ok, other=0.0)
+    lse = tl.load(LSE + q0 * n_heads + h + offs_m * n_heads, mask=offs_m < lq, other=float("inf"))
+    delta = tl.load(DELTA + q0 * n_heads + h + offs_m * n_heads, mask=offs_m < lq, other=0.0)
     dq = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    kv_base = k0 * sk_t + kvh * sk_h
     shift = lk - lq
     end = lk
     if CAUSAL:
@@ -148,8 +168,9 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
     for start in range(0, end, BLOCK_N):
         cols = start + offs_n0
         kv_ok = (cols < lk)[:, None] & d_ok[None, :]
-        k = tl.load(K + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
-        v = tl.load(V + (k0 + cols)[:, None] * sk_t + kvh * sk_h + offs_d[None, :], mask=kv_ok, other=0.0)
+        kv_offs = cols[:, None] * sk_t + offs_d[None, :]
+        k = tl.load(K + kv_base + kv_offs, mask=kv_ok, other=0.0)
+        v = tl.load(V + kv_base + kv_offs, mask=kv_ok, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
         valid = (cols < lk)[None, :]
         if CAUSAL:
@@ -158,8 +179,7 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
-    tl.store(DQ + (q0 + offs_m)[:, None] * sq_t + h * sq_h + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
-             mask=q_ok)
+    tl.store(DQ + q_base + q_offs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=q_ok)
 
 def _precision(t: torch.Tensor) -> str:
     # float32 inputs get exact float32 products (no TF32) so they can serve as a reference.
@@ -182,13 +202,13 @@ class _VarlenAttention(torch.autograd.Function):
         o = torch.empty_like(q)
         lse = torch.empty(tq, hq, dtype=torch.float32, device=q.device)
         n_seg = cu_q.numel() - 1
-        block_m, block_n = _blocks()
+        cfg = _config(q.dtype, "fwd")
         block_d = max(16, triton.next_power_of_2(d))
         if tq and n_seg and max_q > 0:
-            grid = (triton.cdiv(max_q, block_m), n_seg, hq)
+            grid = (triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hq)
             _attn_fwd[grid](q, k, v, o, lse, cu_q, cu_k, scale * LOG2E, q.stride(0), q.stride(1),
                             k.stride(0), k.stride(1), o.stride(0), o.stride(1), hq, d, hq // hkv,
-                            CAUSAL=causal, PRECISION=_precision(q), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d)
+                            CAUSAL=causal, PRECISION=_precision(q), BLOCK_D=block_d, **cfg)
         ctx.save_for_backward(q, k, v, o, lse, cu_q, cu_k)
         ctx.meta = (max_q, max_k, causal, scale)
         return o
@@ -203,16 +223,17 @@ class _VarlenAttention(torch.autograd.Function):
         delta = (o.float() * do.float()).sum(-1)  # rowwise dO . O of FlashAttention-2
         dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         n_seg = cu_q.numel() - 1
-        block_m, block_n = _blocks()
         block_d = max(16, triton.next_power_of_2(d))
-        common = dict(CAUSAL=causal, PRECISION=_precision(q), BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d)
+        common = dict(CAUSAL=causal, PRECISION=_precision(q), BLOCK_D=block_d)
         args = (scale * LOG2E, scale, q.stride(0), q.stride(1), k.stride(0), k.stride(1), hq, d, hq // hkv)
         if n_seg and max_k > 0 and k.shape[0]:
-            _attn_bwd_dkdv[(triton.cdiv(max_k, block_n), n_seg, hkv)](q, k, v, do, lse, delta, dk, dv, cu_q, cu_k,
-                                                                       *args, **common)
+            cfg = _config(q.dtype, "dkdv")
+            _attn_bwd_dkdv[(triton.cdiv(max_k, cfg["BLOCK_N"]), n_seg, hkv)](
+                q, k, v, do, lse, delta, dk, dv, cu_q, cu_k, *args, **common, **cfg)
         if n_seg and max_q > 0 and tq:
-            _attn_bwd_dq[(triton.cdiv(max_q, block_m), n_seg, hq)](q, k, v, do, lse, delta, dq, cu_q, cu_k,
-                                                                   *args, **common)
+            cfg = _config(q.dtype, "dq")
+            _attn_bwd_dq[(triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hq)](
+                q, k, v, do, lse, delta, dq, cu_q, cu_k, *args, **common, **cfg)
         return dq, dk, dv, None, None, None, None, None, None
 
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, scale):

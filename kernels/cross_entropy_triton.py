@@ -23,17 +23,16 @@ def _ce_rows(LOGITS, TARGETS, SCALE, LSE, TGT, stride, V, ignore_index,
     target = tl.load(TARGETS + row).to(tl.int64)
     valid = target != ignore_index
     safe_target = tl.where(valid, target, 0)
-    m = tl.full((BLOCK_V,), float("-inf"), dtype=tl.float32)
-    s = tl.zeros((BLOCK_V,), dtype=tl.float32)
+    # Scalar running max and sum (online softmax) keep register use flat for wide blocks.
+    m = tl.full([], float("-inf"), dtype=tl.float32)
+    s = tl.full([], 0.0, dtype=tl.float32)
     for start in range(0, V, BLOCK_V):
         cols = start + tl.arange(0, BLOCK_V)
         x = tl.load(base + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
-        m_new = tl.maximum(m, x)
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        s = s * tl.exp(m - m_safe) + tl.exp(x - m_safe)
+        m_new = tl.maximum(m, tl.max(x, axis=0))
+        s = s * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
         m = m_new
-    top = tl.max(m, axis=0)
-    lse = top + tl.log(tl.sum(s * tl.exp(m - top), axis=0))
+    lse = m + tl.log(s)
     tgt = tl.where(valid, tl.load(base + safe_target).to(tl.float32), 0.0)
     tl.store(LSE + row, lse)
     tl.store(TGT + row, tgt)
@@ -57,5 +56,5 @@ def rows_triton(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
         block_v = min(triton.next_power_of_2(v), 1024 if interpreting() else 8192)
         scale = grad_scale.contiguous().float() if grad_scale is not None else lse
         _ce_rows[(rows,)](logits, targets.contiguous(), scale, lse, tgt, logits.stride(0), v, ignore_index,
-                          WRITE_GRAD=grad_scale is not None, BLOCK_V=block_v)
+                          WRITE_GRAD=grad_scale is not None, BLOCK_V=block_v, num_warps=16 if block_v >= 8192 else 4)
     return lse, tgt

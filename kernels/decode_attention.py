@@ -17,6 +17,8 @@ def _check(q, k_cache, v_cache, cache_seqlens) -> None:
     require(q.dim() == 3, f"q must be (B, Hq, D), got {tuple(q.shape)}")
     require(k_cache.dim() == 4, f"k_cache must be (B, S_max, Hkv, D), got {tuple(k_cache.shape)}")
     require(k_cache.shape == v_cache.shape, f"k_cache and v_cache differ: {tuple(k_cache.shape)} vs {tuple(v_cache.shape)}")
+    require(q.dtype == k_cache.dtype == v_cache.dtype,
+            f"q and the caches must share a dtype, got {q.dtype}, {k_cache.dtype}, {v_cache.dtype}")
     b, hq, d = q.shape
     require(k_cache.shape[0] == b and k_cache.shape[3] == d,
             f"k_cache must be ({b}, S_max, Hkv, {d}) to match q, got {tuple(k_cache.shape)}")

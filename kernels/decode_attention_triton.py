@@ -23,7 +23,7 @@ LOG2E = 1.4426950408889634
 def _decode_split(Q, K, V, SEQLENS, MID_O, MID_LSE, qk_scale, sq_b, sq_h, sk_b, sk_s, sk_h,
                   sv_b, sv_s, sv_h, n_heads, n_splits, split_len, D, GROUP,
                   PRECISION: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    b, kvh, sp = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    b, kvh, sp = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)  # b * stride can pass 2**31
     length = tl.load(SEQLENS + b)
     start = sp * split_len
     end = tl.minimum(start + split_len, length)
@@ -61,7 +61,7 @@ def _decode_split(Q, K, V, SEQLENS, MID_O, MID_LSE, qk_scale, sq_b, sq_h, sk_b, 
 @triton.jit
 def _decode_reduce(MID_O, MID_LSE, O, so_b, so_h, n_heads, n_splits, D,
                    BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
-    b, h = tl.program_id(0), tl.program_id(1)
+    b, h = tl.program_id(0).to(tl.int64), tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     s_ok = offs_s < n_splits

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import reduction_grid, row_tile
+from ._launch import reduction_grid, row_tile, row_warps
 
 
 @triton.jit
@@ -82,7 +82,8 @@ def rope_forward(x, cos, sin, weight, eps, norm: bool):
     block_r, block_d = row_tile(d)
     if r:
         _rope_fwd[(triton.cdiv(r, block_r),)](xc, cos, sin, weight if norm else xc, y, r, h, d, d // 2, eps,
-                                              NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d)
+                                              NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d,
+            num_warps=row_warps(block_r, block_d))
     return y, xc
 
 
@@ -96,7 +97,8 @@ def rope_backward(dy, xc, cos, sin, weight, eps, norm: bool):
     dw_part = torch.zeros(grid if norm else 1, d, dtype=torch.float32, device=xc.device)
     if r:
         _rope_bwd[(grid,)](dy.contiguous(), xc, cos, sin, weight if norm else xc, dx, dw_part, r, h, d, d // 2,
-                           eps, n_blocks, NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d)
+                           eps, n_blocks, NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d,
+            num_warps=row_warps(block_r, block_d))
     return dx, (dw_part.sum(0).to(weight.dtype) if norm else None)
 
 
