@@ -5,7 +5,7 @@ VENV_STAMP := .venv/.installed
 .PHONY: demo test setup system-deps stack-up stack-down clean
 
 demo: $(VENV_STAMP)
-	$(PY) -m keye.demo
+	.venv/bin/keye analyze --samples
 
 test: $(VENV_STAMP) system-deps
 	.venv/bin/keye stack up

