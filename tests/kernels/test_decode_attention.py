@@ -22,7 +22,7 @@ def run(backend_env, lengths, s_max, hq, hkv, d, dtype=torch.float32):
     return q, k, v, seqlens, out
 
 
-@pytest.mark.parametrize("hq,hkv", [(4, 1), (32, 8), (2, 2), (6, 2)])
+@pytest.mark.parametrize("hq,hkv", [(4, 1), (32, 8), (4, 2), (2, 2), (6, 2)])  # 4:1 Qwen3-8B, 2:1 keye-tiny
 def test_grouped_query_ratios(backend_env, hq, hkv):
     run(backend_env, [1, 37, 70], 70, hq, hkv, 128 if hq == 32 else 16)
 
