@@ -87,6 +87,11 @@ class VectorStore:
             if not r.embedding:
                 raise VectorStoreError(f"analysis {r.analysis_id} of video {r.video_id} has no embedding")
         self.ensure_collection(len(records[0].embedding))
+        dim = self.dim()
+        for r in records:
+            if len(r.embedding) != dim:
+                raise VectorStoreError(f"analysis {r.analysis_id} of video {r.video_id} has a {len(r.embedding)}-dim "
+                                       f"embedding; collection {self.collection!r} holds {dim}-dim vectors")
         points = [models.PointStruct(id=r.analysis_id, vector={VECTOR: list(r.embedding)}, payload=payload_of(r))
                   for r in records]
         self.client.upsert(self.collection, points=points, wait=True)

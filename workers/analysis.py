@@ -53,12 +53,13 @@ class KeyeAnalyzer:
 
     The model is loaded once per process; calls are serialized (one forward at a time per device).
     The embedding is of the video alone (no instruction), so it does not change with prompt versions.
-    `max_frames` / `max_pixels` bound the vision sequence (the whole video is one attention segment).
+    `max_frames` / `max_pixels` bound the vision sequence (defaults: 32 x 256*28*28 on CUDA, 8 x 64*28*28
+    elsewhere).
     """
 
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, settings: Settings, *, max_frames: int = 32, max_pixels: int = 256 * 28 * 28,
+    def __init__(self, settings: Settings, *, max_frames: int | None = None, max_pixels: int | None = None,
                  max_new_tokens: int = SUMMARY_MAX_NEW_TOKENS) -> None:
         try:
             import torch
@@ -74,7 +75,11 @@ class KeyeAnalyzer:
         folder = Path(settings.model)
         self.processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
         self.model_version = folder.name if folder.is_dir() else settings.model
-        self.video_options = {"max_frames": max_frames, "max_pixels": max_pixels}
+        # The whole video is one attention segment in the vision tower: bound it, tighter on CPU
+        # (where `keye analyze` of a sample clip should take seconds, not minutes).
+        on_gpu = str(settings.device).startswith("cuda")
+        self.video_options = {"max_frames": max_frames or (32 if on_gpu else 8),
+                              "max_pixels": max_pixels or (256 * 28 * 28 if on_gpu else 64 * 28 * 28)}
         self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
 

@@ -272,6 +272,10 @@ class Worker:
             if len(self._unstored) < 4 * self.config.batch_size:
                 self._unstored[work.video_id] = record
             raise
+        except Exception as e:  # noqa: BLE001 - a store refused this record itself (e.g. wrong vector size)
+            self._dead_letter(r.value, e, attempts=attempt or 1, stage="worker.persist", video_id=work.video_id,
+                              uri=work.uri)
+            return
         metrics.ANALYZED.inc()
 
     def _publish(self, record: AnalysisRecord) -> None:

@@ -17,7 +17,7 @@ import threading
 from keye import kafka as kk
 from keye.schemas import AnalysisRecord, DeadLetter, SchemaError, decode
 from keye.settings import Settings
-from keye.vectors import VectorStore
+from keye.vectors import VectorStore, VectorStoreError
 from workers import metrics
 
 log = logging.getLogger("keye.vectors")
@@ -56,7 +56,7 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
                     continue
                 latest[rec.analysis_id] = rec
             try:
-                store.upsert(list(latest.values()))
+                _upsert_or_dead_letter(store, list(latest.values()), producer, settings)
                 producer.flush(timeout=60)
             except Exception as e:  # noqa: BLE001 - retried: the batch is re-read from the last commit
                 failures += 1
@@ -74,3 +74,20 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
         producer.close(timeout=10)
         if own_store:
             store.close()
+
+
+def _upsert_or_dead_letter(store: VectorStore, records: list[AnalysisRecord], producer, settings: Settings) -> None:
+    """Upsert a batch; a record the store refuses (e.g. another vector size) goes to the DLQ alone."""
+    try:
+        store.upsert(records)
+        return
+    except VectorStoreError:
+        pass
+    for rec in records:
+        try:
+            store.upsert([rec])
+        except VectorStoreError as e:
+            log.warning("video %s: vector refused (%s) -> DLQ", rec.video_id, e)
+            kk.send(producer, settings.topic_dlq, DeadLetter.of(rec.model_dump(mode="json", exclude={"embedding"}), e,
+                                                                stage="vectors.upsert"), video_id=rec.video_id)
+            metrics.DLQ.labels("vectors.upsert").inc()

@@ -83,3 +83,43 @@ def test_ingest_publishes_validated_submissions_keyed_by_video_id(kafka_bootstra
     got = read_topic(s, s.topic_ingest, idle_s=1.0)
     assert [k for k, _ in got] == [sent[0].video_id, sent[1].video_id, sent[0].video_id]
     assert got[1][1]["uri"] == "https://example.com/b.mp4" and got[1][1]["creator_id"] == "c1"
+
+
+@pytest.mark.kafka
+def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kafka_bootstrap: str,
+                                                                             tmp_path: Path) -> None:
+    import threading
+    import uuid
+
+    from conftest import read_topic, wait_for
+    from test_pipeline_stores import record
+
+    from keye.kafka import ensure_topics, producer, send
+    from workers.vector_sink import run_vector_sink
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    s = Settings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path, topic_analyzed=f"{prefix}.videos.analyzed",
+                 topic_dlq=f"{prefix}.videos.dlq")
+    ensure_topics(s, [s.topic_analyzed, s.topic_dlq], partitions=2)
+    prod = producer(s)
+    good = [record("v1"), record("v2"), record("v1")]  # v1 redelivered
+    wrong = record("v3", embedding=(1.0, 0.0))  # another vector size than the collection's
+    for r in [*good, wrong]:
+        send(prod, s.topic_analyzed, r)
+    prod.send(s.topic_analyzed, key=b"v4", value=b"{broken")
+    prod.flush()
+    prod.close()
+    store = VectorStore.from_settings(s)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_vector_sink, args=(s, stop), kwargs={"group_id": f"{prefix}-vs", "store": store})
+    thread.start()
+    try:
+        wait_for(lambda: store.count() == 2, 60, "two points")
+        dlq = {k: v for k, v in read_topic(s, s.topic_dlq, idle_s=2.0)}
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert store.count() == 2 and store.count({"video_id": "v1"}) == 1
+    assert dlq["v3"]["stage"] == "vectors.upsert" and "3-dim" in dlq["v3"]["error"]
+    assert dlq["v4"]["stage"] == "vectors.decode" and dlq["v4"]["error_type"] == "SchemaError"
+    store.close()
