@@ -54,10 +54,12 @@ def rows_torch(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index: int, chunk_size: int, rows: RowsFn):
+    def forward(ctx, hidden, weight, targets, ignore_index: int, chunk_size: int, rows: RowsFn, grad_mode: bool):
         valid = targets != ignore_index
         n_valid = valid.sum().clamp(min=1).float()
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # Gradients are computed here, chunk by chunk, only when a backward can follow
+        # (needs_input_grad alone stays True under torch.no_grad()).
+        need_h, need_w = grad_mode and ctx.needs_input_grad[0], grad_mode and ctx.needs_input_grad[1]
         scale = valid.float() / n_valid if (need_h or need_w) else None
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros_like(weight) if need_w else None
@@ -79,7 +81,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w = ctx.saved_tensors
         gh = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
         gw = grad_w * grad_loss.to(grad_w.dtype) if grad_w is not None else None
-        return gh, gw, None, None, None, None
+        return gh, gw, None, None, None, None, None
 
 
 class _LinearLogprobs(torch.autograd.Function):
@@ -116,7 +118,7 @@ class _LinearLogprobs(torch.autograd.Function):
 
 def fused_linear_cross_entropy_with(rows: RowsFn, hidden, weight, targets, ignore_index: int,
                                     chunk_size: int) -> torch.Tensor:
-    return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, rows)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, rows, torch.is_grad_enabled())
 
 
 def fused_linear_logprobs_with(rows: RowsFn, hidden, weight, targets, chunk_size: int) -> torch.Tensor:

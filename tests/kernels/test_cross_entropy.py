@@ -71,3 +71,23 @@ def test_keye_vocabulary_without_full_logits(backend_env):
     with backend_env("triton"):
         loss = kernels.fused_linear_cross_entropy(hidden, weight, targets, chunk_size=2)
     torch.testing.assert_close(loss, linear_cross_entropy_reference(hidden, weight, targets), atol=1e-5, rtol=1e-5)
+
+
+def test_no_gradient_work_under_no_grad():
+    # Evaluation must not pay for the in-forward gradient: the row kernel is asked for no gradient.
+    from kernels.cross_entropy import fused_linear_cross_entropy_with, rows_torch
+
+    asked = []
+
+    def rows(logits, targets, ignore_index, grad_scale):
+        asked.append(grad_scale is not None)
+        return rows_torch(logits, targets, ignore_index, grad_scale)
+
+    hidden, weight = torch.randn(6, 8, requires_grad=True), torch.randn(40, 8, requires_grad=True)
+    targets = torch.randint(0, 40, (6,))
+    with torch.no_grad():
+        loss = fused_linear_cross_entropy_with(rows, hidden, weight, targets, -100, 4)
+    assert asked == [False, False]
+    torch.testing.assert_close(loss, linear_cross_entropy_reference(hidden, weight, targets).detach())
+    fused_linear_cross_entropy_with(rows, hidden, weight, targets, -100, 4)
+    assert asked[2:] == [True, True]
