@@ -1,9 +1,9 @@
 """Generation engine: KV cache, sampling, batched prefill/decode, prefix reuse, streaming."""
 
 from keye_model.engine.cache import KVCache
-from keye_model.engine.sampling import SamplingParams
+from keye_model.engine.sampling import LogitsProcessor, SamplingParams
 
-__all__ = ["Engine", "GenerationResult", "KVCache", "Prefix", "SamplingParams", "StepOutput", "text_deltas"]
+__all__ = ["Engine", "GenerationResult", "KVCache", "LogitsProcessor", "Prefix", "SamplingParams", "StepOutput", "text_deltas"]
 
 
 def __getattr__(name: str):
