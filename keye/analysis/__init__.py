@@ -4,12 +4,13 @@
 """
 
 from keye.analysis.config import AnalysisConfig, TaskConfig, load_config
+from keye.analysis.embedding import embed_text
 from keye.analysis.errors import AnalysisConfigError, AnalysisError, GrammarError, SegmentationError
 from keye.analysis.output import ParsedOutput, parse_output
 from keye.analysis.segments import Segment, segment_video
 
 __all__ = ["AnalysisConfig", "AnalysisConfigError", "AnalysisError", "GrammarError", "ParsedOutput", "Segment",
-           "SegmentationError", "TaskConfig", "VideoAnalyzer", "load_config", "parse_output", "segment_video"]
+           "SegmentationError", "TaskConfig", "VideoAnalyzer", "embed_text", "load_config", "parse_output", "segment_video"]
 
 
 def __getattr__(name: str):

@@ -20,6 +20,7 @@ import torch
 
 from keye.analysis import merge, prompts
 from keye.analysis.config import TASK_NAMES, AnalysisConfig, load_config
+from keye.analysis.embedding import embed_text
 from keye.analysis.errors import AnalysisError
 from keye.analysis.generation import generate_rows, prefill_prefix
 from keye.analysis.grammar import STOP_ID, GrammarBook, GrammarMasks
@@ -103,15 +104,9 @@ class VideoAnalyzer:
             return [(self._record(v), v.answers) for v in videos]
 
     def embed_text(self, query: str) -> list[float]:
-        """A text query in the video space: the same pooling over the same chat framing."""
-        if not isinstance(query, str) or not query.strip():
-            raise AnalysisError("a text query must be a non-empty string")
-        msgs = [{"role": "user", "content": [{"type": "text", "text": query}]}]
-        with self._lock, torch.inference_mode():
-            inputs = self.processor(msgs, add_generation_prompt=False)
-            ids, mask = inputs.input_ids[:, :-2], inputs.attention_mask[:, :-2]  # drop the end of turn, as for videos
-            vec = self.model.embed(ids, mask)
-        return vec[0].float().tolist()
+        """A text query in the same space as the records' embeddings (see embedding.py)."""
+        with self._lock:
+            return embed_text(self.model, self.processor, query)
 
     def tasks_for(self, submission: Submission) -> tuple[str, ...]:
         wanted = [t for t in submission.tasks if t in TASK_NAMES]

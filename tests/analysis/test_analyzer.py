@@ -150,3 +150,14 @@ def test_bad_inputs_raise_typed_errors(analyzer, tmp_path):
     with pytest.raises(MediaError):
         analyzer.analyze(junk, sub("junk"))
     assert analyzer.analyze_many([]) == []
+
+
+def test_query_framing_matches_the_video_prefix_framing(analyzer, processor, tiny_model):
+    from keye.analysis import embed_text
+    from keye.analysis.errors import AnalysisError
+
+    vec = torch.tensor(embed_text(tiny_model, processor, "bikes"))
+    ids = processor.tokenizer.encode("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nbikes")
+    assert torch.allclose(vec, tiny_model.embed(torch.tensor([ids]))[0], atol=1e-6)
+    with pytest.raises(AnalysisError, match="at most"):
+        embed_text(tiny_model, processor, "x" * 5000)
