@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from keye_model.attention import CachedDecode, CachedPrefill
 from keye_model.engine.cache import KVCache
@@ -50,6 +51,8 @@ class Prefix:
     tokens: list[int]
     next_position: int
     meta: dict[str, Any] = field(default_factory=dict)
+    # With prefill_prefix(..., embed=True): the prompt's vector, pooled like KeyeModel.embed.
+    embedding: torch.Tensor | None = None
 
 
 @dataclass
@@ -73,13 +76,18 @@ class Engine:
         return KVCache.allocate(c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim,
                                 self.model.dtype, self.model.device)
 
-    def _prefill(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
+    def _prefill_hidden(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
+        """Write the new tokens of each row into the cache; their final hidden states, packed."""
         if any(n == 0 for n in lengths):
             raise InputError("every input row needs at least one real token")
-        attend = CachedPrefill(cache, rows, lengths)
-        hidden = self.model.run(embeds, positions, attend)
+        hidden = self.model.run(embeds, positions, CachedPrefill(cache, rows, lengths))
         for r, n in zip(rows, lengths):
             cache.lengths[r] += n
+        return hidden
+
+    def _prefill(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
+        """As _prefill_hidden, returning the next-token logits (B, V) float32 of each row."""
+        hidden = self._prefill_hidden(cache, rows, embeds, positions, lengths)
         last = torch.tensor(lengths).cumsum(0) - 1
         return self.model.lm_head(hidden[last.to(hidden.device)]).float()
 
@@ -97,33 +105,42 @@ class Engine:
         return _State(cache, logits, torch.tensor(packed.next_positions), packed.tokens)
 
     @torch.no_grad()
-    def prefill_prefix(self, inputs: dict[str, Any]) -> Prefix:
-        """Run a shared prompt (one row, media included) once; continue it with `*_from_prefix`."""
+    def prefill_prefix(self, inputs: dict[str, Any], embed: bool = False) -> Prefix:
+        """Run a shared prompt (one row, media included) once; continue it with `*_from_prefix`.
+
+        embed=True also pools the prompt's hidden states into `Prefix.embedding` exactly as
+        KeyeModel.embed does, so one pass through the vision tower serves answers and vector.
+        """
         packed = self.model.pack(**self._as_dict(inputs))
         if len(packed.lengths) != 1:
             raise InputError(f"a prefix is one sequence, got a batch of {len(packed.lengths)}")
         cache = self._cache(1, packed.lengths[0])
-        self._prefill(cache, [0], packed.embeds, packed.positions, packed.lengths)
-        return Prefix(cache, packed.tokens[0], packed.next_positions[0])
+        hidden = self._prefill_hidden(cache, [0], packed.embeds, packed.positions, packed.lengths)
+        vector = F.normalize(hidden.float().mean(0), dim=-1) if embed else None
+        return Prefix(cache, packed.tokens[0], packed.next_positions[0], embedding=vector)
 
     @torch.no_grad()
-    def _continue(self, prefix: Prefix, continuations: Sequence[Sequence[int]], params: SamplingParams) -> _State:
-        conts = [list(map(int, c)) for c in continuations]
-        if not conts:
+    def _continue_rows(self, rows: Sequence[tuple[Prefix, Sequence[int]]], params: SamplingParams) -> _State:
+        """Row i forks rows[i]'s prefix cache and prefills its continuation tokens (text)."""
+        if not rows:
             raise InputError("no continuation prompts given")
-        n_pre = int(prefix.cache.lengths[0])
-        cache = self._cache(len(conts), n_pre + max(len(c) for c in conts) + params.max_new_tokens)
-        rows = list(range(len(conts)))
-        cache.copy_rows(prefix.cache, 0, rows)
+        conts = [list(map(int, c)) for _, c in rows]
+        longest = max(int(p.cache.lengths[0]) + len(c) for (p, _), c in zip(rows, conts))
+        cache = self._cache(len(rows), longest + params.max_new_tokens)
         positions, nxt = [], []
-        for c in conts:
+        for i, ((prefix, _), c) in enumerate(zip(rows, conts)):
+            cache.copy_rows(prefix.cache, 0, [i])
             p, n = mrope_positions(c, VisionGrids(), self.cfg, start=prefix.next_position)
             positions.append(p)
             nxt.append(n)
         flat = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=self.model.device)
         embeds = self.model.model.embed_tokens(flat)
-        logits = self._prefill(cache, rows, embeds, torch.cat(positions, 1).to(self.model.device), [len(c) for c in conts])
-        return _State(cache, logits, torch.tensor(nxt), [prefix.tokens + c for c in conts])
+        logits = self._prefill(cache, list(range(len(rows))), embeds,
+                               torch.cat(positions, 1).to(self.model.device), [len(c) for c in conts])
+        return _State(cache, logits, torch.tensor(nxt), [p.tokens + c for (p, _), c in zip(rows, conts)])
+
+    def _continue(self, prefix: Prefix, continuations: Sequence[Sequence[int]], params: SamplingParams) -> _State:
+        return self._continue_rows([(prefix, c) for c in continuations], params)
 
     # ---- decode loop ---------------------------------------------------------------------------
     def _loop(self, st: _State, params: SamplingParams, processors: Sequence[LogitsProcessor] | None,
@@ -203,6 +220,23 @@ class Engine:
                            logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
         params = params or SamplingParams()
         st = self._continue(prefix, continuations, params)
+        yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
+
+    def generate_from_prefixes(self, rows: Sequence[tuple[Prefix, Sequence[int]]],
+                               params: SamplingParams | None = None,
+                               logits_processors: Sequence[LogitsProcessor] | None = None) -> GenerationResult:
+        """Batched continuation of SEVERAL prefixes: row i continues rows[i][0] with rows[i][1]."""
+        params = params or SamplingParams()
+        st = self._continue_rows(rows, params)
+        result = self._result(st.cache.batch)
+        for _ in self._loop(st, params, logits_processors, result):
+            pass
+        return result
+
+    def stream_from_prefixes(self, rows: Sequence[tuple[Prefix, Sequence[int]]], params: SamplingParams | None = None,
+                             logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
+        params = params or SamplingParams()
+        st = self._continue_rows(rows, params)
         yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
 
     def generate_from_prefix(self, prefix: Prefix, continuations: Sequence[Sequence[int]],

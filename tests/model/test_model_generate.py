@@ -147,3 +147,19 @@ def test_bad_sampling_settings_are_clear_errors():
                     (dict(top_p=0), "top_p"), (dict(top_k=-2), "top_k"), (dict(repetition_penalty=0), "repetition")):
         with pytest.raises(InputError, match=msg):
             SamplingParams(**kw)
+
+
+def test_several_prefixes_continue_in_one_batch(tiny):
+    a = Prompt().text(100).video(2, 4, 4, 0.5, seed=11).text(101)
+    b = Prompt().text(7, 8, 9).image(4, 4, seed=12).text(10)
+    engine = Engine(tiny)
+    pa, pb = engine.prefill_prefix(batch([a]), embed=True), engine.prefill_prefix(batch([b]))
+    assert pb.embedding is None
+    assert torch.allclose(pa.embedding, tiny.embed(**batch([a]))[0], atol=1e-5)
+    rows = [(pa, [200, 201]), (pb, [300]), (pa, [400, 401, 402])]
+    params = SamplingParams(max_new_tokens=N, stop_token_ids=())
+    got = engine.generate_from_prefixes(rows, params).tokens
+    for (pre, task), tokens in zip(rows, got):
+        src = a if pre is pa else b
+        full = Prompt(ids=src.ids + task, images=src.images, videos=src.videos)
+        assert tokens == tiny.generate(**batch([full]), max_new_tokens=N, stop_token_ids=[])[0].tolist()
