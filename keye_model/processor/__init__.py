@@ -1,4 +1,19 @@
-"""Keye-VL processor: tokenizer, chat template, image and video preprocessing, typed media errors."""
+"""Keye-VL processor: tokenizer, chat template, image and video preprocessing, typed media errors.
+
+Parity choices (against the official `processing_keye.py`, `image_processing_keye.py` and
+`keye-vl-utils`):
+- Images follow the official two-step pipeline: keye-vl-utils rounds to multiples of 28 within
+  [4*28*28, 16384*28*28] pixels (PIL bicubic), then the processor applies its own budget
+  [3136, 1003520]; the second resize only acts on images outside that budget.
+  Deliberate differences: EXIF orientation is applied, and LA / palette transparency is also
+  composited on white (the reference only handles RGBA).
+- Videos from files follow keye-vl-utils' decord path for time ranges and the spec's formulas for
+  frame count, indices and per-frame budgets, with torchvision's resize semantics (float bicubic
+  with antialias, clamped and rounded). Frames come out identical to decoding every frame and
+  sampling. Rotation metadata is honoured (the reference ignores it).
+- Videos given as frame lists are fitted like images and padded to an even count; fps defaults
+  to 2.
+"""
 
 from .config import MediaLimits, PixelBudgets
 from .errors import (DecodeTimeout, ImageDecodeError, MediaError, ProcessorInputError, UnsupportedMedia,
