@@ -133,3 +133,31 @@ def test_local_qdrant_points_are_deterministic_and_filterable(tmp_path: Path) ->
                                     "max_severity", "created_at", "model_version", "duration_s"}
     with pytest.raises(ValueError, match="exactly one"):
         VectorStore(url="http://x:6333", path=tmp_path / "q2")
+
+
+def test_server_path_creates_a_payload_index_per_filterable_field(tmp_path: Path) -> None:
+    """No Qdrant server can run here: drive the server branch through the same client API (local
+    mode accepts each create_payload_index call and validates its schema type, then ignores it)."""
+    import warnings
+
+    store = VectorStore(path=tmp_path / "q")
+    store.local = False  # take the code path a server URL takes
+    try:
+        real, made = store.client.create_payload_index, []
+
+        def recording(collection, field_name, field_schema=None, **kw):
+            made.append((field_name, field_schema.value))
+            return real(collection, field_name, field_schema=field_schema, **kw)  # the real client call
+
+        store.client.create_payload_index = recording
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store.ensure_collection(3)
+        assert dict(made) == PAYLOAD_INDEXES
+        params = store.client.get_collection("videos").config.params.vectors
+        assert params["keye"].size == 3 and params["keye"].distance.name == "COSINE"
+        store.ensure_collection(3)  # idempotent
+        with pytest.raises(VectorStoreError, match="holds 3-dim vectors, got 4"):
+            store.ensure_collection(4)
+    finally:
+        store.close()
