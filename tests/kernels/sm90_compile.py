@@ -107,16 +107,18 @@ def configs():
                 cfg = at._config(dtype, kind)
                 launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
                 yield f"attn_{kind} {tag}", fn, dict(values, **cfg), launch
-    yield "decode_split bf16 d128 group4", da._decode_split, dict(
-        Q=bf, K=bf, V=bf, SEQLENS=i32, MID_O=f32, MID_LSE=f32, qk_scale=0.1, sq_b=1, sq_h=1, sk_b=1, sk_s=1, sk_h=1,
-        sv_b=1, sv_s=1, sv_h=1, n_heads=1, n_splits=1, split_len=64, D=128, GROUP=4,
-        PRECISION="tf32", BLOCK_G=16, BLOCK_N=64, BLOCK_D=128), 4
+    for dtype, prec, tag in ((bf, "tf32", "bf16"), (f32, "ieee", "fp32")):
+        yield f"decode_split {tag} d128 group4", da._decode_split, dict(
+            Q=dtype, K=dtype, V=dtype, SEQLENS=i32, MID_O=f32, MID_LSE=f32, qk_scale=0.1, sq_b=1, sq_h=1, sk_b=1,
+            sk_s=1, sk_h=1, sv_b=1, sv_s=1, sv_h=1, n_heads=1, n_splits=1, split_len=64, D=128, GROUP=4,
+            PRECISION=prec, BLOCK_G=16, BLOCK_N=64, BLOCK_D=128), 4
     yield "decode_reduce", da._decode_reduce, dict(
         MID_O=f32, MID_LSE=f32, O=bf, so_b=1, so_h=1, n_heads=1, n_splits=1, D=128, BLOCK_S=64, BLOCK_D=128), 4
     for grad in (False, True):
-        yield f"ce_rows grad={grad}", ce._ce_rows, dict(
-            LOGITS=bf, TARGETS=i64, SCALE=f32, LSE=f32, TGT=f32, stride=1, V=1, ignore_index=-100,
-            WRITE_GRAD=grad, BLOCK_V=8192), 16
+        for dtype, tag in ((bf, "bf16"), (f32, "fp32")):
+            yield f"ce_rows {tag} grad={grad}", ce._ce_rows, dict(
+                LOGITS=dtype, TARGETS=i64, SCALE=f32, LSE=f32, TGT=f32, stride=1, V=1, ignore_index=-100,
+                WRITE_GRAD=grad, BLOCK_V=8192), 16
 
 
 def main() -> int:

@@ -39,6 +39,15 @@ def test_keye_decoder_shape(compare):
     run(compare, [21, 9], [21, 9], 32, 8, 128, causal=True)
 
 
+def test_strided_views_as_inputs(compare):
+    # q/k/v cut from one fused projection output are non-contiguous views.
+    lens = [7, 12]
+    qkv = torch.randn(19, 4 + 2 + 2, 16)
+    q, k, v = qkv[:, :4], qkv[:, 4:6], qkv[:, 6:]
+    assert not q.is_contiguous()
+    compare(kernels.varlen_attention, q, k, v, cu(lens), cu(lens), 12, 12, True, 0.25, atol=2e-5, rtol=2e-5)
+
+
 def test_keye_vision_shape(compare):
     run(compare, [36, 20], [36, 20], 16, 16, 72, causal=False)
 
@@ -71,3 +80,13 @@ def test_short_max_seqlen_is_rejected(backend_env):
     q = torch.randn(10, 2, 8)
     with backend_env("triton"), pytest.raises(kernels.KernelInputError, match="longest segment"):
         kernels.varlen_attention(q, q, q, cu([10]), cu([10]), 4, 4, False, 1.0)
+
+
+def test_no_tokens_at_all(backend_env):
+    for name in ("torch", "triton"):
+        q = torch.randn(0, 4, 16, requires_grad=True)
+        k = torch.randn(0, 2, 16, requires_grad=True)
+        with backend_env(name):
+            out = kernels.varlen_attention(q, k, k, cu([0, 0]), cu([0, 0]), 0, 0, True, 0.25)
+            out.sum().backward()
+        assert out.shape == (0, 4, 16) and q.grad.shape == q.shape
