@@ -36,7 +36,7 @@ def segment_attention(q, k, v, causal: bool, scale: float) -> torch.Tensor:
     lq, hq, d = q.shape
     lk, hkv, _ = k.shape
     if lq == 0 or lk == 0:
-        return q.new_zeros(lq, hq, d, dtype=torch.float32)
+        return q.float() * 0.0  # zeros that stay in the autograd graph
     group = hq // hkv
     kf = k.float().repeat_interleave(group, dim=1)
     vf = v.float().repeat_interleave(group, dim=1)
@@ -59,5 +59,5 @@ def varlen_attention_torch(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
         segment_attention(q[q0:q1], k[k0:k1], v[k0:k1], causal, scale)
         for q0, q1, k0, k1 in zip(cu_q[:-1], cu_q[1:], cu_k[:-1], cu_k[1:])
     ]
-    out = torch.cat(parts, dim=0) if parts else q.new_zeros(0, q.shape[1], q.shape[2], dtype=torch.float32)
+    out = torch.cat(parts, dim=0) if parts else q.float() * 0.0
     return out.to(q.dtype)
