@@ -3,8 +3,9 @@
 Every public function checks its inputs, then dispatches on `backend()`: the env switch
 KEYE_KERNELS=triton|torch, defaulting to Triton for CUDA tensors and torch elsewhere. Triton
 kernels on CPU tensors need TRITON_INTERPRET=1 set before triton is imported. All functions are
-autograd-aware (the Triton ones through autograd.Function with Triton backward kernels), except
-decode_attention, which serves inference only.
+autograd-aware (the Triton ones through autograd.Function with Triton backward kernels); the
+Triton decode_attention serves inference and defers to its reference when autograd records.
+Triton modules are imported only when first selected, so the torch path never needs triton.
 """
 
 from __future__ import annotations

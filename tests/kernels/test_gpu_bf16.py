@@ -117,3 +117,10 @@ def test_fused_cross_entropy_vocab(monkeypatch):
     targets = torch.randint(0, v, (n,), device="cuda")
     targets[::7] = -100
     flash_rule(kernels.fused_linear_cross_entropy, [hidden, weight, targets], [True, True, False], monkeypatch)
+
+
+def test_fused_logprobs_vocab(monkeypatch):
+    n, h, v = 512, 4096, 151_936
+    hidden, weight = bf16(n, h), bf16(v, h, scale=0.02)
+    targets = torch.randint(0, v, (n,), device="cuda")
+    flash_rule(kernels.fused_linear_logprobs, [hidden, weight, targets], [True, True, False], monkeypatch)
