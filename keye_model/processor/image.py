@@ -76,7 +76,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def fit_image(img: Image.Image, budgets: PixelBudgets, min_pixels: int | None = None,
-              max_pixels: int | None = None, max_ratio: float = 200.0) -> Image.Image:
+              max_pixels: int | None = None, max_ratio: float = 200.0,
+              resized: tuple[int, int] | None = None) -> Image.Image:
     """Both resizes of the reference: keye-vl-utils rounding, then the processor's budget.
 
     The second resize only changes an image above the processor's max (1003520 pixels) or below
@@ -85,7 +86,11 @@ def fit_image(img: Image.Image, budgets: PixelBudgets, min_pixels: int | None = 
     w, h = img.size
     lo = budgets.image_min_pixels if min_pixels is None else min_pixels
     hi = budgets.image_max_pixels if max_pixels is None else max_pixels
-    h1, w1 = smart_resize(h, w, min_pixels=lo, max_pixels=hi, max_ratio=max_ratio)
+    if resized is not None:  # explicit resized_height / resized_width, still rounded to 28
+        h1, w1 = smart_resize(*resized, min_pixels=budgets.image_min_pixels,
+                              max_pixels=budgets.image_max_pixels, max_ratio=max_ratio)
+    else:
+        h1, w1 = smart_resize(h, w, min_pixels=lo, max_pixels=hi, max_ratio=max_ratio)
     if (w1, h1) != (w, h):
         img = img.resize((w1, h1), Image.Resampling.BICUBIC)
     h2, w2 = smart_resize(h1, w1, min_pixels=budgets.processor_min_pixels,
@@ -109,6 +114,16 @@ def to_patches(pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]
     gh, gw = h // PATCH, w // PATCH
     p = pixels.reshape(t, c, gh, PATCH, gw, PATCH).permute(0, 2, 4, 1, 3, 5)
     return p.reshape(t * gh * gw, c, PATCH, PATCH).contiguous(), (t, gh, gw)
+
+
+def requested_size(item: Any) -> tuple[int, int] | None:
+    """(resized_height, resized_width) of a message item, when it gives both."""
+    h, w = item.get("resized_height"), item.get("resized_width")
+    if h is None or w is None:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise ProcessorInputError(f"resized_height and resized_width must be positive ints, got {h!r}, {w!r}")
+    return h, w
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

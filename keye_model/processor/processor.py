@@ -15,14 +15,14 @@ from PIL import Image
 
 from .config import MERGE, MediaLimits, PixelBudgets
 from .errors import MediaError, ProcessorInputError
-from .image import fit_image, normalize, open_image, pil_to_tensor, to_patches
+from .image import fit_image, normalize, open_image, pil_to_tensor, requested_size, to_patches
 from .template import RELEASED_TEMPLATE, is_image, is_video, media_items, render, render_jinja, with_thinking
 from .tokenizer import IMAGE_PAD_ID, PAD_ID, VIDEO_PAD_ID, KeyeTokenizer
 from .video import VideoInput, VideoRequest, load_video, load_videos
 
 _PADS = re.compile(r"<\|image_pad\|>|<\|video_pad\|>")
 _VIDEO_KEYS = ("fps", "min_frames", "max_frames", "nframes", "min_pixels", "max_pixels", "total_pixels",
-               "video_start", "video_end")
+               "video_start", "video_end", "resized_height", "resized_width")
 
 
 @dataclass
@@ -106,7 +106,7 @@ class KeyeProcessor:
         if src is None:
             raise ProcessorInputError("an image item needs an 'image' (path, bytes or PIL image)")
         img = fit_image(open_image(src, self.limits), self.budgets, item.get("min_pixels"),
-                        item.get("max_pixels"), self.limits.max_aspect_ratio)
+                        item.get("max_pixels"), self.limits.max_aspect_ratio, requested_size(item))
         return to_patches(normalize(pil_to_tensor(img)[None]))
 
     def _frame_list(self, item: Mapping[str, Any]) -> VideoInput:
@@ -119,7 +119,7 @@ class KeyeProcessor:
         if not frames:
             raise ProcessorInputError("a video frame list is empty")
         imgs = [fit_image(open_image(f, self.limits), self.budgets, item.get("min_pixels"), item.get("max_pixels"),
-                          self.limits.max_aspect_ratio) for f in frames]
+                          self.limits.max_aspect_ratio, requested_size(item)) for f in frames]
         w, h = imgs[0].size  # the reference sizes every frame like the first
         imgs = [im if im.size == (w, h) else im.resize((w, h), Image.Resampling.BICUBIC) for im in imgs]
         if len(imgs) % 2:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from .config import MediaLimits, PixelBudgets
 from .errors import (DecodeTimeout, MediaError, ProcessorInputError, UnsupportedMedia,
                      VideoDecodeError, VideoTooLarge, VideoTooLong)
+from .image import requested_size
 from .sizing import frame_range, sample_count, sample_indices, smart_resize, video_frame_pixels
 
 # Signatures of containers we accept: a file that starts like one but will not open is corrupt
@@ -77,12 +78,19 @@ class VideoRequest:
     total_pixels: int | None = None
     video_start: float | None = None
     video_end: float | None = None
+    resized_height: int | None = None
+    resized_width: int | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any], budgets: PixelBudgets) -> "VideoRequest":
         known = {k: item[k] for k in ("fps", "min_frames", "max_frames", "nframes", "min_pixels",
-                                      "max_pixels", "total_pixels", "video_start", "video_end")
+                                      "max_pixels", "total_pixels", "video_start", "video_end",
+                                      "resized_height", "resized_width")
                  if item.get(k) is not None}
+        size = requested_size(known)
+        known.pop("resized_height", None), known.pop("resized_width", None)
+        if size is not None:
+            known["resized_height"], known["resized_width"] = size
         if "fps" in known and "nframes" in known:
             raise ProcessorInputError("give either fps or nframes for a video, not both")
         known.setdefault("fps", budgets.fps)
@@ -229,6 +237,10 @@ class _Sink:
         self.size: tuple[int, int] | None = None
         lo, hi = video_frame_pixels(count, budgets, req.min_pixels, req.max_pixels, req.total_pixels)
         self.lo, self.hi, self.limits, self.source = lo, hi, limits, source
+        if req.resized_height is not None and req.resized_width is not None:
+            # explicit size: rounded to 28 with the image defaults, as the reference does
+            self.size = smart_resize(req.resized_height, req.resized_width, min_pixels=budgets.image_min_pixels,
+                                     max_pixels=budgets.image_max_pixels, max_ratio=limits.max_aspect_ratio)
 
     def put(self, slot: int, frame: Any) -> None:
         w, h = frame.width, frame.height

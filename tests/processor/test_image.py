@@ -143,3 +143,11 @@ def test_data_uri_and_url_inputs(processor):
         processor([{"role": "user", "content": [{"image": "data:image/png;base64,@@@"}]}])
     with pytest.raises(UnsupportedMedia, match="URL"):
         processor([{"role": "user", "content": [{"image": "https://example.com/a.png"}]}])
+
+
+def test_explicit_resized_size(processor):
+    item = {"type": "image", "image": Image.fromarray(_img(300, 500)), "resized_height": 60, "resized_width": 90}
+    out = processor([{"role": "user", "content": [item]}])
+    assert out.image_grid_thw.tolist() == [[1, 4, 6]]  # (56, 84): rounded to multiples of 28
+    with pytest.raises(ProcessorInputError):
+        processor([{"role": "user", "content": [dict(item, resized_width="wide")]}])

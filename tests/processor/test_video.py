@@ -113,3 +113,8 @@ def test_variable_frame_rate_uses_timestamps(tmp_path):
     v = load_video(path)
     assert v.indices == [0, 3, 6, 9]
     assert v.timestamps == pytest.approx([0.0, 0.5, 1.3, 3.0], abs=1e-3)
+
+
+def test_explicit_resized_size(sample_clips):
+    v = load_video(sample_clips / "carphone_pristine.mp4", resized_height=100, resized_width=150)
+    assert tuple(v.frames.shape[-2:]) == (112, 140)  # rounded to multiples of 28
