@@ -1,0 +1,45 @@
+"""The streams gate remembers accepted videos across a restart (its table is rebuilt from the changelog)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import Pipeline, read_topic, video_states, wait_for
+
+from keye.kafka import ingest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+def test_duplicates_are_dropped_across_a_streams_restart(pipeline: Pipeline, sample_clips: list[Path]) -> None:
+    s = pipeline.settings
+    first = pipeline.streams()
+    ingest([sample_clips[0].as_uri()], s, video_ids=["vid-a"])
+
+    def work_keys() -> list[str]:
+        return [k for k, _ in read_topic(s, s.topic_work, idle_s=1.0)]
+
+    wait_for(lambda: work_keys() == ["vid-a"], 90, "vid-a accepted", pipeline)
+    assert video_states(s)["vid-a"][0] == "queued"
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=60) == 0, pipeline.logs()
+
+    pipeline.streams()  # a new process: the table is recovered from its changelog topic
+    ingest([sample_clips[0].as_uri(), sample_clips[1].as_uri()], s, video_ids=["vid-a", "vid-b"])
+    wait_for(lambda: "vid-b" in work_keys(), 120, "vid-b accepted after the restart", pipeline)
+    # wait until the gate has consumed (and committed) all three submissions, then count
+    wait_for(lambda: committed(s.kafka_bootstrap, f"{s.topic_ingest}-streams", s.topic_ingest) == 3, 60,
+             "the gate to commit every submission", pipeline)
+    assert sorted(work_keys()) == ["vid-a", "vid-b"]
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(c.committed(TopicPartition(topic, p)) or 0 for p in c.partitions_for_topic(topic) or [])
+    finally:
+        c.close()
