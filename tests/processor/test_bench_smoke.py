@@ -1,0 +1,29 @@
+"""bench/preprocess.py keeps working: its baseline and ours agree on a tiny clip."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from media import write_video
+from keye_model.processor import load_video
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "preprocess.py"
+
+
+def test_bench_paths_agree(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_preprocess", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    clip = write_video(tmp_path / "c.mp4", n=30, fps=10, w=80, h=60, options={"bf": "2"})
+    ref = bench.baseline(clip)
+    v = load_video(clip)
+    assert torch.equal(ref, v.frames)
+    ours = bench.ours_processor_stage(v.frames)
+    assert ours.shape == (v.frames.shape[0] * (v.frames.shape[2] // 14) * (v.frames.shape[3] // 14), 3, 14, 14)
+    official = bench.baseline_processor_stage(ref)  # None without the optional transformers package
+    if official is not None:
+        assert np.abs(ours.numpy() - official).max() <= 1e-6
