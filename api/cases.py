@@ -21,9 +21,9 @@ from sqlmodel import Session, select
 from api import outbox
 from api.auth import Principal
 from api.deps import Services
-from api.types import UtcDatetime
 from api.problems import Conflict, Invalid, NotFound, Unavailable
 from api.tables import CaseClaim
+from api.types import UtcDatetime
 from keye.db import Analysis, ModerationFlag, Review, Video
 from keye.schemas import FeedbackEvent, utcnow
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-import api.tables  # noqa: F401 - registers the API tables on the shared metadata
+import api.tables  # noqa: F401 - registers the API tables on the shared metadata (alembic env)
 import keye.db
 from keye.settings import Settings
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
@@ -12,10 +11,10 @@ from sqlmodel import Session, select
 from api import keys
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
-from api.types import UtcDatetime
 from api.problems import NotFound, responses
 from api.search import active_version
 from api.tables import ApiKey
+from api.types import UtcDatetime
 from keye.db import ModelVersion
 
 ADMIN = Roles("admin")

@@ -4,7 +4,7 @@ status and not published again."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -15,8 +15,8 @@ from sqlmodel import Session
 from api import media, outbox
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
-from api.types import UtcDatetime
 from api.problems import Invalid, responses
+from api.types import UtcDatetime
 from keye.db import Video
 from keye.schemas import Submission, VideoId, utcnow
 
@@ -118,7 +118,10 @@ async def upload(request: Request, video_id: str = Path(min_length=1, max_length
 
     def commit() -> JSONResponse:
         with Session(svc.engine) as s:
-            return accept(svc, s, fields)
+            answer = accept(svc, s, fields)
+        if json.loads(answer.body)["duplicate"]:  # a concurrent upload of the same id won the race
+            path.unlink(missing_ok=True)
+        return answer
 
     return await run_in_threadpool(commit)
 

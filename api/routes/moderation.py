@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlmodel import Session
 
 from api import cases
@@ -29,7 +29,7 @@ def get_queue(state: cases.QueueState = "open", category: str | None = Query(Non
 
 @router.get("/cases/{analysis_id}", response_model=cases.Case, responses=responses(401, 403, 404, 422),
             summary="A case: record, evidence, reasoning, thumbnails", description=None)
-def get_case(request: Request, analysis_id: str = CaseId, session: Session = Depends(db),
+def get_case(analysis_id: str = CaseId, session: Session = Depends(db),
              _: Principal = Depends(MOD)) -> cases.Case:
     return cases.get_case(session, analysis_id, "/v1/moderation/cases/{analysis_id}/thumbnails/{t}")
 

@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from api.auth import Principal, Roles
 from api.deps import db
-from api.types import UtcDatetime
 from api.problems import responses
+from api.types import UtcDatetime
 from keye.db import CreatorFlagRate, TagTrend
 
 READERS = Roles("product", "recommender", "moderator")

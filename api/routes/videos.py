@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -15,9 +14,9 @@ from sqlmodel import Session, select
 from api import outbox
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
-from api.types import UtcDatetime
 from api.problems import NotFound, responses
 from api.search import active_version
+from api.types import UtcDatetime
 from keye.db import Analysis, Tag, Video
 from keye.schemas import FeedbackEvent, utcnow
 

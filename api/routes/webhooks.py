@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -16,9 +15,9 @@ from sqlmodel import Session, select
 from api import media
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
-from api.types import UtcDatetime
 from api.problems import NotFound, UnsafeURI, responses
 from api.tables import Webhook, WebhookDelivery
+from api.types import UtcDatetime
 from keye.schemas import utcnow
 
 PRODUCT = Roles("product")

@@ -3,8 +3,6 @@ unsafe (SSRF) submissions with clear problems."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest

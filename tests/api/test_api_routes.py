@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 
 from api.app import route_table
 from api.auth import COOKIE, Roles, sign_session
-from api.keys import ROLES
 from api_testing import auth
 
 # Deliberately public: probes, metrics, the login form and the generated docs.
