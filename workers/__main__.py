@@ -19,9 +19,10 @@ parser.add_argument("--max-attempts", type=int, default=3)
 parser.add_argument("--session-timeout-ms", type=int, default=30000)
 parser.add_argument("--metrics-port", type=int, default=None)
 parser.add_argument("--analyzer", default=None, help="module:Class of an Analyzer, built as Class(settings, **options)")
-parser.add_argument("--max-frames", type=int, default=None, help="frames per video given to the model")
-parser.add_argument("--max-pixels", type=int, default=None, help="pixels per frame given to the model")
-parser.add_argument("--max-new-tokens", type=int, default=None, help="summary length in tokens")
+parser.add_argument("--basic", action="store_true", help="summary + embedding only (workers/analysis.py KeyeAnalyzer)")
+parser.add_argument("--max-frames", type=int, default=None, help="basic analyzer: frames per video")
+parser.add_argument("--max-pixels", type=int, default=None, help="basic analyzer: pixels per frame")
+parser.add_argument("--max-new-tokens", type=int, default=None, help="basic analyzer: summary length in tokens")
 parser.add_argument("--loglevel", default="info")
 args = parser.parse_args()
 logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -32,7 +33,7 @@ if args.analyzer:
     module, _, cls = args.analyzer.partition(":")
     analyzer = getattr(importlib.import_module(module), cls)(settings, **options)
 else:
-    analyzer = load_analyzer(settings, **options)
+    analyzer = load_analyzer(settings, "basic" if args.basic else "full", **options)
 run_worker(settings, analyzer, WorkerConfig(group_id=args.group, batch_size=args.batch_size,
                                               max_attempts=args.max_attempts, metrics_port=args.metrics_port,
                                               session_timeout_ms=args.session_timeout_ms))

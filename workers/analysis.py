@@ -1,14 +1,15 @@
 """The per-video analysis step, behind a small interface.
 
 `Analyzer.analyze(path, submission)` turns a local video file into the analysis record of the
-service spec (with its embedding). `KeyeAnalyzer` is the product implementation on keye_model.
-
-Honest status: the analysis-tasks issue (tags, long summary, title, moderation with constrained
-decoding) has not landed. Until it does, `KeyeAnalyzer` fills only:
+service spec (with its embedding). Two implementations:
+- `keye.analysis.VideoAnalyzer` (the analysis-tasks work: tags, summaries, moderation with
+  constrained decoding), the default of `load_analyzer`;
+- `KeyeAnalyzer` below, the basic fallback that calls the model directly. It fills only:
 - summary.short: a short greedy generation describing the video;
 - the embedding: `model.embed` of the video;
 - tags: the submission's own hashtags (score 1.0), i.e. nothing the model inferred;
 - moderation: status "clear" with no categories, i.e. NOT a moderation decision.
+Its records say status "partial".
 """
 
 from __future__ import annotations
@@ -104,6 +105,21 @@ class KeyeAnalyzer:
             creator_id=submission.creator_id, language=submission.language, embedding=embedding)
 
 
-def load_analyzer(settings: Settings, **options: int) -> Analyzer:
-    """The product analyzer for KEYE_MODEL on KEYE_DEVICE (options: max_frames, max_pixels, max_new_tokens)."""
-    return KeyeAnalyzer(settings, **options)
+def load_analyzer(settings: Settings, kind: str = "full", **options: int) -> Analyzer:
+    """The analyzer for KEYE_MODEL on KEYE_DEVICE.
+
+    kind "full": `keye.analysis.VideoAnalyzer` (tags, summaries, moderation by constrained decoding;
+    its own versioned task config decides frames and pixels, `options` do not apply).
+    kind "basic": `KeyeAnalyzer` above (summary + embedding only; options: max_frames, max_pixels,
+    max_new_tokens).
+    """
+    if kind == "basic":
+        return KeyeAnalyzer(settings, **options)
+    if kind != "full":
+        raise ValueError(f"unknown analyzer kind {kind!r}; use 'full' or 'basic'")
+    try:
+        from keye.analysis import VideoAnalyzer
+    except ImportError as e:
+        raise AnalyzerUnavailableError(f"the full analysis (keye.analysis) cannot be imported: {e}; "
+                                       "use the basic analyzer") from e
+    return VideoAnalyzer.from_settings(settings)

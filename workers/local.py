@@ -28,8 +28,12 @@ class FileResult:
     error: str | None = None
 
 
-def analyze_files(paths: list[str | Path], settings: Settings, analyzer: Analyzer | None = None) -> list[FileResult]:
+def analyze_files(paths: list[str | Path], settings: Settings | None = None,
+                  analyzer: Analyzer | None = None) -> list[FileResult]:
     """Analyze each file, store it (SQL + Qdrant), and return one result per file (errors included)."""
+    from keye.settings import get_settings
+
+    settings = settings or get_settings()
     files = [Path(p).resolve() for p in paths]
     settings = settings.model_copy(update={"file_roots": [*settings.file_roots, *{f.parent for f in files}]})
     engine = engine_from(settings)

@@ -54,7 +54,11 @@ class VideoProcessor:
             timings["fetch"] = round(fetch_s * 1000, 3)
             with timed("analyze", timings):
                 record = self.analyzer.analyze(path, work)
-        return record.model_copy(update={"timings_ms": {**record.timings_ms, **timings}})
+        # The Qdrant payload filters on creator and language: take them from the submission when the
+        # analyzer did not set them.
+        return record.model_copy(update={"timings_ms": {**record.timings_ms, **timings},
+                                         "creator_id": record.creator_id or work.creator_id,
+                                         "language": record.language or work.language})
 
     def persist(self, record: AnalysisRecord, work: Submission | None = None) -> None:
         try:

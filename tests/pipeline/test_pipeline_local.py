@@ -24,7 +24,7 @@ def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")  # looks like MP4, is not one
     clips = [c for c in sample_clips if c.name != "bigbuckbunny.mp4"][:2]
-    analyzer = load_analyzer(settings, **SMALL)
+    analyzer = load_analyzer(settings, "basic", **SMALL)
     first = analyze_files([*clips, broken], settings, analyzer)
     assert [r.error is None for r in first] == [True, True, False]
     assert first[2].error.startswith("VideoDecodeError")
@@ -47,6 +47,18 @@ def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: 
         assert hit.payload["video_id"] == first[0].video_id and hit.score == pytest.approx(1.0, abs=1e-4)
     finally:
         store.close()
+
+
+def test_the_default_analyzer_is_the_full_analysis(tmp_path: Path) -> None:
+    from keye.analysis import VideoAnalyzer
+
+    from workers.analysis import Analyzer, load_analyzer
+
+    analyzer = load_analyzer(Settings(data_dir=tmp_path))
+    assert isinstance(analyzer, VideoAnalyzer) and isinstance(analyzer, Analyzer)
+    assert analyzer.model_version == "keye-tiny"
+    with pytest.raises(ValueError, match="unknown analyzer kind"):
+        load_analyzer(Settings(data_dir=tmp_path), "fancy")
 
 
 def test_failure_classification() -> None:
