@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -428,13 +429,15 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keye-decode")
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keye-decode")
+        return _POOL
 
 
 def load_videos(jobs: list[tuple[str, dict[str, Any]]], budgets: PixelBudgets | None = None,

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))  # media.py, cases.py, reference.py
+sys.path.insert(0, str(Path(__file__).parent))  # proc_media.py, proc_cases.py, proc_reference.py
 
 torch.set_num_threads(1)
 
-SHARED_CKPT = Path(__file__).resolve().parents[3] / "shared" / "keye-vl-8b-preview"
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerFast
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
+from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 
 HERE = Path(__file__).parent
 SHARED = HERE.parents[2] / "shared" / "keye-vl-8b-preview"

@@ -8,8 +8,8 @@ from fractions import Fraction
 import pytest
 import torch
 
-from media import write_video
-from reference import decode_all_then_sample
+from proc_media import write_video
+from proc_reference import decode_all_then_sample
 from keye_model.processor import VideoInput, load_video, load_videos
 from keye_model.processor.sizing import sample_count, sample_indices
 

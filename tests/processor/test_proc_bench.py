@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from media import write_video
+from proc_media import write_video
 from keye_model.processor import load_video
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "preprocess.py"

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
-from conftest import SHARED_CKPT
 from keye_model.processor import KeyeProcessor, ProcessorInputError
 from keye_model.processor.template import RELEASED_TEMPLATE, render, render_jinja, with_thinking
+from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
+
+SHARED_CKPT = Path(__file__).resolve().parents[3] / "shared" / "keye-vl-8b-preview"
 
 EXPECTED = json.loads((Path(__file__).parent / "data" / "expected_ids.json").read_text())
 

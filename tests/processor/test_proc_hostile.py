@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from media import write_audio_only, write_video
+from proc_media import write_audio_only, write_video
 from keye_model.processor import (DecodeTimeout, MediaError, MediaLimits, UnsupportedMedia, VideoDecodeError,
                                   VideoInput, VideoTooLarge, VideoTooLong, load_video)
 from keye_model.processor.video import resize_frames
