@@ -16,7 +16,7 @@ import torch
 
 from . import attention, cross_entropy, decode_attention as _decode, gelu, layer_norm as _ln
 from . import qk_norm_rope as _qkr, rms_norm as _rms, swiglu as _swiglu, vision_rope as _vr
-from .dispatch import backend, interpreting
+from .dispatch import backend, interpreting, use_triton
 from .errors import KernelBackendError, KernelError, KernelInputError
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
 
 def _triton(family: str, name: str, *tensors: torch.Tensor):
     """The Triton implementation `name` of `family` when the switch selects Triton, else None."""
-    from .dispatch import use_triton
-
     if not use_triton(*tensors):
         return None
     module = importlib.import_module(f".{family}_triton", __name__)

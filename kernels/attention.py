@@ -20,8 +20,8 @@ def _check(q, k, v, cu_q, cu_k) -> None:
     require(k.shape[1] > 0 and q.shape[1] % k.shape[1] == 0,
             f"q heads ({q.shape[1]}) must be a multiple of kv heads ({k.shape[1]})")
     require(q.dtype == k.dtype == v.dtype, f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    require_cu_seqlens("cu_seqlens_q", cu_q, q.shape[0])
-    require_cu_seqlens("cu_seqlens_k", cu_k, k.shape[0])
+    require_cu_seqlens("cu_seqlens_q", cu_q)
+    require_cu_seqlens("cu_seqlens_k", cu_k)
     require(cu_q.numel() == cu_k.numel(),
             f"cu_seqlens_q and cu_seqlens_k must describe the same segments ({cu_q.numel()} vs {cu_k.numel()} offsets)")
 

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from .errors import KernelBackendError
+from .errors import KernelBackendError, KernelInputError
 
 BACKENDS = ("triton", "torch")
 ENV = "KEYE_KERNELS"
@@ -42,7 +42,5 @@ def use_triton(*tensors: torch.Tensor) -> bool:
     """Dispatch decision for a call; all tensors must share one device."""
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:
-        from .errors import KernelInputError
-
         raise KernelInputError(f"kernel inputs are on different devices: {sorted(map(str, devices))}")
     return backend(next(iter(devices)) if devices else None) == "triton"

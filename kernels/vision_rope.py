@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from .checks import require, require_float
 from .qk_norm_rope import rotate_half
 
