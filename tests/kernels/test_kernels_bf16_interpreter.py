@@ -5,7 +5,7 @@ Two interpreter limits shape this file (Triton 3.9):
 - it truncates float32 -> bfloat16 casts (up to 1 ulp) where the GPU and torch round to nearest,
   so each output may also be off by up to 2 bf16 ulps of its magnitude (two casts in a chain);
 - its tl.dot multiplies the raw uint16 storage of bfloat16 operands, so the attention kernels
-  (tl.dot on bf16 tiles) are checked in bf16 only on the device, in test_gpu_bf16.py.
+  (tl.dot on bf16 tiles) are checked in bf16 only on the device, in test_kernels_gpu_bf16.py.
 """
 
 from __future__ import annotations
