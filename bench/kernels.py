@@ -81,6 +81,21 @@ def device_peaks(device: torch.device, smoke: bool) -> tuple[float, float]:
     return copy_gbs, mm_tflops
 
 
+def with_backward(name: str, shape: str, amount: float, fn: Callable, args: list, grad_idx: tuple[int, ...]) -> Case:
+    """A fwd+bwd case: `amount` is the minimal traffic of both passes (inputs, outputs, their grads)."""
+    leaves = [a.detach().clone().requires_grad_(i in grad_idx) if isinstance(a, torch.Tensor) else a
+              for i, a in enumerate(args)]
+    with torch.no_grad():
+        outs = fn(*leaves)
+    ups = [torch.randn_like(o) for o in (outs if isinstance(outs, tuple) else (outs,))]
+
+    def call():
+        outs = fn(*leaves)
+        return torch.autograd.grad(outs if isinstance(outs, tuple) else (outs,), [leaves[i] for i in grad_idx], ups)
+
+    return Case(name + " fwd+bwd", shape, "GB/s", amount, call)
+
+
 def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
     e = torch.tensor([], dtype=dtype).element_size()
     # Keye-8B shapes; --smoke shrinks tokens and widths so the interpreter finishes in seconds.
@@ -115,6 +130,18 @@ def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
     vcos, vsin = torch.cat([vang, vang], -1).cos(), torch.cat([vang, vang], -1).sin()
     out.append(Case("vision_rope", f"({TV},{HV},{HDV}) x2", "GB/s", 4 * TV * HV * HDV * e + 2 * TV * HDV * 4,
                     lambda: kernels.vision_rope(qv, kv, vcos, vsin)))
+    qkv = T * (HQ + HKV) * HD
+    out += [
+        with_backward("rms_norm", f"({T},{D})", 5 * T * D * e, kernels.rms_norm, [x, w, 1e-6], (0, 1)),
+        with_backward("add_rms_norm", f"({T},{D})", 8 * T * D * e, kernels.add_rms_norm, [x, res, w, 1e-6], (0, 1, 2)),
+        with_backward("layer_norm", f"({TV},{DV})", 5 * TV * DV * e, kernels.layer_norm, [xv, wv, bv, 1e-6], (0, 1, 2)),
+        with_backward("gelu_tanh", f"({TV},{FFV})", 5 * TV * FFV * e, kernels.gelu_tanh, [g], (0,)),
+        with_backward("swiglu", f"({T},{FF})", 8 * T * FF * e, kernels.swiglu, [gate, up], (0, 1)),
+        with_backward("qk_norm_rope", f"q({T},{HQ},{HD}) k({T},{HKV},{HD})", 5 * qkv * e + 4 * T * HD * 4,
+                      kernels.qk_norm_rope, [q, k, qw, kw, cos, sin, 1e-6], (0, 1, 2, 3)),
+        with_backward("vision_rope", f"({TV},{HV},{HDV}) x2", 8 * TV * HV * HDV * e + 4 * TV * HDV * 4,
+                      kernels.vision_rope, [qv, kv, vcos, vsin], (0, 1)),
+    ]
 
     # Attention: equal segments so SDPA can run the same work as one dense batch.
     for label, n_seg, seg, hq, hkv, hd, causal in (
