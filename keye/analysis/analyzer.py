@@ -14,14 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from keye.analysis import merge, prompts
 from keye.analysis.config import TASK_NAMES, AnalysisConfig, load_config
 from keye.analysis.embedding import embed_text
-from keye.analysis.errors import AnalysisError
 from keye.analysis.generation import generate_rows, prefill_prefix
 from keye.analysis.grammar import STOP_ID, GrammarBook, GrammarMasks
 from keye.analysis.output import parse_output

@@ -1,9 +1,9 @@
 """Parse a generated answer: optional <analysis> and <think> blocks, then the (JSON) answer.
 
-Tolerant by design: the model may also be run unconstrained, so a missing opening tag, an
-unclosed block (truncation), an <answer> wrapper or a code fence are all understood. Reasoning
-text never reaches the answer fields: whatever sits inside a block or before a closing tag is
-reasoning, the rest is the answer.
+The blocks are split by keye_model.thinking.parse_thinking (tolerant of a pre-filled opening
+tag, an <answer> wrapper, unclosed blocks from truncation); this module adds the JSON decoding
+and says in words what was wrong. Reasoning never reaches the answer fields: what the thinking
+parser puts in analysis or reasoning is never decoded as the answer.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from keye_model.thinking import parse_thinking
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
@@ -34,37 +36,12 @@ class ParsedOutput:
         return "\n\n".join(parts) if parts else None
 
 
-def _block(text: str, tag: str, out: ParsedOutput) -> tuple[str | None, str]:
-    """(block content, the text after it); an unclosed block takes everything (truncated output)."""
-    open_t, close_t = f"<{tag}>", f"</{tag}>"
-    stripped = text.lstrip()
-    if stripped.startswith(open_t):
-        body = stripped[len(open_t):]
-        end = body.find(close_t)
-        if end < 0:
-            out.problems.append(f"the <{tag}> block is not closed (truncated output)")
-            return body.strip(), ""
-        return body[:end].strip(), body[end + len(close_t):]
-    end = stripped.find(close_t)
-    if end >= 0 and open_t not in stripped[:end]:
-        # the opening tag was part of the prompt (some templates pre-fill it)
-        return stripped[:end].strip(), stripped[end + len(close_t):]
-    return None, text
-
-
 def parse_output(text: str) -> ParsedOutput:
-    out = ParsedOutput()
-    out.analysis, rest = _block(text, "analysis", out)
-    out.think, rest = _block(rest, "think", out)
-    rest = rest.strip()
-    if rest.startswith("<answer>"):
-        rest = rest[len("<answer>"):]
-        end = rest.find("</answer>")
-        if end < 0:
-            out.problems.append("the <answer> block is not closed (truncated output)")
-        else:
-            rest = rest[:end]
-    rest = rest.strip()
+    split = parse_thinking(text)
+    out = ParsedOutput(analysis=split.analysis, think=split.reasoning)
+    if split.truncated:
+        out.problems.append("a reasoning or answer block is not closed (truncated output)")
+    rest = split.answer.strip()
     fenced = _FENCE.match(rest)
     if fenced:
         rest = fenced.group(1)

@@ -1,7 +1,6 @@
 """Constrained decoding against the real Keye tokenizer: whatever the logits, the answer parses
 and validates against its task schema, within the computed token bound."""
 
-import json
 
 import jsonschema
 import pytest

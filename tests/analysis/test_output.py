@@ -46,3 +46,8 @@ def test_malformed_and_truncated(text, problem):
 def test_truncated_thinking_is_kept_as_reasoning_never_as_answer():
     p = parse_output("<think>partial reasoning " + ANSWER)
     assert p.answer is None and p.think.startswith("partial reasoning") and p.answer_text == ""
+
+
+def test_end_of_turn_text_and_reasoning_that_looks_like_an_answer():
+    p = parse_output('<think>maybe {"tags": []}</think>' + ANSWER + "<|im_end|>")
+    assert p.ok and p.answer["tags"][0]["label"] == "bike" and p.think == 'maybe {"tags": []}'
