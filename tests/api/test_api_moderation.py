@@ -55,8 +55,8 @@ def test_claim_is_exclusive_and_decision_needs_it(client: TestClient, session: S
     assert client.post(url + "/claim", headers=b).status_code == 200
 
 
-def test_decision_is_stored_published_and_changes_status(client: TestClient, session: Session, keys, seed) -> None:
-    r = seed("v2", severity=3, categories=("violence", "weapons"))
+def test_decision_is_stored_published_and_changes_status(client: TestClient, session: Session, keys, seed, app) -> None:
+    r = seed("v2", severity=3, categories=("violence", "weapons"), embedding=[0.5, 0.1, 0.2])
     h = auth(keys["moderator"])
     url = f"/v1/moderation/cases/{r.analysis_id}"
     client.post(url + "/claim", headers=h)
@@ -75,6 +75,10 @@ def test_decision_is_stored_published_and_changes_status(client: TestClient, ses
     assert msg.topic == "feedback.events" and msg.key == "v2"
     assert event["kind"] == "moderation_decision" and event["payload"]["decision"] == "clear"
     assert event["event_id"] == out.json()["event_id"]
+
+    store = app.state.services.vectors  # the search filter on moderation status follows the decision
+    (point,) = store.client.retrieve(store.collection, ids=[r.analysis_id], with_payload=True)
+    assert point.payload["moderation_status"] == "clear"
 
     assert client.get("/v1/moderation/queue", headers=h).json()["total"] == 0
     again = client.post(url + "/claim", headers=h)

@@ -125,3 +125,59 @@ def test_outbox_relay_publishes_decisions_to_kafka(api_settings, kafka_bootstrap
     assert event.event_id == out["event_id"] and event.payload["decision"] == "confirm"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM api_outbox WHERE sent_at IS NULL")).scalar() == 0
+
+
+@pytest.mark.kafka
+def test_serving_process_indexes_analyses_and_calls_webhooks(api_settings, kafka_bootstrap: str, tmp_path) -> None:
+    """`videos.analyzed` on the real broker reaches the in-process vector sink (search finds the
+    video) and the webhook dispatcher (the receiver gets a signed POST)."""
+    import http.server
+
+    from keye import kafka as kk
+    from keye.schemas import encode
+
+    got: list[tuple[dict, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            got.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    prefix = f"test.api.{uuid.uuid4().hex[:8]}"
+    settings = api_settings.model_copy(update={
+        "kafka_bootstrap": kafka_bootstrap, "allow_private_addresses": True, "data_dir": tmp_path / "serve",
+        "topic_analyzed": f"{prefix}.analyzed", "topic_flags": f"{prefix}.flags", "topic_feedback": f"{prefix}.feedback",
+        "topic_dlq": f"{prefix}.dlq"})
+    kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_flags, settings.topic_dlq], partitions=1)
+    app = create_app(settings, publish=True)
+    with Session(app.state.services.engine) as s:
+        product = create_key(s, ["product"])[1]
+        rec = create_key(s, ["recommender"])[1]
+    record = make_record("e2e-1", embedding=[0.3, 0.9, 0.1, 0.4])
+    try:
+        with TestClient(app) as client:
+            hook = client.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver.server_address[1]}/h",
+                                                     "events": ["analyzed"]}, headers=auth(product))
+            assert hook.status_code == 201, hook.text
+            producer = kk.producer(settings)
+            kk.send(producer, settings.topic_analyzed, record)
+            producer.flush(timeout=30)
+            producer.close()
+            hits, deadline = [], time.time() + 90
+            while (not hits or not got) and time.time() < deadline:
+                time.sleep(0.5)
+                res = client.post("/v1/search", json={"vector": [0.3, 0.9, 0.1, 0.4]}, headers=auth(rec))
+                hits = res.json().get("hits", []) if res.status_code == 200 else []
+            assert [h["video_id"] for h in hits] == ["e2e-1"] and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+            assert got, "the webhook receiver got nothing"
+            headers, body = got[0]
+            assert headers["X-Keye-Event"] == "analyzed" and b'"video_id":"e2e-1"' in body
+    finally:
+        receiver.shutdown()
+        app.state.services.engine.dispose()
