@@ -21,10 +21,11 @@ LOG2E = 1.4426950408889634
 
 @triton.jit
 def _decode_split(Q, K, V, SEQLENS, MID_O, MID_LSE, qk_scale, sq_b, sq_h, sk_b, sk_s, sk_h,
-                  sv_b, sv_s, sv_h, n_heads, n_splits, split_len, D, GROUP,
+                  sv_b, sv_s, sv_h, n_heads, n_splits, split_len, S_MAX, D, GROUP,
                   PRECISION: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b, kvh, sp = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)  # b * stride can pass 2**31
-    length = tl.load(SEQLENS + b)
+    # Clamped to the cache size: a bad length must not read past the row (checked on CPU only, no sync).
+    length = tl.minimum(tl.load(SEQLENS + b), S_MAX)
     start = sp * split_len
     end = tl.minimum(start + split_len, length)
     offs_g = tl.arange(0, BLOCK_G)
@@ -116,7 +117,7 @@ def decode_attention(q, k_cache, v_cache, cache_seqlens, scale):
     _decode_split[(b, hkv, n_splits)](
         q, k_cache, v_cache, cache_seqlens.contiguous(), mid_o, mid_lse, scale * LOG2E,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), hq, n_splits, split_len, d, group,
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), hq, n_splits, split_len, k_cache.shape[1], d, group,
         PRECISION=precision, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d)
     _decode_reduce[(b, hq)](mid_o, mid_lse, out, out.stride(0), out.stride(1), hq, n_splits, d,
                             BLOCK_S=triton.next_power_of_2(n_splits), BLOCK_D=block_d)

@@ -110,7 +110,7 @@ def configs():
     for dtype, prec, tag in ((bf, "tf32", "bf16"), (f32, "ieee", "fp32")):
         yield f"decode_split {tag} d128 group4", da._decode_split, dict(
             Q=dtype, K=dtype, V=dtype, SEQLENS=i32, MID_O=f32, MID_LSE=f32, qk_scale=0.1, sq_b=1, sq_h=1, sk_b=1,
-            sk_s=1, sk_h=1, sv_b=1, sv_s=1, sv_h=1, n_heads=1, n_splits=1, split_len=64, D=128, GROUP=4,
+            sk_s=1, sk_h=1, sv_b=1, sv_s=1, sv_h=1, n_heads=1, n_splits=1, split_len=64, S_MAX=1, D=128, GROUP=4,
             PRECISION=prec, BLOCK_G=16, BLOCK_N=64, BLOCK_D=128), 4
     yield "decode_reduce", da._decode_reduce, dict(
         MID_O=f32, MID_LSE=f32, O=bf, so_b=1, so_h=1, n_heads=1, n_splits=1, D=128, BLOCK_S=64, BLOCK_D=128), 4
