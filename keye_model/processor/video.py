@@ -303,17 +303,13 @@ def _decode_targets(container: Any, stream: Any, idx: _Index, want: list[int], s
         container.seek(seek_to, stream=stream, backward=True, any_frame=False)
         ctx.flush_buffers()
         jumped = False
+        cur_key: int | None = None  # the group of pictures being decoded, by its keyframe
         for packet in container.demux(stream):
             _check_deadline(deadline, path)
             if not packet.size:
                 continue
-            if packet.is_keyframe and packet.pts is not None and packet.pts > seek_to and remaining:
-                nxt = key_for(remaining[0])
-                if nxt > packet.pts:
-                    # A whole group of pictures lies between. Frames still buffered in the decoder
-                    # precede this keyframe, so none of them is wanted any more: jump.
-                    seek_to, jumped = nxt, True
-                    break
+            if packet.is_keyframe and packet.pts is not None:
+                cur_key = packet.pts
             # Non-reference frames that are not wanted need not be decoded at all.
             ctx.skip_frame = "DEFAULT" if packet.pts in slot else "NONREF"
             try:
@@ -321,6 +317,13 @@ def _decode_targets(container: Any, stream: Any, idx: _Index, want: list[int], s
             except av.FFmpegError:
                 continue  # a damaged packet: a wanted frame it held is reported missing below
             if not remaining:
+                break
+            nxt = key_for(remaining[0])
+            if cur_key is not None and nxt > cur_key and nxt > seek_to:
+                # Every wanted frame of this group has come out (the decoder emits in pts order,
+                # and the next wanted one lies past a later keyframe), so the rest of the group is
+                # waste: frames still buffered precede the next keyframe, none is wanted. Jump.
+                seek_to, jumped = nxt, True
                 break
         ctx.skip_frame = "DEFAULT"
         if not jumped:
