@@ -135,12 +135,12 @@ def summary_of(video_id: str, analysis_id: str, model_version: str, record: dict
     tags = record.get("tags") or []
     moments = [KeyMoment(start_s=m["start_s"], end_s=m.get("end_s"), label=m.get("label") or m.get("reason") or "")
                for m in record.get("key_moments") or []]
-    if not moments:  # tags anchored in time are the moments the model pointed at
+    if not moments:  # tags anchored in time (one per shot range) are the moments the model pointed at
         moments = [KeyMoment(start_s=t["start_s"], end_s=t.get("end_s"), label=t["label"])
                    for t in tags if t.get("start_s") is not None]
     return SummaryView(video_id=video_id, analysis_id=analysis_id, model_version=model_version,
                        short=s.get("short", ""), long=s.get("long", ""), title=s.get("title", ""),
-                       tags=[t["label"] for t in tags], key_moments=sorted(moments, key=lambda m: m.start_s))
+                       tags=list(dict.fromkeys(t["label"] for t in tags)), key_moments=sorted(moments, key=lambda m: m.start_s))
 
 
 @router.get("/{video_id}/summary", response_model=SummaryView, responses=responses(401, 403, 404, 422),

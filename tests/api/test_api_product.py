@@ -22,7 +22,8 @@ from keye.schemas import FeedbackEvent, TagScore, decode, utcnow
 def test_status_analysis_and_summary(client: TestClient, session: Session, keys, seed) -> None:
     r = seed("p1", tags=("cat", "piano"), summary="a cat plays the piano")
     timed = r.model_copy(update={"tags": [TagScore(label="jump", score=0.9, start_s=2.0, end_s=2.5),
-                                          TagScore(label="piano", score=0.8, start_s=0.5, end_s=1.0)]})
+                                          TagScore(label="piano", score=0.8, start_s=0.5, end_s=1.0),
+                                          TagScore(label="piano", score=0.7, start_s=3.0, end_s=3.5)]})
     write_analysis(session, timed)
     session.commit()
     h = auth(keys["product"])
@@ -32,7 +33,7 @@ def test_status_analysis_and_summary(client: TestClient, session: Session, keys,
     assert analysis["summary"]["long"] == "a cat plays the piano (long)" and "embedding" not in analysis
     summary = client.get("/v1/videos/p1/summary", headers=h).json()
     assert summary["title"] == "A Cat Plays The Piano" and summary["tags"] == ["jump", "piano"]
-    assert [(m["start_s"], m["label"]) for m in summary["key_moments"]] == [(0.5, "piano"), (2.0, "jump")]
+    assert [(m["start_s"], m["label"]) for m in summary["key_moments"]] == [(0.5, "piano"), (2.0, "jump"), (3.0, "piano")]
     assert client.get("/v1/videos/p1/summary", params={"model_version": "other"}, headers=h).status_code == 404
 
 
