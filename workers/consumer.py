@@ -224,6 +224,7 @@ class Worker:
 
     def _process_batch(self, records: list) -> BatchResult:
         result = BatchResult()
+        self._analyze_ahead(records)
         for r in records:
             if self.stopping.is_set():
                 break  # abandoned: the rest stays uncommitted
@@ -236,6 +237,23 @@ class Worker:
                 break
             result.done[(r.topic, r.partition)] = r.offset
         return result
+
+    def _analyze_ahead(self, records: list) -> None:
+        """With a batching analyzer, analyze the batch's videos in one call up front; each result
+        waits in `_unstored` for its record's turn (persist, produce, commit stay per video, in order)."""
+        if not hasattr(self.analyzer, "analyze_many") or self.stopping.is_set():
+            return
+        works = []
+        for r in records:
+            try:
+                w = decode(WorkItem, r.value)
+            except SchemaError:
+                continue
+            if w.video_id not in self._unstored:
+                works.append(w)
+        self._unstored.update(self.processor.analyze_many(works))
+        while len(self._unstored) > 4 * self.config.batch_size:  # bound what a rebalance can strand here
+            self._unstored.pop(next(iter(self._unstored)))
 
     def _process_one(self, r) -> None:
         try:

@@ -36,3 +36,15 @@ class TestKeyeAnalyzer(KeyeAnalyzer):
                                 evidence=[Evidence(start_s=0.0, end_s=1.0, reason="test flag")])
             record = record.model_copy(update={"moderation": Moderation(status="flagged", categories=[flag])})
         return record
+
+
+class BatchingTestAnalyzer(TestKeyeAnalyzer):
+    """Adds `analyze_many` (as keye.analysis.VideoAnalyzer has) and remembers each call's size."""
+
+    def __init__(self, settings: Settings, **options: int) -> None:
+        super().__init__(settings, **options)
+        self.batches: list[int] = []
+
+    def analyze_many(self, items: list[tuple[Path, Submission]]) -> list[AnalysisRecord]:
+        self.batches.append(len(items))
+        return [self.analyze(path, sub) for path, sub in items]

@@ -135,3 +135,37 @@ def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kaf
     assert dlq["v3"]["stage"] == "vectors.upsert" and "3-dim" in dlq["v3"]["error"]
     assert dlq["v4"]["stage"] == "vectors.decode" and dlq["v4"]["error_type"] == "SchemaError"
     store.close()
+
+
+@pytest.mark.kafka
+def test_worker_analyzes_a_kafka_batch_in_one_call_when_the_analyzer_batches(kafka_bootstrap: str, tmp_path: Path,
+                                                                             sample_clips: list[Path]) -> None:
+    import threading
+
+    from conftest import analysis_counts, make_pipeline, read_topic, submit_work, wait_for
+    from keye_test_analyzer import BatchingTestAnalyzer
+
+    from workers.consumer import Worker, WorkerConfig
+
+    db_url = f"sqlite:///{tmp_path / 'keye.db'}"
+    p = make_pipeline(kafka_bootstrap, db_url, tmp_path, sample_clips[0].parent)
+    s = p.settings
+    (tmp_path / "media" / "broken.mp4").write_bytes(b"not a video")
+    clips = [c for c in sample_clips if c.name != "bigbuckbunny.mp4"]
+    ids = submit_work(s, [*clips, tmp_path / "media" / "broken.mp4"], copies=1)
+    analyzer = BatchingTestAnalyzer(s)
+    worker = Worker(s, analyzer, WorkerConfig(group_id=f"{s.topic_work}-w", batch_size=8))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(analysis_counts(s)) == len(clips), 120, "every clip analyzed")
+        dlq = read_topic(s, s.topic_dlq, idle_s=2.0)
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+    assert analysis_counts(s) == {v: 1 for v in ids[:-1]}
+    assert [k for k, _ in dlq] == [ids[-1]] and dlq[0][1]["error_type"] == "UnsupportedMedia"
+    assert max(analyzer.batches) >= 2  # several videos of one Kafka batch went through one call
+    analyzed = read_topic(s, s.topic_analyzed, idle_s=1.0)
+    assert sorted(k for k, _ in analyzed) == sorted(ids[:-1])
+    assert any(v["timings_ms"].get("batch_videos", 1) >= 2 for _, v in analyzed)
