@@ -96,33 +96,44 @@ def test_postgres_moderation_flow_and_contended_claims(pg_app, sample_clips) -> 
 
 
 @pytest.mark.kafka
-def test_outbox_relay_publishes_decisions_to_kafka(api_settings, kafka_bootstrap: str, sample_clips) -> None:
+def test_outbox_relay_publishes_submissions_and_decisions_to_kafka(api_settings, kafka_bootstrap: str,
+                                                                    sample_clips) -> None:
     from kafka import KafkaConsumer
 
-    topic = f"test.api.feedback.{uuid.uuid4().hex[:8]}"
-    settings = api_settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap, "topic_feedback": topic,
-                                               "topic_analyzed": f"{topic}.analyzed", "topic_flags": f"{topic}.flags"})
+    prefix = f"test.api.{uuid.uuid4().hex[:8]}"
+    settings = api_settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap, "topic_feedback": f"{prefix}.feedback",
+                                               "topic_ingest": f"{prefix}.ingest", "topic_analyzed": f"{prefix}.analyzed",
+                                               "topic_flags": f"{prefix}.flags", "topic_dlq": f"{prefix}.dlq"})
     app = create_app(settings, publish=True)
     engine = app.state.services.engine
     with Session(engine) as s:
-        key = create_key(s, ["moderator"], name="kafka-mod")[1]
+        mod = create_key(s, ["moderator"], name="kafka-mod")[1]
+        ingest = create_key(s, ["ingest"], name="kafka-ingest")[1]
         r = make_record("k-1", severity=2, categories=("hate",))
         write_analysis(s, r, Submission(video_id="k-1", uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at))
         s.commit()
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000, group_id=None)
+    consumer = KafkaConsumer(settings.topic_feedback, settings.topic_ingest, bootstrap_servers=kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=1000, group_id=None)
     with TestClient(app) as client:
         url = f"/v1/moderation/cases/{r.analysis_id}"
-        client.post(url + "/claim", headers=auth(key))
-        out = client.post(url + "/decision", json={"decision": "confirm", "note": "n"}, headers=auth(key)).json()
+        client.post(url + "/claim", headers=auth(mod))
+        out = client.post(url + "/decision", json={"decision": "confirm", "note": "n"}, headers=auth(mod)).json()
+        body = {"uri": sample_clips[1].resolve().as_uri(), "video_id": "k-2"}
+        for _ in range(2):  # the second submission is a duplicate and is not published again
+            assert client.post("/v1/videos", json=body, headers=auth(ingest)).status_code == 202
         got, deadline = [], time.time() + 60
-        while not got and time.time() < deadline:
-            got = [m for m in consumer if m.key == b"k-1"]
+        while len(got) < 2 and time.time() < deadline:
+            got += list(consumer)
+        time.sleep(2)
+        got += list(consumer)
     consumer.close()
     app.state.services.engine.dispose()
-    assert len(got) == 1
-    event = decode(FeedbackEvent, got[0].value)
-    assert event.event_id == out["event_id"] and event.payload["decision"] == "confirm"
+    by_topic = {t: [m for m in got if m.topic == t] for t in (settings.topic_feedback, settings.topic_ingest)}
+    (feedback,) = by_topic[settings.topic_feedback]
+    event = decode(FeedbackEvent, feedback.value)
+    assert feedback.key == b"k-1" and event.event_id == out["event_id"] and event.payload["decision"] == "confirm"
+    (submitted,) = by_topic[settings.topic_ingest]
+    assert submitted.key == b"k-2" and decode(Submission, submitted.value).uri == body["uri"]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM api_outbox WHERE sent_at IS NULL")).scalar() == 0
 
