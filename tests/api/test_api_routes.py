@@ -149,3 +149,21 @@ def test_openapi_documents_roles_errors_and_security(client: TestClient) -> None
     for status in ("401", "403", "409", "422"):
         assert "application/problem+json" in op["responses"][status]["content"]
     assert op["security"] and {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
+
+
+def test_readyz_reports_a_store_it_cannot_open(api_settings, tmp_path) -> None:
+    from qdrant_client import QdrantClient
+
+    from api.app import create_app
+
+    settings = api_settings.model_copy(update={"data_dir": tmp_path / "ready", "qdrant_path": tmp_path / "locked"})
+    holder = QdrantClient(path=str(tmp_path / "locked"))  # local mode: one process (and client) per folder
+    app = create_app(settings)
+    try:
+        with TestClient(app) as c:
+            resp = c.get("/readyz")
+        assert resp.status_code == 503
+        assert resp.json()["checks"]["sql"] == "ok" and resp.json()["checks"]["vectors"].startswith("down")
+    finally:
+        holder.close()
+        app.state.services.engine.dispose()

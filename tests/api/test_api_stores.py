@@ -145,7 +145,6 @@ def test_serving_process_indexes_analyses_and_calls_webhooks(api_settings, kafka
     import http.server
 
     from keye import kafka as kk
-    from keye.schemas import encode
 
     got: list[tuple[dict, bytes]] = []
 
