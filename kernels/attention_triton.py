@@ -1,9 +1,10 @@
 """Triton variable-length flash attention over packed segments, forward and backward.
 
-Grid: (query blocks of the longest segment, segments, q heads). Each program streams its
-segment's key blocks with an online softmax (base-2 exponent, scale folded in). head_dim is padded
-to a power of two with masks (72 -> 128 for the vision tower). Grouped-query heads read kv head
-h // group. Causal masking is bottom-right aligned: query i sees keys j <= i + (Lk - Lq).
+Forward grid: (query blocks of the longest segment, segments, kv heads). Each program holds a few
+queries times all q heads of its GQA group in one tile (q head h uses kv head h // group), so every
+K/V block is loaded once per group, and streams the segment's key blocks with an online softmax
+(base-2 exponent, scale folded in). head_dim is padded to a power of two with masks (72 -> 128
+for the vision tower). Causal masking is bottom-right aligned: query i sees keys j <= i + (Lk - Lq).
 Backward follows FlashAttention-2: one kernel per key block accumulates dK/dV over every q head of
 its group (no atomics), one kernel per query block accumulates dQ. Reference: attention.py.
 """
@@ -18,6 +19,7 @@ from .dispatch import interpreting
 
 LOG2E = 1.4426950408889634
 
+
 def _config(dtype: torch.dtype, kernel: str) -> dict:
     """Tiles and launch settings per kernel, chosen from sm_90 compiles without register spills
     (tests/kernels/sm90_compile.py reports shared memory, registers and spills)."""
@@ -30,30 +32,37 @@ def _config(dtype: torch.dtype, kernel: str) -> dict:
         return dict(BLOCK_M=32, BLOCK_N=64, num_warps=8, num_stages=2)
     return dict(BLOCK_M=64, BLOCK_N=64, num_warps=8, num_stages=3 if kernel == "fwd" else 2)
 
+
 @triton.jit
 def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_t, so_h, n_heads,
-              D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+              D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr, GROUP_P: tl.constexpr,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    m_block, seg, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # One program: BLOCK_M queries x all GROUP q heads of one kv head, as BLOCK_M * GROUP_P tile
+    # rows (row = query * GROUP_P + head in group), so each K/V block is loaded once per group.
+    m_block, seg, kvh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     q0 = tl.load(CU_Q + seg).to(tl.int64)  # token * stride can pass 2**31 on long packs
     lq = tl.load(CU_Q + seg + 1) - q0
     k0 = tl.load(CU_K + seg).to(tl.int64)
     lk = tl.load(CU_K + seg + 1) - k0
     if m_block * BLOCK_M >= lq:
         return
-    kvh = h // GROUP
     # 64-bit scalar bases, 32-bit per-element offsets: keeps address registers low.
-    q_base = Q + q0 * sq_t + h * sq_h
+    q_base = Q + q0 * sq_t + kvh * GROUP * sq_h
+    o_base = O + q0 * so_t + kvh * GROUP * so_h
     k_base = K + k0 * sk_t + kvh * sk_h
     v_base = V + k0 * sk_t + kvh * sk_h
-    offs_m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.arange(0, BLOCK_M * GROUP_P)
+    offs_m = m_block * BLOCK_M + rows // GROUP_P  # query index within the segment
+    g = rows % GROUP_P  # head within the group
+    row_ok = (offs_m < lq) & (g < GROUP)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
-    q = tl.load(q_base + offs_m[:, None] * sq_t + offs_d[None, :], mask=(offs_m < lq)[:, None] & d_ok[None, :], other=0.0)
-    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
-    acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
+    q = tl.load(q_base + (offs_m * sq_t + g * sq_h)[:, None] + offs_d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    m_i = tl.full((BLOCK_M * GROUP_P,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M * GROUP_P,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M * GROUP_P, BLOCK_D), dtype=tl.float32)
     shift = lk - lq
     end = lk
     if CAUSAL:
@@ -76,12 +85,14 @@ def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     empty = l_i == 0.0  # a query that sees no key outputs zeros
-    out = acc / tl.where(empty, 1.0, l_i)[:, None]
-    row_ok = offs_m < lq
-    tl.store(O + q0 * so_t + h * so_h + offs_m[:, None] * so_t + offs_d[None, :], out.to(O.dtype.element_ty),
+    safe_l = tl.where(empty, 1.0, l_i)
+    out = acc / safe_l[:, None]
+    tl.store(o_base + (offs_m * so_t + g * so_h)[:, None] + offs_d[None, :], out.to(O.dtype.element_ty),
              mask=row_ok[:, None] & d_ok[None, :])
     # +inf for empty rows makes every backward probability exp2(s - lse) exactly 0.
-    tl.store(LSE + q0 * n_heads + h + offs_m * n_heads, tl.where(empty, float("inf"), m_i + tl.log2(tl.where(empty, 1.0, l_i))), mask=row_ok)
+    lse = tl.where(empty, float("inf"), m_i + tl.log2(safe_l))
+    tl.store(LSE + q0 * n_heads + kvh * GROUP + offs_m * n_heads + g, lse, mask=row_ok)
+
 
 @triton.jit
 def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_scale,
@@ -136,6 +147,7 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_sca
     tl.store(DK + kv_base + kv_offs, (dk * sm_scale).to(DK.dtype.element_ty), mask=kv_ok)
     tl.store(DV + kv_base + kv_offs, dv.to(DV.dtype.element_ty), mask=kv_ok)
 
+
 @triton.jit
 def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
                  sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
@@ -181,9 +193,11 @@ def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
     tl.store(DQ + q_base + q_offs, (dq * sm_scale).to(DQ.dtype.element_ty), mask=q_ok)
 
+
 def _precision(t: torch.Tensor) -> str:
     # float32 inputs get exact float32 products (no TF32) so they can serve as a reference.
     return "ieee" if t.dtype == torch.float32 else "tf32"
+
 
 def _check_max_seqlen(cu: torch.Tensor, max_seqlen: int, name: str) -> None:
     # Checked where it costs no GPU sync; on CUDA the caller's max_seqlen is trusted.
@@ -192,6 +206,7 @@ def _check_max_seqlen(cu: torch.Tensor, max_seqlen: int, name: str) -> None:
     if cu.device.type != "cuda":
         longest = int((cu[1:] - cu[:-1]).max()) if cu.numel() > 1 else 0
         require(longest <= max_seqlen, f"{name}={max_seqlen} is shorter than the longest segment ({longest})")
+
 
 class _VarlenAttention(torch.autograd.Function):
     @staticmethod
@@ -202,13 +217,16 @@ class _VarlenAttention(torch.autograd.Function):
         o = torch.empty_like(q)
         lse = torch.empty(tq, hq, dtype=torch.float32, device=q.device)
         n_seg = cu_q.numel() - 1
+        group = hq // hkv
+        group_p = triton.next_power_of_2(group)
         cfg = _config(q.dtype, "fwd")
+        cfg["BLOCK_M"] = max(1, cfg["BLOCK_M"] // group_p)  # the tile holds BLOCK_M queries x the group
         block_d = max(16, triton.next_power_of_2(d))
         if tq and n_seg and max_q > 0:
-            grid = (triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hq)
+            grid = (triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hkv)
             _attn_fwd[grid](q, k, v, o, lse, cu_q, cu_k, scale * LOG2E, q.stride(0), q.stride(1),
-                            k.stride(0), k.stride(1), o.stride(0), o.stride(1), hq, d, hq // hkv,
-                            CAUSAL=causal, PRECISION=_precision(q), BLOCK_D=block_d, **cfg)
+                            k.stride(0), k.stride(1), o.stride(0), o.stride(1), hq, d, group,
+                            CAUSAL=causal, PRECISION=_precision(q), GROUP_P=group_p, BLOCK_D=block_d, **cfg)
         ctx.save_for_backward(q, k, v, o, lse, cu_q, cu_k)
         ctx.meta = (max_q, max_k, causal, scale)
         return o
@@ -235,6 +253,7 @@ class _VarlenAttention(torch.autograd.Function):
             _attn_bwd_dq[(triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hq)](
                 q, k, v, do, lse, delta, dq, cu_q, cu_k, *args, **common, **cfg)
         return dq, dk, dv, None, None, None, None, None, None
+
 
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, scale):
     _check_max_seqlen(cu_seqlens_q, max_seqlen_q, "max_seqlen_q")

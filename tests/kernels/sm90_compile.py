@@ -106,6 +106,9 @@ def configs():
             ):
                 cfg = at._config(dtype, kind)
                 launch = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
+                if kind == "fwd":  # decoder: 4 q heads per kv head packed in the tile; vision: 1
+                    group = 4 if d == 128 else 1
+                    cfg = dict(cfg, GROUP_P=group, BLOCK_M=max(1, cfg["BLOCK_M"] // group))
                 yield f"attn_{kind} {tag}", fn, dict(values, **cfg), launch
     for dtype, prec, tag in ((bf, "tf32", "bf16"), (f32, "ieee", "fp32")):
         yield f"decode_split {tag} d128 group4", da._decode_split, dict(
