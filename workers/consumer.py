@@ -76,7 +76,8 @@ class Worker:
         self.stopping = threading.Event()
         self._in_flight = False
         self._block_rounds = 0
-        # Analyses done but not yet stored (a store was down): a retry stores them without re-running the model.
+        # Analyses done but not yet stored: computed ahead by a batched call, or kept when a store was
+        # down, so that the retry stores them without running the model again.
         self._unstored: dict[str, AnalysisRecord] = {}
 
     def stop(self, *_: object) -> None:

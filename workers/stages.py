@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from keye import db
 from keye.fetch import fetched
-from keye.schemas import AnalysisRecord, Submission, WorkItem
+from keye.schemas import AnalysisRecord, Submission
 from keye.settings import Settings
 from keye.vectors import VectorStore
 from workers.analysis import Analyzer
@@ -136,4 +136,4 @@ def _is_store_error(e: Exception) -> bool:
     return classify(e) is Failure.STORE
 
 
-__all__ = ["VideoProcessor", "timed", "WorkItem"]
+__all__ = ["VideoProcessor", "timed"]
