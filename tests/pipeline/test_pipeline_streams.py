@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,48 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         return sum(c.committed(TopicPartition(topic, p)) or 0 for p in c.partitions_for_topic(topic) or [])
     finally:
         c.close()
+
+
+def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
+    import sqlalchemy as sa
+    from conftest import TcpProxy
+
+    from keye.kafka import producer, send
+    from keye.schemas import FeedbackEvent, utcnow
+
+    s = pipeline.settings
+    url = sa.engine.make_url(s.database_url)
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.start()
+    pipeline.env["KEYE_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    engine = sa.create_engine(s.database_url)
+
+    def stored() -> list[str]:
+        with engine.connect() as c:
+            if not sa.inspect(c).has_table("feedback_events"):
+                return []
+            return sorted(c.execute(sa.text("SELECT event_id FROM feedback_events")).scalars())
+
+    def publish(ids: list[str]) -> None:
+        prod = producer(s)
+        for i in ids:
+            send(prod, s.topic_feedback, FeedbackEvent(event_id=i, video_id="vid-a", kind="moderation_decision",
+                                                       actor="mod", payload={"decision": "confirm"}, at=utcnow()))
+        prod.flush()
+        prod.close()
+
+    try:
+        pipeline.streams()
+        publish(["e1"])
+        wait_for(lambda: stored() == ["e1"], 90, "the first event stored", pipeline)
+        proxy.stop()  # the database disappears for the streams app
+        publish(["e2", "e3", "e2"])
+        time.sleep(4)
+        assert stored() == ["e1"]
+        proxy.start()
+        wait_for(lambda: stored() == ["e1", "e2", "e3"], 90, "the events after the database came back", pipeline)
+    finally:
+        proxy.stop()
+        engine.dispose()
+    assert read_topic(s, s.topic_dlq, idle_s=1.0) == []
+    assert "database unavailable" in pipeline.procs[0].keye_log.read_text()
