@@ -60,6 +60,14 @@ class MediaLimits:
     # FFmpeg frame threads per video; 0 = share the cores: all of them for a single video,
     # cores // batch size in load_videos. Frame threading never changes the decoded pixels.
     decoder_threads: int = 0
+    # Decode in a separate process (forkserver): a decoder crash becomes VideoDecodeError, a decode
+    # stuck inside FFmpeg is killed after decode_timeout_s + isolate_grace_s, and the child's
+    # address space is capped at max_memory_bytes (0 = no cap). Costs ~0.3 s per video; like any
+    # multiprocessing start method but fork, the main module must be importable (run with
+    # `python -m ...` or a script guarded by `if __name__ == "__main__"`).
+    isolate: bool = False
+    isolate_grace_s: float = 5.0
+    max_memory_bytes: int = 0
 
     def with_overrides(self, **kw: object) -> "MediaLimits":
         known = {f.name for f in fields(self)}

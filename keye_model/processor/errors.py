@@ -15,6 +15,9 @@ class MediaError(Exception):
         self.source = source
         super().__init__(f"{reason} ({source})" if source else reason)
 
+    def __reduce__(self):  # keep reason and source when crossing a process boundary
+        return (self.__class__, (self.reason, self.source))
+
 
 class UnsupportedMedia(MediaError):
     """Not an image or video we can read: unknown container, no video stream, audio only."""

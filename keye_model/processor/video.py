@@ -366,6 +366,10 @@ def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
         threads = limits.decoder_threads or _cores()
     req = options.pop("request", None) or VideoRequest.from_item(options, budgets)
     name = str(src)
+    if limits.isolate:
+        from .isolate import load_video_isolated
+
+        return load_video_isolated(name, budgets, limits, max(1, threads), {"request": req})
     path = Path(name[7:] if name.startswith("file://") else name)
     deadline = time.monotonic() + limits.decode_timeout_s
     try:
