@@ -32,10 +32,7 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     overrides: fields of api.deps.Services (vectors, embedder, analyzer, secret, limits).
     """
     engine = open_engine(settings)
-    secret = os.environ.get("KEYE_API_SECRET")
-    if secret and "secret" not in overrides:
-        overrides["secret"] = secret.encode()
-    svc = Services(settings=settings, engine=engine, **overrides)
+    svc = Services(settings=settings, engine=engine, **{**_from_environment(), **overrides})
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
@@ -58,6 +55,26 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
         app.include_router(module.router)
     review.install(app)
     return app
+
+
+def _from_environment() -> dict[str, Any]:
+    """API options not (yet) in keye.settings.Settings, read from the same KEYE_ environment.
+
+    KEYE_API_SECRET signs review-page cookies (set it when several API processes serve the page;
+    by default each process draws its own, so sessions end on restart).
+    """
+    env, out = os.environ, {}
+    if env.get("KEYE_API_SECRET"):
+        out["secret"] = env["KEYE_API_SECRET"].encode()
+    for name, field, kind in (("KEYE_API_MAX_UPLOAD_BYTES", "max_upload_bytes", int),
+                              ("KEYE_API_MAX_CLIP_SECONDS", "max_clip_seconds", float),
+                              ("KEYE_API_CLAIM_TTL_S", "claim_ttl_s", float)):
+        if env.get(name):
+            try:
+                out[field] = kind(env[name])
+            except ValueError:
+                raise ValueError(f"{name}={env[name]!r} is not a number") from None
+    return out
 
 
 def _start_background(svc: Services) -> list:
