@@ -213,7 +213,7 @@ def test_mpeg_ts_with_b_frames(tmp_path):
 
 
 @pytest.mark.parametrize("opts", [{"fps": 0}, {"fps": float("nan")}, {"max_frames": -2}, {"video_start": "1s"},
-                                  {"fps": 2, "nframes": 4}, {"min_pixels": True}])
+                                  {"fps": 2, "nframes": 4}, {"min_pixels": True}, {"fsp": 2}])
 def test_bad_video_options(tmp_path, opts):
     from keye_model.processor import ProcessorInputError
 
