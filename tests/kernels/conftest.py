@@ -1,23 +1,31 @@
-"""Kernel tests run the Triton kernels on the CPU through the interpreter.
+"""Kernel tests: Triton against the torch references.
 
+On a machine without CUDA the Triton kernels run on the CPU through the interpreter.
 TRITON_INTERPRET is read when a kernel is decorated, i.e. when triton modules are imported, so it
-is set here at import time, before any test module imports `kernels`' Triton files.
+is set here at import time (importing torch does not import triton). On a CUDA machine the same
+tests run the compiled kernels on the GPU instead: tensors are created on CUDA by default.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+
+ON_CUDA = torch.cuda.is_available()
+if not ON_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
+
+DEVICE = "cuda" if ON_CUDA else "cpu"
 
 
 @pytest.fixture(autouse=True)
-def _deterministic():
+def _deterministic_on_device():
     torch.manual_seed(0)
-    yield
+    with torch.device(DEVICE):
+        yield
 
 
 @pytest.fixture
@@ -58,7 +66,7 @@ def compare(monkeypatch):
             grads = []
             if grad:
                 gen = torch.Generator().manual_seed(1)
-                ups = [torch.randn(o.shape, generator=gen, dtype=torch.float32).to(o.dtype) for o in outs]
+                ups = [torch.randn(o.shape, generator=gen, device="cpu").to(o.device, o.dtype) for o in outs]
                 torch.autograd.backward(list(outs), ups)
                 grads = [leaf.grad for leaf in leaves if isinstance(leaf, torch.Tensor) and leaf.requires_grad]
             results[name] = ([o.detach() for o in outs], grads)

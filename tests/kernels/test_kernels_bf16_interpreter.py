@@ -24,7 +24,8 @@ def _run(fn, args, grad_mask, backend, monkeypatch):
     outs = tuple(outs) if isinstance(outs, tuple) else (outs,)
     gen = torch.Generator().manual_seed(7)
     if any(grad_mask):
-        torch.autograd.backward(list(outs), [torch.randn(o.shape, generator=gen).to(o.dtype) for o in outs])
+        ups = [torch.randn(o.shape, generator=gen, device="cpu").to(o.device, o.dtype) for o in outs]
+        torch.autograd.backward(list(outs), ups)
     return [o.detach().float() for o in outs] + [leaf.grad.float() for leaf, g in zip(leaves, grad_mask) if g]
 
 

@@ -57,7 +57,8 @@ def test_reference_equals_last_row_of_causal_attention():
 
 
 def test_bad_seqlens_rejected(backend_env):
-    q, k = torch.randn(1, 2, 8), torch.randn(1, 4, 2, 8)
-    for name in ("torch", "triton"):
+    # Checked wherever it costs no GPU sync (on CUDA the Triton kernel clamps to the cache instead).
+    q, k = torch.randn(1, 2, 8, device="cpu"), torch.randn(1, 4, 2, 8, device="cpu")
+    for name in ("torch", "triton") if kernels.interpreting() else ("torch",):
         with backend_env(name), pytest.raises(kernels.KernelInputError, match="cache_seqlens"):
-            kernels.decode_attention(q, k, k, torch.tensor([5], dtype=torch.int32), 1.0)
+            kernels.decode_attention(q, k, k, torch.tensor([5], dtype=torch.int32, device="cpu"), 1.0)
