@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +31,7 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     overrides: fields of api.deps.Services (vectors, embedder, analyzer, secret, limits).
     """
     engine = open_engine(settings)
-    svc = Services(settings=settings, engine=engine, **{**_from_environment(), **overrides})
+    svc = Services(settings=settings, engine=engine, **{**_from_settings(settings), **overrides})
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
@@ -57,23 +56,14 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     return app
 
 
-def _from_environment() -> dict[str, Any]:
-    """API options not (yet) in keye.settings.Settings, read from the same KEYE_ environment.
-
-    KEYE_API_SECRET signs review-page cookies (set it when several API processes serve the page;
-    by default each process draws its own, so sessions end on restart).
-    """
-    env, out = os.environ, {}
-    if env.get("KEYE_API_SECRET"):
-        out["secret"] = env["KEYE_API_SECRET"].encode()
-    for name, field, kind in (("KEYE_API_MAX_UPLOAD_BYTES", "max_upload_bytes", int),
-                              ("KEYE_API_MAX_CLIP_SECONDS", "max_clip_seconds", float),
-                              ("KEYE_API_CLAIM_TTL_S", "claim_ttl_s", float)):
-        if env.get(name):
-            try:
-                out[field] = kind(env[name])
-            except ValueError:
-                raise ValueError(f"{name}={env[name]!r} is not a number") from None
+def _from_settings(settings: Settings) -> dict[str, Any]:
+    """API options from KEYE_API_* settings. Without KEYE_API_SECRET each process draws its own
+    cookie secret, so review-page sessions end on restart."""
+    out: dict[str, Any] = {"max_upload_bytes": settings.api_max_upload_bytes,
+                           "max_clip_seconds": settings.api_max_clip_seconds,
+                           "claim_ttl_s": settings.api_claim_ttl_s}
+    if settings.api_secret:
+        out["secret"] = settings.api_secret.encode()
     return out
 
 

@@ -163,6 +163,14 @@ def api(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int,
     serve(get_settings(), host=host, port=port)
 
 
+@app.command("bootstrap-admin")
+def bootstrap_admin() -> None:
+    """Migrate the stores and print a first admin key (shown once; stored hashed)."""
+    from api.keys import bootstrap_admin as make_admin
+
+    print(make_admin(get_settings()))
+
+
 @app.command("create-key")
 def create_key(roles: Annotated[list[str], typer.Argument(help="ingest, product, recommender, moderator, admin")],
                name: Annotated[str, typer.Option()] = "cli") -> None:
@@ -170,12 +178,14 @@ def create_key(roles: Annotated[list[str], typer.Argument(help="ingest, product,
     from sqlmodel import Session
 
     from api.keys import create_key as make_key
-    from keye.db import engine_from, migrate
+    from api.storage import open_engine
 
-    engine = engine_from(get_settings())
-    migrate(engine)
-    with Session(engine) as session:
-        _, plaintext = make_key(session, roles, name=name)
+    engine = open_engine(get_settings())
+    try:
+        with Session(engine) as session:
+            _, plaintext = make_key(session, roles, name=name)
+    finally:
+        engine.dispose()
     print(plaintext)
 
 

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     max_fetch_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 60.0
 
+    # api (`keye api`)
+    api_secret: str | None = None  # signs review-page cookies; set it when several API processes serve
+    api_max_upload_bytes: int = 512 * 1024 * 1024
+    api_max_clip_seconds: float = 60.0
+    api_claim_ttl_s: float = 15 * 60
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
