@@ -65,7 +65,7 @@ class _LayerNorm(torch.autograd.Function):
         if r:
             _layer_norm_fwd[(triton.cdiv(r, block_r),)](x2, weight.contiguous(), bias.contiguous(), y, mean, rstd,
                                                         r, d, eps, BLOCK_R=block_r, BLOCK_D=block_d,
-            num_warps=row_warps(block_r, block_d))
+                                                        num_warps=row_warps(block_r, block_d))
         ctx.save_for_backward(x2, weight, mean, rstd)
         return y.view(x.shape)
 
@@ -82,7 +82,7 @@ class _LayerNorm(torch.autograd.Function):
         if r:
             _layer_norm_bwd[(grid,)](rows_of(dy), x2, weight.contiguous(), mean, rstd, dx, dw_part, db_part,
                                      r, d, n_blocks, BLOCK_R=block_r, BLOCK_D=block_d,
-            num_warps=row_warps(block_r, block_d))
+                                     num_warps=row_warps(block_r, block_d))
         return dx.view(dy.shape), dw_part.sum(0).to(weight.dtype), db_part.sum(0).to(weight.dtype), None
 
 

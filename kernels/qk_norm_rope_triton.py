@@ -83,7 +83,7 @@ def rope_forward(x, cos, sin, weight, eps, norm: bool):
     if r:
         _rope_fwd[(triton.cdiv(r, block_r),)](xc, cos, sin, weight if norm else xc, y, r, h, d, d // 2, eps,
                                               NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d,
-            num_warps=row_warps(block_r, block_d))
+                                              num_warps=row_warps(block_r, block_d))
     return y, xc
 
 
@@ -98,7 +98,7 @@ def rope_backward(dy, xc, cos, sin, weight, eps, norm: bool):
     if r:
         _rope_bwd[(grid,)](dy.contiguous(), xc, cos, sin, weight if norm else xc, dx, dw_part, r, h, d, d // 2,
                            eps, n_blocks, NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d,
-            num_warps=row_warps(block_r, block_d))
+                           num_warps=row_warps(block_r, block_d))
     return dx, (dw_part.sum(0).to(weight.dtype) if norm else None)
 
 

@@ -65,7 +65,7 @@ def _forward(x, residual, weight, eps):
     if r:
         _rms_norm_fwd[(triton.cdiv(r, block_r),)](x2, res_in, weight.contiguous(), y, res_out, rstd, r, d, eps,
                                                   HAS_RES=residual is not None, BLOCK_R=block_r, BLOCK_D=block_d,
-            num_warps=row_warps(block_r, block_d))
+                                                  num_warps=row_warps(block_r, block_d))
     return y, res_out, rstd
 
 
@@ -80,7 +80,7 @@ def _backward(dy, x2, weight, rstd, dres):
         _rms_norm_bwd[(grid,)](rows_of(dy), x2, weight.contiguous(), rstd,
                                rows_of(dres) if dres is not None else dx, dx, dw_part, r, d, n_blocks,
                                HAS_DRES=dres is not None, BLOCK_R=block_r, BLOCK_D=block_d,
-            num_warps=row_warps(block_r, block_d))
+                               num_warps=row_warps(block_r, block_d))
     return dx, dw_part.sum(0).to(weight.dtype)
 
 
