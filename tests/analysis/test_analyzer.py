@@ -161,3 +161,15 @@ def test_query_framing_matches_the_video_prefix_framing(analyzer, processor, tin
     assert torch.allclose(vec, tiny_model.embed(torch.tensor([ids]))[0], atol=1e-6)
     with pytest.raises(AnalysisError, match="at most"):
         embed_text(tiny_model, processor, "x" * 5000)
+
+
+def test_from_settings_with_a_config_path(tmp_path):
+    from keye.analysis import VideoAnalyzer
+    from keye.settings import Settings
+
+    raw = tight_raw()
+    raw["version"] = "tight-1"
+    (tmp_path / "analysis.json").write_text(__import__("json").dumps(raw))
+    an = VideoAnalyzer.from_settings(Settings(model="keye-tiny"), tmp_path / "analysis.json")
+    assert an.model_version == "keye-tiny" and an.prompt_version == "tight-1"
+    assert an.cfg.task("tags").limit("max_items") == 2
