@@ -97,20 +97,22 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
         assert by_video[vid]["error_type"] == error_type, by_video[vid]
         assert by_video[vid]["error"] and states[vid][1].startswith(error_type)
     assert by_video["garbage"]["stage"] == "streams.gate"
-    # The duplicate never reached the workers: each good video was analyzed once.
+    # The duplicate never reached the workers. (A rebalance may still redeliver work: that is
+    # at-least-once, and the stores above prove it is stored once.)
     work_keys = [k for k, _ in read_topic(s, s.topic_work, idle_s=1.0)]
     assert sorted(work_keys) == sorted([*good, *bad])
     analyzed = read_topic(s, s.topic_analyzed, idle_s=1.0)
-    assert sorted(k for k, _ in analyzed) == sorted(good)
+    assert {k for k, _ in analyzed} == set(good)
     assert all(v["model_version"] == "keye-tiny" and len(v["embedding"]) == v["embedding_dim"] > 0 for _, v in analyzed)
     # The worker's metrics say the same.
     import httpx
 
     scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-    assert metric(scraped, "keye_worker_analyzed_total") == len(good)
-    assert metric(scraped, "keye_worker_consumed_total") == len(good) + len(bad)
-    assert metric(scraped, 'keye_dlq_total{stage="worker.analyze"}') == len(bad)
-    assert metric(scraped, 'keye_stage_seconds_count{stage="analyze"}') == len(good) + 1  # + the undecodable one
+    redelivered = len(analyzed) - len(good)
+    assert metric(scraped, "keye_worker_analyzed_total") == len(analyzed)
+    assert len(good) + len(bad) <= metric(scraped, "keye_worker_consumed_total") <= len(good) + len(bad) + redelivered + len(bad)
+    assert len(bad) <= metric(scraped, 'keye_dlq_total{stage="worker.analyze"}') <= 2 * len(bad)
+    assert metric(scraped, 'keye_stage_seconds_count{stage="analyze"}') >= len(good) + 1  # + the undecodable one
     # Flags were produced for the flagged analyses (the test analyzer flags the hashtag "flagme").
     flags = read_topic(s, s.topic_flags, idle_s=1.0)
     assert sorted(k for k, _ in flags) == sorted(good)
