@@ -19,7 +19,7 @@ def pattern(i: int, h: int, w: int) -> np.ndarray:
 
 def write_video(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 10, codec: str = "libx264",
                 pix_fmt: str = "yuv420p", rotation: int | None = None, pts: list[int] | None = None,
-                time_base: Fraction | None = None, audio: bool = False, options: dict | None = None,
+                time_base: Fraction | None = None, options: dict | None = None,
                 container_options: dict | None = None) -> Path:
     """Encode `n` pattern frames. `pts` (in `time_base`) gives variable frame timing."""
     with av.open(str(path), "w", options=container_options or {}) as out:
@@ -32,7 +32,6 @@ def write_video(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 10
             s.codec_context.time_base = time_base
         if rotation is not None:
             s.set_display_rotation(rotation)
-        a = out.add_stream("aac", rate=16000) if audio else None
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(pattern(i, h, w), format="rgb24")
             if pts is not None:
@@ -42,8 +41,6 @@ def write_video(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 10
                 out.mux(p)
         for p in s.encode(None):
             out.mux(p)
-        if a is not None:
-            pass
     return path
 
 
