@@ -61,7 +61,10 @@ class VideoAnalyzer:
     """Turns videos into analysis records. Not thread-safe per call; calls are serialized."""
 
     def __init__(self, model, processor, config: AnalysisConfig | None = None, model_version: str | None = None,
-                 max_batch_rows: int = 16) -> None:
+                 max_batch_rows: int = 16, max_batch_tokens: int | None = 262_144) -> None:
+        """max_batch_rows / max_batch_tokens bound one decoding batch: every task row holds its own
+        copy of its video's KV cache (rows x longest row positions); at Keye-8B's 144 KiB per
+        position, 262,144 positions are 36 GiB. A row longer than the limit still runs, alone."""
         self.model = model
         self.processor = processor
         self.cfg = config or load_config()
@@ -69,7 +72,10 @@ class VideoAnalyzer:
         self.prompt_version = self.cfg.version
         self.engine = Engine(model)
         self.grammars = GrammarBook(self.cfg, processor.tokenizer, model.config.vocab_size)
+        if max_batch_rows < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
+            raise ValueError("max_batch_rows and max_batch_tokens must be positive")
         self.max_batch_rows = max_batch_rows
+        self.max_batch_tokens = max_batch_tokens
         self._lock = threading.Lock()
 
     @classmethod
@@ -144,12 +150,29 @@ class VideoAnalyzer:
                 rows.extend((v, k, task) for task in v.tasks if task != "embedding")
             v.timings["prefill_ms"] = _ms(t0)
         t0 = time.perf_counter()
-        for start in range(0, len(rows), self.max_batch_rows):
-            self._generate(rows[start:start + self.max_batch_rows], prefixes)
+        for batch in self._batches(rows, prefixes):
+            self._generate(batch, prefixes)
         generate_ms = _ms(t0)
         for v in videos:
-            v.timings["generate_ms"] = generate_ms  # shared by the videos batched together
-            v.timings["batch_videos"] = float(len(videos))
+            v.timings["generate_ms"] = generate_ms  # shared by the videos decoded together
+
+    def _batches(self, rows: list[tuple[_Video, int, str]], prefixes: dict) -> list[list[tuple[_Video, int, str]]]:
+        """Consecutive rows, cut where the cache (rows x longest row) would pass the limits."""
+        out: list[list[tuple[_Video, int, str]]] = []
+        width = 0
+        for row in rows:
+            v, k, task = row
+            need = len(prefixes[(id(v), k)].tokens) + 512 + self.cfg.task(task).max_new_tokens  # 512: the task prompt
+            wider = max(width, need)
+            fits = out and len(out[-1]) < self.max_batch_rows and (
+                self.max_batch_tokens is None or wider * (len(out[-1]) + 1) <= self.max_batch_tokens)
+            if fits:
+                out[-1].append(row)
+                width = wider
+            else:
+                out.append([row])
+                width = need
+        return out
 
     def _generate(self, rows: list[tuple[_Video, int, str]], prefixes: dict) -> None:
         if not rows:

@@ -173,3 +173,23 @@ def test_from_settings_with_a_config_path(tmp_path):
     an = VideoAnalyzer.from_settings(Settings(model="keye-tiny"), tmp_path / "analysis.json")
     assert an.model_version == "keye-tiny" and an.prompt_version == "tight-1"
     assert an.cfg.task("tags").limit("max_items") == 2
+
+
+def test_batches_respect_the_cache_limits_without_changing_answers(tiny_model, processor, tight_config, batch, clips):
+    from keye.analysis import VideoAnalyzer
+
+    small = VideoAnalyzer(tiny_model, processor, tight_config, model_version="keye-tiny", max_batch_tokens=4000)
+    rows = [(object(), 0, t) for t in ("tags", "summary", "moderation", "products")]
+    prefixes = {(id(v), 0): type("P", (), {"tokens": [0] * 1000})() for v, _, _ in rows}
+    batches = small._batches(rows, prefixes)
+    need = {t: 1000 + 512 + tight_config.task(t).max_new_tokens for _, _, t in rows}
+    cost = [len(b) * max(need[t] for _, _, t in b) for b in batches]
+    assert [r for b in batches for r in b] == rows and len(batches) > 1
+    assert all(c <= 4000 for c in cost)
+    for b, nxt in zip(batches, batches[1:]):  # greedy: the next row would not have fitted
+        assert (len(b) + 1) * max(need[t] for _, _, t in b + nxt[:1]) > 4000
+    one_row = VideoAnalyzer(tiny_model, processor, tight_config, max_batch_rows=1)
+    assert [len(b) for b in one_row._batches(rows, prefixes)] == [1, 1, 1, 1]
+    record, answers = small.analyze_with_answers([(clips[1], sub("carphone"))])[0]
+    assert [ch.outputs["tags"].answer for ch in answers] == [ch.outputs["tags"].answer for ch in batch[1][1]]
+    assert record.moderation == batch[1][0].moderation
