@@ -86,7 +86,9 @@ class VideoAnalyzer:
         model = keye_model.load(settings.model, dtype=settings.dtype, device=settings.device)
         folder = Path(settings.model)
         processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
-        return cls(model, processor, load_config(config_path), model_version=settings.model)
+        # settings.analysis_config (KEYE_ANALYSIS_CONFIG) once the settings declare it
+        path = config_path or getattr(settings, "analysis_config", None)
+        return cls(model, processor, load_config(path), model_version=settings.model)
 
     # ---- public --------------------------------------------------------------------------------
     def analyze(self, path: str | Path | VideoInput, submission: Submission) -> AnalysisRecord:
