@@ -136,7 +136,7 @@ class Worker:
                  self.config.batch_size)
         try:
             while not self.stopping.is_set():
-                polled = self.consumer.poll(timeout_ms=500)
+                polled = self._poll(500)
                 if time.monotonic() - last_lag > 10:
                     self._update_lag()
                     last_lag = time.monotonic()
@@ -148,7 +148,7 @@ class Worker:
                 self.consumer.pause(*self.consumer.assignment())
                 future = executor.submit(self._process_batch, records)
                 while not future.done():
-                    stray = self.consumer.poll(timeout_ms=self.config.poll_interval_ms)
+                    stray = self._poll(self.config.poll_interval_ms)
                     self._rewind(stray)  # only possible right after a rebalance; never lose them
                 result = future.result()
                 self._in_flight = False
@@ -157,6 +157,15 @@ class Worker:
             executor.shutdown(wait=True)
             self._close()
             log.info("worker %s closed", self.config.group_id)
+
+    def _poll(self, timeout_ms: int) -> dict:
+        """poll(), surviving a broker that is down (kafka-python raises then); the client reconnects."""
+        try:
+            return self.consumer.poll(timeout_ms=timeout_ms)
+        except Exception as e:  # noqa: BLE001 - KafkaConnectionError, NoBrokersAvailable, timeouts
+            log.warning("Kafka poll failed (%s: %s); retrying", type(e).__name__, e)
+            self.stopping.wait(min(1.0, timeout_ms / 1000))
+            return {}
 
     def _rewind(self, polled: dict) -> None:
         from kafka import TopicPartition
@@ -208,7 +217,7 @@ class Worker:
         """Wait while staying in the group (partitions stay paused)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not self.stopping.is_set():
-            self._rewind(self.consumer.poll(timeout_ms=self.config.poll_interval_ms))
+            self._rewind(self._poll(self.config.poll_interval_ms))
 
     def _update_lag(self) -> None:
         try:

@@ -37,7 +37,12 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
     failures = 0
     try:
         while not stop.is_set():
-            polled = consumer.poll(timeout_ms=500)
+            try:
+                polled = consumer.poll(timeout_ms=500)
+            except Exception as e:  # noqa: BLE001 - the broker is down; the client reconnects
+                log.warning("Kafka poll failed (%s: %s); retrying", type(e).__name__, e)
+                stop.wait(1.0)
+                continue
             records = [r for rs in polled.values() for r in rs]
             if not records:
                 continue
@@ -68,7 +73,10 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
                 continue
             failures = 0
             metrics.VECTORS.inc(len(latest))
-            consumer.commit()
+            try:
+                consumer.commit()
+            except Exception as e:  # noqa: BLE001 - redelivered later; upserts are idempotent
+                log.warning("commit failed (%s); these records will be redelivered", e)
     finally:
         consumer.close(autocommit=False)
         producer.close(timeout=10)

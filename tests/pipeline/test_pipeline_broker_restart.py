@@ -58,7 +58,7 @@ def test_broker_restart_mid_batch(private_kafka: Settings, pg_database: str, tmp
         worker = pipeline.worker("worker", batch_size=2, delay_s=0.7)
         wait_for(lambda: len(analysis_counts(s)) >= 1, 120, "the first analysis", pipeline)
         kafka.down(private_kafka)  # graceful stop; its log stays on disk
-        time.sleep(3)
+        time.sleep(8)  # long enough for the worker to finish its batch and poll a dead broker
         assert worker.poll() is None, pipeline.logs()
         kafka.up(private_kafka)
         wait_for(lambda: len(analysis_counts(s)) == len(ids), 180, "every video after the broker came back", pipeline)
