@@ -20,6 +20,7 @@ import torch
 from keye.analysis import merge, prompts
 from keye.analysis.config import TASK_NAMES, AnalysisConfig, load_config
 from keye.analysis.embedding import embed_text
+from keye.analysis.errors import AnalysisConfigError
 from keye.analysis.generation import generate_rows, prefill_prefix
 from keye.analysis.grammar import STOP_ID, GrammarBook, GrammarMasks
 from keye.analysis.output import parse_output
@@ -58,7 +59,7 @@ def chunk_video(video: VideoInput, chunk: Chunk) -> VideoInput:
 
 
 class VideoAnalyzer:
-    """Turns videos into analysis records. Not thread-safe per call; calls are serialized."""
+    """Turns videos into analysis records; safe to share between threads (calls are serialized)."""
 
     def __init__(self, model, processor, config: AnalysisConfig | None = None, model_version: str | None = None,
                  max_batch_rows: int = 16, max_batch_tokens: int | None = 262_144) -> None:
@@ -73,7 +74,7 @@ class VideoAnalyzer:
         self.engine = Engine(model)
         self.grammars = GrammarBook(self.cfg, processor.tokenizer, model.config.vocab_size)
         if max_batch_rows < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
-            raise ValueError("max_batch_rows and max_batch_tokens must be positive")
+            raise AnalysisConfigError("max_batch_rows and max_batch_tokens must be positive")
         self.max_batch_rows = max_batch_rows
         self.max_batch_tokens = max_batch_tokens
         self._lock = threading.Lock()
