@@ -75,7 +75,10 @@ def producer(settings: Settings, **overrides: Any):
                   linger_ms=5, retries=2**31 - 1, max_in_flight_requests_per_connection=5,
                   delivery_timeout_ms=120000, max_request_size=4 << 20)
     config.update(overrides)
-    return KafkaProducer(**config)
+    try:
+        return KafkaProducer(**config)
+    except Exception as e:  # noqa: BLE001 - NoBrokersAvailable and friends
+        raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap} does not answer: {e}") from e
 
 
 def send(prod, topic: str, message: BaseModel, video_id: str | None = None):
@@ -125,9 +128,12 @@ def ingest(uris: Iterable[str], settings: Settings | None = None, *, video_ids: 
     own = prod is None
     prod = prod or producer(settings)
     try:
-        for s in subs:
-            send(prod, settings.topic_ingest, s)
-        prod.flush(timeout=60)
+        try:
+            for s in subs:
+                send(prod, settings.topic_ingest, s)
+            prod.flush(timeout=60)
+        except Exception as e:  # noqa: BLE001 - KafkaTimeoutError: not acknowledged in time
+            raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap} did not accept the submissions: {e}") from e
     finally:
         if own:
             prod.close(timeout=10)
