@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from api.problems import Unavailable
+from api.problems import Invalid, Unavailable
 from keye.settings import Settings
 
 
@@ -29,14 +29,15 @@ class ModelTextEmbedder:
         self._lock = threading.Lock()
 
     def embed_text(self, text: str) -> list[float]:
-        import torch
+        # The analysis's own text embedding: the same framing and pooling as the video vectors.
+        from keye.analysis import embed_text
+        from keye.analysis.errors import AnalysisError
 
-        # A plain user turn without the generation prompt: the query, not a request to answer it.
-        messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
-        with self._lock, torch.inference_mode():
-            inputs = self.processor(messages, add_generation_prompt=False)
-            vec = self.model.embed(**inputs.model_inputs())
-        return [float(x) for x in vec.reshape(-1).float().tolist()]
+        with self._lock:
+            try:
+                return embed_text(self.model, self.processor, text)
+            except AnalysisError as e:
+                raise Invalid(str(e)) from None
 
 
 class KeyeTextEmbedder:

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     dtype: str = "float32"
     kernels: str | None = None  # "triton" | "torch"; None: Triton on CUDA, torch elsewhere
 
+    analysis_config: Path | None = None  # JSON/YAML overriding keye/analysis/default_config.json
+
     # stores
     data_dir: Path = Path(".keye")
     database_url: str | None = None  # default: SQLite file under data_dir

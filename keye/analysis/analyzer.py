@@ -87,8 +87,8 @@ class VideoAnalyzer:
         model = keye_model.load(settings.model, dtype=settings.dtype, device=settings.device)
         folder = Path(settings.model)
         processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
-        # settings.analysis_config (KEYE_ANALYSIS_CONFIG) once the settings declare it
-        path = config_path or getattr(settings, "analysis_config", None)
+        # settings.analysis_config is KEYE_ANALYSIS_CONFIG
+        path = config_path or settings.analysis_config
         return cls(model, processor, load_config(path), model_version=settings.model)
 
     # ---- public --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pipeline, analysis_counts, make_pipeline, read_topic, submit_work, wait_for
+from pipeline_support import Pipeline, analysis_counts, make_pipeline, read_topic, submit_work, wait_for
 
 from keye.settings import Settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Pipeline, VectorSinkThread, analysis_counts, read_topic, video_states, wait_for
+from pipeline_support import Pipeline, VectorSinkThread, analysis_counts, read_topic, video_states, wait_for
 
 from keye.kafka import ingest, producer
 from keye.schemas import FeedbackEvent, encode, utcnow

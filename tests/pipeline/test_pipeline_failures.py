@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Pipeline, TcpProxy, VectorSinkThread, analysis_counts, read_topic, submit_work, wait_for
+from pipeline_support import Pipeline, TcpProxy, VectorSinkThread, analysis_counts, read_topic, submit_work, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

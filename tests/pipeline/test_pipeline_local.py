@@ -81,7 +81,7 @@ def test_ingest_publishes_validated_submissions_keyed_by_video_id(kafka_bootstra
                                                                   sample_clips: list[Path]) -> None:
     import uuid
 
-    from conftest import read_topic
+    from pipeline_support import read_topic
 
     from keye.kafka import ensure_topics, ingest, video_id_for
 
@@ -103,7 +103,7 @@ def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kaf
     import threading
     import uuid
 
-    from conftest import read_topic, wait_for
+    from pipeline_support import read_topic, wait_for
     from test_pipeline_stores import record
 
     from keye.kafka import ensure_topics, producer, send
@@ -142,7 +142,7 @@ def test_worker_analyzes_a_kafka_batch_in_one_call_when_the_analyzer_batches(kaf
                                                                              sample_clips: list[Path]) -> None:
     import threading
 
-    from conftest import analysis_counts, make_pipeline, read_topic, submit_work, wait_for
+    from pipeline_support import analysis_counts, make_pipeline, read_topic, submit_work, wait_for
     from keye_test_analyzer import BatchingTestAnalyzer
 
     from workers.consumer import Worker, WorkerConfig

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Pipeline, read_topic, video_states, wait_for
+from pipeline_support import Pipeline, read_topic, video_states, wait_for
 
 from keye.kafka import ingest
 
@@ -48,7 +48,7 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
 
 def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
     import sqlalchemy as sa
-    from conftest import TcpProxy
+    from pipeline_support import TcpProxy
 
     from keye.kafka import producer, send
     from keye.schemas import FeedbackEvent, utcnow
