@@ -60,6 +60,24 @@ def postgres_url(stack_settings: Settings) -> str:
     return url
 
 
+@pytest.fixture
+def pg_database(postgres_url: str):
+    """A fresh database per test on the stack's PostgreSQL server, dropped afterwards."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import sqlalchemy as sa
+
+    name = f"keye_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def redis_url(stack_settings: Settings) -> str:
     import redis

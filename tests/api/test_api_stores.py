@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
@@ -22,20 +20,6 @@ from api.problems import Conflict
 from api_testing import auth, make_record
 from keye.db import write_analysis
 from keye.schemas import FeedbackEvent, Submission, decode
-
-
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A fresh database per test, dropped afterwards."""
-    name = f"keye_api_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    parts = urlsplit(postgres_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture

@@ -24,22 +24,6 @@ HERE = Path(__file__).resolve().parent
 ANALYZER = "keye_test_analyzer:TestKeyeAnalyzer"  # keye-tiny + test hooks, see that module
 
 
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A throwaway database on the stack's PostgreSQL server (dropped afterwards)."""
-    import sqlalchemy as sa
-
-    name = f"keye_t_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @dataclass
 class Pipeline:
     settings: Settings
