@@ -6,12 +6,39 @@ large float32 (or bf16) matmul. Decode at batch 1 is bound by reading the weight
 (decoder layers + lm_head); at batch 8 by min(bandwidth, FLOP/s) (roofline); prefill by FLOP/s.
 
 Run: .venv/bin/python bench/model_generate.py [--presets keye-tiny keye-mid] [--prompt 128] [--steps 16]
+
+Baseline (optional): the OFFICIAL Keye code (Kwai-Keye/Keye, keye-vl-8b-preview/modeling_keye.py)
+through transformers' `generate`, on the same random weights (our model.save_pretrained), the same
+prompts, batch sizes and token counts, greedy, with the same torch thread count, in a subprocess
+(bench/official_generate.py) because it needs transformers 4.x. Nothing official lives in this repo;
+provide, outside it:
+  --official-dir DIR        (or KEYE_OFFICIAL_DIR) the release folder with configuration_keye.py and
+                            modeling_keye.py (e.g. `git show HEAD:keye-vl-8b-preview/modeling_keye.py`
+                            from a clone of github.com/Kwai-Keye/Keye)
+  --official-pythonpath P   (or KEYE_OFFICIAL_PYTHONPATH) put first on the subprocess's PYTHONPATH, e.g.
+                            a folder from `pip install --target /tmp/tf4 transformers==4.51.3
+                            huggingface_hub==0.30.2 tokenizers==0.21.1 einops`, plus the folder of the
+                            stand-in module below
+  --official-preload MOD    (or KEYE_OFFICIAL_PRELOAD, comma-separated) modules imported before the
+                            official file: the official file imports flash_attn unconditionally, so on
+                            CPU you need your own small module that registers `flash_attn`
+                            (flash_attn_varlen_func), `flash_attn.bert_padding` and
+                            `flash_attn.layers.rotary.apply_rotary_emb` in sys.modules and sets
+                            transformers.utils.is_flash_attn_2_available to return True. Text-only
+                            generation with attn_implementation="sdpa" never calls them.
+Without --official-dir the baseline is skipped with a message.
+Example: .venv/bin/python bench/model_generate.py --threads 1 --prompt 64 --steps 32 \
+  --official-dir /tmp/refpkg/keye_ref --official-pythonpath /tmp/tf4:/tmp/refpkg --official-preload stub_flash
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,15 +79,17 @@ def decoder_params(model) -> tuple[int, int]:
     return layers, model.lm_head.weight.numel()
 
 
-def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gflops: float) -> list[str]:
+def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gflops: float,
+        official: dict | None = None) -> list[str]:
     model = keye_model.load(preset, dtype=dtype)
     p_layers, p_head = decoder_params(model)
     p = p_layers + p_head
     wbytes = p * model.lm_head.weight.element_size()
     engine = Engine(model)
-    rows = []
-    for b in (1, 8):
-        ids = torch.randint(0, 150000, (b, prompt))
+    rows, ours = [], []
+    gen = torch.Generator().manual_seed(0)
+    prompts = {b: torch.randint(0, 150000, (b, prompt), generator=gen) for b in (1, 8)}
+    for b, ids in prompts.items():
 
         def prefill():
             with torch.no_grad():
@@ -83,7 +112,33 @@ def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gfl
         rows.append(f"{preset:10s} b={b}  prefill {pre_tps:9.1f} tok/s = {pre_tps / pre_limit:6.1%} of {pre_limit:9.1f} (matmul)"
                     f" | decode {dec_tps:8.1f} tok/s = {dec_tps / dec_limit:6.1%} of {dec_limit:9.1f}"
                     f" ({'bandwidth' if dec_limit == bw_limit else 'matmul'})")
+        ours.append((b, pre_tps, dec_tps))
+    if official is None:
+        return rows
+    base = run_official(model, prompts, steps, dtype, official)
+    for (b, pre, dec), ref in zip(ours, base):
+        rows.append(f"{preset:10s} b={b}  official prefill {ref['prefill_tps']:9.1f} tok/s, ours x{pre / ref['prefill_tps']:5.2f}"
+                    f" | official decode {ref['decode_tps']:8.1f} tok/s, ours x{dec / ref['decode_tps']:5.2f}")
     return rows
+
+
+def run_official(model, prompts: dict, steps: int, dtype: torch.dtype, official: dict) -> list[dict]:
+    """Time the official code on our weights and prompts in a subprocess with its own transformers."""
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(Path(d) / "ckpt")
+        paths = []
+        for b, ids in prompts.items():
+            paths.append(str(Path(d) / f"ids{b}.pt"))
+            torch.save(ids, paths[-1])
+        job = {"official_dir": official["dir"], "preload": official["preload"], "checkpoint": str(Path(d) / "ckpt"),
+               "ids": paths, "steps": steps, "threads": torch.get_num_threads(), "dtype": str(dtype).split(".")[-1]}
+        (Path(d) / "job.json").write_text(json.dumps(job))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (official["pythonpath"], os.environ.get("PYTHONPATH")) if p))
+        out = subprocess.run([sys.executable, str(Path(__file__).with_name("official_generate.py")), str(Path(d) / "job.json")],
+                             env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"official baseline failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["points"]
 
 
 def main() -> None:
@@ -93,7 +148,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--official-dir", default=os.environ.get("KEYE_OFFICIAL_DIR"),
+                    help="folder with the release's configuration_keye.py and modeling_keye.py (baseline)")
+    ap.add_argument("--official-pythonpath", default=os.environ.get("KEYE_OFFICIAL_PYTHONPATH", ""),
+                    help="prepended to PYTHONPATH for the baseline: transformers 4.x, einops, flash_attn stand-ins")
+    ap.add_argument("--official-preload", default=os.environ.get("KEYE_OFFICIAL_PRELOAD", ""),
+                    help="comma-separated modules the baseline imports first (flash_attn stand-ins)")
     args = ap.parse_args()
+    official = None
+    if args.official_dir:
+        if not (Path(args.official_dir) / "modeling_keye.py").is_file():
+            ap.error(f"--official-dir {args.official_dir} has no modeling_keye.py")
+        official = {"dir": str(Path(args.official_dir).resolve()), "pythonpath": args.official_pythonpath,
+                    "preload": [m for m in args.official_preload.split(",") if m]}
+    else:
+        print("official baseline skipped: pass --official-dir (or KEYE_OFFICIAL_DIR); see this file's docstring")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
@@ -101,7 +170,7 @@ def main() -> None:
     print(f"machine: {torch.get_num_threads()} threads, copy {bw:.1f} GB/s, {args.dtype} matmul {gflops:.1f} GFLOP/s")
     print(f"prompt {args.prompt} tokens, {args.steps} decode steps, {args.dtype}, text only, greedy")
     for preset in args.presets:
-        for row in run(preset, args.prompt, args.steps, dtype, bw, gflops):
+        for row in run(preset, args.prompt, args.steps, dtype, bw, gflops, official):
             print(row)
 
 
