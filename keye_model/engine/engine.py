@@ -89,7 +89,13 @@ class Engine:
         """As _prefill_hidden, returning the next-token logits (B, V) float32 of each row."""
         hidden = self._prefill_hidden(cache, rows, embeds, positions, lengths)
         last = torch.tensor(lengths).cumsum(0) - 1
-        return self.model.lm_head(hidden[last.to(hidden.device)]).float()
+        return self._logits(hidden[last.to(hidden.device)])
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, hidden) -> (B, V) float32. For a few rows against a ~150k-row vocabulary, BLAS
+        is up to 1.6x faster as W @ h^T (one streaming pass over W) than as h @ W^T."""
+        logits = (self.model.lm_head.weight @ hidden.t()).t()
+        return logits.float().contiguous()  # row-major: processors mask rows in place
 
     @staticmethod
     def _as_dict(inputs: Any) -> dict[str, Any]:
@@ -188,7 +194,7 @@ class Engine:
                 hidden = model.run(embeds, positions, CachedDecode(st.cache))
                 st.cache.lengths += 1
                 st.next_pos += 1
-                logits = model.lm_head(hidden).float()
+                logits = self._logits(hidden)
 
     def _hit_stop_string(self, tokens: list[int], stop_strings: Sequence[str]) -> bool:
         longest = max(len(s) for s in stop_strings)
