@@ -36,10 +36,11 @@ def test_sigkill_mid_batch_then_another_worker_loses_and_duplicates_nothing(
     time.sleep(2)  # let any redelivered duplicate land before counting
     assert analysis_counts(s) == {v: 1 for v in ids}
     assert vector_sink.store.count() == len(ids)
-    # The killed batch was redelivered (some video was analyzed twice) and still stored once.
+    # Every video was analyzed; whether one was produced twice depends on whether the kill landed
+    # between a produce and its commit, so duplicates in the topic are allowed, never in the stores.
     analyzed = [k for k, _ in read_topic(s, s.topic_analyzed, idle_s=1.0)]
     assert set(analyzed) == set(ids)
-    assert len(analyzed) > len(ids)
+    assert len(analyzed) >= len(ids)
     assert read_topic(s, s.topic_dlq, idle_s=1.0) == []
 
 
