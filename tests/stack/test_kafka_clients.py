@@ -7,6 +7,7 @@ and faust-streaming itself must join groups, rebalance, commit and produce idemp
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 
@@ -69,23 +70,46 @@ def test_kafka_python_idempotent_producer_group_commit_and_rebalance(kafka_boots
     first.commit()
 
     # A second member joins: the group rebalances and the partitions are split between them.
-    second = consumer()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (first.assignment() and second.assignment()
-                                                and len(first.assignment()) + len(second.assignment()) == 4
-                                                and len(first.assignment()) < 4):
-        first.poll(timeout_ms=200)
-        second.poll(timeout_ms=200)
-    assert first.assignment() and second.assignment()
-    assert first.assignment().isdisjoint(second.assignment())
-    assert len(first.assignment() | second.assignment()) == 4
-    # Committed offsets survived the rebalance: nothing is re-read.
-    for records in second.poll(timeout_ms=1000).values():
-        assert not records
+    # Each member polls in its own thread, as separate worker processes would; alternating polls
+    # from one thread can leave a member parked in JoinGroup while the other is not polled.
+    lock = threading.Lock()
+    assignments: dict[str, set] = {}
+    reread: list[bytes] = []
+    stop = threading.Event()
+
+    def member(name: str, c: KafkaConsumer) -> None:
+        try:
+            while not stop.is_set():
+                for records in c.poll(timeout_ms=200).values():
+                    with lock:
+                        reread.extend(r.value for r in records)
+                with lock:
+                    assignments[name] = set(c.assignment())
+        finally:
+            c.close(autocommit=False)
+
+    def balanced() -> bool:
+        with lock:
+            a, b = assignments.get("first", set()), assignments.get("second", set())
+        return bool(a) and bool(b) and a.isdisjoint(b) and len(a | b) == 4
+
     committed = sum(first.committed(TopicPartition(topic, p)) or 0 for p in range(4))
     assert committed == 40
-    first.close()
-    second.close()
+    threads = [threading.Thread(target=member, args=("first", first), daemon=True),
+               threading.Thread(target=member, args=("second", consumer()), daemon=True)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not balanced():
+        time.sleep(0.2)
+    ok = balanced()
+    time.sleep(1.0)  # a moment more of polling: committed offsets must mean nothing is re-read
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert ok, f"group never split the 4 partitions between two members: {assignments}"
+    # Committed offsets survived the rebalance: nothing is re-read.
+    assert reread == []
 
 
 def test_aiokafka_idempotent_producer_group_and_commit(kafka_bootstrap: str) -> None:
