@@ -26,6 +26,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -53,8 +54,11 @@ def window_start(at: datetime, window: str) -> datetime:
 def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: int = DEFAULT_PARTITIONS,
                engine: sa.Engine | None = None) -> faust.App:
     brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")]
+    # faust keeps per-app state in a folder; ours, not the working directory.
+    datadir = Path(settings.data_dir) / "streams" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(app_id, broker=brokers, store="memory://", topic_partitions=partitions, web_enabled=False,
-                    producer_enable_idempotence=True, producer_acks=-1, topic_allow_declare=True)
+                    datadir=str(datadir), producer_enable_idempotence=True, producer_acks=-1, topic_allow_declare=True)
     engine = engine or db.engine_from(settings)
 
     def raw_topic(name: str, **kw: Any) -> faust.TopicT:
