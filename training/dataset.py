@@ -1,0 +1,289 @@
+"""Supervised examples from stored feedback: the analyzer's exact prompt for a task on a video, and
+the corrected answer (see answers.py for what each kind of feedback means).
+
+    ds = build_dataset(session, unused_feedback(session), processor, analysis_cfg, settings)
+    ds.examples   # Example: input_ids = prompt + answer + <|im_end|>, labels -100 on the prompt
+    ds.pairs      # PreferencePair: summaries rated low against a better one of the same video
+    ds.skipped    # Skip: (event_id, kind, reason) for every event that gave nothing
+
+The prompt is built by the analyzer's own code (keye.analysis.prompts.full_inputs) on the video
+decoded with the analysis configuration's budgets, segmented and chunked like the analyzer does:
+one example per (video, task, visual pass). Nothing here raises for a bad event: a missing video
+or analysis, a refused URI, an undecodable file or an unknown kind becomes a Skip with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+import torch
+from sqlmodel import Session, select
+
+from keye.analysis import prompts
+from keye.analysis.config import AnalysisConfig
+from keye.analysis.segments import Chunk, chunk_segments, segment_video
+from keye.db import Analysis, FeedbackRow, Video
+from keye.fetch import FetchError, fetched
+from keye.settings import Settings
+from keye_model.config import IM_END_TOKEN_ID
+from keye_model.processor import MediaError, ProcessorInputError, VideoInput
+from training import answers as A
+from training.errors import UnusableEvent
+
+IGNORE = -100  # label of a token that carries no loss (prompt, vision pads)
+
+
+@dataclass
+class Example:
+    key: str  # video:task:chunk
+    video_id: str
+    task: str
+    event_ids: tuple[str, ...]
+    input_ids: torch.Tensor  # (L,) prompt + answer + <|im_end|>
+    labels: torch.Tensor  # (L,) IGNORE on the prompt, the token itself on the answer
+    vision: dict[str, torch.Tensor]  # pixel_values_videos, video_grid_thw, second_per_grid_ts
+    answer: str
+    weight: float = 1.0
+
+    @property
+    def prompt_len(self) -> int:
+        return int((self.labels == IGNORE).sum())
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids[None], **self.vision}
+
+
+@dataclass
+class PreferencePair:
+    chosen: Example
+    rejected: Example
+
+
+@dataclass
+class Skip:
+    event_id: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class FeedbackDataset:
+    examples: list[Example] = field(default_factory=list)
+    pairs: list[PreferencePair] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    considered: list[str] = field(default_factory=list)  # every event id looked at
+
+    @property
+    def used(self) -> set[str]:
+        return {e for ex in self.examples for e in ex.event_ids} | {
+            e for p in self.pairs for e in p.chosen.event_ids + p.rejected.event_ids}
+
+    def skip_reasons(self) -> dict[str, str]:
+        return {s.event_id: f"{s.kind}: {s.reason}" for s in self.skipped}
+
+
+def unused_feedback(session: Session, limit: int | None = None) -> list[FeedbackRow]:
+    """Stored events no run has consumed yet, oldest first."""
+    q = select(FeedbackRow).where(FeedbackRow.used_in_run.is_(None)).order_by(FeedbackRow.at, FeedbackRow.event_id)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(session.exec(q))
+
+
+def tokenize_example(processor, cfg: AnalysisConfig, task: str, video: VideoInput, chunk: Chunk, answer: str,
+                     key: str, video_id: str, event_ids: Iterable[str], weight: float = 1.0) -> Example:
+    """The analyzer's whole prompt for `task` on one chunk, followed by the answer and the stop token."""
+    from keye.analysis.analyzer import chunk_video
+
+    inputs = prompts.full_inputs(processor, cfg, task, chunk_video(video, chunk), chunk.segments)
+    prompt = inputs.pop("input_ids")[0]
+    inputs.pop("attention_mask", None)
+    target = torch.tensor(processor.tokenizer.encode(answer) + [IM_END_TOKEN_ID], dtype=torch.long)
+    ids = torch.cat([prompt, target])
+    labels = torch.cat([torch.full_like(prompt, IGNORE), target])
+    return Example(key, video_id, task, tuple(event_ids), ids, labels, inputs, answer, weight)
+
+
+# ---- planning: which answers each video's feedback asks for -----------------------------------------
+
+
+@dataclass
+class _Plan:
+    """The corrected answers one video's feedback asks for (video time), with the events behind them."""
+
+    video_id: str
+    record: dict
+    tags: list[A.TagItem] | None = None
+    moderation: A.ModerationTarget | None = None
+    summary: dict[str, str] | None = None
+    summary_weight: float = 1.0
+    rejected: list[tuple[dict[str, str], str]] = field(default_factory=list)  # (summary, event_id)
+    events: dict[str, list[FeedbackRow]] = field(default_factory=dict)  # task -> events used
+
+
+class _Builder:
+    def __init__(self, session: Session, processor, cfg: AnalysisConfig, settings: Settings) -> None:
+        self.session, self.processor, self.cfg, self.settings = session, processor, cfg, settings
+        self.ds = FeedbackDataset()
+
+    def skip(self, rows: Iterable[FeedbackRow], reason: str) -> None:
+        self.ds.skipped.extend(Skip(r.event_id, r.kind, reason) for r in rows)
+
+    def analysis_of(self, rows: list[FeedbackRow]) -> dict | None:
+        """The record the newest event refers to, else the video's newest analysis."""
+        for r in sorted(rows, key=lambda r: r.at, reverse=True):
+            aid = (r.payload or {}).get("analysis_id")
+            a = self.session.get(Analysis, aid) if isinstance(aid, str) else None
+            if a is not None:
+                return a.record or {}
+        a = self.session.exec(select(Analysis).where(Analysis.video_id == rows[0].video_id)
+                              .order_by(sa.desc(Analysis.created_at))).first()
+        return None if a is None else (a.record or {})
+
+    def plan(self, video_id: str, rows: list[FeedbackRow]) -> _Plan | None:
+        record = self.analysis_of(rows)
+        if record is None:
+            self.skip(rows, f"no analysis of video {video_id} is stored")
+            return None
+        plan = _Plan(video_id, record)
+        by_kind: dict[str, list[FeedbackRow]] = defaultdict(list)
+        for r in rows:
+            by_kind[r.kind].append(r)
+        for kind, group in by_kind.items():
+            try:
+                self._plan_kind(plan, kind, group)
+            except UnusableEvent as e:
+                self.skip(group, str(e))
+            except (KeyError, TypeError, ValueError) as e:
+                self.skip(group, f"malformed payload: {type(e).__name__}: {e}")
+        return plan
+
+    def _plan_kind(self, plan: _Plan, kind: str, rows: list[FeedbackRow]) -> None:
+        payloads = [r.payload or {} for r in rows]
+        if kind == "tag_correction":
+            plan.tags = A.corrected_tags(plan.record, payloads)
+            plan.events["tags"] = rows
+        elif kind == "moderation_decision":
+            final = [r for r in rows if (r.payload or {}).get("decision") in ("confirm", "clear")]
+            self.skip([r for r in rows if r not in final], "an escalation has no final decision to learn from")
+            if final:
+                plan.moderation = A.corrected_moderation(self.cfg, plan.record, [r.payload for r in final])
+                plan.events["moderation"] = final
+        elif kind == "summary_edit":
+            plan.summary = A.edited_summary(plan.record, payloads)
+            plan.summary_weight = 1.0
+            plan.events["summary"] = rows
+        elif kind == "summary_rating":
+            self._plan_ratings(plan, rows)
+        elif kind == "engagement":
+            raise UnusableEvent("engagement carries no corrected answer; it is not a supervised target")
+        else:
+            raise UnusableEvent(f"unknown feedback kind {kind!r}")
+
+    def _plan_ratings(self, plan: _Plan, rows: list[FeedbackRow]) -> None:
+        rated = lambda r: r.payload.get("summary") or plan.record.get("summary") or {}  # noqa: E731
+        good = [r for r in rows if int(r.payload["rating"]) >= 4]
+        for r in rows:
+            rating = int(r.payload["rating"])
+            if rating <= 2:
+                plan.rejected.append(({k: str(rated(r).get(k) or "") for k in A.SUMMARY_FIELDS}, r.event_id))
+            elif rating == 3:
+                self.skip([r], "a neutral rating (3) is neither a target nor a rejected answer")
+        if good and plan.summary is None:  # an explicit edit beats a good rating
+            best = max(good, key=lambda r: (int(r.payload["rating"]), r.at))
+            plan.summary = {k: str(rated(best).get(k) or "") for k in A.SUMMARY_FIELDS}
+            plan.summary_weight = (int(best.payload["rating"]) - 3) / 2
+            plan.events["summary"] = [best]
+            self.skip([r for r in good if r is not best], "superseded by a better or newer rating of the same video")
+        elif good:
+            self.skip(good, "superseded by an edit of the same summary")
+        plan.events["summary_rating"] = rows
+
+    # ---- from plan to tokens --------------------------------------------------------------------
+    def realize(self, plan: _Plan, rows: list[FeedbackRow]) -> None:
+        wanted = [t for t in ("tags", "moderation", "summary") if getattr(plan, t) is not None]
+        low = [eid for _, eid in plan.rejected]
+        if not wanted:
+            self.skip([r for r in rows if r.event_id in low], "a low rating without a better summary to prefer")
+            return
+        video_row = self.session.get(Video, plan.video_id)
+        task_rows = [r for t in wanted for r in plan.events[t]] + [r for r in rows if r.event_id in low]
+        if video_row is None:
+            self.skip(task_rows, f"video {plan.video_id} is not in the videos table")
+            return
+        try:
+            video = self.decode(video_row.uri)
+        except (FetchError, MediaError, ProcessorInputError, OSError) as e:
+            self.skip(task_rows, f"video {plan.video_id} cannot be read: {type(e).__name__}: {e}")
+            return
+        segments = segment_video(video.frames, video.timestamps, video.duration_s, self.cfg.segmentation)
+        chunks = chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)
+        made: dict[str, list[Example]] = {}
+        for task in wanted:
+            try:
+                made[task] = self._examples(plan, task, video, chunks)
+            except UnusableEvent as e:
+                self.skip(plan.events[task], str(e))
+            self.ds.examples.extend(made.get(task, []))
+        if low and made.get("summary"):
+            self._pairs(plan, video, chunks[0], made["summary"][0])
+        elif low:
+            self.skip([r for r in rows if r.event_id in low], "a low rating without a better summary to prefer")
+
+    def decode(self, uri: str) -> VideoInput:
+        b = self.cfg.video
+        with fetched(uri, self.settings) as path:
+            return self.processor.load_video(str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
+                                             min_pixels=b.min_pixels)
+
+    def _answer(self, plan: _Plan, task: str, chunk: Chunk) -> str:
+        if task == "tags":
+            return A.with_prelude(self.cfg, task, A.tags_answer(self.cfg, plan.tags, chunk.segments),
+                                  "Tags from what is visible.")
+        if task == "moderation":
+            body = A.moderation_answer(self.cfg, plan.moderation, chunk.segments)
+            return A.with_prelude(self.cfg, task, body, plan.moderation.reasoning)
+        return A.with_prelude(self.cfg, task, A.summary_answer(self.cfg, plan.summary), "Summary of the video.")
+
+    def _examples(self, plan: _Plan, task: str, video: VideoInput, chunks: list[Chunk]) -> list[Example]:
+        if task == "summary" and len(chunks) > 1:
+            raise UnusableEvent(f"the video is analyzed in {len(chunks)} passes; a whole-video summary edit "
+                                "has no single-pass answer")
+        events = [r.event_id for r in plan.events[task]]
+        weight = plan.summary_weight if task == "summary" else 1.0
+        return [tokenize_example(self.processor, self.cfg, task, video, chunk, self._answer(plan, task, chunk),
+                                 f"{plan.video_id}:{task}:{k}", plan.video_id, events, weight)
+                for k, chunk in enumerate(chunks)]
+
+    def _pairs(self, plan: _Plan, video: VideoInput, chunk: Chunk, chosen: Example) -> None:
+        for summary, event_id in plan.rejected:
+            row = [r for r in plan.events["summary_rating"] if r.event_id == event_id]
+            try:
+                answer = A.with_prelude(self.cfg, "summary", A.summary_answer(self.cfg, summary), "Summary of the video.")
+            except UnusableEvent as e:
+                self.skip(row, f"rejected summary: {e}")
+                continue
+            if answer == chosen.answer:
+                self.skip(row, "the rejected summary equals the preferred one")
+                continue
+            rejected = tokenize_example(self.processor, self.cfg, "summary", video, chunk, answer,
+                                        f"{plan.video_id}:summary:rejected:{event_id}", plan.video_id, (event_id,))
+            self.ds.pairs.append(PreferencePair(chosen, rejected))
+
+
+def build_dataset(session: Session, rows: list[FeedbackRow], processor, cfg: AnalysisConfig,
+                  settings: Settings) -> FeedbackDataset:
+    """Examples, preference pairs and skip reasons from stored feedback rows (never raises for a bad event)."""
+    b = _Builder(session, processor, cfg, settings)
+    b.ds.considered = [r.event_id for r in rows]
+    by_video: dict[str, list[FeedbackRow]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: (r.at, r.event_id)):
+        by_video[r.video_id].append(r)
+    for video_id, group in by_video.items():
+        plan = b.plan(video_id, group)
+        if plan is not None:
+            b.realize(plan, group)
+    return b.ds

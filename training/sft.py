@@ -1,0 +1,256 @@
+"""Supervised fine-tuning of LoRA adapters on feedback examples.
+
+AdamW on the adapter parameters only, gradient accumulation, gradient-norm clipping, warmup then a
+cosine or linear decay, bf16 autocast on CUDA and float32 on CPU, one seed for everything random
+(adapter init, dropout, example order). The frozen front of the model (token embeddings, vision
+tower, projector) runs once per example under no_grad and is cached when `cache_inputs` is on: the
+decoder with its adapters is all that trains. The loss is the weighted mean negative
+log-likelihood of the answer tokens only (labels -100 elsewhere), computed by the chunked fused
+lm_head + log-softmax kernel on the answer positions alone, so no (tokens x vocabulary) logits of
+the prompt are ever built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from kernels import fused_linear_logprobs
+from keye_model.attention import PackedCausal
+from training.dataset import IGNORE, Example, PreferencePair
+from training.errors import NotEnoughExamples, TrainConfigError
+from training.lora import LoraConfig, apply_lora, lora_parameters
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 100
+    batch_size: int = 1  # examples per micro-batch (packed, no padding)
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    eval_fraction: float = 0.2  # of the videos, held out for the eval loss
+    cache_inputs: bool = True  # keep each example's frozen front (embeddings incl. vision) between steps
+    dpo_weight: float = 0.0  # > 0 adds the preference loss over summary pairs (preference.py)
+    dpo_beta: float = 0.1
+    min_examples: int = 1
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 1, "batch_size must be >= 1"),
+                  (self.grad_accum >= 1, "grad_accum must be >= 1"), (self.lr > 0, "lr must be > 0"),
+                  (0 <= self.warmup_steps, "warmup_steps must be >= 0"),
+                  (self.schedule in ("cosine", "linear", "constant"), "schedule must be cosine, linear or constant"),
+                  (0.0 <= self.eval_fraction < 1.0, "eval_fraction must lie in [0, 1)"),
+                  (self.max_grad_norm > 0, "max_grad_norm must be > 0"), (self.dpo_weight >= 0, "dpo_weight must be >= 0"),
+                  (self.min_examples >= 1, "min_examples must be >= 1")]
+        for ok, reason in checks:
+            if not ok:
+                raise TrainConfigError(reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "TrainConfig":
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise TrainConfigError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
+        if isinstance(raw.get("lora"), dict):
+            lora = dict(raw["lora"])
+            if "targets" in lora:
+                lora["targets"] = tuple(lora["targets"])
+            raw["lora"] = LoraConfig(**lora)
+        if "betas" in raw:
+            raw["betas"] = tuple(raw["betas"])
+        try:
+            return cls(**raw)
+        except TypeError as e:
+            raise TrainConfigError(str(e)) from None
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]  # per optimizer step (mean over its micro-batches)
+    eval_loss_base: float | None  # the base model (adapters at zero) on the held-out examples
+    eval_loss: float | None  # the adapted model on the same examples
+    train_examples: int
+    eval_examples: int
+    answer_tokens: int  # supervised tokens seen
+    seconds: float
+    dpo_losses: list[float] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        return {"eval_loss_base": self.eval_loss_base, "eval_loss": self.eval_loss,
+                "train_loss_first": self.losses[0] if self.losses else None,
+                "train_loss_last": self.losses[-1] if self.losses else None, "steps": len(self.losses),
+                "train_examples": self.train_examples, "eval_examples": self.eval_examples,
+                "answer_tokens": self.answer_tokens, "seconds": round(self.seconds, 3),
+                "dpo_loss_last": self.dpo_losses[-1] if self.dpo_losses else None}
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+
+def split_by_video(examples: Sequence[Example], eval_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Held-out videos (never a task of a training video): deterministic by hash, at least one each side."""
+    videos = sorted({e.video_id for e in examples},
+                    key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())
+    n_eval = 0
+    if eval_fraction > 0 and len(videos) >= 2:
+        n_eval = min(max(1, round(eval_fraction * len(videos))), len(videos) - 1)
+    held = set(videos[:n_eval])
+    return [e for e in examples if e.video_id not in held], [e for e in examples if e.video_id in held]
+
+
+class FrontCache:
+    """The frozen front of the model per example: input embeddings (vision merged in) and positions."""
+
+    def __init__(self, model: nn.Module, keep: bool) -> None:
+        self.model, self.keep = model, keep
+        self.store: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, ex: Example) -> tuple[torch.Tensor, torch.Tensor]:
+        hit = self.store.get(ex.key)
+        if hit is not None:
+            return hit
+        with torch.no_grad():
+            packed = self.model.pack(ex.input_ids[None], **ex.vision)
+        out = (packed.embeds, packed.positions)
+        if self.keep:
+            self.store[ex.key] = out
+        return out
+
+
+def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of every answer token of the batch (packed), and the example index of each."""
+    parts = [front(ex) for ex in batch]
+    embeds = torch.cat([e for e, _ in parts])
+    positions = torch.cat([p for _, p in parts], dim=1)
+    lengths = [ex.input_ids.shape[0] for ex in batch]
+    dev = model.device
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        hidden = model.run(embeds, positions, PackedCausal(lengths, dev))
+    rows, targets, owner = [], [], []
+    start = 0
+    for i, ex in enumerate(batch):
+        nxt = ex.labels[1:].to(dev)  # position t predicts token t+1
+        where = (nxt != IGNORE).nonzero().squeeze(1)
+        rows.append(where + start)
+        targets.append(nxt[where])
+        owner.append(torch.full_like(where, i))
+        start += lengths[i]
+    rows_t = torch.cat(rows)
+    w = model.lm_head.weight
+    logp = fused_linear_logprobs(hidden[rows_t].to(w.dtype).contiguous(), w, torch.cat(targets))
+    return logp, torch.cat(owner)
+
+
+def sft_loss(model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True) -> tuple[torch.Tensor, int]:
+    """(mean NLL of the answer tokens, weighted by each example's weight; number of answer tokens)."""
+    logp, owner = answer_logprobs(model, front, batch)
+    w = torch.tensor([ex.weight if weighted else 1.0 for ex in batch], device=logp.device)[owner]
+    return -(w * logp).sum() / w.sum().clamp(min=1e-8), int(logp.numel())
+
+
+@torch.no_grad()
+def eval_loss(model: nn.Module, front: FrontCache, examples: Sequence[Example]) -> float | None:
+    """Unweighted mean NLL per answer token over the examples (comparable between models)."""
+    if not examples:
+        return None
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for ex in examples:
+        logp, _ = answer_logprobs(model, front, [ex])
+        total += float(-logp.sum())
+        count += logp.numel()
+    model.train(was)
+    return total / max(count, 1)
+
+
+def lr_lambda(cfg: TrainConfig):
+    decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        t = min((step - cfg.warmup_steps) / decay_steps, 1.0)
+        if cfg.schedule == "constant":
+            return 1.0
+        shape = 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else 1.0 - t
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * shape
+
+    return factor
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+
+def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
+          pairs: Sequence[PreferencePair] = (), log=None) -> TrainResult:
+    """Adapt `model` in place (LoRA adapters added and trained); the caller merges and exports."""
+    if len(examples) < cfg.min_examples:
+        raise NotEnoughExamples(f"{len(examples)} usable example(s); the run needs at least {cfg.min_examples}")
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    train_set, eval_set = split_by_video(examples, cfg.eval_fraction, cfg.seed)
+    front = FrontCache(model, cfg.cache_inputs)
+    base_loss = eval_loss(model, front, eval_set)  # before the adapters exist: exactly the base model
+    apply_lora(model, cfg.lora)
+    params = lora_parameters(model)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    order = _batches(train_set, cfg.batch_size, cfg.seed)
+    pair_order = _batches(list(pairs), 1, cfg.seed + 1) if pairs and cfg.dpo_weight > 0 else None
+    model.train()
+    losses, dpo_losses, tokens = [], [], 0
+    for step in range(cfg.steps):
+        step_loss = step_dpo = 0.0
+        for _ in range(cfg.grad_accum):
+            loss, n = sft_loss(model, front, next(order))
+            tokens += n
+            if pair_order is not None:
+                from training.preference import dpo_loss
+
+                d = dpo_loss(model, front, next(pair_order)[0], cfg.dpo_beta)
+                step_dpo += float(d.detach()) / cfg.grad_accum
+                loss = loss + cfg.dpo_weight * d
+            (loss / cfg.grad_accum).backward()
+            step_loss += float(loss.detach()) / cfg.grad_accum
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        if pair_order is not None:
+            dpo_losses.append(step_dpo)
+        if log is not None:
+            log(step, step_loss, sched.get_last_lr()[0])
+    model.eval()
+    return TrainResult(losses, base_loss, eval_loss(model, front, eval_set), len(train_set), len(eval_set), tokens,
+                       time.perf_counter() - t0, dpo_losses)
+
+
+def _batches(items: list, size: int, seed: int):
+    """Endless micro-batches: a fresh seeded permutation every epoch."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(len(items), generator=gen).tolist()
+        for i in range(0, len(perm), size):
+            yield [items[j] for j in perm[i:i + size]]
