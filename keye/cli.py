@@ -12,11 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from keye.settings import get_settings
+from training.cli import train_app
 
 app = typer.Typer(help="Keye video intelligence: analyze short videos with Keye-VL.", no_args_is_help=True)
 stack_app = typer.Typer(help="The development stack: Kafka (KRaft), PostgreSQL, Redis on loopback.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+app.add_typer(train_app, name="train")  # training/cli.py: runs, versions, promotion, rollback, job worker
 console = Console()
 
 Services = Annotated[list[str] | None, typer.Argument(help="kafka, postgres, redis (default: all)")]

@@ -1,0 +1,160 @@
+"""Runs, the model registry and the Celery job: a run's row from queued to succeeded or failed, the
+exported candidate and its metrics against the base, promotion and rollback, and the `train` task
+executed end to end by a real Celery worker through the stack's Redis (with PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlmodel import Session, select
+
+import keye_model
+from conftest import RECORD, seed_feedback, store_feedback, store_video
+from keye.db import FeedbackRow, ModelVersion, TrainingRun
+from training import registry
+from training.errors import RegistryError
+from training.lora import LoraConfig
+from training.runner import RunStateError, execute_run, queue_run
+from training.sft import TrainConfig
+
+TINY = TrainConfig(steps=6, lr=3e-3, warmup_steps=1, eval_fraction=0.34, lora=LoraConfig(rank=4))
+
+
+def _rows(engine, model):
+    with Session(engine) as s:
+        return list(s.exec(select(model)))
+
+
+def test_a_run_records_its_row_and_a_candidate(engine, settings, sample_clips):
+    with Session(engine) as s:
+        ids = seed_feedback(s, sample_clips)
+        aid = store_video(s, "missing", "file:///no/such/clip.mp4", RECORD)
+        gone = store_feedback(s, "missing", "tag_correction", {"analysis_id": aid, "add": ["x"]})
+        engagement = store_feedback(s, "clip0", "engagement", {"metric": "likes", "value": 4}, 5)
+        run = queue_run(s, settings, TINY)
+        assert run.status == "queued" and run.base_version == "keye-tiny" and run.config["steps"] == 6
+    done = execute_run(settings, run.run_id)
+    assert done.status == "succeeded", done.error
+    assert done.examples == 9 and done.error is None and done.finished_at is not None
+    assert set(done.metrics["skipped"]) == {gone, engagement}
+    assert "cannot be read" in done.metrics["skipped"][gone]
+    versions = {v.version: v for v in _rows(engine, ModelVersion)}
+    assert versions["keye-tiny"].status == "active"  # the configured base, registered on first use
+    cand = versions[done.output_version]
+    assert cand.status == "candidate" and cand.base_version == "keye-tiny"
+    m = cand.metrics
+    assert m["run_id"] == run.run_id and m["eval_examples"] == 3 and m["train_examples"] == 6
+    assert m["eval_loss"] < m["eval_loss_base"]  # better than the base on the same held-out videos
+    assert m["eval_improvement"] == pytest.approx(m["eval_loss_base"] - m["eval_loss"])
+    path = settings.data_dir / "models" / done.output_version
+    assert cand.path == str(path) and (path / "model.safetensors").is_file()
+    assert json.loads((path / "config.json").read_text())["num_hidden_layers"] == 2
+    keye_model.load(path)  # the released layout, loadable as-is
+    feedback = _rows(engine, FeedbackRow)
+    assert {f.used_in_run for f in feedback} == {run.run_id} and len(feedback) == len(ids) + 2
+    with pytest.raises(RunStateError, match="succeeded, not queued"):
+        execute_run(settings, run.run_id)
+
+
+def test_a_failing_run_is_recorded_and_leaves_feedback_unused(engine, settings, sample_clips):
+    with Session(engine) as s:
+        store_video(s, "v", sample_clips[1], RECORD)
+        store_feedback(s, "v", "engagement", {"metric": "views", "value": 10})
+        run = queue_run(s, settings, TINY)
+    done = execute_run(settings, run.run_id)
+    assert done.status == "failed" and done.finished_at is not None
+    assert done.error.startswith("NotEnoughExamples: 0 usable example(s)")
+    assert [f.used_in_run for f in _rows(engine, FeedbackRow)] == [None]
+    assert not (settings.data_dir / "models").exists() or not any((settings.data_dir / "models").iterdir())
+    assert [v.version for v in _rows(engine, ModelVersion)] == ["keye-tiny"]
+
+    broken = settings.model_copy(update={"model": str(settings.data_dir / "no-checkpoint")})
+    with Session(engine) as s:
+        seed_feedback(s, sample_clips[:1])
+        s.delete(s.get(ModelVersion, "keye-tiny"))
+        s.commit()
+        run = queue_run(s, broken, TINY)
+    done = execute_run(broken, run.run_id)
+    assert done.status == "failed" and "CheckpointError" in done.error and "no-checkpoint" in done.error
+
+
+def _version(session, name: str, status: str = "candidate") -> None:
+    registry.register_candidate(session, name, "/nonexistent", "keye-tiny", {})
+    session.commit()
+
+
+def test_promote_and_rollback(engine, settings, tmp_path):
+    with Session(engine) as s:
+        base = registry.ensure_base(s, settings)
+        s.commit()
+        assert base.status == "active"
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            registry.register_candidate(s, name, tmp_path / name, "keye-tiny", {"eval_loss": 1.0})
+        s.commit()
+        with pytest.raises(RegistryError, match="already exists"):
+            registry.register_candidate(s, "a", tmp_path / "a", "keye-tiny", {})
+        s.rollback()
+        with pytest.raises(RegistryError, match="first active version"):
+            registry.rollback(s)
+        registry.promote(s, "a")
+        s.commit()
+        assert {v.version: v.status for v in registry.list_versions(s)} == {"keye-tiny": "retired", "a": "active",
+                                                                            "b": "candidate"}
+        registry.promote(s, "b")
+        s.commit()
+        assert registry.serving_model(s, settings) == str(tmp_path / "b")
+        with pytest.raises(RegistryError, match="already active"):
+            registry.promote(s, "b")
+        with pytest.raises(RegistryError, match="unknown model version 'zzz'"):
+            registry.promote(s, "zzz")
+        assert registry.rollback(s).version == "a"
+        s.commit()
+        assert registry.rollback(s).version == "keye-tiny"  # never back to b, which was rolled back
+        s.commit()
+        states = {v.version: v.status for v in registry.list_versions(s)}
+        assert states == {"keye-tiny": "active", "a": "retired", "b": "retired"}
+        assert registry.serving_model(s, settings) == "keye-tiny"
+        registry.promote(s, "b")  # an explicit promotion brings a rolled-back version back
+        s.commit()
+        assert registry.rollback(s).version == "keye-tiny"
+        s.commit()
+        assert sum(v.status == "active" for v in registry.list_versions(s)) == 1
+        (tmp_path / "a").rmdir()
+        with pytest.raises(RegistryError, match="no checkpoint"):
+            registry.promote(s, "a")
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_celery_worker_runs_the_train_task_through_redis(pg_database, redis_url, tmp_path, monkeypatch,
+                                                         tight_config_path, sample_clips):
+    from celery.contrib.testing.worker import start_worker
+
+    from keye.db import engine_from, migrate
+    from keye.settings import Settings
+    from training.jobs import make_app, submit
+
+    env = {"KEYE_DATABASE_URL": pg_database, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_REDIS_URL": redis_url,
+           "KEYE_ANALYSIS_CONFIG": str(tight_config_path), "KEYE_MODEL": "keye-tiny",
+           "KEYE_FILE_ROOTS": json.dumps([str(sample_clips[0].parent)])}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    settings = Settings()
+    engine = engine_from(settings)
+    migrate(engine)
+    with Session(engine) as s:
+        seed_feedback(s, sample_clips)
+    app = make_app(settings, queue=f"keye.training.test-{uuid.uuid4().hex[:8]}")
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        run, result = submit(settings, TINY, app)
+        out = result.get(timeout=300)
+    assert out["status"] == "succeeded" and out["run_id"] == run.run_id and out["examples"] == 9
+    with Session(engine) as s:
+        row = s.get(TrainingRun, run.run_id)
+        assert row.status == "succeeded" and row.output_version == out["output_version"]
+        assert s.get(ModelVersion, row.output_version).status == "candidate"
+        assert {f.used_in_run for f in s.exec(select(FeedbackRow))} == {run.run_id}
+    engine.dispose()

@@ -1,0 +1,135 @@
+"""`keye train ...`: fine-tuning runs on feedback, model versions, and the job worker.
+
+Heavy imports (torch, the model, Celery) happen inside each command, like the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keye.settings import get_settings
+
+train_app = typer.Typer(help="Fine-tuning on feedback: runs, model versions, promotion and rollback.",
+                        no_args_is_help=True)
+console = Console()
+
+
+def _session():
+    from sqlmodel import Session
+
+    from keye.db import engine_from, migrate
+
+    engine = engine_from(get_settings())
+    migrate(engine)
+    return engine, Session(engine)
+
+
+@train_app.command("run")
+def run(steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+        lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+        rank: Annotated[int | None, typer.Option(help="LoRA rank")] = None,
+        config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields")] = None,
+        queue: Annotated[bool, typer.Option(help="send the run to the Celery workers instead of running here")] = False) -> None:
+    """Fine-tune the active model on the feedback no run has used yet; registers a candidate version."""
+    from training.errors import TrainConfigError
+    from training.sft import TrainConfig
+
+    raw = json.loads(config.read_text()) if config else {}
+    for key, value in (("steps", steps), ("lr", lr)):
+        if value is not None:
+            raw[key] = value
+    if rank is not None:
+        raw["lora"] = {**raw.get("lora", {}), "rank": rank}
+    try:
+        cfg = TrainConfig.from_dict(raw)
+    except (TrainConfigError, TypeError) as e:
+        raise typer.BadParameter(str(e)) from e
+    s = get_settings()
+    if queue:
+        from training.jobs import submit
+
+        queued, result = submit(s, cfg)
+        console.print(f"queued {queued.run_id} (job {result.id}) against {queued.base_version}")
+        return
+    from training.runner import execute_run, queue_run, summary
+
+    engine, session = _session()
+    with session:
+        queued = queue_run(session, s, cfg)
+    engine.dispose()
+    done = execute_run(s, queued.run_id, log=lambda step, loss, lr_: console.print(f"step {step + 1}: loss {loss:.4f} lr {lr_:.2e}"))
+    console.print_json(json.dumps(summary(done), default=str))
+    if done.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@train_app.command("list")
+def list_all() -> None:
+    """Model versions (newest first) and recent runs."""
+    from training.registry import list_versions
+    from training.runner import list_runs
+
+    engine, session = _session()
+    with session:
+        versions = Table("version", "status", "base", "eval loss (base -> this)", "path")
+        for v in list_versions(session):
+            m = v.metrics or {}
+            loss = f"{m['eval_loss_base']:.4f} -> {m['eval_loss']:.4f}" if m.get("eval_loss") is not None \
+                and m.get("eval_loss_base") is not None else ""
+            versions.add_row(v.version, v.status, v.base_version or "", loss, v.path)
+        runs = Table("run", "status", "base", "output", "examples", "error")
+        for r in list_runs(session):
+            runs.add_row(r.run_id, r.status, r.base_version, r.output_version or "", str(r.examples), (r.error or "")[:80])
+    engine.dispose()
+    console.print(versions)
+    console.print(runs)
+
+
+def _registry_change(action) -> None:
+    from training.errors import RegistryError
+
+    engine, session = _session()
+    try:
+        with session:
+            row = action(session)
+            session.commit()
+            console.print(f"active: {row.version} ({row.path})")
+    except RegistryError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from e
+    finally:
+        engine.dispose()
+
+
+@train_app.command("promote")
+def promote(version: Annotated[str, typer.Argument(help="a candidate (or retired) model version")]) -> None:
+    """Make a version the active one; the previously active version is retired."""
+    from training import registry
+
+    def change(session):
+        registry.ensure_base(session, get_settings())  # so the first promotion can be rolled back to the base
+        return registry.promote(session, version)
+
+    _registry_change(change)
+
+
+@train_app.command("rollback")
+def rollback() -> None:
+    """Retire the active version and re-activate the one promoted before it."""
+    from training import registry
+
+    _registry_change(registry.rollback)
+
+
+@train_app.command("worker")
+def worker(loglevel: Annotated[str, typer.Option()] = "info") -> None:
+    """A Celery worker for training jobs (one job at a time: a run owns the accelerator)."""
+    from training.jobs import QUEUE, app
+
+    app.worker_main(["worker", "-Q", QUEUE, "--pool", "solo", "--concurrency", "1", "--loglevel", loglevel])

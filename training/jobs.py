@@ -1,0 +1,86 @@
+"""Celery jobs: fine-tuning runs executed by a worker, with Redis (KEYE_REDIS_URL) as broker and result store.
+
+    celery -A training.jobs worker -Q keye.training --pool solo     # or `keye train worker`
+    run = submit(settings, TrainConfig(steps=200))                   # queued row + a `train` message
+    maybe_trigger(settings, min_new_examples=200)                    # what the feedback stream calls
+
+The message carries only the run id; the configuration lives on the TrainingRun row, so what
+ran is always what the row says. Late acknowledgement plus the run's atomic claim make a
+redelivered message harmless: the second delivery finds the run no longer queued.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from sqlmodel import Session, func, select
+
+from keye.db import FeedbackRow, TrainingRun, engine_from, migrate
+from keye.settings import Settings, get_settings
+from training.errors import TrainingError
+from training.runner import execute_run, queue_run, summary
+from training.sft import TrainConfig
+
+QUEUE = "keye.training"
+TASK = "keye.training.train"
+SUPERVISED_KINDS = ("moderation_decision", "tag_correction", "summary_rating", "summary_edit")
+
+
+class RunFailed(TrainingError):
+    """The run ended as failed (its row holds the error); raised so the job's state says FAILURE."""
+
+
+def make_app(settings: Settings | None = None, queue: str = QUEUE) -> Celery:
+    s = settings or get_settings()
+    app = Celery("keye.training", broker=s.redis_url, backend=s.redis_url)
+    app.conf.update(task_default_queue=queue, task_acks_late=True, worker_prefetch_multiplier=1,
+                    task_serializer="json", result_serializer="json", accept_content=["json"],
+                    result_expires=7 * 24 * 3600, broker_connection_retry_on_startup=True,
+                    task_track_started=True)
+
+    app.task(name=TASK, shared=False)(train)  # not shared: each app keeps its own registration
+    return app
+
+
+def train(run_id: str) -> dict:
+    """The `train` job: execute one queued run. Settings are read where the job runs (the worker's
+    environment), not where it was sent."""
+    run = execute_run(Settings(), run_id)
+    if run.status != "succeeded":
+        raise RunFailed(f"training run {run_id} failed: {run.error}")
+    return summary(run)
+
+
+app = make_app()
+
+
+def submit(settings: Settings, config: TrainConfig | None = None, celery_app: Celery | None = None):
+    """Queue a run and send its job; returns (run row, AsyncResult)."""
+    engine = engine_from(settings)
+    migrate(engine)
+    try:
+        with Session(engine) as session:
+            run = queue_run(session, settings, config)
+            session.expunge(run)
+    finally:
+        engine.dispose()
+    target = celery_app or app
+    result = target.send_task(TASK, args=[run.run_id], queue=target.conf.task_default_queue)
+    return run, result
+
+
+def maybe_trigger(settings: Settings, min_new_examples: int, config: TrainConfig | None = None,
+                  celery_app: Celery | None = None):
+    """Submit a run when at least `min_new_examples` supervised events are unused and no run is pending."""
+    engine = engine_from(settings)
+    migrate(engine)
+    try:
+        with Session(engine) as session:
+            pending = session.exec(select(func.count()).select_from(TrainingRun)
+                                   .where(TrainingRun.status.in_(("queued", "running")))).one()
+            fresh = session.exec(select(func.count()).select_from(FeedbackRow)
+                                 .where(FeedbackRow.used_in_run.is_(None), FeedbackRow.kind.in_(SUPERVISED_KINDS))).one()
+    finally:
+        engine.dispose()
+    if pending or fresh < min_new_examples:
+        return None
+    return submit(settings, config, celery_app)

@@ -1,0 +1,114 @@
+"""Model versions: candidates from fine-tuning runs, one active version, promotion and rollback.
+
+States: candidate -> active -> retired. Exactly one version is active once any is: promoting a
+version retires the one that was active; rolling back retires the active version and re-activates
+the one promoted before it (never one that was itself rolled back, so repeated rollbacks walk back
+through history). The configured base model (KEYE_MODEL) is registered as the first active version
+the first time the registry is used, so the first promotion can be rolled back to it. Row locks
+(PostgreSQL) keep two operators from activating two versions at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from keye.db import ModelVersion
+from keye.schemas import utcnow
+from keye.settings import Settings
+from training.errors import RegistryError
+
+
+def base_name(model: str) -> str:
+    """A version name for the configured model: the preset name or the checkpoint folder's name."""
+    return Path(model).name if Path(model).is_dir() else str(model)
+
+
+def ensure_base(session: Session, settings: Settings) -> ModelVersion:
+    """The active version, registering KEYE_MODEL as active when the registry is empty."""
+    active = active_version(session)
+    if active is not None:
+        return active
+    name = base_name(settings.model)
+    row = session.get(ModelVersion, name)
+    if row is None:
+        row = ModelVersion(version=name, path=str(settings.model), status="active", metrics={}, created_at=utcnow(),
+                           promoted_at=utcnow())
+        session.add(row)
+        session.flush()
+    return row
+
+
+def active_version(session: Session, lock: bool = False) -> ModelVersion | None:
+    q = select(ModelVersion).where(ModelVersion.status == "active")
+    return session.exec(q.with_for_update() if lock else q).first()
+
+
+def list_versions(session: Session) -> list[ModelVersion]:
+    return list(session.exec(select(ModelVersion).order_by(sa.desc(ModelVersion.created_at), ModelVersion.version)))
+
+
+def register_candidate(session: Session, version: str, path: str | Path, base_version: str | None,
+                       metrics: dict) -> ModelVersion:
+    if session.get(ModelVersion, version) is not None:
+        raise RegistryError(f"model version {version!r} already exists")
+    row = ModelVersion(version=version, path=str(path), base_version=base_version, status="candidate",
+                       metrics=dict(metrics), created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _get(session: Session, version: str) -> ModelVersion:
+    row = session.exec(select(ModelVersion).where(ModelVersion.version == version).with_for_update()).first()
+    if row is None:
+        known = ", ".join(v.version for v in list_versions(session)) or "none"
+        raise RegistryError(f"unknown model version {version!r} (known: {known})")
+    return row
+
+
+def _activate(session: Session, row: ModelVersion, previous: ModelVersion | None) -> ModelVersion:
+    now = utcnow()
+    if previous is not None:
+        previous.status = "retired"
+        session.add(previous)
+        session.flush()
+    row.status, row.promoted_at = "active", now
+    session.add(row)
+    session.flush()
+    return row
+
+
+def promote(session: Session, version: str) -> ModelVersion:
+    """Make `version` (a candidate, or a retired version brought back) the active one; commit is the caller's."""
+    row = _get(session, version)
+    if row.status == "active":
+        raise RegistryError(f"model version {version!r} is already active")
+    if not Path(row.path).is_dir() and row.base_version is not None:
+        raise RegistryError(f"model version {version!r} has no checkpoint at {row.path}")
+    if row.metrics.get("rolled_back_at"):
+        row.metrics = {k: v for k, v in row.metrics.items() if k != "rolled_back_at"}
+    return _activate(session, row, active_version(session, lock=True))
+
+
+def rollback(session: Session) -> ModelVersion:
+    """Retire the active version and re-activate the one promoted before it; returns the new active one."""
+    current = active_version(session, lock=True)
+    if current is None:
+        raise RegistryError("no model version is active; nothing to roll back")
+    earlier = [v for v in session.exec(select(ModelVersion).where(ModelVersion.status == "retired",
+                                                                   ModelVersion.promoted_at.is_not(None))
+                                       .order_by(sa.desc(ModelVersion.promoted_at)).with_for_update())
+               if not v.metrics.get("rolled_back_at")]
+    if not earlier:
+        raise RegistryError(f"{current.version} is the first active version; there is none to roll back to")
+    current.metrics = {**current.metrics, "rolled_back_at": utcnow().isoformat()}
+    return _activate(session, earlier[0], current)
+
+
+def serving_model(session: Session, settings: Settings) -> str:
+    """What the analyzer should load: the active version's checkpoint, else KEYE_MODEL."""
+    active = active_version(session)
+    return active.path if active is not None else str(settings.model)

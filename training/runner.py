@@ -1,0 +1,162 @@
+"""A fine-tuning run from queue to candidate: the TrainingRun row's life and everything it leaves behind.
+
+    run = queue_run(session, settings, TrainConfig(steps=200))   # status queued
+    run = execute_run(settings, run.run_id)                       # running -> succeeded | failed
+
+A run claims itself atomically (queued -> running), so a redelivered job never trains twice. It
+trains on the feedback no run has used yet, starting from the active model version (KEYE_MODEL
+when none is registered), measures the eval loss of base and adapted model on the same held-out
+videos, exports the merged model to KEYE_DATA_DIR/models/<version> in the released layout, and in
+one transaction registers the candidate, marks every event it considered (used or skipped, with
+the skip reasons in the run's metrics) and records the run as succeeded. Any failure records the
+run as failed with its error, removes a half-written export and leaves the feedback unused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from keye.db import FeedbackRow, TrainingRun, engine_from, migrate
+from keye.schemas import utcnow
+from keye.settings import Settings
+from training import registry
+from training.errors import TrainingError
+from training.sft import TrainConfig
+
+# Files of a checkpoint folder besides the weights that the processor reads (copied to exports).
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+                   "added_tokens.json", "preprocessor_config.json", "chat_template.json")
+
+
+class RunStateError(TrainingError):
+    """The run cannot be executed in its current state (unknown, or already taken)."""
+
+
+def queue_run(session: Session, settings: Settings, config: TrainConfig | None = None) -> TrainingRun:
+    """A queued run against the active version (committed, so a worker can claim it)."""
+    cfg = config or TrainConfig()
+    base = registry.ensure_base(session, settings)
+    run = TrainingRun(run_id=f"run-{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", base_version=base.version,
+                      status="queued", config=cfg.to_dict(), metrics={}, created_at=utcnow())
+    session.add(run)
+    session.commit()
+    session.refresh(run)
+    return run
+
+
+def list_runs(session: Session, limit: int = 50) -> list[TrainingRun]:
+    return list(session.exec(select(TrainingRun).order_by(sa.desc(TrainingRun.created_at)).limit(limit)))
+
+
+def _claim(session: Session, run_id: str) -> TrainingRun:
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise RunStateError(f"no training run {run_id!r}")
+    claimed = session.execute(sa.update(TrainingRun.__table__)
+                              .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+                              .values(status="running"))
+    session.commit()
+    if claimed.rowcount != 1:
+        raise RunStateError(f"training run {run_id} is {run.status}, not queued")
+    session.refresh(run)
+    return run
+
+
+def execute_run(settings: Settings, run_id: str, log=None) -> TrainingRun:
+    """Run a queued run to its end; the returned row says succeeded or failed (and why)."""
+    engine = engine_from(settings)
+    migrate(engine)
+    try:
+        with Session(engine) as session:
+            run = _claim(session, run_id)
+            export = models_dir(settings) / version_name(run_id)
+            try:
+                _train_and_register(session, settings, run, export, log)
+            except Exception as e:  # noqa: BLE001 - every failure is recorded on the run
+                session.rollback()
+                shutil.rmtree(export, ignore_errors=True)
+                run = session.get(TrainingRun, run_id)
+                run.status, run.finished_at = "failed", utcnow()
+                run.error = f"{type(e).__name__}: {e}"[:4000]
+                run.metrics = {**(run.metrics or {}), "traceback": traceback.format_exc(limit=8)[-4000:]}
+                session.add(run)
+                session.commit()
+            session.refresh(run)
+            session.expunge(run)
+            return run
+    finally:
+        engine.dispose()
+
+
+def version_name(run_id: str) -> str:
+    return f"ft-{run_id.removeprefix('run-')}"
+
+
+def models_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "models"
+
+
+def _base_path(session: Session, run: TrainingRun, settings: Settings) -> str:
+    from keye.db import ModelVersion
+
+    base = session.get(ModelVersion, run.base_version)
+    return base.path if base is not None else str(settings.model)
+
+
+def _train_and_register(session: Session, settings: Settings, run: TrainingRun, export: Path, log) -> None:
+    import keye_model
+    from keye.analysis.config import load_config
+    from keye_model.processor import KeyeProcessor
+    from training.dataset import build_dataset, unused_feedback
+    from training.lora import merge_lora
+    from training.sft import train
+
+    cfg = TrainConfig.from_dict(run.config)
+    base_path = _base_path(session, run, settings)
+    folder = Path(base_path)
+    processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
+    rows = unused_feedback(session)
+    ds = build_dataset(session, rows, processor, load_config(settings.analysis_config), settings)
+    model = keye_model.load(base_path, dtype=settings.dtype, device=settings.device)
+    result = train(model, ds.examples, cfg, ds.pairs, log=log)
+
+    version = export.name
+    run.output_version = version
+    merge_lora(model)
+    model.save_pretrained(export)
+    if folder.is_dir():
+        for name in PROCESSOR_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, export / name)
+
+    metrics = result.metrics()
+    improvement = None
+    if result.eval_loss is not None and result.eval_loss_base is not None:
+        improvement = result.eval_loss_base - result.eval_loss
+    version_metrics = {"run_id": run.run_id, "eval_loss": result.eval_loss, "eval_loss_base": result.eval_loss_base,
+                       "eval_improvement": improvement, "eval_examples": result.eval_examples,
+                       "train_examples": result.train_examples}
+    registry.register_candidate(session, version, export, run.base_version, version_metrics)
+    considered = list(ds.considered)
+    for i in range(0, len(considered), 500):
+        session.execute(sa.update(FeedbackRow.__table__).where(FeedbackRow.event_id.in_(considered[i:i + 500]))
+                        .values(used_in_run=run.run_id))
+    run.status, run.finished_at, run.error = "succeeded", utcnow(), None
+    run.examples = len(ds.examples)
+    run.metrics = {**metrics, "events": len(considered), "pairs": len(ds.pairs), "skipped": ds.skip_reasons()}
+    session.add(run)
+    session.commit()
+
+
+def summary(run: TrainingRun) -> dict[str, Any]:
+    """What a job result or the CLI shows of a run."""
+    return {"run_id": run.run_id, "status": run.status, "base_version": run.base_version,
+            "output_version": run.output_version, "examples": run.examples, "error": run.error,
+            "eval_loss_base": (run.metrics or {}).get("eval_loss_base"), "eval_loss": (run.metrics or {}).get("eval_loss")}
