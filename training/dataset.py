@@ -6,9 +6,10 @@ the corrected answer (see answers.py for what each kind of feedback means).
     ds.pairs      # PreferencePair: summaries rated low against a better one of the same video
     ds.skipped    # Skip: (event_id, kind, reason) for every event that gave nothing
 
-The prompt is built by the analyzer's own code (keye.analysis.prompts.full_inputs) on the video
-decoded with the analysis configuration's budgets, segmented and chunked like the analyzer does:
-one example per (video, task, visual pass). Nothing here raises for a bad event: a missing video
+The prompt is built by the analyzer's own code (keye.analysis.prompts: the shared video prefix plus
+the task's continuation) on the video decoded with the analysis configuration's budgets, segmented
+and chunked like the analyzer does: one example per (video, task, visual pass); the tasks of one
+pass share its pixel tensors. Nothing here raises for a bad event: a missing video
 or analysis, a refused URI, an undecodable file or an unknown kind becomes a Skip with its reason.
 """
 
@@ -24,7 +25,7 @@ from sqlmodel import Session, select
 
 from keye.analysis import prompts
 from keye.analysis.config import AnalysisConfig
-from keye.analysis.segments import Chunk, chunk_segments, segment_video
+from keye.analysis.segments import Chunk, Segment, chunk_segments, segment_video
 from keye.db import Analysis, FeedbackRow, Video
 from keye.fetch import FetchError, fetched
 from keye.settings import Settings
@@ -93,18 +94,33 @@ def unused_feedback(session: Session, limit: int | None = None) -> list[Feedback
     return list(session.exec(q))
 
 
-def tokenize_example(processor, cfg: AnalysisConfig, task: str, video: VideoInput, chunk: Chunk, answer: str,
-                     key: str, video_id: str, event_ids: Iterable[str], weight: float = 1.0) -> Example:
-    """The analyzer's whole prompt for `task` on one chunk, followed by the answer and the stop token."""
+@dataclass
+class ChunkPrompt:
+    """The analyzer's shared visual prefix of one pass: its tokens and pixels serve every task's example."""
+
+    ids: torch.Tensor  # (P,) the chat up to the end of the video
+    vision: dict[str, torch.Tensor]
+    segments: list[Segment]
+
+
+def chunk_prompt(processor, video: VideoInput, chunk: Chunk) -> ChunkPrompt:
     from keye.analysis.analyzer import chunk_video
 
-    inputs = prompts.full_inputs(processor, cfg, task, chunk_video(video, chunk), chunk.segments)
-    prompt = inputs.pop("input_ids")[0]
+    inputs = prompts.prefix_inputs(processor, chunk_video(video, chunk))
+    ids = inputs.pop("input_ids")[0]
     inputs.pop("attention_mask", None)
+    return ChunkPrompt(ids, inputs, chunk.segments)
+
+
+def tokenize_example(processor, cfg: AnalysisConfig, task: str, prefix: ChunkPrompt, answer: str, key: str,
+                     video_id: str, event_ids: Iterable[str], weight: float = 1.0) -> Example:
+    """The analyzer's prompt for `task` (shared prefix + task continuation), the answer and the stop token."""
+    cont = torch.tensor(prompts.continuation_ids(processor, cfg, task, prefix.segments), dtype=torch.long)
+    prompt = torch.cat([prefix.ids, cont])
     target = torch.tensor(processor.tokenizer.encode(answer) + [IM_END_TOKEN_ID], dtype=torch.long)
     ids = torch.cat([prompt, target])
     labels = torch.cat([torch.full_like(prompt, IGNORE), target])
-    return Example(key, video_id, task, tuple(event_ids), ids, labels, inputs, answer, weight)
+    return Example(key, video_id, task, tuple(event_ids), ids, labels, prefix.vision, answer, weight)
 
 
 # ---- planning: which answers each video's feedback asks for -----------------------------------------
@@ -220,16 +236,17 @@ class _Builder:
             self.skip(task_rows, f"video {plan.video_id} cannot be read: {type(e).__name__}: {e}")
             return
         segments = segment_video(video.frames, video.timestamps, video.duration_s, self.cfg.segmentation)
-        chunks = chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)
+        chunks = [chunk_prompt(self.processor, video, c)
+                  for c in chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)]
         made: dict[str, list[Example]] = {}
         for task in wanted:
             try:
-                made[task] = self._examples(plan, task, video, chunks)
+                made[task] = self._examples(plan, task, chunks)
             except UnusableEvent as e:
                 self.skip(plan.events[task], str(e))
             self.ds.examples.extend(made.get(task, []))
         if low and made.get("summary"):
-            self._pairs(plan, video, chunks[0], made["summary"][0])
+            self._pairs(plan, chunks[0], made["summary"][0])
         elif low:
             self.skip([r for r in rows if r.event_id in low], "a low rating without a better summary to prefer")
 
@@ -239,7 +256,7 @@ class _Builder:
             return self.processor.load_video(str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
                                              min_pixels=b.min_pixels)
 
-    def _answer(self, plan: _Plan, task: str, chunk: Chunk) -> str:
+    def _answer(self, plan: _Plan, task: str, chunk: ChunkPrompt) -> str:
         if task == "tags":
             return A.with_prelude(self.cfg, task, A.tags_answer(self.cfg, plan.tags, chunk.segments),
                                   "Tags from what is visible.")
@@ -248,17 +265,17 @@ class _Builder:
             return A.with_prelude(self.cfg, task, body, plan.moderation.reasoning)
         return A.with_prelude(self.cfg, task, A.summary_answer(self.cfg, plan.summary), "Summary of the video.")
 
-    def _examples(self, plan: _Plan, task: str, video: VideoInput, chunks: list[Chunk]) -> list[Example]:
+    def _examples(self, plan: _Plan, task: str, chunks: list[ChunkPrompt]) -> list[Example]:
         if task == "summary" and len(chunks) > 1:
             raise UnusableEvent(f"the video is analyzed in {len(chunks)} passes; a whole-video summary edit "
                                 "has no single-pass answer")
         events = [r.event_id for r in plan.events[task]]
         weight = plan.summary_weight if task == "summary" else 1.0
-        return [tokenize_example(self.processor, self.cfg, task, video, chunk, self._answer(plan, task, chunk),
+        return [tokenize_example(self.processor, self.cfg, task, chunk, self._answer(plan, task, chunk),
                                  f"{plan.video_id}:{task}:{k}", plan.video_id, events, weight)
                 for k, chunk in enumerate(chunks)]
 
-    def _pairs(self, plan: _Plan, video: VideoInput, chunk: Chunk, chosen: Example) -> None:
+    def _pairs(self, plan: _Plan, chunk: ChunkPrompt, chosen: Example) -> None:
         for summary, event_id in plan.rejected:
             row = [r for r in plan.events["summary_rating"] if r.event_id == event_id]
             try:
@@ -269,7 +286,7 @@ class _Builder:
             if answer == chosen.answer:
                 self.skip(row, "the rejected summary equals the preferred one")
                 continue
-            rejected = tokenize_example(self.processor, self.cfg, "summary", video, chunk, answer,
+            rejected = tokenize_example(self.processor, self.cfg, "summary", chunk, answer,
                                         f"{plan.video_id}:summary:rejected:{event_id}", plan.video_id, (event_id,))
             self.ds.pairs.append(PreferencePair(chosen, rejected))
 

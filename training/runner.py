@@ -122,7 +122,7 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     base_path = _base_path(session, run, settings)
     folder = Path(base_path)
     processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
-    rows = unused_feedback(session)
+    rows = unused_feedback(session, cfg.max_events)
     ds = build_dataset(session, rows, processor, load_config(settings.analysis_config), settings)
     model = keye_model.load(base_path, dtype=settings.dtype, device=settings.device)
     result = train(model, ds.examples, cfg, ds.pairs, log=log)

@@ -43,7 +43,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     eval_fraction: float = 0.2  # of the videos, held out for the eval loss
-    cache_inputs: bool = True  # keep each example's frozen front (embeddings incl. vision) between steps
+    # Keep each example's frozen front (input embeddings, vision merged in) between steps: saves the
+    # vision tower's forward per step at (tokens x hidden) memory per example; worth it for small sets.
+    cache_inputs: bool = False
+    max_events: int | None = 5000  # feedback events one run reads (oldest first); the rest wait for the next
     dpo_weight: float = 0.0  # > 0 adds the preference loss over summary pairs (preference.py)
     dpo_beta: float = 0.1
     min_examples: int = 1
@@ -56,7 +59,8 @@ class TrainConfig:
                   (self.schedule in ("cosine", "linear", "constant"), "schedule must be cosine, linear or constant"),
                   (0.0 <= self.eval_fraction < 1.0, "eval_fraction must lie in [0, 1)"),
                   (self.max_grad_norm > 0, "max_grad_norm must be > 0"), (self.dpo_weight >= 0, "dpo_weight must be >= 0"),
-                  (self.min_examples >= 1, "min_examples must be >= 1")]
+                  (self.min_examples >= 1, "min_examples must be >= 1"),
+                  (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None")]
         for ok, reason in checks:
             if not ok:
                 raise TrainConfigError(reason)

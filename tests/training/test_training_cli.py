@@ -25,7 +25,7 @@ def test_run_promote_rollback_from_the_command_line(engine, settings, sample_cli
     with Session(engine) as s:
         seed_feedback(s, sample_clips)
     cfg = tmp_path / "train.json"
-    cfg.write_text(json.dumps({"eval_fraction": 0.34, "warmup_steps": 1, "lora": {"rank": 2, "targets": ["q_proj"]}}))
+    cfg.write_text(json.dumps({"eval_fraction": 0.34, "warmup_steps": 1, "cache_inputs": True, "lora": {"rank": 2, "targets": ["q_proj"]}}))
     done = _keye(settings, "run", "--steps", "3", "--lr", "0.003", "--config", str(cfg))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "step 3: loss" in done.stdout

@@ -19,7 +19,7 @@ from training.lora import LoraConfig
 from training.runner import RunStateError, execute_run, queue_run
 from training.sft import TrainConfig
 
-TINY = TrainConfig(steps=6, lr=3e-3, warmup_steps=1, eval_fraction=0.34, lora=LoraConfig(rank=4))
+TINY = TrainConfig(steps=6, lr=3e-3, warmup_steps=1, eval_fraction=0.34, cache_inputs=True, lora=LoraConfig(rank=4))
 
 
 def _rows(engine, model):
@@ -78,11 +78,6 @@ def test_a_failing_run_is_recorded_and_leaves_feedback_unused(engine, settings, 
         run = queue_run(s, broken, TINY)
     done = execute_run(broken, run.run_id)
     assert done.status == "failed" and "CheckpointError" in done.error and "no-checkpoint" in done.error
-
-
-def _version(session, name: str, status: str = "candidate") -> None:
-    registry.register_candidate(session, name, "/nonexistent", "keye-tiny", {})
-    session.commit()
 
 
 def test_promote_and_rollback(engine, settings, tmp_path):
@@ -158,3 +153,32 @@ def test_celery_worker_runs_the_train_task_through_redis(pg_database, redis_url,
         assert s.get(ModelVersion, row.output_version).status == "candidate"
         assert {f.used_in_run for f in s.exec(select(FeedbackRow))} == {run.run_id}
     engine.dispose()
+
+
+@pytest.mark.redis
+def test_enough_new_feedback_triggers_one_job(engine, settings, redis_url, sample_clips):
+    import redis
+
+    from training.jobs import TASK, make_app, maybe_trigger
+
+    settings = settings.model_copy(update={"redis_url": redis_url})
+    queue = f"keye.training.test-{uuid.uuid4().hex[:8]}"
+    app = make_app(settings, queue=queue)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with Session(engine) as s:
+            store_video(s, "v", sample_clips[1], RECORD)
+            for k in range(3):
+                store_feedback(s, "v", "engagement", {"metric": "views", "value": k}, k)  # not supervised: no count
+            store_feedback(s, "v", "summary_edit", {"text": "One."}, 5)
+        assert maybe_trigger(settings, 2, TINY, app) is None  # 1 supervised event < 2
+        with Session(engine) as s:
+            store_feedback(s, "v", "tag_correction", {"add": ["bike"]}, 6)
+        run, result = maybe_trigger(settings, 2, TINY, app)
+        assert run.status == "queued" and TrainConfig.from_dict(run.config) == TINY
+        assert maybe_trigger(settings, 2, TINY, app) is None  # a run is pending: no second job
+        messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]
+        assert [(m["headers"]["task"], m["headers"]["id"]) for m in messages] == [(TASK, result.id)]
+        assert [r.run_id for r in _rows(engine, TrainingRun)] == [run.run_id]
+    finally:
+        client.delete(queue)

@@ -14,7 +14,7 @@ from training.errors import NotEnoughExamples, TrainConfigError
 from training.lora import LoraConfig
 from training.sft import FrontCache, TrainConfig, eval_loss, lr_lambda, sft_loss, split_by_video, train
 
-FAST = dict(lr=3e-3, warmup_steps=2, lora=LoraConfig(rank=4))
+FAST = dict(lr=3e-3, warmup_steps=2, cache_inputs=True, lora=LoraConfig(rank=4))
 
 
 def test_loss_goes_down_over_twenty_steps(clip_dataset):
@@ -34,7 +34,7 @@ def test_same_seed_same_run_cached_or_not(clip_dataset):
     runs = []
     for cache in (True, False):
         model = keye_model.load("keye-tiny", seed=0)
-        cfg = TrainConfig(steps=4, batch_size=2, grad_accum=2, cache_inputs=cache, eval_fraction=0.0, **FAST)
+        cfg = TrainConfig(steps=4, batch_size=2, grad_accum=2, eval_fraction=0.0, **{**FAST, "cache_inputs": cache})
         runs.append(train(model, clip_dataset.examples, cfg).losses)
     assert runs[0] == runs[1]
     model = keye_model.load("keye-tiny", seed=0)
