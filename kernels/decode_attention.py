@@ -7,6 +7,7 @@ including the token being decoded (already written to the cache).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .checks import require, require_float
 
@@ -31,15 +32,19 @@ def _check(q, k_cache, v_cache, cache_seqlens) -> None:
 def decode_attention_torch(q, k_cache, v_cache, cache_seqlens, scale: float) -> torch.Tensor:
     b, hq, d = q.shape
     s_max, hkv = k_cache.shape[1], k_cache.shape[2]
-    require(bool((cache_seqlens >= 0).all()) and bool((cache_seqlens <= s_max).all()),
-            f"cache_seqlens must lie in [0, {s_max}], got {cache_seqlens.tolist()}")
-    group = hq // hkv
-    qg = q.float().view(b, hkv, group, d)
-    scores = torch.einsum("bhgd,bshd->bhgs", qg, k_cache.float()) * scale
-    valid = torch.arange(s_max, device=q.device)[None, :] < cache_seqlens[:, None].long()
-    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # an empty cache row outputs zeros
-    # Zero the unused cache slots: a preallocated cache may hold NaN garbage there, and 0 * NaN = NaN.
-    values = v_cache.float().masked_fill(~valid[:, :, None, None], 0.0)
-    out = torch.einsum("bhgs,bshd->bhgd", probs, values)
-    return out.reshape(b, hq, d).to(q.dtype)
+    lo, hi = (int(x) for x in cache_seqlens.aminmax())
+    require(lo >= 0 and hi <= s_max, f"cache_seqlens must lie in [0, {s_max}], got {cache_seqlens.tolist()}")
+    # Positions past the longest row are never valid: attention reads only the first `hi`.
+    k, v = k_cache[:, :hi].float().transpose(1, 2), v_cache[:, :hi].float().transpose(1, 2)  # (B, Hkv, S, D)
+    mask = None
+    if lo < hi:  # rows of different lengths: mask each row's tail
+        valid = (torch.arange(hi, device=q.device) < cache_seqlens[:, None])[:, None, :, None]
+        # Zero the unused slots too: a preallocated cache may hold NaN there, and 0 * NaN = NaN.
+        k, v = k.masked_fill(~valid, 0.0), v.masked_fill(~valid, 0.0)
+        mask = valid.transpose(2, 3)  # (B, 1, 1, S)
+    # SDPA with grouped heads: one fused op, no (B, Hq, S, D) copies of the grouped keys.
+    out = F.scaled_dot_product_attention(q.float()[:, :, None], k, v, attn_mask=mask, scale=scale,
+                                         enable_gqa=hq != hkv)[:, :, 0]
+    if lo == 0:  # an empty cache row outputs zeros
+        out = out.masked_fill((cache_seqlens == 0)[:, None, None], 0.0)
+    return out.to(q.dtype)

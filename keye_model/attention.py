@@ -65,18 +65,32 @@ class CachedPrefill:
 
 
 class CachedDecode:
-    """One token for every cache row, at position lengths[row] (the caller bumps lengths after)."""
+    """One token for every cache row, at position lengths[row] (the caller bumps lengths after).
+
+    Built once per step (the row lengths are fixed for it); attention sees only the first
+    max(lengths) + 1 cache positions, not the whole preallocation.
+    """
 
     def __init__(self, cache: KVCache) -> None:
-        if int(cache.lengths.max()) >= cache.max_len:
+        lengths = cache.lengths  # on the CPU: no device sync
+        top = int(lengths.max())
+        if top >= cache.max_len:
             raise ValueError(f"KV cache is full ({cache.max_len} positions)")
         self.cache = cache
-        self.rows = torch.arange(cache.batch, device=cache.device)
-        self.pos = cache.lengths.to(cache.device, torch.long)
-        self.seqlens = (self.pos + 1).to(torch.int32)
+        self.span = top + 1
+        # Rows of one length (a batch of equal prompts, batch 1) write one cache column: a slice copy.
+        self.column = top if bool((lengths == top).all()) else None
+        dev = cache.device
+        self.rows = torch.arange(cache.batch, device=dev)
+        self.pos = lengths.to(dev, torch.long)
+        self.seqlens = (lengths + 1).to(dev, torch.int32)
 
     def __call__(self, layer, q, k, v, scale):
         kc, vc = self.cache.k[layer], self.cache.v[layer]
-        kc[self.rows, self.pos] = k.to(kc.dtype)
-        vc[self.rows, self.pos] = v.to(vc.dtype)
-        return decode_attention(q, kc, vc, self.seqlens, scale)
+        if self.column is not None:
+            kc[:, self.column] = k
+            vc[:, self.column] = v
+        else:
+            kc[self.rows, self.pos] = k.to(kc.dtype)
+            vc[self.rows, self.pos] = v.to(vc.dtype)
+        return decode_attention(q, kc[:, : self.span], vc[:, : self.span], self.seqlens, scale)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from keye_model.attention import CachedDecode, CachedPrefill
 from keye_model.engine.cache import KVCache
+from keye_model.engine.head import screened_head
 from keye_model.engine.sampling import LogitsProcessor, SamplingParams, choose
 from keye_model.errors import InputError
 from keye_model.rope import VisionGrids, mrope_positions
@@ -58,17 +59,34 @@ class Prefix:
 @dataclass
 class _State:
     cache: KVCache
-    logits: torch.Tensor  # (B, V) float32 for the next token
-    next_pos: torch.Tensor  # (B,) long
+    hidden: torch.Tensor  # (B, hidden): each row's last final-normed hidden state
+    next_pos: torch.Tensor  # (B,) long on the CPU
     history: list[list[int]]  # prompt tokens per row (for the repetition penalty)
 
 
+class _DecodeRope:
+    """cos/sin of every position a generation can decode, computed once: a step indexes them.
+
+    Decoded tokens are text, so their three M-RoPE rows hold the same position."""
+
+    def __init__(self, model, next_pos: torch.Tensor, steps: int) -> None:
+        lo, hi = int(next_pos.min()), int(next_pos.max()) + steps
+        self.cos, self.sin = model.rope(torch.arange(lo, hi, device=model.device).expand(3, -1))
+        self.offset = (next_pos - lo).to(model.device)
+
+    def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.offset + step
+        return self.cos.index_select(0, idx), self.sin.index_select(0, idx)
+
+
 class Engine:
-    def __init__(self, model, decode=None) -> None:
-        """`decode(token_ids) -> str` is needed only for stop strings."""
+    def __init__(self, model, decode=None, screen: bool = True) -> None:
+        """`decode(token_ids) -> str` is needed only for stop strings. `screen=False` turns off
+        the bf16-screened exact greedy head (engine/head.py), e.g. to compare against it."""
         self.model = model
         self.decode = decode
         self.cfg = model.config
+        self.screen = screen
 
     # ---- prefill -------------------------------------------------------------------------------
     def _cache(self, batch: int, max_len: int) -> KVCache:
@@ -85,11 +103,15 @@ class Engine:
             cache.lengths[r] += n
         return hidden
 
-    def _prefill(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
-        """As _prefill_hidden, returning the next-token logits (B, V) float32 of each row."""
+    def _prefill_last(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
+        """As _prefill_hidden, returning only each row's last hidden state (B, hidden)."""
         hidden = self._prefill_hidden(cache, rows, embeds, positions, lengths)
         last = torch.tensor(lengths).cumsum(0) - 1
-        return self._logits(hidden[last.to(hidden.device)])
+        return hidden[last.to(hidden.device)]
+
+    def _prefill(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
+        """As _prefill_hidden, returning the next-token logits (B, V) float32 of each row."""
+        return self._logits(self._prefill_last(cache, rows, embeds, positions, lengths))
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, hidden) -> (B, V) float32. For a few rows against a ~150k-row vocabulary, BLAS
@@ -107,8 +129,8 @@ class Engine:
         packed = self.model.pack(**self._as_dict(inputs))
         batch = len(packed.lengths)
         cache = self._cache(batch, max(packed.lengths) + params.max_new_tokens)
-        logits = self._prefill(cache, list(range(batch)), packed.embeds, packed.positions, packed.lengths)
-        return _State(cache, logits, torch.tensor(packed.next_positions), packed.tokens)
+        hidden = self._prefill_last(cache, list(range(batch)), packed.embeds, packed.positions, packed.lengths)
+        return _State(cache, hidden, torch.tensor(packed.next_positions), packed.tokens)
 
     @torch.no_grad()
     def prefill_prefix(self, inputs: dict[str, Any], embed: bool = False) -> Prefix:
@@ -141,9 +163,9 @@ class Engine:
             nxt.append(n)
         flat = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=self.model.device)
         embeds = self.model.model.embed_tokens(flat)
-        logits = self._prefill(cache, list(range(len(rows))), embeds,
-                               torch.cat(positions, 1).to(self.model.device), [len(c) for c in conts])
-        return _State(cache, logits, torch.tensor(nxt), [p.tokens + c for (p, _), c in zip(rows, conts)])
+        hidden = self._prefill_last(cache, list(range(len(rows))), embeds,
+                                    torch.cat(positions, 1).to(self.model.device), [len(c) for c in conts])
+        return _State(cache, hidden, torch.tensor(nxt), [p.tokens + c for (p, _), c in zip(rows, conts)])
 
     def _continue(self, prefix: Prefix, continuations: Sequence[Sequence[int]], params: SamplingParams) -> _State:
         return self._continue_rows([(prefix, c) for c in continuations], params)
@@ -155,22 +177,31 @@ class Engine:
             raise InputError("stop strings need an Engine built with decode=tokenizer.decode")
         model, dev = self.model, self.model.device
         batch = st.cache.batch
-        vocab = st.logits.shape[-1]
         gen = None
         if params.seed is not None:
             gen = torch.Generator(device=dev).manual_seed(params.seed)
-        seen = torch.zeros(batch, vocab, dtype=torch.bool, device=dev)
+        # Plain greedy needs no logits at all: the screened head returns the argmax directly.
+        head = None
+        if params.temperature == 0.0 and params.repetition_penalty == 1.0 and not processors and self.screen:
+            head = screened_head(model.lm_head)
+        seen = None  # tokens of each row's prompt and output, only for the repetition penalty
         if params.repetition_penalty != 1.0:
+            seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=dev)
             for i, h in enumerate(st.history):
                 seen[i, torch.tensor(h, dtype=torch.long, device=dev)] = True
+        rope = _DecodeRope(model, st.next_pos, params.max_new_tokens)
         stops = set(params.stop_token_ids)
         out = result.tokens
         done = [False] * batch
-        logits = st.logits
+        hidden = st.hidden
         for step in range(params.max_new_tokens):
-            for proc in processors or ():
-                logits = proc(logits, out)
-            tok = choose(logits, params, seen, gen)
+            if head is not None:
+                tok = head(hidden)
+            else:
+                logits = self._logits(hidden)
+                for proc in processors or ():
+                    logits = proc(logits, out)
+                tok = choose(logits, params, seen, gen)
             step_tokens: list[int | None] = []
             for i, t in enumerate(tok.tolist()):
                 if done[i]:
@@ -182,19 +213,17 @@ class Engine:
                     done[i], result.finish_reasons[i] = True, "stop_token"
                 elif params.stop_strings and self._hit_stop_string(out[i], params.stop_strings):
                     done[i], result.finish_reasons[i] = True, "stop_string"
-            seen[torch.arange(batch, device=dev), tok] = True
+            if seen is not None:
+                seen[torch.arange(batch, device=dev), tok] = True
             yield StepOutput(step, step_tokens, list(done))
             if all(done) or step == params.max_new_tokens - 1:
                 break
-            feed = tok.clone()
-            feed[torch.tensor(done, device=dev)] = self.cfg.pad_token_id
+            if any(done):  # finished rows keep decoding padding (their output is frozen)
+                tok = tok.masked_fill(torch.tensor(done, device=dev), self.cfg.pad_token_id)
             with torch.no_grad():
-                embeds = model.model.embed_tokens(feed)
-                positions = st.next_pos.to(dev).expand(3, -1)
-                hidden = model.run(embeds, positions, CachedDecode(st.cache))
+                cos, sin = rope.at(step)
+                hidden = model.model(model.model.embed_tokens(tok), cos, sin, CachedDecode(st.cache))
                 st.cache.lengths += 1
-                st.next_pos += 1
-                logits = self._logits(hidden)
 
     def _hit_stop_string(self, tokens: list[int], stop_strings: Sequence[str]) -> bool:
         longest = max(len(s) for s in stop_strings)
