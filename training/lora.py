@@ -117,7 +117,3 @@ def merge_lora(model: nn.Module) -> nn.Module:
             setattr(part, name, mod.merged() if mod.enabled else mod.base)
     return model
 
-
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter tensors (a small checkpoint of a run in progress)."""
-    return {k: v for k, v in model.state_dict().items() if ".lora_" in k}

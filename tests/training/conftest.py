@@ -23,10 +23,11 @@ TIGHT_LIMITS = {
 }
 
 
-def tight_raw() -> dict:
+def tight_raw(**video) -> dict:
     raw = json.loads(C.DEFAULT_PATH.read_text())
     raw["version"] = "training-test"
-    raw["video"].update({"fps": 1.0, "max_frames": 4, "max_pixels": 12544, "min_pixels": 3136, "frames_per_pass": 4})
+    raw["video"].update({"fps": 1.0, "max_frames": 4, "max_pixels": 12544, "min_pixels": 3136, "frames_per_pass": 4,
+                         **video})
     for name, limits in TIGHT_LIMITS.items():
         raw["tasks"][name]["limits"] = dict(limits)
         raw["tasks"][name]["max_new_tokens"] = 100_000

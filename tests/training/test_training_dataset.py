@@ -136,3 +136,34 @@ def test_unusable_events_are_skipped_with_reasons(engine, settings, processor, t
     assert "unknown feedback kind 'rumour'" in reasons[unknown]
     assert ok in ds.used and not set(reasons) & ds.used
     assert set(ds.considered) == ds.used | set(reasons)
+
+
+def test_a_video_analyzed_in_several_passes(engine, settings, processor, sample_clips):
+    """One example per pass; moments map to that pass's shots and stay out of passes they are not in;
+    a whole-video summary edit has no single-pass answer and is skipped."""
+    from conftest import tight_raw
+    from keye.analysis import config as C
+
+    cfg = C.parse_config(tight_raw(max_frames=8, frames_per_pass=4))
+    bikes = [c for c in sample_clips if c.name == "bikes.mp4"][0]  # 10 s: 8 frames at 1 fps, two passes
+    with Session(engine) as s:
+        aid = store_video(s, "bikes", bikes, RECORD)
+        tags = store_feedback(s, "bikes", "tag_correction", {"analysis_id": aid, "add": ["bike"]})
+        store_feedback(s, "bikes", "moderation_decision", {"analysis_id": aid, "decision": "confirm"}, 1)
+        edit = store_feedback(s, "bikes", "summary_edit", {"analysis_id": aid, "text": "Bikes."}, 2)
+        ds = _build(s, processor, cfg, settings)
+    by_key = {e.key: e for e in ds.examples}
+    n = len(by_key) // 2
+    assert n >= 2 and sorted(by_key) == sorted(f"bikes:{t}:{k}" for t in ("moderation", "tags") for k in range(n))
+    assert by_key["bikes:tags:0"].event_ids == (tags,)
+    first = {t["label"]: t for t in json.loads(by_key["bikes:tags:0"].answer)["tags"]}
+    last = {t["label"]: t for t in json.loads(by_key[f"bikes:tags:{n - 1}"].answer)["tags"]}
+    assert first["cat"]["shots"] == [0] and "cat" not in last  # the cat is seen in 0-2 s only
+    assert first["bike"]["shots"] == [] and last["bike"]["shots"] == []  # the whole video
+    assert by_key["bikes:tags:0"].vision is by_key["bikes:moderation:0"].vision  # one prefix per pass
+    assert not torch.equal(by_key["bikes:tags:0"].vision["pixel_values_videos"],
+                           by_key[f"bikes:tags:{n - 1}"].vision["pixel_values_videos"])
+    cats = [[c["category"] for c in parse_output(by_key[f"bikes:moderation:{k}"].answer).answer["categories"]]
+            for k in (0, n - 1)]
+    assert cats == [["drugs", "violence"], ["drugs"]]  # both confirmed: severity 2, confidence 100, by name
+    assert f"{n} passes" in ds.skip_reasons()[edit]

@@ -69,3 +69,32 @@ def test_bad_lora_settings_are_refused():
     apply_lora(model, LoraConfig(rank=2))
     with pytest.raises(TrainConfigError, match="already"):
         apply_lora(model, LoraConfig(rank=2))
+
+
+def test_bfloat16_base_trains_float32_adapters_and_exports_bfloat16(clip_dataset, tmp_path):
+    from training.sft import FrontCache, sft_loss
+
+    ex = clip_dataset.examples[0]
+    model = keye_model.load("keye-tiny", seed=0, dtype="bfloat16")
+    with torch.no_grad():
+        base = model(**ex.model_inputs()).float()
+    apply_lora(model, LoraConfig(rank=4))
+    _randomize_adapters(model)
+    loss, _ = sft_loss(model, FrontCache(model, False), [ex])
+    loss.backward()
+    params = lora_parameters(model)
+    assert all(p.dtype == torch.float32 and p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+    assert any(p.grad.abs().sum() > 0 for p in params)
+    with torch.no_grad():
+        adapted = model(**ex.model_inputs()).float()
+    merge_lora(model)
+    assert model.model.layers[0].self_attn.q_proj.weight.dtype == torch.bfloat16
+    model.save_pretrained(tmp_path / "bf16")
+    loaded = keye_model.load(tmp_path / "bf16")
+    assert loaded.dtype == torch.bfloat16
+    with torch.no_grad():
+        reloaded = loaded(**ex.model_inputs()).float()
+    # the merged weight is rounded to bfloat16 once, where the adapted model added its float32 update:
+    # the export carries the adapters' change up to that rounding
+    change, error = (adapted - base).norm(), (reloaded - adapted).norm()
+    assert change > 1.0 and error < 0.05 * change, (float(change), float(error))
