@@ -35,6 +35,8 @@ from training import answers as A
 from training.errors import UnusableEvent
 
 IGNORE = -100  # label of a token that carries no loss (prompt, vision pads)
+KIND_ORDER = {k: i for i, k in enumerate(("tag_correction", "moderation_decision", "summary_edit", "summary_rating",
+                                          "engagement"))}
 
 
 @dataclass
@@ -168,7 +170,8 @@ class _Builder:
         by_kind: dict[str, list[FeedbackRow]] = defaultdict(list)
         for r in rows:
             by_kind[r.kind].append(r)
-        for kind, group in by_kind.items():
+        # edits before ratings: a rating only becomes the target when no edit exists
+        for kind, group in sorted(by_kind.items(), key=lambda kv: KIND_ORDER.get(kv[0], len(KIND_ORDER))):
             try:
                 self._plan_kind(plan, kind, group)
             except UnusableEvent as e:
@@ -189,9 +192,12 @@ class _Builder:
                 plan.moderation = A.corrected_moderation(self.cfg, plan.record, [r.payload for r in final])
                 plan.events["moderation"] = final
         elif kind == "summary_edit":
-            plan.summary = A.edited_summary(plan.record, payloads)
-            plan.summary_weight = 1.0
-            plan.events["summary"] = rows
+            valid = [r for r in rows if (r.payload or {}).get("field", "short") in A.SUMMARY_FIELDS]
+            self.skip([r for r in rows if r not in valid], f"summary_edit field must be one of {', '.join(A.SUMMARY_FIELDS)}")
+            if valid:
+                plan.summary = A.edited_summary(plan.record, [r.payload for r in valid])
+                plan.summary_weight = 1.0
+                plan.events["summary"] = valid
         elif kind == "summary_rating":
             self._plan_ratings(plan, rows)
         elif kind == "engagement":
@@ -200,17 +206,20 @@ class _Builder:
             raise UnusableEvent(f"unknown feedback kind {kind!r}")
 
     def _plan_ratings(self, plan: _Plan, rows: list[FeedbackRow]) -> None:
-        rated = lambda r: r.payload.get("summary") or plan.record.get("summary") or {}  # noqa: E731
+        def rated(r: FeedbackRow) -> dict[str, str]:  # the summary the rater saw
+            shown = r.payload.get("summary") or plan.record.get("summary") or {}
+            return {k: str(shown.get(k) or "") for k in A.SUMMARY_FIELDS}
+
         good = [r for r in rows if int(r.payload["rating"]) >= 4]
         for r in rows:
             rating = int(r.payload["rating"])
             if rating <= 2:
-                plan.rejected.append(({k: str(rated(r).get(k) or "") for k in A.SUMMARY_FIELDS}, r.event_id))
+                plan.rejected.append((rated(r), r.event_id))
             elif rating == 3:
                 self.skip([r], "a neutral rating (3) is neither a target nor a rejected answer")
         if good and plan.summary is None:  # an explicit edit beats a good rating
             best = max(good, key=lambda r: (int(r.payload["rating"]), r.at))
-            plan.summary = {k: str(rated(best).get(k) or "") for k in A.SUMMARY_FIELDS}
+            plan.summary = rated(best)
             plan.summary_weight = (int(best.payload["rating"]) - 3) / 2
             plan.events["summary"] = [best]
             self.skip([r for r in good if r is not best], "superseded by a better or newer rating of the same video")

@@ -167,3 +167,17 @@ def test_a_video_analyzed_in_several_passes(engine, settings, processor, sample_
             for k in (0, n - 1)]
     assert cats == [["drugs", "violence"], ["drugs"]]  # both confirmed: severity 2, confidence 100, by name
     assert f"{n} passes" in ds.skip_reasons()[edit]
+
+
+def test_an_edit_beats_an_earlier_good_rating(engine, settings, processor, tight_config, sample_clips):
+    with Session(engine) as s:
+        aid = store_video(s, "v", sample_clips[1], RECORD)
+        rating = store_feedback(s, "v", "summary_rating", {"analysis_id": aid, "rating": 5})
+        edit = store_feedback(s, "v", "summary_edit", {"analysis_id": aid, "field": "title", "text": "Bike race"}, 1)
+        bad_field = store_feedback(s, "v", "summary_edit", {"analysis_id": aid, "field": "body", "text": "x"}, 2)
+        ds = _build(s, processor, tight_config, settings)
+    assert "field must be one of title, short, long" in ds.skip_reasons()[bad_field]
+    [summary] = ds.examples
+    assert summary.event_ids == (edit,) and json.loads(summary.answer)["title"] == "Bike race"
+    assert "superseded by an edit" in ds.skip_reasons()[rating]
+    assert set(ds.considered) == ds.used | set(ds.skip_reasons())
