@@ -25,6 +25,7 @@ from sqlmodel import Session, select
 
 from keye.analysis import prompts
 from keye.analysis.config import AnalysisConfig
+from keye.analysis.errors import AnalysisError
 from keye.analysis.segments import Chunk, Segment, chunk_segments, segment_video
 from keye.db import Analysis, FeedbackRow, Video
 from keye.fetch import FetchError, fetched
@@ -176,7 +177,7 @@ class _Builder:
                 self._plan_kind(plan, kind, group)
             except UnusableEvent as e:
                 self.skip(group, str(e))
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
                 self.skip(group, f"malformed payload: {type(e).__name__}: {e}")
         return plan
 
@@ -187,10 +188,10 @@ class _Builder:
             plan.events["tags"] = rows
         elif kind == "moderation_decision":
             final = [r for r in rows if (r.payload or {}).get("decision") in ("confirm", "clear")]
-            self.skip([r for r in rows if r not in final], "an escalation has no final decision to learn from")
             if final:
                 plan.moderation = A.corrected_moderation(self.cfg, plan.record, [r.payload for r in final])
                 plan.events["moderation"] = final
+            self.skip([r for r in rows if r not in final], "an escalation has no final decision to learn from")
         elif kind == "summary_edit":
             valid = [r for r in rows if (r.payload or {}).get("field", "short") in A.SUMMARY_FIELDS]
             self.skip([r for r in rows if r not in valid], f"summary_edit field must be one of {', '.join(A.SUMMARY_FIELDS)}")
@@ -210,17 +211,18 @@ class _Builder:
             shown = r.payload.get("summary") or plan.record.get("summary") or {}
             return {k: str(shown.get(k) or "") for k in A.SUMMARY_FIELDS}
 
-        good = [r for r in rows if int(r.payload["rating"]) >= 4]
+        ratings = {r.event_id: int(r.payload["rating"]) for r in rows}  # a malformed one fails before any change
+        good = [r for r in rows if ratings[r.event_id] >= 4]
         for r in rows:
-            rating = int(r.payload["rating"])
+            rating = ratings[r.event_id]
             if rating <= 2:
                 plan.rejected.append((rated(r), r.event_id))
             elif rating == 3:
                 self.skip([r], "a neutral rating (3) is neither a target nor a rejected answer")
         if good and plan.summary is None:  # an explicit edit beats a good rating
-            best = max(good, key=lambda r: (int(r.payload["rating"]), r.at))
+            best = max(good, key=lambda r: (ratings[r.event_id], r.at))
             plan.summary = rated(best)
-            plan.summary_weight = (int(best.payload["rating"]) - 3) / 2
+            plan.summary_weight = (ratings[best.event_id] - 3) / 2
             plan.events["summary"] = [best]
             self.skip([r for r in good if r is not best], "superseded by a better or newer rating of the same video")
         elif good:
@@ -241,17 +243,17 @@ class _Builder:
             return
         try:
             video = self.decode(video_row.uri)
-        except (FetchError, MediaError, ProcessorInputError, OSError) as e:
+            segments = segment_video(video.frames, video.timestamps, video.duration_s, self.cfg.segmentation)
+            chunks = [chunk_prompt(self.processor, video, c)
+                      for c in chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)]
+        except (FetchError, MediaError, ProcessorInputError, AnalysisError, OSError) as e:
             self.skip(task_rows, f"video {plan.video_id} cannot be read: {type(e).__name__}: {e}")
             return
-        segments = segment_video(video.frames, video.timestamps, video.duration_s, self.cfg.segmentation)
-        chunks = [chunk_prompt(self.processor, video, c)
-                  for c in chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)]
         made: dict[str, list[Example]] = {}
         for task in wanted:
             try:
                 made[task] = self._examples(plan, task, chunks)
-            except UnusableEvent as e:
+            except (UnusableEvent, AnalysisError) as e:
                 self.skip(plan.events[task], str(e))
             self.ds.examples.extend(made.get(task, []))
         if low and made.get("summary"):

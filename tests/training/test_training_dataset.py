@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import sqlalchemy as sa
 import torch
 from sqlmodel import Session
@@ -120,9 +119,12 @@ def test_unusable_events_are_skipped_with_reasons(engine, settings, processor, t
         refused = store_feedback(s, "outside", "summary_edit", {"text": "x"})
         store_video(s, "unanalyzed", sample_clips[1], None)
         unanalyzed = store_feedback(s, "unanalyzed", "summary_edit", {"text": "x"})
-        unknown = "bogus-kind-event"
+        unknown, malformed = "bogus-kind-event", "bad-rating-event"  # stored around the stream's validation
         s.execute(sa.insert(FeedbackRow.__table__).values(event_id=unknown, video_id="ok", kind="rumour", actor="t",
                                                           payload={}, at=utcnow(), stored_at=utcnow()))
+        s.execute(sa.insert(FeedbackRow.__table__).values(event_id=malformed, video_id="ok", kind="summary_rating",
+                                                          actor="t", payload={"rating": "five"}, at=utcnow(),
+                                                          stored_at=utcnow()))
         s.commit()
         ds = _build(s, processor, tight_config, settings)
     reasons = ds.skip_reasons()
@@ -134,6 +136,7 @@ def test_unusable_events_are_skipped_with_reasons(engine, settings, processor, t
     assert "outside the allowed file roots" in reasons[refused]
     assert "no analysis" in reasons[unanalyzed]
     assert "unknown feedback kind 'rumour'" in reasons[unknown]
+    assert reasons[malformed].startswith("summary_rating: malformed payload: ValueError")
     assert ok in ds.used and not set(reasons) & ds.used
     assert set(ds.considered) == ds.used | set(reasons)
 
