@@ -26,16 +26,20 @@ _CHUNK = 16384  # rows per pass when measuring the rounding (bounded temporary m
 
 
 class ScreenedGreedyHead:
-    # Candidates kept per row (topk of the screen; finding them by a mask costs more than the matmul).
-    # A row whose 16th best score still passes the threshold falls back to float32 logits.
-    candidates = 16
+    # Candidates are found block by block: block maxima first, then only the blocks that pass
+    # (a mask or topk over the whole vocabulary costs as much as the bf16 matmul itself).
+    block = 128
+    # Beyond this many candidates per row the screen saves nothing (e.g. an all-equal head).
+    max_candidates = 1024
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight.detach()
-        self.screen = self.weight.bfloat16()
+        self.vocab = weight.shape[0]
+        pad = -self.vocab % self.block  # zero rows up to whole blocks; their scores are masked
+        self.screen = torch.cat([self.weight, self.weight.new_zeros(pad, weight.shape[1])]).bfloat16()
         rounding, norms = [], []
         for w, s in zip(self.weight.split(_CHUNK), self.screen.split(_CHUNK)):
-            rounding.append((w - s.float()).norm(dim=1).max())
+            rounding.append((w - s.float()[: len(w)]).norm(dim=1).max())
             norms.append(s.float().norm(dim=1).max())
         slack = 1.0 + 1e-3  # the norms themselves are float32 sums
         self.rounding = float(torch.stack(rounding).max()) * slack  # max_j ||W_j - Ŵ_j||
@@ -49,25 +53,35 @@ class ScreenedGreedyHead:
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (B, K) float32 -> token ids (B,) long: argmax of the float32 logits."""
         h = hidden.float()
+        batch = h.shape[0]
         hb = h.bfloat16()
-        scores = (self.screen @ hb.t()).t().contiguous()  # W @ h^T streams the weight once
-        top, idx = scores.topk(min(self.candidates, scores.shape[1]), dim=1)  # (B, C) bf16, long
-        top = top.float()
+        scores = (self.screen @ hb.t()).t().contiguous()  # (B, V') bf16; W @ h^T streams W once
+        if scores.shape[1] > self.vocab:
+            scores[:, self.vocab:] = float("-inf")
+        blocks = scores.view(batch, -1, self.block)
+        block_max = blocks.amax(-1).float()
         hf = hb.float()
         err = (self.rounding * h.norm(dim=1) + self.norm * (h - hf).norm(dim=1)
                + self.norm * self.accumulation * hf.norm(dim=1))
         # The best true logit is at least `floor`; token j can reach it only if
         # score_j + err + r |score_j| >= floor, i.e. score_j >= threshold (solved for both signs).
-        best = top[:, 0]
+        best = block_max.amax(1)
         x = best - 2 * err - _OUTPUT_ROUNDING * best.abs()
-        threshold = torch.where(x >= 0, x / (1 + _OUTPUT_ROUNDING), x / (1 - _OUTPUT_ROUNDING))[:, None]
-        keep = top >= threshold
-        if top.shape[1] < scores.shape[1] and bool(keep[:, -1].any()) or not bool(keep[:, 0].all()):
-            return self.logits(h).argmax(-1)  # too many near-ties to screen (or NaN hidden states)
-        exact = torch.einsum("bck,bk->bc", self.weight[idx], h).masked_fill(~keep, float("-inf"))
-        win = exact == exact.amax(1, keepdim=True)
+        threshold = torch.where(x >= 0, x / (1 + _OUTPUT_ROUNDING), x / (1 - _OUTPUT_ROUNDING))
+        rows, blks = (block_max >= threshold[:, None]).nonzero(as_tuple=True)
+        if rows.numel() > self.max_candidates * batch:
+            return self.logits(h).argmax(-1)  # too many near-ties to screen
+        hit, col = (blocks[rows, blks].float() >= threshold[rows, None]).nonzero(as_tuple=True)
+        rows, vocab = rows[hit], blks[hit] * self.block + col
+        exact = (self.weight[vocab] * h[rows]).sum(-1)
+        top = exact.new_full((batch,), float("-inf")).scatter_reduce(0, rows, exact, "amax")
+        win = exact == top[rows]
         # Ties go to the smallest token id, as argmax does.
-        return idx.masked_fill(~win, self.weight.shape[0]).amin(1)
+        tok = torch.full((batch,), self.vocab, dtype=torch.long, device=h.device)
+        tok = tok.scatter_reduce(0, rows[win], vocab[win], "amin")
+        if bool((tok == self.vocab).any()):
+            return self.logits(h).argmax(-1)  # a row without candidates: NaN hidden states
+        return tok
 
 
 _HEADS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, ScreenedGreedyHead]]" = weakref.WeakKeyDictionary()

@@ -38,12 +38,17 @@ def test_rows_the_bf16_screen_cannot_tell_apart_are_decided_in_float32():
     assert torch.equal(got, float32_argmax(weight, hidden))
 
 
-def test_more_near_ties_than_candidates_fall_back_to_float32():
-    weight = torch.ones(300, 16)
-    weight[123] *= 1 + 2.0**-12  # all 300 screen scores are equal; row 123 is the float32 best
-    head = ScreenedGreedyHead(weight)
-    assert head.candidates < 300
-    assert head(torch.ones(2, 16)).tolist() == [123, 123]
+def test_more_near_ties_than_the_screen_takes_are_still_decided_in_float32():
+    weight = torch.ones(ScreenedGreedyHead.max_candidates * ScreenedGreedyHead.block + 1, 16)
+    weight[123] *= 1 + 2.0**-12  # every screen score is equal; row 123 is the float32 best
+    assert ScreenedGreedyHead(weight)(torch.ones(2, 16)).tolist() == [123, 123]
+
+
+def test_all_negative_logits_and_a_vocabulary_of_partial_blocks():
+    g = torch.Generator().manual_seed(3)
+    weight = -(torch.rand(1000, 32, generator=g) + 0.1)  # 1000 rows: the last block is padded
+    hidden = torch.rand(3, 32, generator=g) + 0.1  # every logit is negative, below the padding's 0
+    assert torch.equal(ScreenedGreedyHead(weight)(hidden), float32_argmax(weight, hidden))
 
 
 def test_the_screen_is_cached_per_weight_and_rebuilt_when_it_changes(tiny):
