@@ -42,9 +42,11 @@ class Services:
                 from keye.vectors import VectorStore
 
                 try:
-                    self.vectors = VectorStore.from_settings(self.settings)
+                    store = VectorStore.from_settings(self.settings)
                 except Exception as e:  # noqa: BLE001 - local mode may be locked by another process
                     raise Unavailable(f"the vector store cannot be opened: {e}") from None
+                store.warm()  # local mode: load the search mirror now, not in the first search
+                self.vectors = store
             return self.vectors
 
     def published(self) -> None:

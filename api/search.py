@@ -114,9 +114,11 @@ def _filter(q: SearchQuery, version: str):  # noqa: ANN202 - qdrant models.Filte
 
 
 def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
+    from keye.vectors import VectorStoreError
+
     version = q.model_version or active_version(session, svc)
     store = svc.vector_store()
-    if not store.client.collection_exists(store.collection):
+    if not store.exists():
         return SearchResult(model_version=version, hits=[], limit=q.limit, offset=q.offset)
     dim = store.dim()
     if q.vector is not None:
@@ -128,16 +130,16 @@ def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
             raise Conflict(f"text queries are embedded by model {embedder.version!r}; its vectors cannot be "
                            f"compared with those of {version!r}")
     else:
-        points = store.client.retrieve(store.collection, ids=[analysis_id_for(q.video_id, version)],
-                                       with_vectors=True)
-        if not points:
+        vector = store.vector(analysis_id_for(q.video_id, version))
+        if vector is None:
             raise NotFound(f"video {q.video_id!r} has no vector for model version {version!r}")
-        vector = points[0].vector["keye"] if isinstance(points[0].vector, dict) else points[0].vector
     if len(vector) != dim:
         raise Invalid(f"the vector has {len(vector)} dimensions; the collection holds {dim}-dimensional vectors")
-    points = store.client.query_points(store.collection, query=list(vector), using="keye", query_filter=_filter(q, version),
-                                       limit=q.limit, offset=q.offset, score_threshold=q.score_threshold,
-                                       with_payload=True).points
+    try:
+        points = store.query(vector, query_filter=_filter(q, version), limit=q.limit, offset=q.offset,
+                             score_threshold=q.score_threshold)
+    except VectorStoreError as e:
+        raise Invalid(str(e)) from None
     hits = [Hit(video_id=p.payload.get("video_id", ""), analysis_id=str(p.id), score=float(p.score),
                 payload=dict(p.payload or {})) for p in points]
     return SearchResult(model_version=version, hits=hits, limit=q.limit, offset=q.offset)
