@@ -29,14 +29,15 @@ class ScreenedGreedyHead:
     # Candidates are found block by block: block maxima first, then only the blocks that pass
     # (a mask or topk over the whole vocabulary costs as much as the bf16 matmul itself).
     block = 128
-    # Beyond this many candidates per row the screen saves nothing (e.g. an all-equal head).
+    # Beyond this many passing blocks per row the screen saves nothing (e.g. an all-equal head).
     max_candidates = 1024
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight.detach()
         self.vocab = weight.shape[0]
         pad = -self.vocab % self.block  # zero rows up to whole blocks; their scores are masked
-        self.screen = torch.cat([self.weight, self.weight.new_zeros(pad, weight.shape[1])]).bfloat16()
+        self.screen = self.weight.new_zeros(self.vocab + pad, weight.shape[1], dtype=torch.bfloat16)
+        self.screen[: self.vocab] = self.weight  # no float32 temporary of the whole weight
         rounding, norms = [], []
         for w, s in zip(self.weight.split(_CHUNK), self.screen.split(_CHUNK)):
             rounding.append((w - s.float()[: len(w)]).norm(dim=1).max())
