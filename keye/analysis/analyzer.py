@@ -21,8 +21,8 @@ from keye.analysis import merge, prompts
 from keye.analysis.config import TASK_NAMES, AnalysisConfig, load_config
 from keye.analysis.embedding import embed_text
 from keye.analysis.errors import AnalysisConfigError
-from keye.analysis.generation import generate_rows, prefill_prefix
-from keye.analysis.grammar import STOP_ID, GrammarBook, GrammarMasks
+from keye.analysis.generation import DecodeOptions, generate_rows
+from keye.analysis.grammar import STOP_ID, GrammarBook
 from keye.analysis.output import parse_output
 from keye.analysis.segments import Chunk, Segment, chunk_segments, segment_video
 from keye.schemas import AnalysisRecord, Submission, analysis_id_for, utcnow
@@ -62,8 +62,11 @@ class VideoAnalyzer:
     """Turns videos into analysis records; safe to share between threads (calls are serialized)."""
 
     def __init__(self, model, processor, config: AnalysisConfig | None = None, model_version: str | None = None,
-                 max_batch_rows: int = 16, max_batch_tokens: int | None = 262_144) -> None:
-        """max_batch_rows / max_batch_tokens bound one decoding batch: every task row holds its own
+                 max_batch_rows: int = 16, max_batch_tokens: int | None = 262_144,
+                 decode: DecodeOptions = DecodeOptions()) -> None:
+        """`decode` picks the decoder's shortcuts (generation.py; PLAIN turns them off).
+
+        max_batch_rows / max_batch_tokens bound one decoding batch: every task row holds its own
         copy of its video's KV cache (rows x longest row positions); at Keye-8B's 144 KiB per
         position, 262,144 positions are 36 GiB. A row longer than the limit still runs, alone."""
         self.model = model
@@ -77,6 +80,7 @@ class VideoAnalyzer:
             raise AnalysisConfigError("max_batch_rows and max_batch_tokens must be positive")
         self.max_batch_rows = max_batch_rows
         self.max_batch_tokens = max_batch_tokens
+        self.decode = decode
         self._lock = threading.Lock()
 
     @classmethod
@@ -147,9 +151,10 @@ class VideoAnalyzer:
         for v in videos:
             t0 = time.perf_counter()
             for k, chunk in enumerate(v.chunks):
-                prefix, emb = prefill_prefix(self.engine, prompts.prefix_inputs(self.processor, chunk_video(v.video, chunk)))
+                inputs = prompts.prefix_inputs(self.processor, chunk_video(v.video, chunk))
+                prefix = self.engine.prefill_prefix(inputs, embed=True)
                 prefixes[(id(v), k)] = prefix
-                v.embeddings.append(emb)
+                v.embeddings.append(prefix.embedding)
                 rows.extend((v, k, task) for task in v.tasks if task != "embedding")
             v.timings["prefill_ms"] = _ms(t0)
         t0 = time.perf_counter()
@@ -189,7 +194,7 @@ class VideoAnalyzer:
         s = self.cfg.sampling
         params = SamplingParams(max_new_tokens=max(budgets), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                 seed=s.seed)
-        result = generate_rows(self.engine, conts, params, [GrammarMasks(grammars, budgets, self.model.config.vocab_size)])
+        result = generate_rows(self.engine, conts, grammars, budgets, params, self.decode)
         for (v, k, task), tokens in zip(rows, result.tokens):
             ids = [t for t in tokens if t != STOP_ID]
             v.answers[k].outputs[task] = parse_output(self.processor.decode(ids))

@@ -1,9 +1,10 @@
 """Text queries in the video space: the same model, the same chat framing, the same pooling.
 
 A video's vector is the mean-pooled final hidden state over its prefix prompt (system turn, then
-the user turn holding the video, without the end of turn; see generation.prefill_prefix); a
-query's vector is the same pooling over the same framing with the query text in place of the
-video. Both are L2-normalized, so cosine similarity is a dot product.
+the user turn holding the video, without the end of turn; see prompts.prefix_inputs, prefilled
+with Engine.prefill_prefix(embed=True)); a query's vector is the same pooling over the same
+framing with the query text in place of the video. Both are L2-normalized, so cosine similarity
+is a dot product.
 """
 
 from __future__ import annotations

@@ -1,111 +1,159 @@
-"""Two small adapters over keye_model.engine for the analysis.
+"""Constrained, batched continuation of prefilled prefixes: the analysis decoder.
 
-- `prefill_prefix`: the engine's prefix prefill that also returns the embedding of the prefix
-  (mean of the final-normed hidden states, as `KeyeModel.embed` pools), so the video goes
-  through the vision tower once for both the answers and the vector.
-- `generate_rows`: continue SEVERAL prefixes (one per video or chunk) in one batch; the engine's
-  `generate_from_prefix` continues one prefix only. Each row is (prefix, continuation tokens).
-  Its decode loop drops finished rows from the batch (compaction): task answers differ a lot in
-  length (a thinking moderation answer against a short title), and a finished row would
-  otherwise keep paying for the vocabulary projection and attention every step.
-Both reuse the engine's cache, prefill and sampling (some are its internal helpers); the engine
-owner is asked for public equivalents (see the analysis report).
+Row i continues prefix rows[i][0] with the task prompt rows[i][1] under grammar i. The engine's
+public API prefills the prefixes (`Engine.prefill_prefix`); this module forks them and decodes,
+because three things the analysis needs are not (yet) engine API:
+- jump-forward: while a row's grammar admits exactly one token (a JSON key, `": "`, a closing
+  bracket), that token is taken without computing logits and fed, with the row's other new
+  tokens, in ONE multi-token forward (a CachedPrefill chunk) instead of one decode step each;
+- sparse vocabulary projection (choice.py) for rows whose grammar admits few tokens, and the
+  engine's screened greedy head for free-text rows;
+- compaction: finished rows leave the batch (a moderation answer with its reasoning runs far
+  longer than a title; a finished row would keep paying attention and projection every step).
+Forced tokens are the ones the plain path would pick too (every other logit is -inf), so with
+greedy decoding the tokens match plain constrained decoding (`PLAIN`, the reference) exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+import xgrammar as xgr
 
+from keye.analysis.allowed import RowGrammar
+from keye.analysis.choice import DecodeStats, choose_tokens
+from keye.analysis.grammar import STOP_ID
 from keye_model.attention import CachedDecode, CachedPrefill
-from keye_model.engine import Engine, GenerationResult, KVCache, Prefix, SamplingParams
-from keye_model.engine.sampling import choose
+from keye_model.engine import GenerationResult, KVCache, Prefix, SamplingParams
 from keye_model.errors import InputError
 from keye_model.rope import VisionGrids, mrope_positions
 
 
-@torch.no_grad()
-def prefill_prefix(engine: Engine, inputs: dict[str, Any]) -> tuple[Prefix, torch.Tensor]:
-    """(prefix, L2-normalized float32 embedding of the prefix tokens)."""
-    model = engine.model
-    packed = model.pack(**inputs)
-    if len(packed.lengths) != 1:
-        raise InputError(f"a prefix is one sequence, got a batch of {len(packed.lengths)}")
-    cache = engine._cache(1, packed.lengths[0])
-    hidden = model.run(packed.embeds, packed.positions, CachedPrefill(cache, [0], packed.lengths))
-    cache.lengths[0] += packed.lengths[0]
-    embedding = F.normalize(hidden.float().mean(0), dim=-1)
-    return Prefix(cache, packed.tokens[0], packed.next_positions[0]), embedding
+@dataclass(frozen=True)
+class DecodeOptions:
+    jump_forward: bool = True  # grammar-forced tokens skip the logits and share one forward
+    sparse_limit: int = 4096  # rows admitting at most this many tokens project only those rows (0: off)
+    screen: bool = True  # greedy free-text rows try the engine's screened exact argmax first
+
+
+PLAIN = DecodeOptions(jump_forward=False, sparse_limit=0, screen=False)  # every token from full logits + mask
+
+
+class _Batch:
+    """Live rows' KV cache and next positions; rows leave it as they finish."""
+
+    def __init__(self, model, rows: Sequence[tuple[Prefix, Sequence[int]]], room: int) -> None:
+        cfg = model.config
+        self.model = model
+        longest = max(int(p.cache.lengths[0]) + len(c) for p, c in rows)
+        self.cache = KVCache.allocate(cfg.num_hidden_layers, len(rows), longest + room, cfg.num_key_value_heads,
+                                      cfg.head_dim, model.dtype, model.device)
+        positions, self.next_pos = [], []
+        for i, (prefix, cont) in enumerate(rows):
+            self.cache.copy_rows(prefix.cache, 0, [i])
+            p, n = mrope_positions(list(cont), VisionGrids(), cfg, start=prefix.next_position)
+            positions.append(p)
+            self.next_pos.append(n)
+        self.hidden = self._prefill([list(c) for _, c in rows], torch.cat(positions, 1))
+
+    def _prefill(self, feeds: list[list[int]], positions: torch.Tensor) -> torch.Tensor:
+        """Several new tokens for some rows: write them after each row's cache; last hidden per row."""
+        lengths = [len(f) for f in feeds]
+        model = self.model
+        embeds = model.model.embed_tokens(torch.tensor([t for f in feeds for t in f], device=model.device))
+        hidden = model.run(embeds, positions.to(model.device),
+                           CachedPrefill(self.cache, list(range(len(feeds))), lengths))
+        self.cache.lengths += torch.tensor(lengths)
+        return hidden[(torch.tensor(lengths).cumsum(0) - 1).to(hidden.device)]
+
+    def extend(self, feeds: list[list[int]]) -> torch.Tensor:
+        """Feed each row its new tokens (one per row: a decode step); the rows' last hidden states."""
+        model = self.model
+        if all(len(f) == 1 for f in feeds):
+            embeds = model.model.embed_tokens(torch.tensor([f[0] for f in feeds], device=model.device))
+            positions = torch.tensor(self.next_pos).to(model.device).expand(3, -1)
+            self.hidden = model.run(embeds, positions, CachedDecode(self.cache))
+            self.cache.lengths += 1
+        else:  # text tokens: the three M-RoPE rows hold the same position
+            positions = torch.cat([torch.arange(p, p + len(f)) for p, f in zip(self.next_pos, feeds)]).expand(3, -1)
+            self.hidden = self._prefill(feeds, positions)
+        self.next_pos = [p + len(f) for p, f in zip(self.next_pos, feeds)]
+        return self.hidden
+
+    def keep(self, idx: list[int]) -> None:
+        sel = torch.tensor(idx, device=self.cache.device)
+        self.cache = KVCache([k.index_select(0, sel) for k in self.cache.k], [v.index_select(0, sel) for v in self.cache.v],
+                             self.cache.lengths[idx])
+        self.next_pos = [self.next_pos[i] for i in idx]
+        self.hidden = self.hidden[sel]
 
 
 @torch.no_grad()
-def generate_rows(engine: Engine, rows: Sequence[tuple[Prefix, Sequence[int]]], params: SamplingParams,
-                  logits_processors=None) -> GenerationResult:
-    """Batched continuation of several prefixes; row i continues rows[i][0] with rows[i][1]."""
+def generate_rows(engine, rows: Sequence[tuple[Prefix, Sequence[int]]], grammars: Sequence[xgr.CompiledGrammar],
+                  budgets: Sequence[int], params: SamplingParams, options: DecodeOptions = DecodeOptions(),
+                  stats: DecodeStats | None = None) -> GenerationResult:
+    """Row i continues rows[i][0] with rows[i][1] under grammars[i], at most budgets[i] tokens."""
     if not rows:
         raise InputError("no rows to generate")
-    model, cfg = engine.model, engine.cfg
-    conts = [list(map(int, c)) for _, c in rows]
-    if any(not c for c in conts):
+    if not len(rows) == len(grammars) == len(budgets):
+        raise InputError(f"{len(rows)} rows, {len(grammars)} grammars and {len(budgets)} budgets must match")
+    if any(len(c) == 0 for _, c in rows):
         raise InputError("every continuation needs at least one token")
-    longest = max(int(p.cache.lengths[0]) + len(c) for (p, _), c in zip(rows, conts))
-    cache = engine._cache(len(rows), longest + params.max_new_tokens)
-    positions, nxt = [], []
-    for i, ((prefix, _), c) in enumerate(zip(rows, conts)):
-        cache.copy_rows(prefix.cache, 0, [i])
-        p, n = mrope_positions(c, VisionGrids(), cfg, start=prefix.next_position)
-        positions.append(p)
-        nxt.append(n)
-    flat = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=model.device)
-    embeds = model.model.embed_tokens(flat)
-    logits = engine._prefill(cache, list(range(len(rows))), embeds, torch.cat(positions, 1).to(model.device),
-                             [len(c) for c in conts])
-    history = [p.tokens + c for (p, _), c in zip(rows, conts)]
-    return _decode(engine, cache, logits, torch.tensor(nxt), history, params, logits_processors or ())
-
-
-def _decode(engine: Engine, cache: KVCache, logits: torch.Tensor, next_pos: torch.Tensor, history: list[list[int]],
-            params: SamplingParams, processors) -> GenerationResult:
-    """The engine's decode step and sampling, on a batch that shrinks as rows finish."""
-    if params.stop_strings:
-        raise InputError("generate_rows does not support stop strings; use stop token ids")
-    model, dev = engine.model, engine.model.device
-    n = cache.batch
-    result = GenerationResult([[] for _ in range(n)], ["length"] * n)
-    live = list(range(n))  # the result row of each batch row
-    gen = torch.Generator(device=dev).manual_seed(params.seed) if params.seed is not None else None
-    seen = torch.zeros(n, logits.shape[-1], dtype=torch.bool, device=dev)
-    if params.repetition_penalty != 1.0:
-        for i, h in enumerate(history):
-            seen[i, torch.tensor(h, dtype=torch.long, device=dev)] = True
+    if params.stop_strings or params.repetition_penalty != 1.0:
+        raise InputError("the analysis decoder supports neither stop strings nor a repetition penalty")
+    model = engine.model
+    vocab = model.lm_head.weight.shape[0]
+    limit = max(options.sparse_limit, 1 if options.jump_forward else 0)
+    grams = [RowGrammar(g, b, STOP_ID, vocab) for g, b in zip(grammars, budgets)]
+    result = GenerationResult([[] for _ in rows], ["length"] * len(rows))
     stops = set(params.stop_token_ids)
-    for step in range(params.max_new_tokens):
-        for proc in processors:
-            logits = proc(logits, [result.tokens[r] for r in live])
-        tok = choose(logits, params, seen, gen)
-        seen[torch.arange(len(live), device=dev), tok] = True
-        keep = []
-        for i, t in enumerate(tok.tolist()):
-            result.tokens[live[i]].append(t)
-            if t in stops:
-                result.finish_reasons[live[i]] = "stop_token"
-            else:
+    stats = stats if stats is not None else DecodeStats()
+
+    def next_forced(r: int) -> int | None:
+        return grams[r].admitted(limit).forced if options.jump_forward else None
+
+    def take(r: int, tok: int, feed: list[int], forced: bool = False) -> bool:
+        """Record row r's token, then any it is forced to take; True while the row goes on."""
+        while True:
+            stats.forced += forced
+            result.tokens[r].append(tok)
+            grams[r].accept(tok)
+            if tok in stops:
+                result.finish_reasons[r] = "stop_token"
+                return False
+            if len(result.tokens[r]) >= params.max_new_tokens:
+                return False
+            feed.append(tok)
+            nxt = next_forced(r)
+            if nxt is None:
+                return True
+            tok, forced = nxt, True
+
+    feeds = [list(map(int, c)) for _, c in rows]
+    live = []
+    for r, feed in enumerate(feeds):  # a task may open with forced text: it joins the prompt's prefill
+        nxt = next_forced(r)
+        if nxt is None or take(r, nxt, feed, forced=True):
+            live.append(r)
+    if not live:
+        return result
+    batch = _Batch(model, [(rows[r][0], feeds[r]) for r in live], params.max_new_tokens)
+    gen = torch.Generator(device=model.device).manual_seed(params.seed) if params.seed is not None else None
+    while True:
+        toks = choose_tokens(model.lm_head, batch.hidden, [grams[r].admitted(limit) for r in live], params, gen,
+                             options.sparse_limit, options.screen, stats)
+        keep, feeds = [], []
+        for i, (r, tok) in enumerate(zip(live, toks)):
+            feed: list[int] = []
+            if take(r, tok, feed):
                 keep.append(i)
-        if not keep or step == params.max_new_tokens - 1:
-            break
+                feeds.append(feed)
+        if not keep:
+            return result
         if len(keep) < len(live):
-            idx = torch.tensor(keep, device=dev)
-            cache = KVCache([k.index_select(0, idx) for k in cache.k], [v.index_select(0, idx) for v in cache.v],
-                            cache.lengths[keep])
-            live, next_pos, seen, tok = [live[i] for i in keep], next_pos[keep], seen[idx], tok[idx]
-            for proc in processors:
-                if hasattr(proc, "keep_rows"):
-                    proc.keep_rows(keep)
-        hidden = model.run(model.model.embed_tokens(tok), next_pos.to(dev).expand(3, -1), CachedDecode(cache))
-        cache.lengths += 1
-        next_pos += 1
-        logits = model.lm_head(hidden).float()
-    return result
+            batch.keep(keep)
+            live = [live[i] for i in keep]
+        batch.extend(feeds)
+        stats.forwards += 1

@@ -12,7 +12,7 @@ import torch
 
 from keye.analysis import prompts
 from keye.analysis.config import parse_config
-from keye.analysis.generation import generate_rows, prefill_prefix
+from keye.analysis.generation import generate_rows
 from keye.analysis.grammar import GrammarMasks
 from keye.analysis.schemas import task_schema
 from keye.analysis.segments import segment_video
@@ -91,12 +91,13 @@ def test_prefix_reuse_gives_the_same_answers_as_separate_full_prompts(analyzer, 
     video = processor.load_video(str(clips[0]), max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels)
     segs = segment_video(video.frames, video.timestamps, video.duration_s, cfg.segmentation)
     tasks = ["tags", "summary", "moderation", "products"]
-    prefix, emb = prefill_prefix(engine, prompts.prefix_inputs(processor, video))
+    prefix = engine.prefill_prefix(prompts.prefix_inputs(processor, video), embed=True)
     conts = [prompts.continuation_ids(processor, cfg, t, segs) for t in tasks]
     grammars = [analyzer.grammars.compiled(t, len(segs)) for t in tasks]
     budgets = [cfg.task(t).max_new_tokens for t in tasks]
     params = SamplingParams(max_new_tokens=max(budgets))
-    shared = generate_rows(engine, [(prefix, c) for c in conts], params, [GrammarMasks(grammars, budgets)])
+    shared = generate_rows(engine, [(prefix, c) for c in conts], grammars, budgets, params)  # the analyzer's decoder
+    # the engine's own decode loop with the grammars as a logits processor (plain constrained decoding)
     via_engine = engine.generate_from_prefix(prefix, conts, params, [GrammarMasks(grammars, budgets)])
     assert shared.tokens == via_engine.tokens
     for i, task in enumerate(tasks):
@@ -107,7 +108,7 @@ def test_prefix_reuse_gives_the_same_answers_as_separate_full_prompts(analyzer, 
         assert alone.finish_reasons[0] == "stop_token"
     # the embedding of the shared prefill is the model's embedding of the prefix prompt
     ref = tiny_model.embed(**prompts.prefix_inputs(processor, video))[0]
-    assert torch.allclose(emb, ref, atol=1e-5)
+    assert torch.allclose(prefix.embedding, ref, atol=1e-5)
 
 
 def test_long_videos_are_analyzed_per_chunk_and_merged(processor, tiny_model, clips):
