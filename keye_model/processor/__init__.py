@@ -9,8 +9,9 @@ Parity choices (against the official `processing_keye.py`, `image_processing_key
   composited on white (the reference only handles RGBA).
 - Videos from files follow keye-vl-utils' decord path for time ranges and the spec's formulas for
   frame count, indices and per-frame budgets, with torchvision's resize semantics (float bicubic
-  with antialias, clamped and rounded). Frames come out identical to decoding every frame and
-  sampling. Rotation metadata is honoured (the reference ignores it).
+  with antialias, clamped and rounded) computed as banded matrix products: the same frames as
+  decoding every frame and sampling, every pixel within one level of torchvision's resize (nearly
+  all equal). Rotation metadata is honoured (the reference ignores it).
 - Videos given as frame lists are fitted like images and padded to an even count; fps defaults
   to 2.
 """

@@ -168,7 +168,8 @@ class FrameSink:
     def __init__(self, count: int, lo: int, hi: int, size: tuple[int, int] | None, limits: MediaLimits,
                  source: str) -> None:
         """lo/hi: per-frame pixel budget; size: a fixed output size, else fitted on the first frame."""
-        self.frames: list[torch.Tensor | None] = [None] * count
+        self.frames: torch.Tensor | None = None  # (count, 3, h, w) uint8, allocated at the first frame
+        self.filled = [False] * count
         self.lo, self.hi, self.size, self.limits, self.source = lo, hi, size, limits, source
 
     def put(self, slot: int, frame: Any) -> None:
@@ -187,7 +188,10 @@ class FrameSink:
                                          max_ratio=self.limits.max_aspect_ratio)
             except ProcessorInputError as e:
                 raise UnsupportedMedia(f"unusable frame shape: {e}", self.source) from None
-        self.frames[slot] = resize_frame(rgb, self.size)
+        if self.frames is None:
+            self.frames = torch.empty(len(self.filled), 3, *self.size, dtype=torch.uint8)
+        resize_frame(rgb, self.size, out=self.frames[slot])
+        self.filled[slot] = True
 
 
 def decode_targets(container: Any, stream: Any, idx: PacketIndex, want: list[int], sink: FrameSink,

@@ -180,10 +180,9 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
         base = next((t for t in all_times if not math.isnan(t)), 0.0)
         times = [all_times[i] - base if i < len(all_times) and not math.isnan(all_times[i])
                  else i / idx.video_fps for i in indices]
-    if any(f is None for f in sink.frames):
+    if sink.frames is None or not all(sink.filled):
         raise VideoDecodeError("some sampled frames could not be decoded", str(path))
-    frames_t = torch.stack([f for f in sink.frames if f is not None])
-    return VideoInput(frames_t, times, sample_fps, idx.video_fps, total, indices, idx.duration_s, str(path))
+    return VideoInput(sink.frames, times, sample_fps, idx.video_fps, total, indices, idx.duration_s, str(path))
 
 
 _POOL: ThreadPoolExecutor | None = None
