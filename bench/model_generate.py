@@ -8,7 +8,7 @@ Greedy decode on a float32 CPU model reads the lm_head as its bf16 screen (keye_
 so decode is reported against two limits: reading every weight in float32 (what the baseline reads),
 and reading the layers in float32 plus the lm_head in bf16 (the least our exact greedy path reads).
 
-Run: .venv/bin/python bench/model_generate.py [--presets keye-tiny keye-mid] [--prompt 128] [--steps 16]
+Run: .venv/bin/python bench/model_generate.py [--presets keye-tiny keye-mid] [--prompt 128] [--steps 16] [--rounds 3]
 
 Baseline (optional): the OFFICIAL Keye code (Kwai-Keye/Keye, keye-vl-8b-preview/modeling_keye.py)
 through transformers' `generate`, on the same random weights (our model.save_pretrained), the same
@@ -83,18 +83,9 @@ def decoder_params(model) -> tuple[int, int]:
     return layers, model.lm_head.weight.numel()
 
 
-def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gflops: float,
-        official: dict | None = None) -> list[str]:
-    model = keye_model.load(preset, dtype=dtype)
-    p_layers, p_head = decoder_params(model)
-    p = p_layers + p_head
-    wbytes = p * model.lm_head.weight.element_size()
-    engine = Engine(model)
-    # Bytes per lm_head weight that greedy decode reads: 2 through the bf16 screen where it applies.
-    screen_bytes = 2 if screened_head(model.lm_head) is not None else model.lm_head.weight.element_size()
-    rows, ours = [], []
-    gen = torch.Generator().manual_seed(0)
-    prompts = {b: torch.randint(0, 150000, (b, prompt), generator=gen) for b in (1, 8)}
+def measure(model, engine, prompts: dict, prompt: int, steps: int) -> dict[int, tuple[float, float]]:
+    """Our prefill and decode tokens/s per batch size."""
+    out = {}
     for b, ids in prompts.items():
 
         def prefill():
@@ -104,15 +95,42 @@ def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gfl
                 model.lm_head(hidden[prompt - 1 :: prompt])  # logits of each row's last token only
 
         t_pre = best_of(prefill, repeat=2)
-        pre_tps = b * prompt / t_pre
-        flops = 2 * p_layers * b * prompt + 2 * p_head * b  # attention FLOPs are small at this length
-        pre_limit = b * prompt / (flops / (gflops * 1e9))
-
         params = SamplingParams(max_new_tokens=steps + 1, stop_token_ids=())
         t_all = best_of(lambda: engine.generate({"input_ids": ids}, params), repeat=2)
         params1 = SamplingParams(max_new_tokens=1, stop_token_ids=())
         t_first = best_of(lambda: engine.generate({"input_ids": ids}, params1), repeat=2)
-        dec_tps = b * steps / max(t_all - t_first, 1e-9)
+        out[b] = (b * prompt / t_pre, b * steps / max(t_all - t_first, 1e-9))
+    return out
+
+
+def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, official: dict | None = None,
+        rounds: int = 1) -> list[str]:
+    """Rounds alternate our measurement, the machine's limits and the baseline; each figure is the
+    best over the rounds, so on a shared, noisy machine every side gets the same chances."""
+    model = keye_model.load(preset, dtype=dtype)
+    p_layers, p_head = decoder_params(model)
+    p = p_layers + p_head
+    wbytes = p * model.lm_head.weight.element_size()
+    engine = Engine(model)
+    # Bytes per lm_head weight that greedy decode reads: 2 through the bf16 screen where it applies.
+    screen_bytes = 2 if screened_head(model.lm_head) is not None else model.lm_head.weight.element_size()
+    gen = torch.Generator().manual_seed(0)
+    prompts = {b: torch.randint(0, 150000, (b, prompt), generator=gen) for b in (1, 8)}
+    ours: dict[int, tuple[float, float]] = {}
+    base: dict[int, dict] = {}
+    bw = gflops = 0.0
+    for _ in range(rounds):
+        bw, gflops = max(bw, copy_bandwidth()), max(gflops, matmul_flops(dtype))
+        for b, (pre, dec) in measure(model, engine, prompts, prompt, steps).items():
+            ours[b] = tuple(max(x, y) for x, y in zip((pre, dec), ours.get(b, (0.0, 0.0))))
+        if official is not None:
+            for ref in run_official(model, prompts, steps, dtype, official):
+                old = base.get(ref["batch"], ref)
+                base[ref["batch"]] = {k: max(ref[k], old[k]) for k in ("prefill_tps", "decode_tps")}
+    rows = [f"machine (best of {rounds} round(s)): copy {bw:.1f} GB/s, {str(dtype).split('.')[-1]} matmul {gflops:.1f} GFLOP/s"]
+    for b, (pre_tps, dec_tps) in ours.items():
+        flops = 2 * p_layers * b * prompt + 2 * p_head * b  # attention FLOPs are small at this length
+        pre_limit = b * prompt / (flops / (gflops * 1e9))
         limits = []
         for nbytes in (wbytes, wbytes - p_head * (model.lm_head.weight.element_size() - screen_bytes)):
             bw_limit = b * bw * 1e9 / nbytes
@@ -122,11 +140,8 @@ def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, bw: float, gfl
         rows.append(f"{preset:10s} b={b}  prefill {pre_tps:9.1f} tok/s = {pre_tps / pre_limit:6.1%} of {pre_limit:9.1f} (matmul)"
                     f" | decode {dec_tps:8.1f} tok/s = {dec_tps / full:6.1%} of {full:8.1f} (all weights, {full_kind})"
                     f" = {dec_tps / screened:6.1%} of {screened:8.1f} (bf16 lm_head screen, {screened_kind})")
-        ours.append((b, pre_tps, dec_tps))
-    if official is None:
-        return rows
-    base = run_official(model, prompts, steps, dtype, official)
-    for (b, pre, dec), ref in zip(ours, base):
+    for b, ref in base.items():
+        pre, dec = ours[b]
         rows.append(f"{preset:10s} b={b}  official prefill {ref['prefill_tps']:9.1f} tok/s, ours x{pre / ref['prefill_tps']:5.2f}"
                     f" | official decode {ref['decode_tps']:8.1f} tok/s, ours x{dec / ref['decode_tps']:5.2f}")
     return rows
@@ -158,6 +173,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternate ours / limits / baseline this many times, keep each side's best (noisy machines)")
     ap.add_argument("--official-dir", default=os.environ.get("KEYE_OFFICIAL_DIR"),
                     help="folder with the release's configuration_keye.py and modeling_keye.py (baseline)")
     ap.add_argument("--official-pythonpath", default=os.environ.get("KEYE_OFFICIAL_PYTHONPATH", ""),
@@ -176,12 +193,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    bw, gflops = copy_bandwidth(), matmul_flops(dtype)
-    print(f"machine: {torch.get_num_threads()} threads, copy {bw:.1f} GB/s, {args.dtype} matmul {gflops:.1f} GFLOP/s")
-    print(f"prompt {args.prompt} tokens, {args.steps} decode steps, {args.dtype}, text only, greedy")
+    print(f"{torch.get_num_threads()} threads, prompt {args.prompt} tokens, {args.steps} decode steps, {args.dtype}, "
+          "text only, greedy")
     for preset in args.presets:
-        for row in run(preset, args.prompt, args.steps, dtype, bw, gflops, official):
-            print(row)
+        for row in run(preset, args.prompt, args.steps, dtype, official, args.rounds):
+            print(row, flush=True)
 
 
 if __name__ == "__main__":
