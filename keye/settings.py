@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     topic_feedback: str = "feedback.events"
     topic_dlq: str = "videos.dlq"
 
+    # training: this many new supervised feedback events queue a fine-tuning run (0: never)
+    train_trigger_examples: int = 200
+
     # development stack (`keye stack`); everything listens on loopback only
     stack_dir: Path = Path(".stack")
     kafka_version: str = "4.4.0"

@@ -162,11 +162,59 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                 new = await sql(lambda s: db.write_feedback(s, fe), f"feedback {fe.event_id}")
                 log.info("feedback %s (%s, video %s) %s", fe.event_id, fe.kind, fe.video_id,
                          "stored" if new else "was already stored")
+                if new and settings.train_trigger_examples > 0:
+                    trigger.poke()
             except Exception as e:  # noqa: BLE001
                 await dead_letter(raw, e, "streams.feedback", video_id_hint(raw) or key_text(event))
 
+    trigger = _TrainingTrigger(settings, engine)
     app.keye_tables = {"accepted": accepted, "aggregates": aggregates}  # for introspection
     return app
+
+
+class _TrainingTrigger:
+    """Enough new feedback examples queue a fine-tuning run (one pending at a time).
+
+    The check runs beside the feedback agent, never in its way: one check at a time, in a thread,
+    and after a failure (broker down: the run row records why) none for a minute. Training is
+    imported only when a run is due, so the streams process does not load torch for the check."""
+
+    RETRY_AFTER_S = 60.0
+
+    def __init__(self, settings: Settings, engine: sa.Engine) -> None:
+        self.settings, self.engine = settings, engine
+        self.running: asyncio.Task | None = None
+        self.again = False  # an event arrived during a check: check once more after it
+        self.not_before = 0.0
+
+    def poke(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.running is not None and not self.running.done():
+            self.again = True
+        elif loop.time() >= self.not_before:
+            self.again = False
+            self.running = loop.create_task(asyncio.to_thread(self._check))
+            self.running.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("could not queue a training run: %s", task.exception())
+            self.not_before = asyncio.get_running_loop().time() + self.RETRY_AFTER_S
+        elif self.again:
+            self.poke()
+
+    def _check(self) -> None:
+        from training.trigger import due  # noqa: PLC0415 - SQL only
+
+        with Session(self.engine) as session:
+            if not due(session, self.settings.train_trigger_examples):
+                return
+        from training.jobs import submit  # noqa: PLC0415
+
+        run, _ = submit(self.settings)
+        log.info("queued training run %s: %d or more new feedback examples", run.run_id,
+                 self.settings.train_trigger_examples)
 
 
 def _in_session(engine: sa.Engine, fn: Callable[[Session], Any]) -> Any:

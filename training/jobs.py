@@ -12,17 +12,17 @@ redelivered message harmless: the second delivery finds the run no longer queued
 from __future__ import annotations
 
 from celery import Celery
-from sqlmodel import Session, func, select
+from sqlmodel import Session
 
-from keye.db import FeedbackRow, TrainingRun, engine_from, migrate
+from keye.db import engine_from, migrate
 from keye.settings import Settings, get_settings
 from training.errors import TrainingError
-from training.runner import execute_run, queue_run, summary
+from training.runner import execute_run, fail_unsent, queue_run, summary
 from training.sft import TrainConfig
+from training.trigger import due
 
 QUEUE = "keye.training"
 TASK = "keye.training.train"
-SUPERVISED_KINDS = ("moderation_decision", "tag_correction", "summary_rating", "summary_edit")
 
 
 class RunFailed(TrainingError):
@@ -35,7 +35,13 @@ def make_app(settings: Settings | None = None, queue: str = QUEUE) -> Celery:
     app.conf.update(task_default_queue=queue, task_acks_late=True, worker_prefetch_multiplier=1,
                     task_serializer="json", result_serializer="json", accept_content=["json"],
                     result_expires=7 * 24 * 3600, broker_connection_retry_on_startup=True,
-                    task_track_started=True)
+                    task_track_started=True,
+                    # a broker that is down fails a send in seconds, not minutes of retries
+                    broker_connection_timeout=3, broker_transport_options={"socket_connect_timeout": 3},
+                    task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                                               "interval_max": 1.0},
+                    result_backend_transport_options={"retry_policy": {"max_retries": 2, "interval_start": 0,
+                                                                        "interval_step": 0.5, "interval_max": 1.0}})
 
     app.task(name=TASK, shared=False)(train)  # not shared: each app keeps its own registration
     return app
@@ -54,17 +60,23 @@ app = make_app()
 
 
 def submit(settings: Settings, config: TrainConfig | None = None, celery_app: Celery | None = None):
-    """Queue a run and send its job; returns (run row, AsyncResult)."""
+    """Queue a run and send its job; returns (run row, AsyncResult). A job that cannot be sent
+    fails its run (with the reason) so it never blocks later triggers as a forever-queued run."""
     engine = engine_from(settings)
     migrate(engine)
     try:
         with Session(engine) as session:
             run = queue_run(session, settings, config)
             session.expunge(run)
+        target = celery_app or app
+        try:
+            result = target.send_task(TASK, args=[run.run_id], queue=target.conf.task_default_queue)
+        except Exception as e:  # noqa: BLE001 - any broker failure: record it on the run, then raise
+            with Session(engine) as session:
+                fail_unsent(session, run.run_id, f"could not send the job to the broker: {e}")
+            raise
     finally:
         engine.dispose()
-    target = celery_app or app
-    result = target.send_task(TASK, args=[run.run_id], queue=target.conf.task_default_queue)
     return run, result
 
 
@@ -75,12 +87,8 @@ def maybe_trigger(settings: Settings, min_new_examples: int, config: TrainConfig
     migrate(engine)
     try:
         with Session(engine) as session:
-            pending = session.exec(select(func.count()).select_from(TrainingRun)
-                                   .where(TrainingRun.status.in_(("queued", "running")))).one()
-            fresh = session.exec(select(func.count()).select_from(FeedbackRow)
-                                 .where(FeedbackRow.used_in_run.is_(None), FeedbackRow.kind.in_(SUPERVISED_KINDS))).one()
+            if not due(session, min_new_examples):
+                return None
     finally:
         engine.dispose()
-    if pending or fresh < min_new_examples:
-        return None
     return submit(settings, config, celery_app)

@@ -51,6 +51,14 @@ def queue_run(session: Session, settings: Settings, config: TrainConfig | None =
     return run
 
 
+def fail_unsent(session: Session, run_id: str, reason: str) -> None:
+    """A queued run whose job never reached a worker: failed, with the reason."""
+    session.execute(sa.update(TrainingRun.__table__)
+                    .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+                    .values(status="failed", error=reason, finished_at=utcnow()))
+    session.commit()
+
+
 def list_runs(session: Session, limit: int = 50) -> list[TrainingRun]:
     return list(session.exec(select(TrainingRun).order_by(sa.desc(TrainingRun.created_at)).limit(limit)))
 

@@ -89,3 +89,53 @@ def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
         engine.dispose()
     assert read_topic(s, s.topic_dlq, idle_s=1.0) == []
     assert "database unavailable" in pipeline.procs[0].keye_log.read_text()
+
+
+@pytest.mark.redis
+def test_enough_new_feedback_queues_one_training_run(pipeline: Pipeline, redis_url: str) -> None:
+    import json
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+    import sqlalchemy as sa
+
+    from keye.kafka import producer, send
+    from keye.schemas import FeedbackEvent, utcnow
+    from training.jobs import QUEUE, TASK
+
+    s = pipeline.settings
+    broker = urlunsplit(urlsplit(redis_url)._replace(path="/9"))  # a Redis database of its own
+    client = redis.Redis.from_url(broker)
+    client.delete(QUEUE)
+    pipeline.env.update(KEYE_TRAIN_TRIGGER_EXAMPLES="3", KEYE_REDIS_URL=broker)
+    engine = sa.create_engine(s.database_url)
+
+    def runs() -> list[tuple[str, str]]:
+        with engine.connect() as c:
+            if not sa.inspect(c).has_table("training_runs"):
+                return []
+            return list(c.execute(sa.text("SELECT run_id, status FROM training_runs")).tuples())
+
+    def publish(ids: list[str]) -> None:
+        prod = producer(s)
+        for i in ids:
+            send(prod, s.topic_feedback, FeedbackEvent(event_id=i, video_id="vid-a", kind="moderation_decision",
+                                                       actor="mod", payload={"decision": "confirm"}, at=utcnow()))
+        prod.flush()
+        prod.close()
+
+    try:
+        pipeline.streams()
+        publish(["t1", "t2"])
+        time.sleep(5)
+        assert runs() == []  # 2 examples < 3
+        publish(["t3", "t4", "t5"])
+        wait_for(lambda: len(runs()) == 1, 90, "a training run queued", pipeline)
+        time.sleep(3)  # later events find the run pending: still one
+        ((run_id, status),) = runs()
+        assert status == "queued"
+        messages = [json.loads(m) for m in client.lrange(QUEUE, 0, -1)]
+        assert [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages] == [(TASK, repr([run_id]))]
+    finally:
+        client.delete(QUEUE)
+        engine.dispose()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from conftest import seed_feedback
+from training_support import seed_feedback
 
 
 def _keye(settings, *args: str) -> subprocess.CompletedProcess:

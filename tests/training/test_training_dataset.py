@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import torch
 from sqlmodel import Session
 
-from conftest import RECORD, store_feedback, store_video
+from training_support import RECORD, store_feedback, store_video
 from keye.analysis import prompts
 from keye.analysis.analyzer import chunk_video
 from keye.analysis.grammar import STOP_ID, GrammarBook
@@ -144,7 +144,7 @@ def test_unusable_events_are_skipped_with_reasons(engine, settings, processor, t
 def test_a_video_analyzed_in_several_passes(engine, settings, processor, sample_clips):
     """One example per pass; moments map to that pass's shots and stay out of passes they are not in;
     a whole-video summary edit has no single-pass answer and is skipped."""
-    from conftest import tight_raw
+    from training_support import tight_raw
     from keye.analysis import config as C
 
     cfg = C.parse_config(tight_raw(max_frames=8, frames_per_pass=4))

@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import Session, select
 
 import keye_model
-from conftest import RECORD, seed_feedback, store_feedback, store_video
+from training_support import RECORD, seed_feedback, store_feedback, store_video
 from keye.db import FeedbackRow, ModelVersion, TrainingRun
 from training import registry
 from training.errors import RegistryError
@@ -182,3 +182,21 @@ def test_enough_new_feedback_triggers_one_job(engine, settings, redis_url, sampl
         assert [r.run_id for r in _rows(engine, TrainingRun)] == [run.run_id]
     finally:
         client.delete(queue)
+
+
+def test_a_job_the_broker_cannot_take_fails_its_run_instead_of_blocking_triggers(engine, settings, sample_clips):
+    from training.jobs import make_app, maybe_trigger
+
+    settings = settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})  # nothing listens there
+    app = make_app(settings)
+    with Session(engine) as s:
+        store_video(s, "v", sample_clips[1], RECORD)
+        store_feedback(s, "v", "tag_correction", {"add": ["bike"]}, 1)
+    with pytest.raises(Exception):
+        maybe_trigger(settings, 1, TINY, app)
+    (run,) = _rows(engine, TrainingRun)
+    assert run.status == "failed" and "could not send the job to the broker" in run.error
+    # The failed run is not pending: the next trigger tries again (and fails again, recorded).
+    with pytest.raises(Exception):
+        maybe_trigger(settings, 1, TINY, app)
+    assert [r.status for r in _rows(engine, TrainingRun)] == ["failed", "failed"]
