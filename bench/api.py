@@ -1,18 +1,28 @@
-"""Benchmark of the API under load: requests/s, p50 and p99 of video status and similarity search.
+"""Benchmark of the API under load: requests/s, p50 and p99 of search and of the video status route,
+at 10k and 100k stored videos with 4096-d vectors, embedded default (SQLite) versus PostgreSQL.
 
-The API runs in its own process (uvicorn, one worker) over a SQLite file and an embedded Qdrant
-folder holding N stored vectors (default 10,000 of width 4096); the load comes from this process
-over loopback with C concurrent connections for a fixed time per scenario. Baseline: the same
-searches done directly on the vector store in-process, so the ratio is the cost of the HTTP
-service around the search.
+For each size the vectors are written once into a local-mode Qdrant folder (batched upserts, timed),
+shared by both SQL backends: vectors stay in local Qdrant, only KEYE_DATABASE_URL changes. The API
+runs in its own process (uvicorn, one worker); the load comes from this process over loopback, C
+connections for a fixed time per scenario. The server times its phases (SQL statements, the
+vector search, the point lookup, the text embedding; the rest is HTTP, auth and (de)serialisation)
+and reports them per request.
 
-    python bench/api.py                                  # 10k x 4096, 8 connections, 10 s each
-    python bench/api.py --vectors 2000 --dim 256 --seconds 5
+Baselines measured in the same run: the search itself in-process (no HTTP), and qdrant-client's
+own local search on the same folder (the path the mirror replaces).
+
+Text queries: the random-weight keye-tiny model embeds the text (256-d); a fixed random projection
+lifts it to the stored width, so the search costs what a 4096-d query costs.
+
+    python bench/api.py                   # 10k and 100k x 4096, SQLite and PostgreSQL (~12 min)
+    python bench/api.py --quick           # 2k and 10k, shorter runs
+    python bench/api.py --sizes 5000 --backends sqlite --seconds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import socket
 import statistics
@@ -24,76 +34,181 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TAGS = ["cat", "dog", "car", "food", "music", "sport", "travel", "game"]
+LANGS = ["en", "fr", "de"]
+VERSION = "keye-tiny"
+FILTERS = {"tags": ["cat", "dog"], "language": ["en"]}
 
 SERVER = """
-import sys, uvicorn
+import collections, sys, threading, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from keye.settings import Settings
+import numpy as np, uvicorn
+from sqlalchemy import event
+import api.search
 from api.app import create_app
-settings = Settings(data_dir=Path({data!r}), model="keye-tiny")
-uvicorn.run(create_app(settings), host="127.0.0.1", port={port}, log_level="warning", access_log=False)
+from api.embedder import KeyeTextEmbedder
+from keye.settings import Settings
+from keye.vector_mirror import VectorMirror
+from keye.vectors import VectorStore
+
+settings = Settings(data_dir=Path({data!r}), qdrant_path=Path({qdrant!r}), database_url={db!r}, model="keye-tiny")
+phases, lock = collections.defaultdict(float), threading.Lock()
+
+def add(name, dt):
+    with lock:
+        phases[name] += dt
+
+def timed(name, fn):
+    def wrapper(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            add(name, time.perf_counter() - t)
+    return wrapper
+
+class Lifted:  # keye-tiny's text embedding, lifted to the stored width by a fixed projection
+    def __init__(self, inner, dim):
+        self.inner, self.version = inner, inner.version
+        self.proj = np.random.default_rng(7).standard_normal((dim, 256)).astype(np.float32)
+    def embed_text(self, text):
+        return (self.proj @ np.asarray(self.inner.embed_text(text), dtype=np.float32)).tolist()
+
+embedder = Lifted(KeyeTextEmbedder(settings), {dim})
+embedder.embed_text = timed("text_embed", embedder.embed_text)
+VectorStore.query = timed("vector_search", VectorStore.query)
+VectorStore.vector = timed("vector_lookup", VectorStore.vector)
+VectorMirror.search = timed("mirror_compute", VectorMirror.search)  # inside vector_search, after the lock
+app = create_app(settings, embedder=embedder)
+
+def before(conn, cursor, statement, params, context, many):
+    context._bench_t = time.perf_counter()
+
+def after(conn, cursor, statement, params, context, many):
+    add("sql", time.perf_counter() - context._bench_t)
+
+event.listen(app.state.services.engine, "before_cursor_execute", before)
+event.listen(app.state.services.engine, "after_cursor_execute", after)
+
+@app.middleware("http")
+async def total(request, call_next):
+    t = time.perf_counter()
+    response = await call_next(request)
+    if not request.url.path.startswith("/__bench"):
+        add("request", time.perf_counter() - t)
+        add("requests", 1)
+    return response
+
+def report(reset: bool = False):
+    with lock:
+        out = dict(phases)
+        if reset:
+            phases.clear()
+    return out
+
+app.add_api_route("/__bench/phases", report, methods=["GET"])
+uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=False)
 """
 
 
-def prepare(data: Path, n: int, dim: int, seed: int) -> tuple[str, list[list[float]]]:
-    """Store n analysed videos (SQL rows + vectors); returns an all-roles key and some query vectors."""
-    import numpy as np
-    from qdrant_client import models
+def payload(i: int, now: datetime) -> dict:
+    return {"video_id": f"bench-{i:06d}", "model_version": VERSION, "tags": [TAGS[i % 8], TAGS[(i // 8) % 8]],
+            "language": LANGS[i % 3], "creator_id": f"c{i % 100}", "duration_s": float(5 + i % 50),
+            "moderation_status": "clear", "max_severity": 0, "created_at": (now - timedelta(minutes=i)).isoformat()}
+
+
+def build_vectors(folder: Path, n: int, dim: int, seed: int) -> float:
+    """n points in a local Qdrant folder by batched upserts; returns the seconds it took."""
+    from keye.schemas import analysis_id_for
+    from keye.vectors import VectorStore
+
+    rng, now = np.random.default_rng(seed), datetime.now(timezone.utc)
+    t = time.perf_counter()
+    store = VectorStore(path=folder, mirror=False)
+    for start in range(0, n, 1000):
+        idx = range(start, min(n, start + 1000))
+        store.upsert_points([analysis_id_for(f"bench-{i:06d}", VERSION) for i in idx],
+                            rng.standard_normal((len(idx), dim), dtype=np.float32), [payload(i, now) for i in idx])
+    store.close()
+    return time.perf_counter() - t
+
+
+def build_sql(url: str, n: int) -> tuple[str, float]:
+    """n analysed videos (video, analysis and tag rows, as the workers write them) in bulk; returns an
+    all-roles API key and the seconds it took."""
     from sqlmodel import Session
 
     from api.keys import ROLES, create_key
     from api.storage import open_engine
-    from keye.db import write_analysis
-    from keye.schemas import AnalysisRecord, Moderation, Submission, Summary, TagScore, analysis_id_for
+    from keye.db import Analysis, Tag, Video, upsert
+    from keye.schemas import analysis_id_for
     from keye.settings import Settings
-    from keye.vectors import VECTOR, VectorStore, payload_of
 
-    settings = Settings(data_dir=data, model="keye-tiny")
-    engine = open_engine(settings)
-    rng = np.random.default_rng(seed)
     now = datetime.now(timezone.utc)
-    store = VectorStore.from_settings(settings)
-    store.ensure_collection(dim)
-    tags = ["cat", "dog", "car", "food", "music", "sport", "travel", "game"]
+    t = time.perf_counter()
+    engine = open_engine(Settings(database_url=url))
     with Session(engine) as session:
         key = create_key(session, ROLES, name="bench")[1]
-        for start in range(0, n, 500):
-            batch = []
-            vecs = rng.standard_normal((min(500, n - start), dim), dtype=np.float32)
-            for i, vec in enumerate(vecs, start=start):
-                vid = f"bench-{i:06d}"
-                r = AnalysisRecord(
-                    analysis_id=analysis_id_for(vid, "keye-tiny"), video_id=vid, model_version="keye-tiny",
-                    prompt_version="p", duration_s=float(5 + i % 50), frames_used=8,
-                    tags=[TagScore(label=tags[i % 8], score=0.9)], summary=Summary(short=f"video {i}"),
-                    moderation=Moderation(), embedding_dim=dim, created_at=now - timedelta(minutes=i),
-                    creator_id=f"c{i % 100}", language=["en", "fr", "de"][i % 3])
-                write_analysis(session, r, Submission(video_id=vid, uri=f"file:///videos/{vid}.mp4",
-                                                      submitted_at=r.created_at))
-                batch.append(models.PointStruct(id=r.analysis_id, vector={VECTOR: vec.tolist()}, payload=payload_of(r)))
+        for start in range(0, n, 1000):
+            idx = range(start, min(n, start + 1000))
+            pl = [payload(i, now) for i in idx]
+            upsert(session, Video, [dict(video_id=p["video_id"], uri=f"file:///videos/{p['video_id']}.mp4",
+                                         hashtags=[], creator_id=p["creator_id"], language=p["language"],
+                                         status="analyzed", submitted_at=now, updated_at=now) for p in pl], ["video_id"])
+            upsert(session, Analysis, [dict(analysis_id=analysis_id_for(p["video_id"], VERSION), video_id=p["video_id"],
+                                            model_version=VERSION, prompt_version="p", moderation_status="clear",
+                                            max_severity=0, summary_short=f"video {p['video_id']}",
+                                            duration_s=p["duration_s"], record={"video_id": p["video_id"]},
+                                            created_at=datetime.fromisoformat(p["created_at"])) for p in pl],
+                   ["analysis_id"])
+            upsert(session, Tag, [dict(analysis_id=analysis_id_for(p["video_id"], VERSION), label=label,
+                                       video_id=p["video_id"], score=0.9) for p in pl for label in set(p["tags"])],
+                   ["analysis_id", "label"])
             session.commit()
-            store.client.upsert(store.collection, points=batch, wait=True)
-    queries = rng.standard_normal((64, dim), dtype=np.float32).tolist()
-    store.close()
     engine.dispose()
-    return key, queries
+    return key, time.perf_counter() - t
 
 
-def direct_search(data: Path, queries: list[list[float]], seconds: float) -> list[float]:
-    from keye.settings import Settings
-    from keye.vectors import VectorStore
+def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
+    """Open times and per-query latency of the search without HTTP: the mirror, and qdrant-client's
+    own local search (a few queries: it takes seconds at 100k)."""
+    from qdrant_client import models
 
-    store = VectorStore.from_settings(Settings(data_dir=data))
-    lat, end, i = [], time.perf_counter() + seconds, 0
-    while time.perf_counter() < end:
-        t = time.perf_counter()
-        store.search(queries[i % len(queries)], limit=10, where={"model_version": "keye-tiny"})
-        lat.append(time.perf_counter() - t)
-        i += 1
+    from keye.vectors import VECTOR, VectorStore
+
+    t = time.perf_counter()
+    store = VectorStore(path=folder)
+    opened = time.perf_counter() - t
+    t = time.perf_counter()
+    store.warm()
+    mirror_load = time.perf_counter() - t
+    flt = models.Filter(must=[models.FieldCondition(key="model_version", match=models.MatchValue(value=VERSION))]
+                        + [models.FieldCondition(key=k, match=models.MatchAny(any=v)) for k, v in FILTERS.items()])
+    out = {"qdrant_open_s": opened, "mirror_load_s": mirror_load}
+    for name, f in (("plain", None), ("filtered", flt)):
+        lat, end, i = [], time.perf_counter() + seconds, 0
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            store.query(queries[i % len(queries)], query_filter=f, limit=10)
+            lat.append(time.perf_counter() - t)
+            i += 1
+        out[f"mirror_{name}_ms"] = statistics.median(lat) * 1000
+        lat = []
+        for q in queries[:3]:
+            t = time.perf_counter()
+            store.client.raw.query_points(store.collection, query=q.tolist(), using=VECTOR, query_filter=f, limit=10)
+            lat.append(time.perf_counter() - t)
+        out[f"qdrant_local_{name}_ms"] = statistics.median(lat) * 1000
     store.close()
-    return lat
+    del store
+    gc.collect()
+    return out
 
 
 def load(url: str, key: str, make_request, seconds: float, connections: int) -> tuple[list[float], int, float]:
@@ -105,7 +220,7 @@ def load(url: str, key: str, make_request, seconds: float, connections: int) -> 
     end = time.perf_counter() + seconds
 
     def worker(w: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
             i = w
             while time.perf_counter() < end:
                 method, path, body = make_request(i)
@@ -126,72 +241,169 @@ def load(url: str, key: str, make_request, seconds: float, connections: int) -> 
     return lat, errors[0], time.perf_counter() - start
 
 
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] * 1000 if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
+
+
+def scenarios(n: int, queries: list[list[float]]) -> dict:
+    def vid(i: int) -> str:
+        return f"bench-{(i * 7919) % n:06d}"
+
+    texts = ["a cat plays the piano", "street food at night", "a car race in the rain", "dogs on the beach"]
+    return {
+        "status": lambda i: ("GET", f"/v1/videos/{vid(i)}", None),
+        "search_vector": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10}),
+        "search_vector_filtered": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10,
+                                                                    "filters": FILTERS}),
+        "search_video": lambda i: ("POST", "/v1/search", {"video_id": vid(i), "limit": 10}),
+        "search_video_filtered": lambda i: ("POST", "/v1/search", {"video_id": vid(i), "limit": 10, "filters": FILTERS}),
+        "search_text": lambda i: ("POST", "/v1/search", {"text": texts[i % 4], "limit": 10}),
+        "search_text_filtered": lambda i: ("POST", "/v1/search", {"text": texts[i % 4], "limit": 10, "filters": FILTERS}),
+    }
+
+
+def serve_and_load(data: Path, folder: Path, db_url: str, key: str, n: int, dim: int, queries: list[list[float]],
+                   args: argparse.Namespace) -> tuple[float, dict]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), data=str(data), qdrant=str(folder),
+                                                                  db=db_url, port=port, dim=dim)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 600
+        t = time.perf_counter()
+        while True:  # readyz opens the vector store: Qdrant's reload and the mirror's load
+            try:
+                if httpx.get(url + "/readyz", timeout=600).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("the API server did not start")
+            time.sleep(0.2)
+        ready = time.perf_counter() - t
+        results = {}
+        for name, make in scenarios(n, queries).items():
+            load(url, key, make, args.warmup, args.connections)
+            httpx.get(url + "/__bench/phases?reset=true")
+            lat, errors, wall = load(url, key, make, args.seconds, args.connections)
+            ph = httpx.get(url + "/__bench/phases?reset=true").json()
+            count = max(ph.pop("requests", 0), 1)
+            results[name] = {"requests": len(lat), "errors": errors, "rps": len(lat) / wall, "p50_ms": pct(lat, 50),
+                             "p99_ms": pct(lat, 99), "server_ms": {k: v / count * 1000 for k, v in ph.items()}}
+        return ready, results
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def postgres_database() -> tuple[str, callable]:
+    """A fresh database on the dev stack's PostgreSQL, and a function that drops it."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import sqlalchemy as sa
+
+    from keye.settings import Settings
+    from keye.stack import postgres
+
+    server = postgres.url(Settings())
+    name = f"keye_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}")), drop
+
+
+def phases_line(ms: dict) -> str:
+    """Mean ms per request by phase; waiting for the store's lock is what vector_search spends
+    outside the mirror's own computation."""
+    ms = dict(ms)
+    total = ms.pop("request", 0.0)
+    if "mirror_compute" in ms:
+        ms["vector_lock_wait"] = ms.pop("vector_search", 0.0) - ms["mirror_compute"]
+    named = ms
+    rest = total - sum(named.values())
+    parts = [f"{k} {v:.2f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= 0.005]
+    return f"server {total:.2f} ms = " + " + ".join(parts + [f"http/auth/json {rest:.2f}"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--vectors", type=int, default=10_000)
+    ap.add_argument("--sizes", default="10000,100000", help="stored videos, comma-separated")
     ap.add_argument("--dim", type=int, default=4096)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per scenario")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="2k and 10k videos, 2 s per scenario")
+    ap.add_argument("--tmp", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+                    help="where the stores are built (default tmpfs: local Qdrant commits every point, and "
+                         "fsync on a shared disk would make the 100k build take half an hour)")
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.seconds = "2000,10000", 2.0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    backends = args.backends.split(",")
+    rng = np.random.default_rng(args.seed + 1)
+    queries = rng.standard_normal((64, args.dim), dtype=np.float32)
+    report: dict = {"dim": args.dim, "connections": args.connections, "seconds": args.seconds, "sizes": {}}
 
-    with tempfile.TemporaryDirectory(prefix="keye-bench-api-") as tmp:
-        data = Path(tmp)
-        t0 = time.perf_counter()
-        key, queries = prepare(data, args.vectors, args.dim, args.seed)
-        print(f"stored {args.vectors} videos with {args.dim}-dim vectors in {time.perf_counter() - t0:.1f}s")
-        base = direct_search(data, queries, min(args.seconds, 5.0))
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(Path(__file__).resolve().parents[1]),
-                                                                      data=str(data), port=port)])
-        url = f"http://127.0.0.1:{port}"
-        try:
-            import httpx
-
-            deadline = time.time() + 120
-            while True:
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="keye-bench-api-", dir=args.tmp) as tmp:
+            folder = Path(tmp) / "qdrant"
+            built = build_vectors(folder, n, args.dim, args.seed)
+            mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+            print(f"\n== {n} videos x {args.dim}: local Qdrant built by batched upserts in {built:.1f}s "
+                  f"({built / n * 1000:.2f} ms/point, {mb:.0f} MB on disk)", flush=True)
+            base = in_process(folder, queries, min(args.seconds, 3.0))
+            print(f"in-process: reopen {base['qdrant_open_s']:.1f}s, mirror load {base['mirror_load_s']:.1f}s; "
+                  f"mirror query p50 {base['mirror_plain_ms']:.2f} ms (filtered {base['mirror_filtered_ms']:.2f}); "
+                  f"qdrant-client local {base['qdrant_local_plain_ms']:.0f} ms (filtered "
+                  f"{base['qdrant_local_filtered_ms']:.0f}): mirror is "
+                  f"{base['qdrant_local_plain_ms'] / base['mirror_plain_ms']:.0f}x / "
+                  f"{base['qdrant_local_filtered_ms'] / base['mirror_filtered_ms']:.0f}x faster", flush=True)
+            entry = {"build_vectors_s": built, "disk_mb": mb, "in_process": base, "backends": {}}
+            for backend in backends:
+                drop = None
+                if backend == "postgres":
+                    db_url, drop = postgres_database()
+                else:
+                    db_url = f"sqlite:///{Path(tmp) / 'keye.sqlite'}"
                 try:
-                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("the API server did not start")
-                time.sleep(0.2)
-            n = args.vectors
-            scenarios = {
-                "status": lambda i: ("GET", f"/v1/videos/bench-{(i * 7919) % n:06d}", None),
-                "search_vector": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10}),
-                "search_filtered": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10,
-                                                                     "filters": {"tags": ["cat", "dog"], "language": ["en"]}}),
-                "search_video": lambda i: ("POST", "/v1/search", {"video_id": f"bench-{(i * 104729) % n:06d}", "limit": 10}),
-            }
-            results = {}
-            for name, make in scenarios.items():
-                load(url, key, make, min(2.0, args.seconds), args.connections)  # warm-up
-                lat, errors, wall = load(url, key, make, args.seconds, args.connections)
-                results[name] = {"requests": len(lat), "errors": errors, "rps": len(lat) / wall,
-                                 "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-    base_p50 = pct(base, 50)
-    print(f"baseline: direct VectorStore.search in-process, one at a time: p50 {base_p50:.2f} ms, "
-          f"{len(base) / sum(base):.1f} searches/s")
-    print(f"{'scenario':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'p50 / direct':>14}")
-    for name, r in results.items():
-        ratio = f"{r['p50_ms'] / base_p50:.2f}x" if name.startswith("search") else "-"
-        print(f"{name:<16}{r['rps']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}{ratio:>14}")
-    print(json.dumps({"vectors": args.vectors, "dim": args.dim, "connections": args.connections,
-                      "baseline_p50_ms": base_p50, "results": results}))
+                    key, sql_s = build_sql(db_url, n)
+                    ready, results = serve_and_load(Path(tmp) / backend, folder, db_url, key, n, args.dim,
+                                                    queries.tolist(), args)
+                finally:
+                    if drop:
+                        drop()
+                entry["backends"][backend] = {"build_sql_s": sql_s, "ready_s": ready, "results": results}
+                print(f"-- {backend}: SQL rows written in {sql_s:.1f}s; server ready (store open + mirror) "
+                      f"in {ready:.1f}s; {args.connections} connections, {args.seconds:g}s per scenario", flush=True)
+                print(f"{'scenario':<24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'p50/direct':>11}  where the time goes")
+                for name, r in results.items():
+                    direct = base["mirror_filtered_ms" if "filtered" in name else "mirror_plain_ms"]
+                    ratio = f"{r['p50_ms'] / direct:.1f}x" if name.startswith("search") else "-"
+                    print(f"{name:<24}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>5}{ratio:>11}  "
+                          f"{phases_line(r['server_ms'])}", flush=True)
+            if len(backends) == 2:
+                a, b = (entry["backends"][k]["results"] for k in backends)
+                print(f"-- {backends[1]} / {backends[0]} req/s: " + ", ".join(
+                    f"{name} {b[name]['rps'] / a[name]['rps']:.2f}x" for name in a), flush=True)
+            report["sizes"][n] = entry
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

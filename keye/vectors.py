@@ -55,7 +55,7 @@ class VectorStoreError(RuntimeError):
 _POINT_WRITES = {"upsert", "upload_points", "update_vectors", "delete", "set_payload", "overwrite_payload",
                  "delete_payload", "clear_payload", "delete_vectors", "upload_collection", "batch_update_points"}
 _COLLECTION_WRITES = {"create_collection", "recreate_collection", "delete_collection", "update_collection"}
-_LOAD_PAGE = 2048
+_LOAD_PAGE = 4096
 
 
 class VectorStore:
