@@ -174,7 +174,11 @@ class VectorStore:
         if self._mirrored:
             with self._lock:
                 mirror = self._current_mirror()
-                return None if mirror is None else mirror.vector(_point_key(point_id))
+                try:
+                    key = _point_key(point_id)
+                except ValueError:  # not a point id at all
+                    return None
+                return None if mirror is None else mirror.vector(key)
         points = self.client.retrieve(self.collection, ids=[point_id], with_vectors=[VECTOR])
         if not points or not isinstance(points[0].vector, dict) or VECTOR not in points[0].vector:
             return None
