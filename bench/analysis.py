@@ -50,6 +50,8 @@ def config(args):
     raw["video"]["max_frames"] = args.max_frames
     raw["video"]["frames_per_pass"] = max(args.max_frames, raw["video"]["frames_per_pass"])
     raw["video"]["max_pixels"] = args.max_pixels
+    if args.min_pixels:
+        raw["video"]["min_pixels"] = args.min_pixels
     if args.answer_chars:  # shorter answers: the same bound scaled down for a quick run
         for t in raw["tasks"].values():
             for k in t["limits"]:
@@ -125,6 +127,8 @@ def main() -> None:
     ap.add_argument("--config", help="an analysis configuration file (default: the packaged one)")
     ap.add_argument("--max-frames", type=int, default=32)
     ap.add_argument("--max-pixels", type=int, default=50176)
+    ap.add_argument("--min-pixels", type=int, default=0,
+                    help="per-frame floor (0: the config's; the released processor's is 100352 = 128*28*28)")
     ap.add_argument("--answer-chars", type=int, default=0, help="cap every text field (0: the config's limits)")
     ap.add_argument("--videos", type=int, default=0, help="use only the first N clips (0: all)")
     ap.add_argument("--threads", type=int, default=1)
@@ -143,7 +147,7 @@ def main() -> None:
     an = VideoAnalyzer(model, KeyeProcessor(), config(args), model_version=args.preset, decode=options)
     paths = clips()[: args.videos or None]
     print(f"preset {args.preset} on {args.device}, {args.threads} thread(s), max_frames {args.max_frames}, "
-          f"max_pixels {args.max_pixels}, answer_chars {args.answer_chars or 'config'}, best of {args.repeat}, {options}")
+          f"max_pixels {args.max_pixels}, min_pixels {args.min_pixels or 'config'}, answer_chars {args.answer_chars or 'config'}, best of {args.repeat}, {options}")
     _one_video(an, paths[0], an.decode)  # warm-up (grammar compilation, allocator)
     rows = [one_video(an, p, args.repeat, an.decode) for p in paths]
     fast = table(f"decoder: {an.decode}", rows)
