@@ -113,6 +113,20 @@ def profile(label: str, fn, top: int = 8) -> None:
     pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
 
 
+def baseline_peak_bytes(path: Path) -> int:
+    """The baseline holds the whole video as RGB twice (frame list + stacked copy) at its peak."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames = s.frames or int((c.duration or 0) / 1e6 * float(s.average_rate or 30))
+        return 2 * max(frames, 1) * s.codec_context.width * s.codec_context.height * 3
+
+
+def available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) * 1024
+
+
 def make_clip(name: str, seconds: int, w: int, h: int, fps: int, gop: int) -> Path:
     """A synthetic clip with motion and detail (so the encoder produces realistic frame types)."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -196,6 +210,11 @@ def main() -> None:
     long_wall, long_cpu = [], []
     full: list[tuple[float, float]] = []
     for clip in clips:
+        need, free = baseline_peak_bytes(clip), available_bytes()
+        if need > 0.7 * free:  # other processes share this machine: never push it into the OOM killer
+            print(f"{clip.name:26s} skipped: the baseline needs ~{need / 2**30:.1f} GiB, "
+                  f"{free / 2**30:.1f} GiB available")
+            continue
         (bw, bc), (ow, oc), ref, v = timed_pair(lambda: baseline(clip, args.threads),
                                                 lambda: load_video(clip, threads=args.threads), args.repeat)
         assert v.frames.shape == ref.shape, f"frame shapes differ on {clip.name}"
