@@ -12,6 +12,8 @@ because three things the analysis needs are not (yet) engine API:
   longer than a title; a finished row would keep paying attention and projection every step).
 Forced tokens are the ones the plain path would pick too (every other logit is -inf), so with
 greedy decoding the tokens match plain constrained decoding (`PLAIN`, the reference) exactly.
+What would let this move into the engine: a public decode state with fork(rows) / extend(state,
+tokens per row) / keep(state, rows), and a masked variant of the screened greedy head.
 """
 
 from __future__ import annotations
