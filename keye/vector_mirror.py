@@ -17,6 +17,7 @@ numbers) make `search` return None: the caller asks Qdrant itself.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -26,6 +27,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = datetime.resolution  # one microsecond
 _NO_TIME = np.iinfo(np.int64).min  # datetime column: no value (matches no range)
 _SCREEN_MARGIN = 1e-4  # float32 screening error bound before exact float64 rescoring
+
+
+@dataclass
+class Query:
+    vector: Any
+    filter: Any = None  # a qdrant models.Filter
+    limit: int = 10
+    offset: int = 0
+    score_threshold: float | None = None
 
 
 class Unsupported(Exception):
@@ -259,38 +269,64 @@ class VectorMirror:
     def search(self, query: Any, flt: Any = None, *, limit: int = 10, offset: int = 0,
                score_threshold: float | None = None) -> list[tuple[Any, float, dict[str, Any]]] | None:
         """Ranked (point id, cosine score, payload) rows; None when the filter needs Qdrant itself."""
-        q64 = np.asarray(query, dtype=np.float64).reshape(-1)
+        out = self.search_many([Query(query, flt, limit, offset, score_threshold)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def search_many(self, queries: list[Query]) -> list[list[tuple[Any, float, dict[str, Any]]] | None | Exception]:
+        """Several searches with one pass over the matrix (reading it is the cost: it is far larger
+        than the caches); each query's answer, or None, or the ValueError it raised."""
+        out: list[Any] = [None] * len(queries)
+        plans = []  # (index, unit query, candidate rows) of the queries that go on
+        for i, q in enumerate(queries):
+            try:
+                plan = self._plan(q)
+            except ValueError as e:
+                out[i] = e
+                continue
+            if plan is None or len(plan[1]) == 0 or q.limit <= 0:
+                out[i] = None if plan is None else []
+            else:
+                plans.append((i, *plan))
+        full = [p for p in plans if len(p[2]) * 2 >= self.n]  # most rows: score them all, together
+        full_scores: dict[int, np.ndarray] = {}
+        if full:
+            scores = self.matrix[:self.n] @ np.stack([p[1] for p in full]).astype(np.float32).T
+            full_scores = {p[0]: scores[p[2], j] for j, p in enumerate(full)}
+        for i, q64, cand in plans:
+            s32 = full_scores[i] if i in full_scores else self.matrix[cand] @ q64.astype(np.float32)
+            out[i] = self._ranked(queries[i], q64, cand, s32)
+        return out
+
+    def _plan(self, q: Query) -> tuple[np.ndarray, np.ndarray] | None:
+        """The unit query and the candidate rows; None when the filter needs Qdrant itself."""
+        q64 = np.asarray(q.vector, dtype=np.float64).reshape(-1)
         if q64.shape[0] != self.dim:
             raise ValueError(f"a {q64.shape[0]}-dim query for {self.dim}-dim vectors")
         if not np.isfinite(q64).all():
             raise ValueError("the query vector holds NaN or infinite values")
         try:
-            accepted = self.mask(flt)
+            accepted = self.mask(q.filter)
         except Unsupported:
             return None
-        cand = np.flatnonzero(accepted & self.has_vector[:self.n])
-        want = offset + limit
-        if len(cand) == 0 or limit <= 0:
-            return []
         norm = np.linalg.norm(q64)
-        q64 = q64 / norm if norm != 0.0 else q64
-        # Screen in float32 (one pass over the matrix), then rescore the few survivors in float64
-        # as Qdrant does, so scores and order agree with it to rounding.
-        q32 = q64.astype(np.float32)
-        if len(cand) * 2 < self.n:
-            s32 = self.matrix[cand] @ q32
-        else:
-            s32 = (self.matrix[:self.n] @ q32)[cand]
+        return (q64 / norm if norm != 0.0 else q64), np.flatnonzero(accepted & self.has_vector[:self.n])
+
+    def _ranked(self, q: Query, q64: np.ndarray, cand: np.ndarray, s32: np.ndarray) -> list:
+        # The float32 scores only screen; the survivors are rescored in float64 as Qdrant does, so
+        # scores and order agree with it to rounding.
+        want = q.offset + q.limit
         keep = np.ones(len(cand), dtype=bool)
-        if score_threshold is not None:
-            keep &= s32 > score_threshold - _SCREEN_MARGIN
+        if q.score_threshold is not None:
+            keep &= s32 > q.score_threshold - _SCREEN_MARGIN
         if keep.sum() > want:
             kth = np.partition(s32[keep], keep.sum() - want)[keep.sum() - want]
             keep &= s32 >= kth - _SCREEN_MARGIN
         rows = cand[keep]
         s64 = self.matrix[rows].astype(np.float64) @ q64
         order = np.argsort(-s64, kind="stable")
-        if score_threshold is not None:
-            order = order[s64[order] > score_threshold]
-        order = order[offset:want]
+        if q.score_threshold is not None:
+            order = order[s64[order] > q.score_threshold]
+        order = order[q.offset:want]
         return [(self.ids[r], float(s), self.payloads[r]) for r, s in zip(rows[order], s64[order])]

@@ -32,7 +32,7 @@ import numpy as np
 
 from keye.schemas import AnalysisRecord
 from keye.settings import Settings
-from keye.vector_mirror import VectorMirror
+from keye.vector_mirror import Query, VectorMirror
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class VectorStore:
         self._mirror: VectorMirror | None = None
         self._stale = True  # the mirror must be (re)loaded from Qdrant before it answers
         self._dim: int | None = None
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
         self.client = _MirroredClient(raw, self) if self._mirrored else raw
 
     @classmethod
@@ -155,19 +157,36 @@ class VectorStore:
         from qdrant_client import models
 
         if self._mirrored:
-            with self._lock:
-                mirror = self._current_mirror()
-                try:
-                    rows = [] if mirror is None else mirror.search(vector, query_filter, limit=limit, offset=offset,
-                                                                   score_threshold=score_threshold)
-                except ValueError as e:
-                    raise VectorStoreError(str(e)) from None
+            rows = self._mirror_query(Query(vector, query_filter, limit, offset, score_threshold))
             if rows is not None:
                 return [models.ScoredPoint.model_construct(id=i, version=0, score=s, payload=_copy(p))
                         for i, s, p in rows]
         return self.client.query_points(self.collection, query=np.asarray(vector, dtype=np.float64).tolist(),
                                         using=VECTOR, query_filter=query_filter, limit=limit, offset=offset,
                                         score_threshold=score_threshold, with_payload=True).points
+
+    def _mirror_query(self, q: Query) -> list | None:
+        """Queries that arrive while another holds the lock queue up; whoever takes the lock next
+        answers all of them in one pass over the matrix, so concurrent searches share its cost."""
+        item = _Queued(q)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._lock:
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    mirror = self._current_mirror()
+                    answers = [[]] * len(batch) if mirror is None else mirror.search_many([b.query for b in batch])
+                except Exception as e:  # noqa: BLE001 - every caller in the batch gets the error
+                    answers = [e] * len(batch)
+                for b, answer in zip(batch, answers):
+                    b.answer, b.done = answer, True
+        if isinstance(item.answer, ValueError):
+            raise VectorStoreError(str(item.answer)) from None
+        if isinstance(item.answer, Exception):
+            raise item.answer
+        return item.answer
 
     def vector(self, point_id: str) -> np.ndarray | None:
         """A stored point's vector (unit length in local mode), None when there is no such point."""
@@ -275,6 +294,11 @@ class VectorStore:
                     mirror.remove(key)
                 else:
                     mirror.put(key, _named(p.vector), p.payload)
+
+
+class _Queued:
+    def __init__(self, query: Query) -> None:
+        self.query, self.answer, self.done = query, None, False
 
 
 class _MirroredClient:

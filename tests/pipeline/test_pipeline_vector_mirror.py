@@ -9,6 +9,8 @@ collection. Vectors come from a seeded generator (continuous, so exact score tie
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import tempfile
 from datetime import datetime, timedelta, timezone
 
@@ -18,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qdrant_client import models
 
+from keye.vector_mirror import Query
 from keye.vectors import VECTOR, VectorStore, VectorStoreError
 
 DIM = 8
@@ -210,4 +213,57 @@ def test_reopened_folder_loads_the_same_points_as_float32(tmp_path) -> None:
         unit = vectors[i] / np.linalg.norm(vectors[i])
         np.testing.assert_allclose(store.vector(ids[i]), unit, atol=1e-6)
     assert store.vector("00000000-0000-0000-0000-999999999999") is None
+    store.close()
+
+
+def test_concurrent_queries_answered_together_match_one_at_a_time(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    store = VectorStore(path=tmp_path / "q")
+    store.upsert_points([f"00000000-0000-0000-0000-{i:012d}" for i in range(300)], rng.standard_normal((300, DIM)),
+                        [{"video_id": f"v{i}", "language": LANGS[i % 3], "tags": [TAGS[i % 5]]} for i in range(300)])
+    few = models.Filter(must=[models.FieldCondition(key="tags", match=models.MatchValue(value="cat"))])
+    odd = models.Filter(must=[models.IsEmptyCondition(is_empty=models.PayloadField(key="language"))])
+    specs = [(rng.standard_normal(DIM), flt, limit) for flt in (None, few, odd) for limit in (1, 7)]
+    specs.append((np.ones(DIM - 1), None, 3))  # a bad query fails alone, not the others
+    alone = [store.mirror.search(q, flt, limit=limit) if len(q) == DIM else None for q, flt, limit in specs]
+
+    # Many threads at once: the store answers the queue of waiting queries in one batch.
+    results: dict[int, object] = {}
+
+    def ask(k: int) -> None:
+        q, flt, limit = specs[k % len(specs)]
+        try:
+            results[k] = [(p.id, p.score) for p in store.query(q, query_filter=flt, limit=limit)]
+        except VectorStoreError as e:
+            results[k] = e
+
+    mirror, batches = store.mirror, []
+    real = mirror.search_many
+    mirror.search_many = lambda queries: batches.append(len(queries)) or real(queries)
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(specs) * 3)]
+    with store._lock:  # held while every thread queues its query behind it
+        for t in threads:
+            t.start()
+        while len(store._queue) < len(threads):
+            time.sleep(0.01)
+    for t in threads:
+        t.join()
+    assert batches == [len(threads)]  # the first thread to get the lock answered everyone
+    mirror.search_many = real
+    for k, got in results.items():
+        q, flt, limit = specs[k % len(specs)]
+        if len(q) != DIM:
+            assert isinstance(got, VectorStoreError) and "7-dim query" in str(got)
+            continue
+        expected = alone[k % len(specs)]
+        if expected is None:  # answered by Qdrant
+            expected = [(p.id, p.score) for p in qdrant_answer(store, q, {"filter": flt, "limit": limit, "offset": 0,
+                                                                          "threshold": None})]
+        else:
+            expected = [(i, s) for i, s, _ in expected]
+        assert [i for i, _ in got] == [i for i, _ in expected]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-9)
+    batched = store.mirror.search_many([Query(q, flt, limit) for q, flt, limit in specs])
+    assert isinstance(batched[-1], ValueError)
+    assert batched[:-1] == alone[:-1]
     store.close()
