@@ -47,9 +47,11 @@ def clips() -> list[Path]:
 
 def config(args):
     raw = json.loads((Path(args.config) if args.config else DEFAULT_PATH).read_text())
-    raw["video"]["max_frames"] = args.max_frames
-    raw["video"]["frames_per_pass"] = max(args.max_frames, raw["video"]["frames_per_pass"])
-    raw["video"]["max_pixels"] = args.max_pixels
+    if args.max_frames:
+        raw["video"]["max_frames"] = args.max_frames
+        raw["video"]["frames_per_pass"] = max(args.max_frames, raw["video"]["frames_per_pass"])
+    if args.max_pixels:
+        raw["video"]["max_pixels"] = args.max_pixels
     if args.min_pixels:
         raw["video"]["min_pixels"] = args.min_pixels
     if args.answer_chars:  # shorter answers: the same bound scaled down for a quick run
@@ -125,8 +127,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="keye-tiny")
     ap.add_argument("--config", help="an analysis configuration file (default: the packaged one)")
-    ap.add_argument("--max-frames", type=int, default=32)
-    ap.add_argument("--max-pixels", type=int, default=50176)
+    ap.add_argument("--max-frames", type=int, default=0, help="0: the config's")
+    ap.add_argument("--max-pixels", type=int, default=0, help="per-frame ceiling (0: the config's)")
     ap.add_argument("--min-pixels", type=int, default=0,
                     help="per-frame floor (0: the config's; the released processor's is 100352 = 128*28*28)")
     ap.add_argument("--answer-chars", type=int, default=0, help="cap every text field (0: the config's limits)")
@@ -146,8 +148,8 @@ def main() -> None:
     options = DecodeOptions(jump_forward=not args.no_jump_forward, sparse_limit=args.sparse_limit)
     an = VideoAnalyzer(model, KeyeProcessor(), config(args), model_version=args.preset, decode=options)
     paths = clips()[: args.videos or None]
-    print(f"preset {args.preset} on {args.device}, {args.threads} thread(s), max_frames {args.max_frames}, "
-          f"max_pixels {args.max_pixels}, min_pixels {args.min_pixels or 'config'}, answer_chars {args.answer_chars or 'config'}, best of {args.repeat}, {options}")
+    print(f"preset {args.preset} on {args.device}, {args.threads} thread(s), max_frames {args.max_frames or 'config'}, "
+          f"max_pixels {args.max_pixels or 'config'}, min_pixels {args.min_pixels or 'config'}, answer_chars {args.answer_chars or 'config'}, best of {args.repeat}, {options}")
     _one_video(an, paths[0], an.decode)  # warm-up (grammar compilation, allocator)
     rows = [one_video(an, p, args.repeat, an.decode) for p in paths]
     fast = table(f"decoder: {an.decode}", rows)

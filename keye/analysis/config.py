@@ -62,8 +62,11 @@ class VideoBudget:
 
     fps: float = 2.0
     max_frames: int = 64
-    max_pixels: int = 50176  # per frame
-    min_pixels: int = 12544
+    # Per frame. The released processor never makes a video frame smaller than 128*28*28 pixels and
+    # spreads its total budget down to 1.05x that floor on long videos: the smallest frames the
+    # model was trained on, so the cheapest budget that stays in its input distribution.
+    max_pixels: int = 105369
+    min_pixels: int = 100352
     frames_per_pass: int = 32  # longer videos are analyzed in chunks of whole shots and merged
 
 
