@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlmodel import JSON, Column, Field, Session, SQLModel
+from sqlmodel import JSON, Column, Field, Session, SQLModel, select
 
 from keye.schemas import AnalysisRecord, FeedbackEvent, Submission, utcnow
 from keye.settings import Settings
@@ -183,6 +183,23 @@ def migrate(engine: sa.Engine) -> None:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7413001)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # every branch (the API owns one)
+
+
+# ---- the model to serve ------------------------------------------------------------------------------
+
+
+def model_version_name(model: str | Path) -> str:
+    """A configured model's version name: a checkpoint folder's name, or the preset's."""
+    return Path(model).name if Path(model).is_dir() else str(model)
+
+
+def serving_model(session: Session, settings: Settings) -> tuple[str, str]:
+    """(version, checkpoint) that workers and the API serve: the registry's active version (set by
+    `keye train promote` / `rollback`), else KEYE_MODEL."""
+    row = session.exec(select(ModelVersion).where(ModelVersion.status == "active")).first()
+    if row is not None:
+        return row.version, row.path
+    return model_version_name(settings.model), str(settings.model)
 
 
 # ---- idempotent writes -------------------------------------------------------------------------------

@@ -15,15 +15,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from keye.db import ModelVersion
+from keye.db import ModelVersion, model_version_name
 from keye.schemas import utcnow
 from keye.settings import Settings
 from training.errors import RegistryError
-
-
-def base_name(model: str) -> str:
-    """A version name for the configured model: the preset name or the checkpoint folder's name."""
-    return Path(model).name if Path(model).is_dir() else str(model)
 
 
 def ensure_base(session: Session, settings: Settings) -> ModelVersion:
@@ -31,7 +26,7 @@ def ensure_base(session: Session, settings: Settings) -> ModelVersion:
     active = active_version(session)
     if active is not None:
         return active
-    name = base_name(settings.model)
+    name = model_version_name(settings.model)
     row = session.get(ModelVersion, name)
     if row is None:
         row = ModelVersion(version=name, path=str(settings.model), status="active", metrics={}, created_at=utcnow(),
@@ -106,9 +101,3 @@ def rollback(session: Session) -> ModelVersion:
         raise RegistryError(f"{current.version} is the first active version; there is none to roll back to")
     current.metrics = {**current.metrics, "rolled_back_at": utcnow().isoformat()}
     return _activate(session, earlier[0], current)
-
-
-def serving_model(session: Session, settings: Settings) -> str:
-    """What the analyzer should load: the active version's checkpoint, else KEYE_MODEL."""
-    active = active_version(session)
-    return active.path if active is not None else str(settings.model)

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from keye.db import engine_from, migrate, model_version_name, serving_model
 from keye.schemas import AnalysisRecord, Submission, Summary, TagScore, analysis_id_for, utcnow
 from keye.settings import Settings
 
@@ -75,7 +76,7 @@ class KeyeAnalyzer:
         self.model = keye_model.load(settings.model, dtype=dtype, device=settings.device).eval()
         folder = Path(settings.model)
         self.processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
-        self.model_version = folder.name if folder.is_dir() else settings.model
+        self.model_version = model_version_name(settings.model)
         # The whole video is one attention segment in the vision tower: bound it, tighter on CPU
         # (where `keye analyze` of a sample clip should take seconds, not minutes).
         on_gpu = str(settings.device).startswith("cuda")
@@ -105,21 +106,40 @@ class KeyeAnalyzer:
             creator_id=submission.creator_id, language=submission.language, embedding=embedding)
 
 
+def serving_settings(settings: Settings) -> tuple[Settings, str]:
+    """Settings whose KEYE_MODEL is the model to serve (the registry's active version, else
+    KEYE_MODEL itself), and that version's name. Read once at start: after `keye train promote`
+    workers pick the new version up when restarted."""
+    from sqlmodel import Session
+
+    engine = engine_from(settings)
+    try:
+        migrate(engine)
+        with Session(engine) as session:
+            version, path = serving_model(session, settings)
+    finally:
+        engine.dispose()
+    return settings.model_copy(update={"model": path}), version
+
+
 def load_analyzer(settings: Settings, kind: str = "full", **options: int) -> Analyzer:
-    """The analyzer for KEYE_MODEL on KEYE_DEVICE.
+    """The analyzer for the model to serve (`serving_settings`) on KEYE_DEVICE.
 
     kind "full": `keye.analysis.VideoAnalyzer` (tags, summaries, moderation by constrained decoding;
     its own versioned task config decides frames and pixels, `options` do not apply).
     kind "basic": `KeyeAnalyzer` above (summary + embedding only; options: max_frames, max_pixels,
     max_new_tokens).
     """
-    if kind == "basic":
-        return KeyeAnalyzer(settings, **options)
-    if kind != "full":
+    if kind not in ("full", "basic"):
         raise ValueError(f"unknown analyzer kind {kind!r}; use 'full' or 'basic'")
+    settings, version = serving_settings(settings)
+    if kind == "basic":
+        analyzer = KeyeAnalyzer(settings, **options)
+        analyzer.model_version = version
+        return analyzer
     try:
         from keye.analysis import VideoAnalyzer
     except ImportError as e:
         raise AnalyzerUnavailableError(f"the full analysis (keye.analysis) cannot be imported: {e}; "
                                        "use the basic analyzer") from e
-    return VideoAnalyzer.from_settings(settings)
+    return VideoAnalyzer.from_settings(settings, model_version=version)

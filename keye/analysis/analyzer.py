@@ -84,7 +84,8 @@ class VideoAnalyzer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings, config_path: str | Path | None = None) -> "VideoAnalyzer":
+    def from_settings(cls, settings, config_path: str | Path | None = None,
+                      model_version: str | None = None) -> "VideoAnalyzer":
         import keye_model
         from keye_model.processor import KeyeProcessor
 
@@ -93,7 +94,9 @@ class VideoAnalyzer:
         processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
         # settings.analysis_config is KEYE_ANALYSIS_CONFIG
         path = config_path or settings.analysis_config
-        return cls(model, processor, load_config(path), model_version=settings.model)
+        from keye.db import model_version_name
+
+        return cls(model, processor, load_config(path), model_version=model_version or model_version_name(settings.model))
 
     # ---- public --------------------------------------------------------------------------------
     def analyze(self, path: str | Path | VideoInput, submission: Submission) -> AnalysisRecord:

@@ -61,6 +61,36 @@ def test_the_default_analyzer_is_the_full_analysis(tmp_path: Path) -> None:
         load_analyzer(Settings(data_dir=tmp_path), "fancy")
 
 
+def test_workers_serve_the_registry_active_version(tmp_path: Path) -> None:
+    """After `keye train promote`, a (re)started worker loads the promoted checkpoint and stamps its
+    records with that version; without an active version it serves KEYE_MODEL."""
+    import keye_model
+    import torch
+    from sqlmodel import Session
+
+    from keye.db import ModelVersion, engine_from, migrate
+    from keye.schemas import utcnow
+    from workers.analysis import load_analyzer
+
+    settings = Settings(data_dir=tmp_path / "data")
+    tuned = keye_model.load("keye-tiny")
+    with torch.no_grad():
+        tuned.lm_head.weight.mul_(2.0)  # distinguishable from a fresh keye-tiny
+    tuned.save_pretrained(tmp_path / "ft-run1")
+    engine = engine_from(settings)
+    migrate(engine)
+    with Session(engine) as s:
+        s.add(ModelVersion(version="keye-tiny", path="keye-tiny", status="retired", metrics={}, created_at=utcnow()))
+        s.add(ModelVersion(version="ft-run1", path=str(tmp_path / "ft-run1"), base_version="keye-tiny",
+                           status="active", metrics={}, created_at=utcnow(), promoted_at=utcnow()))
+        s.commit()
+    engine.dispose()
+    analyzer = load_analyzer(settings)
+    assert analyzer.model_version == "ft-run1"
+    assert torch.equal(analyzer.model.lm_head.weight, tuned.lm_head.weight)
+    assert load_analyzer(Settings(data_dir=tmp_path / "empty")).model_version == "keye-tiny"
+
+
 def test_failure_classification() -> None:
     import sqlalchemy.exc as sx
     from keye_model.processor import UnsupportedMedia, VideoTooLong

@@ -81,6 +81,8 @@ def test_a_failing_run_is_recorded_and_leaves_feedback_unused(engine, settings, 
 
 
 def test_promote_and_rollback(engine, settings, tmp_path):
+    from keye.db import serving_model
+
     with Session(engine) as s:
         base = registry.ensure_base(s, settings)
         s.commit()
@@ -100,7 +102,7 @@ def test_promote_and_rollback(engine, settings, tmp_path):
                                                                             "b": "candidate"}
         registry.promote(s, "b")
         s.commit()
-        assert registry.serving_model(s, settings) == str(tmp_path / "b")
+        assert serving_model(s, settings) == ("b", str(tmp_path / "b"))
         with pytest.raises(RegistryError, match="already active"):
             registry.promote(s, "b")
         with pytest.raises(RegistryError, match="unknown model version 'zzz'"):
@@ -111,7 +113,7 @@ def test_promote_and_rollback(engine, settings, tmp_path):
         s.commit()
         states = {v.version: v.status for v in registry.list_versions(s)}
         assert states == {"keye-tiny": "active", "a": "retired", "b": "retired"}
-        assert registry.serving_model(s, settings) == "keye-tiny"
+        assert serving_model(s, settings) == ("keye-tiny", "keye-tiny")
         registry.promote(s, "b")  # an explicit promotion brings a rolled-back version back
         s.commit()
         assert registry.rollback(s).version == "keye-tiny"
