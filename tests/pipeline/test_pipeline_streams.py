@@ -46,12 +46,23 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
+def publish_decisions(s, ids: list[str]) -> None:
+    """Moderator confirmations of vid-a, one feedback event per id."""
+    from keye.kafka import producer, send
+    from keye.schemas import FeedbackEvent, utcnow
+
+    prod = producer(s)
+    for i in ids:
+        send(prod, s.topic_feedback, FeedbackEvent(event_id=i, video_id="vid-a", kind="moderation_decision",
+                                                   actor="mod", payload={"decision": "confirm"}, at=utcnow()))
+    prod.flush()
+    prod.close()
+
+
 def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
     import sqlalchemy as sa
     from pipeline_support import TcpProxy
 
-    from keye.kafka import producer, send
-    from keye.schemas import FeedbackEvent, utcnow
 
     s = pipeline.settings
     url = sa.engine.make_url(s.database_url)
@@ -66,20 +77,12 @@ def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
                 return []
             return sorted(c.execute(sa.text("SELECT event_id FROM feedback_events")).scalars())
 
-    def publish(ids: list[str]) -> None:
-        prod = producer(s)
-        for i in ids:
-            send(prod, s.topic_feedback, FeedbackEvent(event_id=i, video_id="vid-a", kind="moderation_decision",
-                                                       actor="mod", payload={"decision": "confirm"}, at=utcnow()))
-        prod.flush()
-        prod.close()
-
     try:
         pipeline.streams()
-        publish(["e1"])
+        publish_decisions(s, ["e1"])
         wait_for(lambda: stored() == ["e1"], 90, "the first event stored", pipeline)
         proxy.stop()  # the database disappears for the streams app
-        publish(["e2", "e3", "e2"])
+        publish_decisions(s, ["e2", "e3", "e2"])
         time.sleep(4)
         assert stored() == ["e1"]
         proxy.start()
@@ -99,8 +102,6 @@ def test_enough_new_feedback_queues_one_training_run(pipeline: Pipeline, redis_u
     import redis
     import sqlalchemy as sa
 
-    from keye.kafka import producer, send
-    from keye.schemas import FeedbackEvent, utcnow
     from training.jobs import QUEUE, TASK
 
     s = pipeline.settings
@@ -116,20 +117,12 @@ def test_enough_new_feedback_queues_one_training_run(pipeline: Pipeline, redis_u
                 return []
             return list(c.execute(sa.text("SELECT run_id, status FROM training_runs")).tuples())
 
-    def publish(ids: list[str]) -> None:
-        prod = producer(s)
-        for i in ids:
-            send(prod, s.topic_feedback, FeedbackEvent(event_id=i, video_id="vid-a", kind="moderation_decision",
-                                                       actor="mod", payload={"decision": "confirm"}, at=utcnow()))
-        prod.flush()
-        prod.close()
-
     try:
         pipeline.streams()
-        publish(["t1", "t2"])
+        publish_decisions(s, ["t1", "t2"])
         time.sleep(5)
         assert runs() == []  # 2 examples < 3
-        publish(["t3", "t4", "t5"])
+        publish_decisions(s, ["t3", "t4", "t5"])
         wait_for(lambda: len(runs()) == 1, 90, "a training run queued", pipeline)
         time.sleep(3)  # later events find the run pending: still one
         ((run_id, status),) = runs()
