@@ -333,9 +333,9 @@ def postgres_database() -> tuple[str, callable]:
 
 
 def phases_line(ms: dict) -> str:
-    """Mean ms per request by phase. Concurrent searches share one pass over the matrix, so
-    mirror_compute is amortised over the batch; vector_lock_wait is the rest of vector_search
-    (waiting for the lock, or for the thread answering the batch)."""
+    """Mean ms per request by phase. Concurrent searches are answered in batches by whichever
+    thread holds the store's lock; vector_lock_wait is the rest of vector_search (waiting for the
+    lock, or for the thread answering the batch)."""
     ms = dict(ms)
     total = ms.pop("request", 0.0)
     batches = ms.pop("mirror_batches", 0.0)  # per request, so its inverse is the mean batch size
@@ -345,7 +345,7 @@ def phases_line(ms: dict) -> str:
     rest = total - sum(named.values())
     parts = [f"{k} {v:.2f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= 0.005]
     line = f"server {total:.2f} ms = " + " + ".join(parts + [f"http/auth/json {rest:.2f}"])
-    return line + (f"; {1000 / batches:.1f} searches per mirror pass" if batches else "")
+    return line + (f"; {1000 / batches:.1f} searches per batch" if batches else "")
 
 
 def main() -> None:

@@ -167,7 +167,7 @@ class VectorStore:
 
     def _mirror_query(self, q: Query) -> list | None:
         """Queries that arrive while another holds the lock queue up; whoever takes the lock next
-        answers all of them in one pass over the matrix, so concurrent searches share its cost."""
+        answers all of them, so a burst of searches costs one lock hand-off, not one each."""
         item = _Queued(q)
         with self._queue_lock:
             self._queue.append(item)
