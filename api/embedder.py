@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.problems import Invalid, Unavailable
+from keye.db import model_version_name
 from keye.settings import Settings
 
 
 class TextEmbedder(Protocol):
     version: str
 
-    def embed_text(self, text: str) -> list[float]: ...
+    def embed_text(self, text: str, model: tuple[str, str] | None = None) -> list[float]:
+        """`model`: (version, checkpoint) the vectors being searched belong to, when known."""
+        ...
 
 
 class ModelTextEmbedder:
@@ -28,7 +31,8 @@ class ModelTextEmbedder:
         self.model, self.processor, self.version = model, processor, version
         self._lock = threading.Lock()
 
-    def embed_text(self, text: str) -> list[float]:
+    def embed_text(self, text: str, model: tuple[str, str] | None = None) -> list[float]:
+        # A fixed model: `model` is not loaded here; search compares `version` with what it searches.
         # The analysis's own text embedding: the same framing and pooling as the video vectors.
         from keye.analysis import embed_text
         from keye.analysis.errors import AnalysisError
@@ -41,35 +45,34 @@ class ModelTextEmbedder:
 
 
 class KeyeTextEmbedder:
-    """Loads `settings.model` through keye_model on first use; its version is the workers' (the
-    model's own `version`, else the preset or folder name), so queries meet the right vectors."""
+    """Embeds with a checkpoint loaded through keye_model on first use: the one search names (the
+    version being searched, so queries meet that version's vectors), else KEYE_MODEL. A promotion
+    or rollback changes the version searched; the next text query loads its model."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.version = settings.model
+        self.version = model_version_name(settings.model)
         self._inner: ModelTextEmbedder | None = None
         self._lock = threading.Lock()
 
-    def _load(self) -> ModelTextEmbedder:
+    def _load(self, version: str, path: str) -> ModelTextEmbedder:
         with self._lock:
-            if self._inner is None:
+            if self._inner is None or self._inner.version != version:
                 try:
                     import torch
 
                     import keye_model
                     from keye_model.processor import KeyeProcessor
 
-                    name = self.settings.model
-                    model = keye_model.load(name, device=self.settings.device,
-                                            dtype=getattr(torch, self.settings.dtype))
+                    model = keye_model.load(path, device=self.settings.device, dtype=getattr(torch, self.settings.dtype))
                     # A checkpoint folder brings its own tokenizer files; a preset uses the packaged ones.
-                    processor = KeyeProcessor.from_pretrained(name) if Path(name).is_dir() else KeyeProcessor()
+                    processor = KeyeProcessor.from_pretrained(path) if Path(path).is_dir() else KeyeProcessor()
                 except Exception as e:  # noqa: BLE001 - any failure means text search is down
-                    raise Unavailable(f"the model {self.settings.model!r} cannot be loaded for text queries: {e}") from None
-                version = getattr(model, "version", None) or self.settings.model
-                self._inner = ModelTextEmbedder(model, processor, str(version))
-                self.version = self._inner.version
+                    raise Unavailable(f"the model {path!r} cannot be loaded for text queries: {e}") from None
+                self._inner = ModelTextEmbedder(model, processor, version)
+                self.version = version
             return self._inner
 
-    def embed_text(self, text: str) -> list[float]:
-        return self._load().embed_text(text)
+    def embed_text(self, text: str, model: tuple[str, str] | None = None) -> list[float]:
+        version, path = model or (model_version_name(self.settings.model), str(self.settings.model))
+        return self._load(version, path).embed_text(text)

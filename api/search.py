@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from api.deps import Services
 from api.problems import Conflict, Invalid, NotFound, Problem, ProblemBody
-from keye.db import ModelVersion
+from keye.db import ModelVersion, model_version_name, serving_model
 from keye.schemas import VideoId, analysis_id_for
 
 MAX_DIM = 16384
@@ -85,9 +85,18 @@ class BatchResult(BaseModel):
 
 
 def active_version(session: Session, svc: Services) -> str:
-    row = session.exec(select(ModelVersion).where(ModelVersion.status == "active")
-                       .order_by(ModelVersion.promoted_at.desc())).first()
-    return row.version if row else svc.settings.model
+    """The version the workers serve (and so write vectors for): the registry's active one, else KEYE_MODEL's."""
+    return serving_model(session, svc.settings)[0]
+
+
+def checkpoint_of(session: Session, svc: Services, version: str) -> tuple[str, str] | None:
+    """(version, checkpoint) of a version: its registry row, or KEYE_MODEL's own; None if unknown."""
+    row = session.get(ModelVersion, version)
+    if row is not None:
+        return row.version, row.path
+    if version == model_version_name(svc.settings.model):
+        return version, str(svc.settings.model)
+    return None
 
 
 def _filter(q: SearchQuery, version: str):  # noqa: ANN202 - qdrant models.Filter
@@ -125,7 +134,7 @@ def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
         vector = q.vector
     elif q.text is not None:
         embedder = svc.text_embedder()
-        vector = embedder.embed_text(q.text)
+        vector = embedder.embed_text(q.text, model=checkpoint_of(session, svc, version))
         if embedder.version != version:
             raise Conflict(f"text queries are embedded by model {embedder.version!r}; its vectors cannot be "
                            f"compared with those of {version!r}")

@@ -77,8 +77,8 @@ class Lifted:  # keye-tiny's text embedding, lifted to the stored width by a fix
     def __init__(self, inner, dim):
         self.inner, self.version = inner, inner.version
         self.proj = np.random.default_rng(7).standard_normal((dim, 256)).astype(np.float32)
-    def embed_text(self, text):
-        return (self.proj @ np.asarray(self.inner.embed_text(text), dtype=np.float32)).tolist()
+    def embed_text(self, text, model=None):
+        return (self.proj @ np.asarray(self.inner.embed_text(text, model), dtype=np.float32)).tolist()
 
 embedder = Lifted(KeyeTextEmbedder(settings), {dim})
 embedder.embed_text = timed("text_embed", embedder.embed_text)

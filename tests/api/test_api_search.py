@@ -131,3 +131,23 @@ def test_text_query_uses_the_models_text_embedding(client: TestClient, keys, see
     assert [x["video_id"] for x in res["hits"]] == sorted(stored, key=lambda v: -_cos(query, stored[v]))
     for x in res["hits"]:
         assert x["score"] == pytest.approx(_cos(query, stored[x["video_id"]]), abs=1e-4)
+
+
+def test_text_queries_use_the_model_of_the_version_searched(tmp_path) -> None:
+    """After a promotion the active version's checkpoint embeds text queries, not KEYE_MODEL's."""
+    import keye_model
+    import torch
+
+    from api.embedder import KeyeTextEmbedder
+    from keye.settings import Settings
+
+    tuned = keye_model.load("keye-tiny")
+    with torch.no_grad():
+        tuned.model.norm.weight.mul_(-1.0)  # the pooled text vector flips sign
+    tuned.save_pretrained(tmp_path / "ft-run1")
+    embedder = KeyeTextEmbedder(Settings(model="keye-tiny"))
+    base = torch.tensor(embedder.embed_text("cats playing piano"))
+    assert embedder.version == "keye-tiny"
+    promoted = torch.tensor(embedder.embed_text("cats playing piano", model=("ft-run1", str(tmp_path / "ft-run1"))))
+    assert embedder.version == "ft-run1"
+    assert torch.allclose(promoted, -base, atol=1e-5)
