@@ -42,7 +42,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,31 +49,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import keye_model  # noqa: E402
+from bench._timing import best_of  # noqa: E402
 from keye_model.attention import PackedCausal  # noqa: E402
 from keye_model.engine import Engine, SamplingParams  # noqa: E402
 from keye_model.engine.head import screened_head  # noqa: E402
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
     """GB/s of a large copy, counting the read and the write."""
     src = torch.ones(nbytes // 4)
     dst = torch.empty_like(src)
-    return 2 * nbytes / best_of(lambda: dst.copy_(src)) / 1e9
+    return 2 * nbytes / best_of(lambda: dst.copy_(src), repeat=3) / 1e9
 
 
 def matmul_flops(dtype: torch.dtype, n: int = 1536) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / best_of(lambda: a @ b) / 1e9  # GFLOP/s
+    return 2 * n**3 / best_of(lambda: a @ b, repeat=3) / 1e9  # GFLOP/s
 
 
 def decoder_params(model) -> tuple[int, int]:

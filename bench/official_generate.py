@@ -1,7 +1,7 @@
 """Baseline half of bench/model_generate.py: the OFFICIAL Keye code through transformers' `generate`.
 
-Runs in its own process (the official file needs transformers 4.x; our venv has 5.x) and never
-imports anything from this repo. Nothing official is kept in this repo: the caller names the folder
+Runs in its own process (the official file needs transformers 4.x; our venv has 5.x) and imports
+nothing from this repo but bench/_timing.py (stdlib only). Nothing official is kept in this repo: the caller names the folder
 that holds the release's configuration_keye.py and modeling_keye.py, a PYTHONPATH with
 transformers 4.51.3 + einops, and modules to import first (CPU stand-ins for flash_attn, which the
 official file imports unconditionally). See bench/model_generate.py for how to obtain them.
@@ -16,20 +16,11 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import time
 import types
 
 import torch
 
-
-def best_of(fn, repeat: int = 2) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from _timing import best_of  # bench/, stdlib only
 
 
 def official_package(folder: str):
