@@ -46,6 +46,16 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
+def rows(engine, table: str, columns: str) -> list[tuple]:
+    """The table's rows, none while the streams app has not created it yet."""
+    import sqlalchemy as sa
+
+    with engine.connect() as c:
+        if not sa.inspect(c).has_table(table):
+            return []
+        return list(c.execute(sa.text(f"SELECT {columns} FROM {table}")).tuples())
+
+
 def publish_decisions(s, ids: list[str]) -> None:
     """Moderator confirmations of vid-a, one feedback event per id."""
     from keye.kafka import producer, send
@@ -72,10 +82,7 @@ def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
     engine = sa.create_engine(s.database_url)
 
     def stored() -> list[str]:
-        with engine.connect() as c:
-            if not sa.inspect(c).has_table("feedback_events"):
-                return []
-            return sorted(c.execute(sa.text("SELECT event_id FROM feedback_events")).scalars())
+        return sorted(e for (e,) in rows(engine, "feedback_events", "event_id"))
 
     try:
         pipeline.streams()
@@ -112,10 +119,7 @@ def test_enough_new_feedback_queues_one_training_run(pipeline: Pipeline, redis_u
     engine = sa.create_engine(s.database_url)
 
     def runs() -> list[tuple[str, str]]:
-        with engine.connect() as c:
-            if not sa.inspect(c).has_table("training_runs"):
-                return []
-            return list(c.execute(sa.text("SELECT run_id, status FROM training_runs")).tuples())
+        return rows(engine, "training_runs", "run_id, status")
 
     try:
         pipeline.streams()
