@@ -10,7 +10,8 @@
   `aggregates`), so redelivery never counts twice; absolute counts are upserted into SQL
   (`tag_trends`, `creator_flag_rates`) where the API reads them.
 - feedback (`feedback.events`): validate (schema + kind rules), store once per event_id as a
-  training example (SQL insert-or-ignore).
+  training example (SQL insert-or-ignore); KEYE_TRAIN_TRIGGER_EXAMPLES new ones queue a
+  fine-tuning run (`_TrainingTrigger`).
 
 faust acknowledges a message even when the agent raises, so every agent catches its failures: a
 database that is down is waited for (retried with backoff, the partition does not advance), and
