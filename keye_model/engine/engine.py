@@ -109,10 +109,6 @@ class Engine:
         last = torch.tensor(lengths).cumsum(0) - 1
         return hidden[last.to(hidden.device)]
 
-    def _prefill(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
-        """As _prefill_hidden, returning the next-token logits (B, V) float32 of each row."""
-        return self._logits(self._prefill_last(cache, rows, embeds, positions, lengths))
-
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, hidden) -> (B, V) float32. For a few rows against a ~150k-row vocabulary, BLAS
         is up to 1.6x faster as W @ h^T (one streaming pass over W) than as h @ W^T."""
