@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from keye_model.attention import CachedDecode, CachedPrefill
 from keye_model.engine.cache import KVCache
-from keye_model.engine.head import screened_head
+from keye_model.engine.head import project, screened_head
 from keye_model.engine.sampling import LogitsProcessor, SamplingParams, choose
 from keye_model.errors import InputError
 from keye_model.rope import VisionGrids, mrope_positions
@@ -109,12 +109,6 @@ class Engine:
         last = torch.tensor(lengths).cumsum(0) - 1
         return hidden[last.to(hidden.device)]
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, hidden) -> (B, V) float32. For a few rows against a ~150k-row vocabulary, BLAS
-        is up to 1.6x faster as W @ h^T (one streaming pass over W) than as h @ W^T."""
-        logits = (self.model.lm_head.weight @ hidden.t()).t()
-        return logits.float().contiguous()  # row-major: processors mask rows in place
-
     @staticmethod
     def _as_dict(inputs: Any) -> dict[str, Any]:
         """Processor output (KeyeInputs) or a plain dict of the processor's keys."""
@@ -194,7 +188,7 @@ class Engine:
             if head is not None:
                 tok = head(hidden)
             else:
-                logits = self._logits(hidden)
+                logits = project(model.lm_head.weight, hidden)
                 for proc in processors or ():
                     logits = proc(logits, out)
                 tok = choose(logits, params, seen, gen)

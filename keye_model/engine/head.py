@@ -25,6 +25,12 @@ _OUTPUT_ROUNDING = 2.0**-8
 _CHUNK = 16384  # rows per pass when measuring the rounding (bounded temporary memory)
 
 
+def project(weight: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """(B, K) -> (B, V) float32 logits, the plain way. For a few rows against a ~150k-row
+    vocabulary, BLAS is up to 1.6x faster as W @ h^T (one streaming pass over W) than as h @ W^T."""
+    return (weight @ hidden.t()).t().float().contiguous()  # row-major: processors mask rows in place
+
+
 class ScreenedGreedyHead:
     # Candidates are found block by block: block maxima first, then only the blocks that pass
     # (a mask or topk over the whole vocabulary costs as much as the bf16 matmul itself).
@@ -47,10 +53,6 @@ class ScreenedGreedyHead:
         self.norm = float(torch.stack(norms).max()) * slack  # max_j ||Ŵ_j||
         self.accumulation = weight.shape[1] * 2.0**-23
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, K) -> (B, V) float32 logits, the plain way (the fallback)."""
-        return (self.weight @ hidden.t()).t().float()
-
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (B, K) float32 -> token ids (B,) long: argmax of the float32 logits."""
         h = hidden.float()
@@ -71,7 +73,7 @@ class ScreenedGreedyHead:
         threshold = torch.where(x >= 0, x / (1 + _OUTPUT_ROUNDING), x / (1 - _OUTPUT_ROUNDING))
         rows, blks = (block_max >= threshold[:, None]).nonzero(as_tuple=True)
         if rows.numel() > self.max_candidates * batch:
-            return self.logits(h).argmax(-1)  # too many near-ties to screen
+            return project(self.weight, h).argmax(-1)  # too many near-ties to screen
         hit, col = (blocks[rows, blks].float() >= threshold[rows, None]).nonzero(as_tuple=True)
         rows, vocab = rows[hit], blks[hit] * self.block + col
         exact = (self.weight[vocab] * h[rows]).sum(-1)
@@ -81,7 +83,7 @@ class ScreenedGreedyHead:
         tok = torch.full((batch,), self.vocab, dtype=torch.long, device=h.device)
         tok = tok.scatter_reduce(0, rows[win], vocab[win], "amin")
         if bool((tok == self.vocab).any()):
-            return self.logits(h).argmax(-1)  # a row without candidates: NaN hidden states
+            return project(self.weight, h).argmax(-1)  # a row without candidates: NaN hidden states
         return tok
 
 
