@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import require, require_cu_seqlens, require_float
+from .checks import require, require_cu_seqlens, require_float, require_max_seqlen
 
 
 def _check(q, k, v, cu_q, cu_k) -> None:
@@ -55,9 +55,8 @@ def varlen_attention_torch(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, ma
     cu_k = cu_seqlens_k.tolist()
     _check_offsets(cu_q, q.shape[0], "cu_seqlens_q")
     _check_offsets(cu_k, k.shape[0], "cu_seqlens_k")
-    for name, cu, given in (("max_seqlen_q", cu_q, max_seqlen_q), ("max_seqlen_k", cu_k, max_seqlen_k)):
-        longest = max((b - a for a, b in zip(cu, cu[1:])), default=0)
-        require(longest <= given, f"{name}={given} is shorter than the longest segment ({longest})")
+    require_max_seqlen("max_seqlen_q", cu_q, max_seqlen_q)
+    require_max_seqlen("max_seqlen_k", cu_k, max_seqlen_k)
     parts = [
         segment_attention(q[q0:q1], k[k0:k1], v[k0:k1], causal, scale)
         for q0, q1, k0, k1 in zip(cu_q[:-1], cu_q[1:], cu_k[:-1], cu_k[1:])

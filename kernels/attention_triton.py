@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .checks import require_max_seqlen
 from .dispatch import interpreting
 
 LOG2E = 1.4426950408889634
@@ -201,11 +202,8 @@ def _precision(t: torch.Tensor) -> str:
 
 def _check_max_seqlen(cu: torch.Tensor, max_seqlen: int, name: str) -> None:
     # Checked where it costs no GPU sync; on CUDA the caller's max_seqlen is trusted.
-    from .checks import require
-
     if cu.device.type != "cuda":
-        longest = int((cu[1:] - cu[:-1]).max()) if cu.numel() > 1 else 0
-        require(longest <= max_seqlen, f"{name}={max_seqlen} is shorter than the longest segment ({longest})")
+        require_max_seqlen(name, cu.tolist(), max_seqlen)
 
 
 class _VarlenAttention(torch.autograd.Function):

@@ -22,3 +22,9 @@ def require_cu_seqlens(name: str, cu: torch.Tensor) -> None:
     require(isinstance(cu, torch.Tensor) and cu.dim() == 1 and cu.numel() >= 1,
             f"{name} must be a 1-D tensor of n_segments+1 offsets")
     require(cu.dtype == torch.int32, f"{name} must be int32, got {cu.dtype}")
+
+
+def require_max_seqlen(name: str, cu: list[int], max_seqlen: int) -> None:
+    """max_seqlen covers every segment of the offsets `cu` (given as a host list: no GPU sync here)."""
+    longest = max((b - a for a, b in zip(cu, cu[1:])), default=0)
+    require(longest <= max_seqlen, f"{name}={max_seqlen} is shorter than the longest segment ({longest})")
