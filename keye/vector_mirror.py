@@ -318,8 +318,9 @@ class VectorMirror:
         keep = np.ones(len(cand), dtype=bool)
         if q.score_threshold is not None:
             keep &= s32 > q.score_threshold - _SCREEN_MARGIN
-        if keep.sum() > want:
-            kth = np.partition(s32[keep], keep.sum() - want)[keep.sum() - want]
+        kept = s32[keep]
+        if len(kept) > want:
+            kth = np.partition(kept, len(kept) - want)[len(kept) - want]
             keep &= s32 >= kth - _SCREEN_MARGIN
         rows = cand[keep]
         s64 = self.matrix[rows].astype(np.float64) @ q64
