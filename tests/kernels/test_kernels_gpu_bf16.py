@@ -10,32 +10,9 @@ import pytest
 import torch
 
 import kernels
+from kernels_bf16_rule import flash_rule
 
 pytestmark = pytest.mark.gpu
-
-
-def _run(fn, args, grad_mask, backend, monkeypatch, upstream_seed=7):
-    monkeypatch.setenv("KEYE_KERNELS", backend)
-    leaves = [a.detach().clone().requires_grad_(g) if isinstance(a, torch.Tensor) else a for a, g in zip(args, grad_mask)]
-    outs = fn(*leaves)
-    outs = tuple(outs) if isinstance(outs, tuple) else (outs,)
-    gen = torch.Generator(device="cuda").manual_seed(upstream_seed)
-    ups = [torch.randn(o.shape, device="cuda", generator=gen).to(o.dtype) for o in outs]
-    if any(grad_mask):
-        torch.autograd.backward(list(outs), ups)
-    grads = [leaf.grad for leaf, g in zip(leaves, grad_mask) if g]
-    return [o.detach().float() for o in outs] + [g.float() for g in grads]
-
-
-def flash_rule(fn, args, grad_mask, monkeypatch, baseline=None):
-    """args: bfloat16 CUDA tensors. The float32 reference runs the torch path on upcast copies."""
-    up = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
-    ref = _run(fn, up, grad_mask, "torch", monkeypatch)
-    low = _run(baseline or fn, args, grad_mask, "torch", monkeypatch)
-    tri = _run(fn, args, grad_mask, "triton", monkeypatch)
-    for i, (r, lo, t) in enumerate(zip(ref, low, tri)):
-        err_t, err_lo = (t - r).abs().max().item(), (lo - r).abs().max().item()
-        assert err_t <= 2 * err_lo + 1e-6, f"tensor {i}: triton error {err_t:.3g} > 2 x bf16 torch error {err_lo:.3g}"
 
 
 def bf16(*shape, scale=1.0):
