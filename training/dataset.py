@@ -274,7 +274,10 @@ class _Builder:
         if task == "moderation":
             body = A.moderation_answer(self.cfg, plan.moderation, chunk.segments)
             return A.with_prelude(self.cfg, task, body, plan.moderation.reasoning)
-        return A.with_prelude(self.cfg, task, A.summary_answer(self.cfg, plan.summary), "Summary of the video.")
+        return self._summary_answer(plan.summary)
+
+    def _summary_answer(self, summary: dict[str, str]) -> str:
+        return A.with_prelude(self.cfg, "summary", A.summary_answer(self.cfg, summary), "Summary of the video.")
 
     def _examples(self, plan: _Plan, task: str, chunks: list[ChunkPrompt]) -> list[Example]:
         if task == "summary" and len(chunks) > 1:
@@ -290,7 +293,7 @@ class _Builder:
         for summary, event_id in plan.rejected:
             row = [r for r in plan.events["summary_rating"] if r.event_id == event_id]
             try:
-                answer = A.with_prelude(self.cfg, "summary", A.summary_answer(self.cfg, summary), "Summary of the video.")
+                answer = self._summary_answer(summary)
             except UnusableEvent as e:
                 self.skip(row, f"rejected summary: {e}")
                 continue
