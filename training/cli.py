@@ -6,6 +6,8 @@ Heavy imports (torch, the model, Celery) happen inside each command, like the re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -20,14 +22,20 @@ train_app = typer.Typer(help="Fine-tuning on feedback: runs, model versions, pro
 console = Console()
 
 
-def _session():
+@contextmanager
+def _session() -> Iterator:
+    """A session on the migrated database; the engine is disposed on the way out."""
     from sqlmodel import Session
 
     from keye.db import engine_from, migrate
 
     engine = engine_from(get_settings())
-    migrate(engine)
-    return engine, Session(engine)
+    try:
+        migrate(engine)
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 @train_app.command("run")
@@ -59,10 +67,8 @@ def run(steps: Annotated[int | None, typer.Option(help="optimizer steps")] = Non
         return
     from training.runner import execute_run, queue_run, summary
 
-    engine, session = _session()
-    with session:
+    with _session() as session:
         queued = queue_run(session, s, cfg)
-    engine.dispose()
     done = execute_run(s, queued.run_id, log=lambda step, loss, lr_: console.print(f"step {step + 1}: loss {loss:.4f} lr {lr_:.2e}"))
     console.print_json(json.dumps(summary(done), default=str))
     if done.status != "succeeded":
@@ -75,8 +81,7 @@ def list_all() -> None:
     from training.registry import list_versions
     from training.runner import list_runs
 
-    engine, session = _session()
-    with session:
+    with _session() as session:
         versions = Table("version", "status", "base", "eval loss (base -> this)", "path")
         for v in list_versions(session):
             m = v.metrics or {}
@@ -86,7 +91,6 @@ def list_all() -> None:
         runs = Table("run", "status", "base", "output", "examples", "error")
         for r in list_runs(session):
             runs.add_row(r.run_id, r.status, r.base_version, r.output_version or "", str(r.examples), (r.error or "")[:80])
-    engine.dispose()
     console.print(versions)
     console.print(runs)
 
@@ -94,17 +98,14 @@ def list_all() -> None:
 def _registry_change(action) -> None:
     from training.errors import RegistryError
 
-    engine, session = _session()
     try:
-        with session:
+        with _session() as session:
             row = action(session)
             session.commit()
             console.print(f"active: {row.version} ({row.path})")
     except RegistryError as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from e
-    finally:
-        engine.dispose()
 
 
 @train_app.command("promote")
