@@ -81,8 +81,9 @@ class CachedDecode:
         # Rows of one length (a batch of equal prompts, batch 1) write one cache column: a slice copy.
         self.column = top if bool((lengths == top).all()) else None
         dev = cache.device
-        self.rows = torch.arange(cache.batch, device=dev)
-        self.pos = lengths.to(dev, torch.long)
+        if self.column is None:  # rows of several lengths: each writes its own position
+            self.rows = torch.arange(cache.batch, device=dev)
+            self.pos = lengths.to(dev, torch.long)
         self.seqlens = (lengths + 1).to(dev, torch.int32)
 
     def __call__(self, layer, q, k, v, scale):
