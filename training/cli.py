@@ -27,15 +27,10 @@ def _session() -> Iterator:
     """A session on the migrated database; the engine is disposed on the way out."""
     from sqlmodel import Session
 
-    from keye.db import engine_from, migrate
+    from training.runner import migrated_engine
 
-    engine = engine_from(get_settings())
-    try:
-        migrate(engine)
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
+    with migrated_engine(get_settings()) as engine, Session(engine) as session:
+        yield session
 
 
 @train_app.command("run")

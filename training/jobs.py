@@ -12,12 +12,12 @@ redelivered message harmless: the second delivery finds the run no longer queued
 from __future__ import annotations
 
 from celery import Celery
+from sqlalchemy import Engine
 from sqlmodel import Session
 
-from keye.db import engine_from, migrate
 from keye.settings import Settings, get_settings
 from training.errors import TrainingError
-from training.runner import execute_run, fail_unsent, queue_run, summary
+from training.runner import execute_run, fail_unsent, migrated_engine, queue_run, summary
 from training.sft import TrainConfig
 from training.trigger import due
 
@@ -62,33 +62,29 @@ app = make_app()
 def submit(settings: Settings, config: TrainConfig | None = None, celery_app: Celery | None = None):
     """Queue a run and send its job; returns (run row, AsyncResult). A job that cannot be sent
     fails its run (with the reason) so it never blocks later triggers as a forever-queued run."""
-    engine = engine_from(settings)
-    migrate(engine)
+    with migrated_engine(settings) as engine:
+        return _submit(engine, settings, config, celery_app)
+
+
+def _submit(engine: Engine, settings: Settings, config: TrainConfig | None, celery_app: Celery | None):
+    with Session(engine) as session:
+        run = queue_run(session, settings, config)
+        session.expunge(run)
+    target = celery_app or app
     try:
+        result = target.send_task(TASK, args=[run.run_id], queue=target.conf.task_default_queue)
+    except Exception as e:  # noqa: BLE001 - any broker failure: record it on the run, then raise
         with Session(engine) as session:
-            run = queue_run(session, settings, config)
-            session.expunge(run)
-        target = celery_app or app
-        try:
-            result = target.send_task(TASK, args=[run.run_id], queue=target.conf.task_default_queue)
-        except Exception as e:  # noqa: BLE001 - any broker failure: record it on the run, then raise
-            with Session(engine) as session:
-                fail_unsent(session, run.run_id, f"could not send the job to the broker: {e}")
-            raise
-    finally:
-        engine.dispose()
+            fail_unsent(session, run.run_id, f"could not send the job to the broker: {e}")
+        raise
     return run, result
 
 
 def maybe_trigger(settings: Settings, min_new_examples: int, config: TrainConfig | None = None,
                   celery_app: Celery | None = None):
     """Submit a run when at least `min_new_examples` supervised events are unused and no run is pending."""
-    engine = engine_from(settings)
-    migrate(engine)
-    try:
+    with migrated_engine(settings) as engine:
         with Session(engine) as session:
             if not due(session, min_new_examples):
                 return None
-    finally:
-        engine.dispose()
-    return submit(settings, config, celery_app)
+        return _submit(engine, settings, config, celery_app)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import shutil
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,20 @@ def _claim(session: Session, run_id: str) -> TrainingRun:
     return run
 
 
+@contextmanager
+def migrated_engine(settings: Settings) -> Iterator[sa.Engine]:
+    """An engine on the migrated database, disposed on the way out."""
+    engine = engine_from(settings)
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def execute_run(settings: Settings, run_id: str, log=None) -> TrainingRun:
     """Run a queued run to its end; the returned row says succeeded or failed (and why)."""
-    engine = engine_from(settings)
-    migrate(engine)
-    try:
+    with migrated_engine(settings) as engine:
         with Session(engine) as session:
             run = _claim(session, run_id)
             export = models_dir(settings) / version_name(run_id)
@@ -99,8 +110,6 @@ def execute_run(settings: Settings, run_id: str, log=None) -> TrainingRun:
             session.refresh(run)
             session.expunge(run)
             return run
-    finally:
-        engine.dispose()
 
 
 def version_name(run_id: str) -> str:
