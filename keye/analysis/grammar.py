@@ -115,10 +115,6 @@ class GrammarMasks:
         self.bitmask = xgr.allocate_token_bitmask(len(self.rows), vocab_size)
         self.stop_id = stop_id
 
-    def keep_rows(self, keep: Sequence[int]) -> None:
-        """The batch dropped its finished rows: keep the matchers of the remaining ones, in order."""
-        self.rows = [self.rows[i] for i in keep]
-
     def __call__(self, logits: torch.Tensor, generated: Sequence[Sequence[int]]) -> torch.Tensor:
         if logits.shape[0] != len(self.rows):
             raise GrammarError(f"logits have {logits.shape[0]} rows, the masks {len(self.rows)}")
@@ -135,7 +131,7 @@ class GrammarMasks:
                 row.matcher.fill_next_token_bitmask(self.bitmask, i)
                 if row.seen >= row.budget - 1:
                     force_stop.append(i)
-        xgr.apply_token_bitmask_inplace(logits, self.bitmask[: len(self.rows)].to(logits.device))
+        xgr.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device))
         for i in force_stop:
             keep = logits[i, self.stop_id].clone()
             logits[i] = float("-inf")
