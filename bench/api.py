@@ -341,9 +341,8 @@ def phases_line(ms: dict) -> str:
     batches = ms.pop("mirror_batches", 0.0)  # per request, so its inverse is the mean batch size
     if "mirror_compute" in ms:
         ms["vector_lock_wait"] = ms.pop("vector_search", 0.0) - ms["mirror_compute"]
-    named = ms
-    rest = total - sum(named.values())
-    parts = [f"{k} {v:.2f}" for k, v in sorted(named.items(), key=lambda kv: -kv[1]) if v >= 0.005]
+    rest = total - sum(ms.values())
+    parts = [f"{k} {v:.2f}" for k, v in sorted(ms.items(), key=lambda kv: -kv[1]) if v >= 0.005]
     line = f"server {total:.2f} ms = " + " + ".join(parts + [f"http/auth/json {rest:.2f}"])
     return line + (f"; {1000 / batches:.1f} searches per batch" if batches else "")
 
