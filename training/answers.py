@@ -48,6 +48,16 @@ def clean_reasoning(value: Any, max_chars: int) -> str:
 # ---- targets in video time ----------------------------------------------------------------------
 
 
+def _label(value: Any) -> str:
+    """A tag label as targets compare them: whitespace collapsed, lower case."""
+    return " ".join(str(value).split()).lower()
+
+
+def _percent(value: Any) -> int:
+    """A 0..1 score of the record as the answers' 0..100 integer."""
+    return round(100 * min(max(float(value), 0.0), 1.0))
+
+
 @dataclass
 class TagItem:
     label: str
@@ -73,11 +83,11 @@ def record_tags(record: dict) -> list[TagItem]:
     """The record's tags, one item per label (best score, every moment)."""
     items: dict[str, TagItem] = {}
     for t in record.get("tags") or []:
-        label = " ".join(str(t.get("label", "")).split()).lower()
+        label = _label(t.get("label", ""))
         if not label:
             continue
         item = items.setdefault(label, TagItem(label, 0))
-        item.score = max(item.score, round(100 * min(max(float(t.get("score", 0.0)), 0.0), 1.0)))
+        item.score = max(item.score, _percent(t.get("score", 0.0)))
         if t.get("start_s") is not None and t.get("end_s") is not None:
             item.ranges.append((float(t["start_s"]), float(t["end_s"])))
     return list(items.values())
@@ -87,9 +97,9 @@ def corrected_tags(record: dict, payloads: list[dict]) -> list[TagItem]:
     items = {t.label: t for t in record_tags(record)}
     for p in payloads:
         for label in p.get("remove") or []:
-            items.pop(" ".join(str(label).split()).lower(), None)
+            items.pop(_label(label), None)
         for label in p.get("add") or []:
-            key = " ".join(str(label).split()).lower()
+            key = _label(label)
             if key:
                 items[key] = TagItem(key, 100)
     return sorted(items.values(), key=lambda t: (-t.score, t.label))
@@ -98,7 +108,7 @@ def corrected_tags(record: dict, payloads: list[dict]) -> list[TagItem]:
 def record_flags(record: dict) -> list[FlagItem]:
     out = []
     for c in (record.get("moderation") or {}).get("categories") or []:
-        conf = round(100 * min(max(float(c.get("confidence", 0.0)), 0.0), 1.0))
+        conf = _percent(c.get("confidence", 0.0))
         ev = [(float(e["start_s"]), float(e["end_s"]), str(e.get("reason", ""))) for e in c.get("evidence") or []]
         out.append(FlagItem(str(c.get("category")), int(c.get("severity", 0)), conf, ev))
     return out
