@@ -56,7 +56,6 @@ class RowGrammar:
         self.matcher = xgr.GrammarMatcher(compiled)
         self.budget = int(budget)
         self.stop_id = stop_id
-        self.vocab_size = vocab_size
         self.count = 0
         self._mask = xgr.allocate_token_bitmask(1, vocab_size)
         self._next: tuple[int, Admitted] | None = None
