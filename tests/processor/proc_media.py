@@ -17,6 +17,12 @@ def pattern(i: int, h: int, w: int) -> np.ndarray:
     return img
 
 
+def _mux(out: av.container.OutputContainer, stream: av.stream.Stream, frame: object) -> None:
+    """Encode one frame (None flushes the encoder) and write its packets."""
+    for p in stream.encode(frame):
+        out.mux(p)
+
+
 def write_video(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 10, codec: str = "libx264",
                 pix_fmt: str = "yuv420p", rotation: int | None = None, pts: list[int] | None = None,
                 time_base: Fraction | None = None, options: dict | None = None,
@@ -37,10 +43,8 @@ def write_video(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 10
             if pts is not None:
                 frame.pts = pts[i]
                 frame.time_base = time_base
-            for p in s.encode(frame):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+            _mux(out, s, frame)
+        _mux(out, s, None)
     return path
 
 
@@ -55,8 +59,6 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
                                            layout="mono")
             f.sample_rate = 16000
             f.pts = start
-            for p in s.encode(f):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
+            _mux(out, s, f)
+        _mux(out, s, None)
     return path
