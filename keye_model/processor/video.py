@@ -22,10 +22,9 @@ from .config import MediaLimits, PixelBudgets
 from .decode import FrameSink, cores, decode_sequential, decode_targets, index_packets, open_video
 from .errors import DecodeTimeout, MediaError, ProcessorInputError, VideoDecodeError, VideoTooLarge
 from .image import requested_size
-from .resize import resize_frames
 from .sizing import frame_range, sample_count, sample_indices, smart_resize, video_frame_pixels
 
-__all__ = ["VideoInput", "VideoRequest", "load_video", "load_videos", "resize_frames"]
+__all__ = ["VideoInput", "VideoRequest", "load_video", "load_videos"]
 
 
 @dataclass
@@ -115,9 +114,7 @@ def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
     deadline = time.monotonic() + limits.decode_timeout_s
     try:
         return _load(path, budgets, limits, req, deadline, max(1, threads))
-    except MediaError:
-        raise
-    except ProcessorInputError:
+    except (MediaError, ProcessorInputError):
         raise
     except av.ExitError:  # the I/O timeout given to av.open fired
         raise DecodeTimeout("reading the file took longer than the time budget", name) from None

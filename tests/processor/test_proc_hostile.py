@@ -14,7 +14,7 @@ from PIL import Image
 from proc_media import write_audio_only, write_video
 from keye_model.processor import (DecodeTimeout, MediaError, MediaLimits, UnsupportedMedia, VideoDecodeError,
                                   VideoInput, VideoTooLarge, VideoTooLong, load_video)
-from keye_model.processor.video import resize_frames
+from keye_model.processor.resize import resize_frames
 
 BOUND_S = 10.0
 
