@@ -14,7 +14,6 @@ import pytest
 
 from keye.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -90,13 +89,6 @@ def redis_url(stack_settings: Settings) -> str:
     except Exception as e:  # noqa: BLE001
         _unavailable(f"Redis at {url}", e)
     return url
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"the shared specs folder {SHARED} is missing beside the checkout", pytrace=False)
-    return SHARED
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,7 @@ def test_config_tolerates_and_keeps_unknown_keys(tiny, tmp_path):
 def test_released_config_parses_to_the_8b_shapes():
     from pathlib import Path
 
-    released = Path(__file__).resolve().parents[3] / "shared" / "keye-vl-8b-preview" / "config.json"
+    released = Path(__file__).resolve().parents[1] / "data" / "keye-vl-8b-preview" / "config.json"
     cfg = keye_model.KeyeConfig.from_json(released)
     assert cfg == keye_model.preset_config("keye-vl-8b")
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (4096, 36, 32, 8)

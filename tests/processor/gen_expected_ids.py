@@ -18,7 +18,7 @@ from transformers.utils.chat_template_utils import render_jinja_template
 from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 
 HERE = Path(__file__).parent
-SHARED = HERE.parents[2] / "shared" / "keye-vl-8b-preview"
+SHARED = HERE.parent / "data" / "keye-vl-8b-preview"  # the vendored release files
 
 
 def main() -> None:

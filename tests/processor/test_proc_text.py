@@ -14,7 +14,7 @@ from keye_model.processor import KeyeProcessor, ProcessorInputError
 from keye_model.processor.template import RELEASED_TEMPLATE, render, render_jinja, with_thinking
 from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 
-SHARED_CKPT = Path(__file__).resolve().parents[3] / "shared" / "keye-vl-8b-preview"
+RELEASED_CKPT = Path(__file__).resolve().parents[1] / "data" / "keye-vl-8b-preview"  # vendored release files
 
 EXPECTED = json.loads((Path(__file__).parent / "data" / "expected_ids.json").read_text())
 
@@ -58,17 +58,17 @@ def test_python_template_equals_released_jinja(name, mode):
             assert render(conv, gen, vid) == render_jinja(RELEASED_TEMPLATE, conv, gen, vid)
 
 
-def test_released_template_is_the_shared_one():
-    shared = json.loads((SHARED_CKPT / "chat_template.json").read_text())["chat_template"]
-    assert shared == RELEASED_TEMPLATE
+def test_released_template_is_the_vendored_one():
+    released = json.loads((RELEASED_CKPT / "chat_template.json").read_text())["chat_template"]
+    assert released == RELEASED_TEMPLATE
 
 
 def test_from_pretrained_falls_back_to_packaged_vocabulary(processor):
-    p = KeyeProcessor.from_pretrained(SHARED_CKPT)
+    p = KeyeProcessor.from_pretrained(RELEASED_CKPT)
     assert p.budgets.processor_max_pixels == 1003520 and p.budgets.processor_min_pixels == 3136
     text = "<|im_start|>user\nHello, 世界<|im_end|><|clip_time_start|>"
     assert p.tokenizer.encode(text) == processor.tokenizer.encode(text)
-    cfg = json.loads((SHARED_CKPT / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    cfg = json.loads((RELEASED_CKPT / "tokenizer_config.json").read_text())["added_tokens_decoder"]
     for tid, tok in cfg.items():
         assert p.tokenizer.token_to_id(tok["content"]) == int(tid)
     assert len(p.tokenizer) == 151675
