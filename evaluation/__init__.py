@@ -1,0 +1,1 @@
+"""`keye eval`: how right the analyzer is, measured on a labelled set (see report.py for the keys)."""
