@@ -91,11 +91,12 @@ def check_uri(uri: str, settings: Settings) -> None:
             try:
                 ip = ipaddress.ip_address(host)
             except ValueError:
-                resolve_checked(host, parts.port or (443 if scheme == "https" else 80), settings.allow_private_addresses)
+                resolve_checked(host, parts.port or (443 if scheme == "https" else 80), settings.allow_private_addresses,
+                                settings.allow_loopback_addresses)
             else:
-                reason = check_address(ip, settings.allow_private_addresses)
+                reason = check_address(ip, settings.allow_private_addresses, settings.allow_loopback_addresses)
                 if reason:
-                    raise UnsafeURIError(f"refusing {host!r}: {reason}")
+                    raise UnsafeURIError(reason)
         else:
             raise UnsafeURIError(f"unsupported URI scheme {scheme!r}; use file://, http:// or https://")
     except UnsafeURIError as e:

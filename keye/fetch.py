@@ -1,28 +1,34 @@
 """Safe fetching of video URIs (no path escapes, no server-side request forgery).
 
-- `file://` paths must resolve (symlinks followed) inside one of `settings.file_roots`.
-- `http(s)://` downloads stream to a temporary file under size and wall-time limits. The host is
-  resolved once, every address is checked, and the connection goes to the checked address (the
-  Host header and TLS SNI keep the name), so DNS rebinding cannot swap in another target.
-  Redirects are followed by hand (at most 5) and each hop is checked again.
-- Private and loopback addresses are refused unless `allow_private_addresses`; link-local
-  (cloud metadata), multicast, unspecified and reserved addresses are refused always.
+- `file://` paths must resolve (symlinks followed) to a regular file inside
+  `settings.allowed_file_roots` (the configured roots and the upload folder). A missing file and a
+  forbidden one get the same path-free answer (no existence oracle); the details go to the log.
+- `http(s)://` downloads stream to a temporary file under a size limit and a wall-clock deadline
+  that every network read (headers included) is held to, however slowly the source sends. The
+  host is resolved once, every address is checked (keye.addresses), and the connection goes to the
+  checked address (the Host header and TLS SNI keep the name), so DNS rebinding cannot swap in
+  another target. Redirects are followed by hand (at most 5) and each hop is checked again.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import unquote, urljoin, urlsplit
 
+from keye.addresses import check_address
 from keye.settings import Settings
 
+log = logging.getLogger("keye.fetch")
 MAX_REDIRECTS = 5
+UNAVAILABLE_FILE = "no such file is readable: it is missing, not a regular file, or outside the allowed file roots"
 
 
 class FetchError(Exception):
@@ -60,38 +66,30 @@ def fetched(uri: str, settings: Settings) -> Iterator[Path]:
 def local_path(uri: str, settings: Settings) -> Path:
     parts = urlsplit(uri)
     if parts.netloc not in ("", "localhost"):
-        raise UnsafeURIError(f"file URI {uri!r} names a remote host; only local files are read")
+        raise UnsafeURIError("file URIs must not name a remote host; only local files are read")
     raw = Path(unquote(parts.path))
     if not raw.is_absolute():
-        raise UnsafeURIError(f"file URI {uri!r} must hold an absolute path")
+        raise UnsafeURIError("file URIs must hold an absolute path")
     try:
-        path = raw.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        raise FetchError(f"no such file: {raw}") from None
-    roots = [Path(r).resolve() for r in settings.file_roots]
-    if not any(path.is_relative_to(root) for root in roots):
-        raise UnsafeURIError(f"{path} is outside the allowed file roots {[str(r) for r in roots]}")
+        path = raw.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        _unavailable(raw, f"cannot be resolved ({e})")
+    if not any(path.is_relative_to(root) for root in settings.allowed_file_roots):
+        _unavailable(path, "is outside the allowed file roots")
     if not path.is_file():
-        raise FetchError(f"{path} is not a regular file")
-    if path.stat().st_size > settings.max_fetch_bytes:
-        raise FetchTooLargeError(f"{path} is {path.stat().st_size} bytes; the limit is {settings.max_fetch_bytes}")
+        _unavailable(path, "does not exist or is not a regular file")
+    size = path.stat().st_size
+    if size > settings.max_fetch_bytes:
+        raise FetchTooLargeError(f"the file is {size} bytes; the limit is {settings.max_fetch_bytes}")
     return path
 
 
-def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> str | None:
-    """Why this address is refused, or None when it may be contacted."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-        return f"{ip} is a link-local, multicast, unspecified or reserved address"
-    if ip.is_global:
-        return None
-    if allow_private and (ip.is_private or ip.is_loopback):
-        return None
-    return f"{ip} is a private or loopback address (set KEYE_ALLOW_PRIVATE_ADDRESSES=true to allow)"
+def _unavailable(path: Path, why: str) -> NoReturn:
+    log.warning("file %s %s", path, why)
+    raise UnsafeURIError(UNAVAILABLE_FILE)
 
 
-def resolve_checked(host: str, port: int, allow_private: bool) -> str:
+def resolve_checked(host: str, port: int, allow_private: bool, allow_loopback: bool | None = None) -> str:
     """Resolve `host` and return an address to connect to; refuses if ANY address is unsafe."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -99,70 +97,129 @@ def resolve_checked(host: str, port: int, allow_private: bool) -> str:
         raise FetchError(f"cannot resolve {host!r}: {e}", permanent=False) from None
     addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     for ip in addresses:
-        reason = check_address(ip, allow_private)
+        reason = check_address(ip, allow_private, allow_loopback)
         if reason is not None:
-            raise UnsafeURIError(f"refusing {host!r}: {reason}")
+            raise UnsafeURIError(reason if host == str(ip) else f"refusing {host!r}: {reason}")
     return str(addresses[0])
 
 
+class _DeadlineBackend:
+    """httpcore's sync network backend with every connect, read and write bounded by one wall-clock
+    deadline (and each read by `read_timeout_s`), so a source trickling bytes cannot hold us."""
+
+    def __init__(self, deadline: float, read_timeout_s: float) -> None:
+        import httpcore
+
+        self.inner = httpcore.SyncBackend()
+        self.deadline, self.read_timeout_s = deadline, read_timeout_s
+
+    def timeout(self) -> float:
+        import httpcore
+
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the download deadline passed")
+        return min(left, self.read_timeout_s)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return _DeadlineStream(self.inner.connect_tcp(host, port, self.timeout(), local_address, socket_options), self)
+
+    def connect_unix_socket(self, *args, **kwargs):
+        raise UnsafeURIError("unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _DeadlineStream:
+    def __init__(self, inner, backend: _DeadlineBackend) -> None:
+        self.inner, self.backend = inner, backend
+
+    def read(self, max_bytes: int, timeout=None) -> bytes:
+        return self.inner.read(max_bytes, self.backend.timeout())
+
+    def write(self, buffer: bytes, timeout=None) -> None:
+        self.inner.write(buffer, self.backend.timeout())
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, self.backend.timeout()), self.backend)
+
+    def get_extra_info(self, info: str):
+        return self.inner.get_extra_info(info)
+
+
 def download(uri: str, settings: Settings, folder: Path) -> Path:
+    import httpcore
     import httpx
 
-    deadline = time.monotonic() + settings.fetch_timeout_s
+    backend = _DeadlineBackend(time.monotonic() + settings.fetch_timeout_s, settings.fetch_read_timeout_s)
     url = uri
-    with httpx.Client(follow_redirects=False, trust_env=False,
-                      timeout=httpx.Timeout(settings.fetch_timeout_s)) as client:
+    with httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool:
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
-            if parts.scheme.lower() not in ("http", "https"):
+            scheme = parts.scheme.lower()
+            if scheme not in ("http", "https"):
                 raise UnsafeURIError(f"redirect to unsupported scheme in {url!r}")
             if parts.username or parts.password:
                 raise UnsafeURIError(f"credentials in URIs are not accepted: {uri!r}")
             host = parts.hostname
             if not host:
                 raise UnsafeURIError(f"no host in {url!r}")
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-            ip = resolve_checked(host, port, settings.allow_private_addresses)
-            pinned = httpx.URL(url).copy_with(host=ip)
-            headers = {"Host": parts.netloc, "User-Agent": "keye-fetch/1"}
-            extensions = {"sni_hostname": host} if parts.scheme.lower() == "https" else {}
             try:
-                with client.stream("GET", pinned, headers=headers, extensions=extensions) as resp:
-                    if resp.is_redirect:
-                        location = resp.headers.get("location")
+                target = httpx.URL(url)
+            except httpx.InvalidURL as e:
+                raise FetchError(f"{url!r} is not a valid URL: {e}") from None
+            port = parts.port or (443 if scheme == "https" else 80)
+            ip = resolve_checked(host, port, settings.allow_private_addresses, settings.allow_loopback_addresses)
+            pinned = httpcore.URL(scheme=scheme, host=ip, port=port, target=target.raw_path)
+            headers = [(b"Host", target.netloc), (b"User-Agent", b"keye-fetch/1"), (b"Accept-Encoding", b"identity")]
+            extensions = {"sni_hostname": host} if scheme == "https" else {}
+            try:
+                with pool.stream("GET", pinned, headers=headers, extensions=extensions) as resp:
+                    if resp.status in (301, 302, 303, 307, 308):
+                        location = _header(resp, b"location")
                         if not location:
-                            raise FetchError(f"{url} answered {resp.status_code} without a Location")
+                            raise FetchError(f"{url} answered {resp.status} without a Location")
                         url = urljoin(url, location)
                         continue
-                    if resp.status_code >= 400:
-                        transient = resp.status_code >= 500 or resp.status_code in (408, 429)
-                        raise FetchError(f"{url} answered HTTP {resp.status_code}", permanent=not transient)
-                    return _save(resp, url, settings, folder, deadline)
-            except httpx.TimeoutException:
-                raise FetchError(f"fetching {url} timed out after {settings.fetch_timeout_s}s", permanent=False) from None
-            except httpx.TransportError as e:
+                    if resp.status >= 400:
+                        transient = resp.status >= 500 or resp.status in (408, 429)
+                        raise FetchError(f"{url} answered HTTP {resp.status}", permanent=not transient)
+                    return _save(resp, url, settings, folder)
+            except httpcore.TimeoutException:
+                raise FetchError(f"fetching {url} timed out (the limit is {settings.fetch_timeout_s:g}s in all, "
+                                 f"{settings.fetch_read_timeout_s:g}s a read)", permanent=False) from None
+            except (httpcore.NetworkError, httpcore.ProtocolError) as e:
                 raise FetchError(f"fetching {url} failed: {e}", permanent=False) from None
         raise FetchError(f"more than {MAX_REDIRECTS} redirects starting at {uri}")
 
 
-def _save(resp, url: str, settings: Settings, folder: Path, deadline: float) -> Path:
+def _header(resp, name: bytes) -> str | None:
+    for key, value in resp.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _save(resp, url: str, settings: Settings, folder: Path) -> Path:
     limit = settings.max_fetch_bytes
-    declared = resp.headers.get("content-length")
+    declared = _header(resp, b"content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FetchTooLargeError(f"{url} declares {declared} bytes; the limit is {limit}")
     name = Path(unquote(urlsplit(url).path)).name or "video"
     target = folder / ("download-" + "".join(c for c in name if c.isalnum() or c in "._-")[-100:])
     size = 0
     with open(target, "wb") as out:
-        for chunk in resp.iter_bytes(1 << 16):
+        for chunk in resp.iter_stream():  # each network read, held to the deadline by the backend
             size += len(chunk)
             if size > limit:
                 raise FetchTooLargeError(f"{url} sent more than {limit} bytes")
-            if time.monotonic() > deadline:
-                raise FetchError(f"fetching {url} took longer than {settings.fetch_timeout_s}s", permanent=False)
             out.write(chunk)
     return target
 
 
 __all__ = ["FetchError", "UnsafeURIError", "FetchTooLargeError", "fetched", "local_path", "download",
-           "check_address", "resolve_checked"]
+           "check_address", "resolve_checked", "UNAVAILABLE_FILE"]

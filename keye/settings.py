@@ -51,14 +51,17 @@ class Settings(BaseSettings):
     redis_port: int = 6379
 
     # safe fetching of video URIs
-    file_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])
+    file_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])  # uploads are always allowed too
     allow_private_addresses: bool = False
+    allow_loopback_addresses: bool | None = None  # None: the same as allow_private_addresses
     max_fetch_bytes: int = 512 * 1024 * 1024
-    fetch_timeout_s: float = 60.0
+    fetch_timeout_s: float = 60.0  # the whole download, however slowly the source sends
+    fetch_read_timeout_s: float = 15.0  # one network read
 
     # api (`keye api`)
     api_secret: str | None = None  # signs review-page cookies; set it when several API processes serve
     api_max_upload_bytes: int = 512 * 1024 * 1024
+    api_max_upload_total_bytes: int = 20 * 1024 * 1024 * 1024  # every stored upload together
     api_max_clip_seconds: float = 60.0
     api_claim_ttl_s: float = 15 * 60
 
@@ -67,6 +70,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'keye.db').resolve()}"
+
+    @property
+    def upload_dir(self) -> Path:
+        """Where the API stores uploaded videos; the workers read them from here."""
+        return (self.data_dir / "uploads").resolve()
+
+    @property
+    def allowed_file_roots(self) -> list[Path]:
+        return [*(Path(r).resolve() for r in self.file_roots), self.upload_dir]
 
     @property
     def resolved_qdrant_path(self) -> Path:
