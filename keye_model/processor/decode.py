@@ -35,8 +35,10 @@ from .sizing import smart_resize
 # or truncated; anything else is simply not a video.
 _VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"),
                 (0, b"\x00\x00\x01\xba"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),
-                (0, b"YUV4MPEG2"), (0, b"\x00\x00\x00\x01"))
-_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "bmp_pipe", "tiff_pipe")
+                (0, b"YUV4MPEG2"), (0, b"\x00\x00\x00\x01"), (0, b"GIF87a"), (0, b"GIF89a"))
+# A GIF is not among these: an animated one is a clip (FFmpeg's gif demuxer turns each frame's
+# delay into its timestamp); one with a single frame is refused as an image once it is indexed.
+_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")
 
 
 @dataclass
@@ -107,6 +109,25 @@ def open_video(path: Path, limits: MediaLimits,
     except BaseException:
         container.close()
         raise
+
+
+def check_frame_count(total: int, container: Any, path: Path) -> None:
+    """At least 2 frames make a video; a GIF with fewer is a still image."""
+    if total >= 2:
+        return
+    if "gif" in (container.format.name or "").split(","):
+        if _a_frame_decodes(path):
+            raise UnsupportedMedia("an image (a GIF with a single frame), not a video", str(path))
+        raise VideoDecodeError("a corrupt or truncated GIF: no frame decodes", str(path))
+    raise VideoDecodeError(f"the video has {total} frame(s); at least 2 are needed", str(path))
+
+
+def _a_frame_decodes(path: Path) -> bool:
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            return next(iter(container.decode(video=0)), None) is not None
+    except (av.FFmpegError, ValueError):
+        return False
 
 
 def check_deadline(deadline: float, path: Path) -> None:

@@ -19,7 +19,7 @@ import av
 import torch
 
 from .config import MediaLimits, PixelBudgets
-from .decode import FrameSink, cores, decode_sequential, decode_targets, index_packets, open_video
+from .decode import FrameSink, check_frame_count, cores, decode_sequential, decode_targets, index_packets, open_video
 from .errors import DecodeTimeout, MediaError, ProcessorInputError, VideoDecodeError, VideoTooLarge
 from .image import requested_size
 from .sizing import frame_range, sample_count, sample_indices, smart_resize, video_frame_pixels
@@ -156,8 +156,7 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
     with container:
         idx = index_packets(container, stream, path, limits, deadline)
         total = len(idx.pts)
-        if total < 2:
-            raise VideoDecodeError(f"the video has {total} frame(s); at least 2 are needed", str(path))
+        check_frame_count(total, container, path)
         indices, sample_fps = _plan(total, idx.video_fps, req)
         want = [idx.pts[i] for i in indices]
         sink = _sink(len(indices), budgets, req, limits, path)
