@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from corpus.cli import corpus_app
 from keye.settings import get_settings
 from training.cli import train_app
 
@@ -19,6 +20,7 @@ stack_app = typer.Typer(help="The development stack: Kafka (KRaft), PostgreSQL, 
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(train_app, name="train")  # training/cli.py: runs, versions, promotion, rollback, job worker
+app.add_typer(corpus_app, name="corpus")  # corpus/cli.py: generated labelled corpora
 console = Console()
 
 Services = Annotated[list[str] | None, typer.Argument(help="kafka, postgres, redis (default: all)")]
