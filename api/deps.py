@@ -34,7 +34,7 @@ class Services:
 
     @property
     def upload_dir(self) -> Path:
-        return (self.settings.data_dir / "uploads").resolve()
+        return self.settings.upload_dir
 
     def vector_store(self) -> Any:
         with self._lock:

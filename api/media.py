@@ -15,14 +15,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from api.problems import Invalid, TooLarge, UnsafeURI, UnsupportedMedia
+from api.problems import Invalid, Problem, TooLarge, UnsafeURI, UnsupportedMedia
 from keye.settings import Settings
 
 # Container signatures: (offset, bytes) -> extension.
 _SIGNATURES = [(4, b"ftyp", ".mp4"), (0, b"\x1aE\xdf\xa3", ".mkv"), (0, b"RIFF", ".avi"), (0, b"\x00\x00\x01\xba", ".mpg"),
-               (0, b"FLV", ".flv"), (0, b"OggS", ".ogv")]
+               (0, b"FLV", ".flv"), (0, b"OggS", ".ogv"), (0, b"GIF87a", ".gif"), (0, b"GIF89a", ".gif")]
 MEDIA_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/avi",
-               "video/mpeg", "video/x-flv", "video/ogg", "application/octet-stream")
+               "video/mpeg", "video/x-flv", "video/ogg", "image/gif", "application/octet-stream")
+
+
+class QuotaExceeded(Problem):
+    status, slug, title = 507, "insufficient-storage", "The upload storage quota is used up"
 
 
 def sniff(head: bytes) -> str | None:
@@ -40,11 +44,28 @@ def check_content_type(content_type: str | None) -> None:
         raise UnsupportedMedia(f"Content-Type {base or '(none)'!r} is not a video; send one of {', '.join(MEDIA_TYPES)}")
 
 
-async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int, declared: str | None) -> Path:
-    """Write the body to a new file in `folder`, refusing it past `limit` bytes or when it is not a
-    video; returns the file (named by a fresh uuid and the sniffed extension)."""
+def quota_left(settings: Settings) -> int:
+    """Bytes the stored uploads may still grow by (KEYE_API_MAX_UPLOAD_TOTAL_BYTES); 507 when none.
+    Concurrent uploads may each see the same room: the quota holds to within one upload each."""
+    from keye.uploads import stored_bytes
+
+    left = settings.api_max_upload_total_bytes - stored_bytes(settings)
+    if left <= 0:
+        raise QuotaExceeded(f"stored uploads reached the quota of {settings.api_max_upload_total_bytes} bytes; "
+                            "retry when space is freed")
+    return left
+
+
+async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int, declared: str | None,
+                      quota: int | None = None) -> Path:
+    """Write the body to a new file in `folder`, refusing it past `limit` bytes (413), past `quota`
+    bytes (507: the storage's room, not this upload, is the problem) or when it is not a video;
+    returns the file (named by a fresh uuid and the sniffed extension)."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the upload declares {declared} bytes; the limit is {limit}")
+    room = limit if quota is None else quota
+    if declared and declared.isdigit() and int(declared) > room:
+        raise QuotaExceeded(f"the upload declares {declared} bytes; the upload storage has room for {room}")
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{uuid.uuid4().hex}.part"
     size, head, ext = 0, b"", None
@@ -54,13 +75,15 @@ async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int, de
                 size += len(chunk)
                 if size > limit:
                     raise TooLarge(f"the upload is larger than the limit of {limit} bytes")
+                if size > room:
+                    raise QuotaExceeded(f"the upload storage has room for {room} more bytes")
                 if ext is None:
                     head += chunk
                     if len(head) >= 16:
                         ext = sniff(head)
                         if ext is None:
                             raise UnsupportedMedia("the upload is not a video container we read "
-                                                   "(MP4/MOV, Matroska/WebM, AVI, MPEG-PS, FLV, Ogg)")
+                                                   "(MP4/MOV, Matroska/WebM, AVI, MPEG-PS, FLV, Ogg, animated GIF)")
                 out.write(chunk)
         if size == 0:
             raise Invalid("the upload is empty")

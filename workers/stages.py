@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from keye import db
+from keye import db, uploads
 from keye.fetch import fetched
 from keye.schemas import AnalysisRecord, Submission
 from keye.settings import Settings
@@ -115,6 +115,7 @@ class VideoProcessor:
         except sa.exc.SQLAlchemyError as e:
             raise StoreUnavailableError(f"marking {video_id} failed: {e}") from e
         log.warning("video %s failed: %s", video_id, reason)
+        uploads.discard(uri, self.settings)  # failed for good: an uploaded file would only hold quota
 
 
 def _bisect(many, items: list) -> list[tuple]:

@@ -18,6 +18,7 @@ from api.deps import Services, db, services
 from api.problems import Invalid, responses
 from api.types import UtcDatetime
 from keye.db import Video
+from keye.uploads import discard
 from keye.schemas import Submission, VideoId, utcnow
 
 INGEST = Roles("ingest")
@@ -91,12 +92,13 @@ def submit(body: SubmitRequest, session: Session = Depends(db), svc: Services = 
 
 
 @router.put("/{video_id}/content", status_code=202, response_model=Accepted,
-            responses=responses(401, 403, 413, 415, 422),
+            responses=responses(401, 403, 413, 415, 422, 507),
             openapi_extra={"requestBody": {"required": True, "content": {
                 t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES}}},
             summary="Upload a video file (raw body)",
             description="The body is the file itself, streamed to storage under the size "
-                        "limit; a video id that is already known is not stored again.")
+                        "limit and the storage quota (507 when used up); a video id that is already "
+                        "known is not stored again.")
 async def upload(request: Request, video_id: str = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
                  title: str | None = Query(None, max_length=1000), creator_id: str | None = Query(None, max_length=128),
                  language: str | None = Query(None, max_length=35), hashtags: list[str] = Query([], max_length=100),
@@ -111,16 +113,21 @@ async def upload(request: Request, video_id: str = Path(min_length=1, max_length
     if (answer := await run_in_threadpool(known)) is not None:
         return answer  # idempotent: the body of a known video is not stored again
     media.check_content_type(request.headers.get("content-type"))
+    quota = await run_in_threadpool(media.quota_left, svc.settings)
     path = await media.save_stream(request.stream(), svc.upload_dir / video_id, svc.max_upload_bytes,
-                                   request.headers.get("content-length"))
+                                   request.headers.get("content-length"), quota)
     fields = dict(video_id=video_id, uri=path.as_uri(), title=title, creator_id=creator_id, language=language,
                   hashtags=hashtags)
 
     def commit() -> JSONResponse:
-        with Session(svc.engine) as s:
-            answer = accept(svc, s, fields)
+        try:
+            with Session(svc.engine) as s:
+                answer = accept(svc, s, fields)
+        except BaseException:  # nothing refers to the file: do not let it hold quota
+            discard(path.as_uri(), svc.settings)
+            raise
         if json.loads(answer.body)["duplicate"]:  # a concurrent upload of the same id won the race
-            path.unlink(missing_ok=True)
+            discard(path.as_uri(), svc.settings)
         return answer
 
     return await run_in_threadpool(commit)
