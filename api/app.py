@@ -28,7 +28,7 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     publish: run the background work of a serving process (`serve` turns it on): the outbox relay to
     Kafka, the webhook dispatcher and, with an embedded Qdrant folder, the vector sink (local mode
     locks the folder to one process, and search lives here).
-    overrides: fields of api.deps.Services (vectors, embedder, analyzer, secret, limits).
+    overrides: fields of api.deps.Services (vectors, embedder, analyzer, limits).
     """
     engine = open_engine(settings)
     svc = Services(settings=settings, engine=engine, **{**_from_settings(settings), **overrides})
@@ -57,14 +57,9 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
 
 
 def _from_settings(settings: Settings) -> dict[str, Any]:
-    """API options from KEYE_API_* settings. Without KEYE_API_SECRET each process draws its own
-    cookie secret, so review-page sessions end on restart."""
-    out: dict[str, Any] = {"max_upload_bytes": settings.api_max_upload_bytes,
-                           "max_clip_seconds": settings.api_max_clip_seconds,
-                           "claim_ttl_s": settings.api_claim_ttl_s}
-    if settings.api_secret:
-        out["secret"] = settings.api_secret.encode()
-    return out
+    """API options from KEYE_API_* settings."""
+    return {"max_upload_bytes": settings.api_max_upload_bytes, "max_clip_seconds": settings.api_max_clip_seconds,
+            "claim_ttl_s": settings.api_claim_ttl_s}
 
 
 def _start_background(svc: Services) -> list:
@@ -92,8 +87,16 @@ def _start_background(svc: Services) -> list:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(settings, publish=True), host=host, port=port, proxy_headers=False,
-                log_level="info")
+    uvicorn.Server(server_config(create_app(settings, publish=True), settings, host, port)).run()
+
+
+def server_config(app: FastAPI, settings: Settings, host: str, port: int, **kw: Any) -> Any:
+    """uvicorn's configuration: X-Forwarded-Proto/For are believed only from the proxies named by
+    KEYE_API_FORWARDED_ALLOW_IPS (default loopback), so an https proxy makes cookies Secure."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, proxy_headers=True,
+                          forwarded_allow_ips=settings.api_forwarded_allow_ips, **{"log_level": "info", **kw})
 
 
 def route_table(app: FastAPI) -> list[tuple[str, str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from keye.settings import Settings
 class Services:
     settings: Settings
     engine: sa.Engine
-    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs review-page cookies
     max_upload_bytes: int = 512 * 1024 * 1024
     max_clip_seconds: float = 60.0
     claim_ttl_s: float = 15 * 60

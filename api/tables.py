@@ -1,8 +1,8 @@
-"""Tables only the API writes: API keys (hashed), case claims, webhooks and their delivery log, and
-the outbox of messages waiting to be published to Kafka.
+"""Tables only the API writes: API keys (hashed), case claims, review-page sessions, webhooks and
+their delivery log, and the outbox of messages waiting to be published to Kafka.
 
 They live on the shared SQLModel metadata; their schema is the alembic branch "api"
-(keye/migrations/versions/api_0001_tables.py), so the runner must upgrade to "heads".
+(keye/migrations/versions/api_0*.py), so the runner must upgrade to "heads".
 """
 
 from __future__ import annotations
@@ -42,6 +42,18 @@ class CaseClaim(SQLModel, table=True):
     moderator: str = Field(max_length=128)
     claimed_at: datetime = _ts()
     expires_at: datetime = _ts()
+
+
+class ReviewSession(SQLModel, table=True):
+    """A review-page sign-in; the cookie holds the token, only its sha256 is stored. Sign-out deletes
+    the row, so a copied cookie stops working at once."""
+
+    __tablename__ = "review_sessions"
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    key_id: str = Field(index=True, max_length=32)
+    csrf_token: str = Field(max_length=64)  # the synchronizer token its forms and fetch calls carry
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts(index=True)
 
 
 class Webhook(SQLModel, table=True):

@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     fetch_read_timeout_s: float = 15.0  # one network read
 
     # api (`keye api`)
-    api_secret: str | None = None  # signs review-page cookies; set it when several API processes serve
+    # proxies whose X-Forwarded-Proto/For are believed (uvicorn's forwarded_allow_ips: a comma list or "*")
+    api_forwarded_allow_ips: str = "127.0.0.1,::1"
     api_max_upload_bytes: int = 512 * 1024 * 1024
     api_max_upload_total_bytes: int = 20 * 1024 * 1024 * 1024  # every stored upload together
     api_max_clip_seconds: float = 60.0

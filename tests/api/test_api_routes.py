@@ -8,9 +8,11 @@ import re
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from api.app import route_table
-from api.auth import COOKIE, Roles, sign_session
+from api import review_session
+from api.auth import Roles
 from api_testing import auth
 
 # Deliberately public: probes, metrics, the login form and the generated docs.
@@ -66,29 +68,29 @@ def test_every_route_is_guarded_or_deliberately_public(app) -> None:
 
 
 def test_each_route_with_each_role(app, client: TestClient, keys) -> None:
-    secret = app.state.services.secret
     checked = 0
+    same_origin = {"Origin": "http://testserver"}
     for method, path, route in route_table(app):
         if (method, path) in PUBLIC:
             continue
         guard = _guards(route)[0]
         url = _url(path)
         if guard.page:
-            # Pages: no session redirects (GET) or answers 401; a signed session of a key without the role: 403.
-            resp = client.request(method, url, follow_redirects=False)
-            assert resp.status_code in ((303,) if method == "GET" else (401,)), f"{method} {url}"
-            if method == "GET":
-                assert resp.headers["location"].startswith("/review/login")
+            # Pages: no session redirects to the login form; a session of a key without the role: 403.
+            resp = client.request(method, url, headers=same_origin, follow_redirects=False)
+            assert resp.status_code == 303 and resp.headers["location"].startswith("/review/login"), f"{method} {url}"
             for role, key in keys.items():
-                key_id = key.split("_")[1]
-                client.cookies.set(COOKIE, sign_session(secret, key_id), path="/review")
-                resp = client.request(method, url, follow_redirects=False)
+                with Session(app.state.services.engine) as s:
+                    token, row = review_session.start(s, key.split("_")[1])
+                client.cookies.set(review_session.COOKIE, token, path="/review")
+                resp = client.request(method, url, follow_redirects=False,
+                                      headers={**same_origin, review_session.CSRF_HEADER: row.csrf_token})
                 client.cookies.clear()
                 expect_ok = role in guard.roles
                 assert (resp.status_code != 403 and resp.status_code != 401) if expect_ok else resp.status_code == 403, \
                     f"{method} {url} as {role}: {resp.status_code} {resp.text[:200]}"
-            client.cookies.set(COOKIE, "forged.value", path="/review")
-            assert client.request(method, url, follow_redirects=False).status_code in (303, 401)
+            client.cookies.set(review_session.COOKIE, "forged.value", path="/review")
+            assert client.request(method, url, headers=same_origin, follow_redirects=False).status_code == 303
             client.cookies.clear()
         else:
             none = client.request(method, url)
