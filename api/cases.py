@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
-from api import outbox
+from api import idempotency, outbox
 from api.auth import Principal
 from api.deps import Services
-from api.problems import Conflict, Invalid, NotFound, Unavailable
+from api.problems import AlreadyDecided, Conflict, Invalid, NotFound, Unavailable
 from api.tables import CaseClaim
 from api.types import UtcDatetime
 from keye.db import Analysis, ModerationFlag, Review, Video
@@ -209,7 +209,7 @@ def claim(session: Session, analysis_id: str, who: Principal, ttl_s: float) -> C
     """Claim (or renew one's own claim on) an undecided case; 409 when another moderator holds it."""
     _analysis(session, analysis_id)
     if _state(session, analysis_id) == "closed":
-        raise Conflict(f"case {analysis_id} is already decided")
+        raise AlreadyDecided(f"case {analysis_id} is already decided")
     now = utcnow()
     # An expired claim is anyone's: drop it first so the insert below can win.
     session.execute(sa.delete(CaseClaim.__table__).where(CaseClaim.analysis_id == analysis_id,
@@ -241,23 +241,42 @@ def release(session: Session, analysis_id: str, who: Principal) -> None:
         raise NotFound(f"case {analysis_id} is not claimed")
     if held.key_id != who.key_id:
         raise Conflict(f"case {analysis_id} is claimed by {held.moderator}, not by this key")
-    session.delete(held)
+    # Conditional: a decision racing this release may have used the claim up already.
+    if not _take_claim(session, analysis_id, who, expired_too=True):
+        session.rollback()
+        raise NotFound(f"case {analysis_id} is not claimed")
     session.commit()
 
 
-def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, who: Principal) -> DecisionOut:
+def _take_claim(session: Session, analysis_id: str, who: Principal, expired_too: bool = False) -> bool:
+    """Delete this key's claim; True for the one transaction that did (concurrent ones wait on the
+    row, then find it gone), so the claim is used exactly once."""
+    where = [CaseClaim.analysis_id == analysis_id, CaseClaim.key_id == who.key_id]
+    if not expired_too:
+        where.append(CaseClaim.expires_at > utcnow())
+    return session.execute(sa.delete(CaseClaim.__table__).where(*where)).rowcount == 1
+
+
+def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, who: Principal,
+           idempotency_key: idempotency.Key | None = None) -> DecisionOut:
+    """Store the decision of the claim's holder; the claim is used up by it, so a second decision
+    on the same claim (a double click, a retry) stores nothing and answers 409. With
+    `idempotency_key` the response is recorded in the same transaction, for replays."""
     a = _analysis(session, analysis_id)
     state = _state(session, analysis_id)
     if state == "closed":
-        raise Conflict(f"case {analysis_id} is already decided")
+        raise AlreadyDecided(f"case {analysis_id} is already decided")
     if state == "escalated" and body.decision == "escalate":
         raise Conflict(f"case {analysis_id} is already escalated; confirm or clear it")
     held = session.get(CaseClaim, analysis_id)
     if held is None or held.key_id != who.key_id or _aware(held.expires_at) <= utcnow():
-        raise Conflict(f"claim case {analysis_id} before deciding it")
+        raise Conflict(f"claim case {analysis_id} before deciding it (a decision uses the claim up)")
     flags = list(session.exec(select(ModerationFlag).where(ModerationFlag.analysis_id == analysis_id)))
     if body.category is not None and body.category not in {f.category for f in flags}:
         raise Invalid(f"case {analysis_id} has no flag in category {body.category!r}")
+    if not _take_claim(session, analysis_id, who):
+        session.rollback()
+        raise AlreadyDecided(f"case {analysis_id}: a concurrent decision used this claim first; nothing was stored")
     now = utcnow()
     status = _MODERATION_STATUS[body.decision]
     session.add(Review(analysis_id=analysis_id, video_id=a.video_id, category=body.category,
@@ -270,17 +289,25 @@ def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, 
     record["moderation"] = {**(record.get("moderation") or {}), "status": status}
     a.moderation_status, a.record = status, record
     session.add(a)
-    session.delete(held)
     event = FeedbackEvent(event_id=str(uuid.uuid4()), video_id=a.video_id, kind="moderation_decision",
                           actor=who.name, at=now,
                           payload={"analysis_id": analysis_id, "model_version": a.model_version,
                                    "decision": body.decision, "note": body.note, "category": body.category,
                                    "categories": [f.category for f in flags], "moderation_status": status})
     outbox.enqueue(session, svc.settings.topic_feedback, a.video_id, event)
-    session.commit()
+    out = DecisionOut(analysis_id=analysis_id, video_id=a.video_id, decision=body.decision,
+                      moderation_status=status, event_id=event.event_id)
+    if idempotency_key is not None:
+        idempotency.remember(session, idempotency_key, 200, out)
+    try:
+        session.commit()
+    except sa.exc.IntegrityError:  # the same Idempotency-Key, sent at once for another case, won
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        raise Conflict(f"Idempotency-Key {idempotency_key.value!r} is in use by another request") from None
     _update_vector_payload(svc, analysis_id, status)
-    return DecisionOut(analysis_id=analysis_id, video_id=a.video_id, decision=body.decision,
-                       moderation_status=status, event_id=event.event_id)
+    return out
 
 
 def _update_vector_payload(svc: Services, analysis_id: str, status: str) -> None:

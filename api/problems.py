@@ -67,8 +67,16 @@ class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict with the current state"
 
 
+class AlreadyDecided(Conflict):
+    slug, title = "already-decided", "The case was already decided"
+
+
 class Invalid(Problem):
     status, slug, title = 422, "invalid-request", "The request is not valid"
+
+
+class IdempotencyKeyReused(Invalid):
+    slug, title = "idempotency-key-reused", "The Idempotency-Key was already used for another request"
 
 
 class UnsafeURI(Problem):
@@ -99,7 +107,8 @@ def problem_response(request: Request, status: int, slug: str, title: str, detai
 
 _HTTP_SLUGS = {401: ("unauthorized", "Missing or invalid API key"), 404: ("not-found", "Not found"),
                405: ("method-not-allowed", "Method not allowed"), 413: ("payload-too-large", "Too large"),
-               415: ("unsupported-media", "Unsupported media type")}
+               415: ("unsupported-media", "Unsupported media type"),
+               422: ("invalid-request", "The request is not valid")}
 
 
 def install(app: FastAPI) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from api import cases
+from api import cases, idempotency
 from api.auth import Principal, Roles
 from api.deps import Services, db, services
-from api.problems import responses
+from api.problems import Conflict, responses
 
 MOD = Roles("moderator")
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
@@ -54,10 +55,23 @@ def release_case(analysis_id: str = CaseId, session: Session = Depends(db),
              responses=responses(401, 403, 404, 409, 422),
              summary="Confirm, clear or escalate a claimed case",
              description="Stored, published to `feedback.events`, and it sets the "
-                         "analysis's moderation status (confirm: flagged, clear: clear, escalate: needs_review).")
-def decide(body: cases.DecisionIn, analysis_id: str = CaseId, session: Session = Depends(db),
-           svc: Services = Depends(services), who: Principal = Depends(MOD)) -> cases.DecisionOut:
-    out = cases.decide(svc, session, analysis_id, body, who)
+                         "analysis's moderation status (confirm: flagged, clear: clear, escalate: needs_review). "
+                         "A decision uses the claim up: a second one on the same claim answers 409 "
+                         "`already-decided`, unless it repeats the first one's `Idempotency-Key`.")
+def decide(request: Request, body: cases.DecisionIn, analysis_id: str = CaseId,
+           idempotency_key: str | None = idempotency.HeaderParam, session: Session = Depends(db),
+           svc: Services = Depends(services), who: Principal = Depends(MOD)) -> cases.DecisionOut | JSONResponse:
+    key = (idempotency.Key.of(who.key_id, idempotency_key, request.method, request.url.path, body)
+           if idempotency_key else None)
+    if key and (first := idempotency.replay(session, key)) is not None:
+        return first
+    try:
+        out = cases.decide(svc, session, analysis_id, body, who, key)
+    except Conflict:
+        # A concurrent request with this key may have won the claim: its response is committed by now.
+        if key and (first := idempotency.replay(session, key)) is not None:
+            return first
+        raise
     svc.published()
     return out
 

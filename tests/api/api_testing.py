@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+
+import httpx
 
 from keye.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, analysis_id_for
 
@@ -34,3 +41,44 @@ def make_record(video_id: str, *, severity: int = 0, categories: tuple[str, ...]
 
 def random_vector(dim: int, rng: random.Random) -> list[float]:
     return [rng.gauss(0.0, 1.0) for _ in range(dim)]
+
+
+@contextmanager
+def live_server(app, **config) -> Iterator[str]:
+    """The app served by a real uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **{"log_level": "warning", **config}))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def at_once(n: int, call: Callable[[httpx.Client], httpx.Response]) -> list[httpx.Response]:
+    """`call` from n threads released together, each on its own connection."""
+    barrier = threading.Barrier(n)
+    out: list[httpx.Response] = []
+
+    def run() -> None:
+        with httpx.Client(timeout=60) as c:
+            barrier.wait()
+            out.append(call(c))
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == n, "a client thread failed"
+    return out

@@ -76,3 +76,31 @@ def seed(app, session: Session, sample_clips: list[Path]) -> Callable[..., Analy
         return r
 
     return _seed
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_app(request, api_settings: Settings, text_embedder: KeyeTextEmbedder):
+    """The app over either SQL store: the SQLite file, or a fresh PostgreSQL database."""
+    settings = api_settings
+    if request.param == "postgres":
+        settings = api_settings.model_copy(update={"database_url": request.getfixturevalue("pg_database")})
+    application = create_app(settings, embedder=text_embedder, max_upload_bytes=2_000_000)
+    yield application
+    if application.state.services.vectors is not None:
+        application.state.services.vectors.close()
+    application.state.services.engine.dispose()
+
+
+@pytest.fixture
+def flagged_case(store_app, sample_clips: list[Path]) -> Callable[[str], AnalysisRecord]:
+    """Write a flagged analysis into store_app's database; returns its record."""
+
+    def _case(video_id: str) -> AnalysisRecord:
+        r = make_record(video_id, severity=2, categories=("violence",))
+        with Session(store_app.state.services.engine) as s:
+            write_analysis(s, r, Submission(video_id=video_id, uri=sample_clips[0].resolve().as_uri(),
+                                            submitted_at=r.created_at))
+            s.commit()
+        return r
+
+    return _case

@@ -1,0 +1,69 @@
+"""Decisions under a double click: parallel POSTs by the claim holder, against a real uvicorn server
+on SQLite and PostgreSQL, store exactly one review and one feedback event; an Idempotency-Key makes
+the retries answer like the first request."""
+
+from __future__ import annotations
+
+import httpx
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from api.keys import create_key
+from api.tables import Outbox
+from api_testing import at_once, auth, live_server
+from keye.db import Review
+
+PARALLEL = 20
+
+
+def _stored(app, video_id: str, analysis_id: str) -> tuple[int, int]:
+    """(reviews, feedback messages in the outbox) of one case."""
+    topic = app.state.services.settings.topic_feedback
+    with Session(app.state.services.engine) as s:
+        reviews = s.exec(select(sa.func.count()).select_from(Review).where(Review.analysis_id == analysis_id)).one()
+        events = s.exec(select(sa.func.count()).select_from(Outbox)
+                        .where(Outbox.topic == topic, Outbox.key == video_id)).one()
+    return reviews, events
+
+
+def _moderator(app) -> dict[str, str]:
+    with Session(app.state.services.engine) as s:
+        return auth(create_key(s, ["moderator"], name="mod-race")[1])
+
+
+def test_parallel_decisions_by_the_holder_store_one_review_and_one_event(store_app, flagged_case) -> None:
+    r = flagged_case("race-1")
+    h = _moderator(store_app)
+    with live_server(store_app) as base:
+        case = f"{base}/v1/moderation/cases/{r.analysis_id}"
+        with httpx.Client() as c:
+            assert c.post(case + "/claim", headers=h).status_code == 200
+        answers = at_once(PARALLEL, lambda c: c.post(case + "/decision", json={"decision": "confirm"}, headers=h))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * (PARALLEL - 1), [a.text for a in answers]
+    for lost in (a for a in answers if a.status_code == 409):
+        assert lost.headers["content-type"] == "application/problem+json"
+        assert lost.json()["type"] in ("urn:keye:problem:already-decided", "urn:keye:problem:conflict")
+    assert _stored(store_app, "race-1", r.analysis_id) == (1, 1)
+
+
+def test_idempotency_key_replays_the_first_decision(store_app, flagged_case) -> None:
+    r = flagged_case("race-2")
+    h = _moderator(store_app)
+    with live_server(store_app) as base:
+        case = f"{base}/v1/moderation/cases/{r.analysis_id}"
+        with httpx.Client() as c:
+            assert c.post(case + "/claim", headers=h).status_code == 200
+        retry = {**h, "Idempotency-Key": "click-7f3a"}
+        body = {"decision": "clear", "note": "satire"}
+        answers = at_once(PARALLEL, lambda c: c.post(case + "/decision", json=body, headers=retry))
+        assert [a.status_code for a in answers] == [200] * PARALLEL, [a.text for a in answers]
+        assert len({a.json()["event_id"] for a in answers}) == 1
+        assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == PARALLEL - 1
+        with httpx.Client() as c:
+            later = c.post(case + "/decision", json=body, headers=retry)
+            assert later.status_code == 200 and later.json() == answers[0].json()
+            other = c.post(case + "/decision", json={"decision": "confirm"}, headers=retry)
+            assert other.status_code == 422
+            assert other.json()["type"] == "urn:keye:problem:idempotency-key-reused"
+            assert c.post(case + "/decision", json=body, headers=h).status_code == 409  # no key: a new decision
+    assert _stored(store_app, "race-2", r.analysis_id) == (1, 1)
