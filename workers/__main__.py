@@ -6,11 +6,12 @@ By default the Keye model of KEYE_MODEL runs on KEYE_DEVICE; `--analyzer` builds
 
 import argparse
 import importlib
-import logging
+import os
 
+from keye.logs import setup_logging
 from keye.settings import Settings
 from workers.analysis import load_analyzer
-from workers.consumer import WorkerConfig, run_worker
+from workers.consumer import WorkerConfig, instance_id_for, run_worker
 
 parser = argparse.ArgumentParser(prog="python -m workers")
 parser.add_argument("--group", default="keye-workers")
@@ -23,9 +24,11 @@ parser.add_argument("--basic", action="store_true", help="summary + embedding on
 parser.add_argument("--max-frames", type=int, default=None, help="basic analyzer: frames per video")
 parser.add_argument("--max-pixels", type=int, default=None, help="basic analyzer: pixels per frame")
 parser.add_argument("--max-new-tokens", type=int, default=None, help="basic analyzer: summary length in tokens")
-parser.add_argument("--loglevel", default="info")
+parser.add_argument("--instance-id", default=os.environ.get("KEYE_WORKER_INSTANCE_ID"),
+                    help="static group member id (default KEYE_WORKER_INSTANCE_ID, else <host>-<device> on CUDA)")
+parser.add_argument("--loglevel", default=None, help="debug, info, warning, error (default KEYE_LOG_LEVEL or info)")
 args = parser.parse_args()
-logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+setup_logging(args.loglevel)
 settings = Settings()
 options = {k: v for k, v in (("max_frames", args.max_frames), ("max_pixels", args.max_pixels),
                              ("max_new_tokens", args.max_new_tokens)) if v is not None}
@@ -36,4 +39,5 @@ else:
     analyzer = load_analyzer(settings, "basic" if args.basic else "full", **options)
 run_worker(settings, analyzer, WorkerConfig(group_id=args.group, batch_size=args.batch_size,
                                               max_attempts=args.max_attempts, metrics_port=args.metrics_port,
-                                              session_timeout_ms=args.session_timeout_ms))
+                                              session_timeout_ms=args.session_timeout_ms,
+                                              instance_id=instance_id_for(settings, args.instance_id)))

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 from keye.db import engine_from, migrate, model_version_name, serving_model
 from keye.schemas import AnalysisRecord, Submission, Summary, TagScore, analysis_id_for, utcnow
 from keye.settings import Settings
+from workers.waiting import database_label, until_available
 
 PROMPT_VERSION = "summary-v0"
 SUMMARY_PROMPT = "Describe this video in one sentence."
@@ -132,7 +133,8 @@ def load_analyzer(settings: Settings, kind: str = "full", **options: int) -> Ana
     """
     if kind not in ("full", "basic"):
         raise ValueError(f"unknown analyzer kind {kind!r}; use 'full' or 'basic'")
-    settings, version = serving_settings(settings)
+    # The registry is in the database: a worker started before it waits here, before loading the model.
+    settings, version = until_available(lambda: serving_settings(settings), database_label(settings))
     if kind == "basic":
         analyzer = KeyeAnalyzer(settings, **options)
         analyzer.model_version = version

@@ -1,13 +1,19 @@
 """The Kafka worker: a consumer group on `videos.work` (kafka-python).
 
 One batch at a time:
-1. poll up to `batch_size` records, then PAUSE every assigned partition;
+1. poll up to `batch_size` records (the first batches after a start are 1, 2, 4, ... records, so
+   a restarted worker commits after one video, not a whole batch), then PAUSE every partition;
 2. run the batch on a helper thread while the polling thread keeps calling `poll()` (paused, so
    it returns nothing) — the group sees a live member however long inference takes, no rebalance;
 3. per video: fetch, analyze, write SQL (and Qdrant when a server is configured), produce
-   `videos.analyzed` (+ `moderation.flags` when flagged); a permanent failure produces a DLQ
-   record and marks the video failed;
-4. flush the producer, then commit the offsets of the videos that are done, resume.
+   `videos.analyzed` (+ `moderation.flags` when flagged) and flush; a permanent failure produces a
+   DLQ record and marks the video failed;
+4. the polling thread commits each video's offset as soon as its writes are durable (a crash
+   redoes the video in flight, not the batch); at the end of the batch it resumes.
+
+Static membership: with an instance id (`--instance-id`, KEYE_WORKER_INSTANCE_ID; derived from the
+host and the device on CUDA) the worker is a static group member: a restart within the session
+timeout gets its partitions back with no rebalance, so the other workers never stop.
 
 Failures: permanent ones (bad URI, undecodable file, schema) go to the DLQ at once; other
 analysis failures are retried `max_attempts` times with backoff, then go to the DLQ; a store
@@ -26,7 +32,9 @@ number of busy workers. `batch_size` bounds the work a rebalance can redeliver.
 from __future__ import annotations
 
 import logging
+import re
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +49,7 @@ from workers import metrics
 from workers.analysis import Analyzer
 from workers.errors import Failure, StoreUnavailableError, classify
 from workers.stages import VideoProcessor, timed
+from workers.waiting import Stopped, database_label, kafka_label, until_available
 
 log = logging.getLogger("keye.worker")
 
@@ -54,6 +63,7 @@ class WorkerConfig:
     backoff_max_s: float = 30.0
     poll_interval_ms: int = 200
     session_timeout_ms: int = 30000
+    instance_id: str | None = None  # static group membership (see `instance_id_for`)
     write_vectors: bool | None = None  # None: only when a Qdrant server is configured
     metrics_port: int | None = None
 
@@ -62,6 +72,17 @@ class WorkerConfig:
 class BatchResult:
     done: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last done offset
     store_error: str | None = None
+
+
+def instance_id_for(settings: Settings, configured: str | None = None) -> str | None:
+    """The worker's static group instance id: the configured one, else `<host>-<device>` on CUDA
+    (one worker per GPU is the deployment rule, so host and device name it). On CPU several workers
+    may share a host and a device, so they stay dynamic members unless given an id."""
+    if configured:
+        return configured
+    if not settings.device.startswith("cuda"):
+        return None
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{settings.device}")[:249]
 
 
 class _Abandoned(Exception):
@@ -76,6 +97,9 @@ class Worker:
         self.stopping = threading.Event()
         self._in_flight = False
         self._block_rounds = 0
+        self._limit = 1  # records of the next batch: doubles up to batch_size after each batch
+        self._durable: dict[tuple[str, int], int] = {}  # offsets whose writes are durable, not yet committed
+        self._durable_lock = threading.Lock()
         # Analyses done but not yet stored: computed ahead by a batched call, or kept when a store was
         # down, so that the retry stores them without running the model again.
         self._unstored: dict[str, AnalysisRecord] = {}
@@ -92,12 +116,12 @@ class Worker:
 
         s, c = self.settings, self.config
         engine = engine_from(s)
-        migrate(engine)
-        kk.ensure_topics(s)
+        until_available(lambda: migrate(engine), database_label(s), self.stopping)
+        until_available(lambda: kk.ensure_topics(s), kafka_label(s), self.stopping)
         write_vectors = c.write_vectors if c.write_vectors is not None else bool(s.qdrant_url)
         vectors = VectorStore.from_settings(s) if write_vectors else None
         self.processor = VideoProcessor(s, self.analyzer, engine, vectors)
-        self.producer = kk.producer(s)
+        self.producer = until_available(lambda: kk.producer(s), kafka_label(s), self.stopping)
         worker = self
 
         class Listener(ConsumerRebalanceListener):
@@ -113,7 +137,7 @@ class Worker:
             bootstrap_servers=s.kafka_bootstrap, group_id=c.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=c.batch_size, session_timeout_ms=c.session_timeout_ms,
             heartbeat_interval_ms=max(1000, c.session_timeout_ms // 10), max_poll_interval_ms=300000,
-            client_id=f"keye-worker-{c.group_id}")
+            client_id=f"keye-worker-{c.group_id}", group_instance_id=c.instance_id)
         self.consumer.subscribe([s.topic_work], listener=Listener())
 
     def _close(self) -> None:
@@ -129,14 +153,19 @@ class Worker:
     # ---- main loop ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self._open()
+        try:
+            self._open()
+        except Stopped:
+            log.info("worker %s stopped while waiting for its stores", self.config.group_id)
+            return
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keye-batch")
         last_lag = 0.0
-        log.info("worker %s consuming %s (batch %d)", self.config.group_id, self.settings.topic_work,
-                 self.config.batch_size)
+        log.info("worker %s consuming %s (batch %d, %s)", self.config.group_id, self.settings.topic_work,
+                 self.config.batch_size, f"static member {self.config.instance_id}" if self.config.instance_id
+                 else "dynamic member")
         try:
             while not self.stopping.is_set():
-                polled = self._poll(500)
+                polled = self._poll(500, self._limit)
                 if time.monotonic() - last_lag > 10:
                     self._update_lag()
                     last_lag = time.monotonic()
@@ -150,18 +179,20 @@ class Worker:
                 while not future.done():
                     stray = self._poll(self.config.poll_interval_ms)
                     self._rewind(stray)  # only possible right after a rebalance; never lose them
+                    self._commit_durable()
                 result = future.result()
                 self._in_flight = False
                 self._finish(records, result)
+                self._limit = min(self.config.batch_size, 2 * self._limit)
         finally:
             executor.shutdown(wait=True)
             self._close()
             log.info("worker %s closed", self.config.group_id)
 
-    def _poll(self, timeout_ms: int) -> dict:
+    def _poll(self, timeout_ms: int, max_records: int | None = None) -> dict:
         """poll(), surviving a broker that is down (kafka-python raises then); the client reconnects."""
         try:
-            return self.consumer.poll(timeout_ms=timeout_ms)
+            return self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except Exception as e:  # noqa: BLE001 - KafkaConnectionError, NoBrokersAvailable, timeouts
             log.warning("Kafka poll failed (%s: %s); retrying", type(e).__name__, e)
             self.stopping.wait(min(1.0, timeout_ms / 1000))
@@ -174,30 +205,50 @@ class Worker:
             if rs:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition), min(r.offset for r in rs))
 
-    def _finish(self, records: list, result: BatchResult) -> None:
+    def _durable_done(self, r) -> None:
+        """Called by the batch thread once a record's writes are durable: commit it soon."""
+        with self._durable_lock:
+            self._durable[(r.topic, r.partition)] = r.offset
+
+    def _commit_durable(self) -> None:
+        """Commit the offsets of the durable videos (polling thread: the consumer is not thread-safe)."""
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        try:
-            with timed("produce"):
-                self.producer.flush(timeout=60)
-        except Exception as e:  # noqa: BLE001 - the broker is unreachable: commit nothing, redo the batch
-            result = BatchResult(store_error=f"flushing produced messages: {e}")
+        with self._durable_lock:
+            done, self._durable = self._durable, {}
+        if not done:
+            return
         assigned = self.consumer.assignment()
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o + 1, "", -1) for (t, p), o in result.done.items()}
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o + 1, "", -1) for (t, p), o in done.items()}
         offsets = {tp: om for tp, om in offsets.items() if tp in assigned}
-        if offsets:
-            try:
-                self.consumer.commit(offsets)
-            except Exception as e:  # noqa: BLE001 - a rebalance took the partition: the next owner redoes it
-                log.warning("commit failed (%s); the batch will be redelivered and its writes are idempotent", e)
-        # Rewind every partition to its first unfinished record (blocked or abandoned).
-        first: dict[tuple[str, int], int] = {}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except Exception as e:  # noqa: BLE001 - a rebalance took the partition: the next owner redoes it
+            log.warning("commit failed (%s: %s); those videos will be redelivered and their writes are idempotent",
+                        type(e).__name__, e)
+            return
+        log.info("committed %s", ", ".join(f"{tp.topic}[{tp.partition}]@{om.offset}" for tp, om in
+                                           sorted(offsets.items())))
+
+    def _finish(self, records: list, result: BatchResult) -> None:
+        from kafka import TopicPartition
+
+        self._commit_durable()
+        # Every partition of the batch resumes at its first unfinished record (blocked or abandoned),
+        # else after its last done one: a rebalance during the batch reset the position to the
+        # committed offset of its start, and the done videos must not be redone.
+        assigned = self.consumer.assignment()
+        resume: dict[tuple[str, int], int] = {}
         for r in records:
             key = (r.topic, r.partition)
             if r.offset > result.done.get(key, -1):
-                first[key] = min(first.get(key, r.offset), r.offset)
-        for (t, p), o in first.items():
+                resume[key] = min(resume.get(key, r.offset), r.offset)
+        for key, o in result.done.items():
+            resume.setdefault(key, o + 1)
+        for (t, p), o in resume.items():
             tp = TopicPartition(t, p)
             if tp in assigned:
                 self.consumer.seek(tp, o)
@@ -246,6 +297,7 @@ class Worker:
             except _Abandoned:
                 break
             result.done[(r.topic, r.partition)] = r.offset
+            self._durable_done(r)
         return result
 
     def _analyze_ahead(self, records: list) -> None:
@@ -296,6 +348,7 @@ class Worker:
         try:
             self.processor.persist(record, work)
             self._publish(record)
+            self._flush()
         except StoreUnavailableError:
             if len(self._unstored) < 4 * self.config.batch_size:
                 self._unstored[work.video_id] = record
@@ -305,6 +358,13 @@ class Worker:
                               uri=work.uri)
             return
         metrics.ANALYZED.inc()
+
+    def _flush(self) -> None:
+        try:
+            with timed("produce"):
+                self.producer.flush(timeout=60)
+        except Exception as e:  # noqa: BLE001 - the broker is unreachable: this video is not done
+            raise StoreUnavailableError(f"flushing produced messages: {e}") from e
 
     def _publish(self, record: AnalysisRecord) -> None:
         try:
@@ -323,6 +383,7 @@ class Worker:
             kk.send(self.producer, self.settings.topic_dlq, letter, video_id=video_id or "unknown")
         except Exception as e:  # noqa: BLE001
             raise StoreUnavailableError(f"producing dead letter: {e}") from e
+        self._flush()
         metrics.DLQ.labels(stage).inc()
         metrics.FAILED.labels(letter.error_type).inc()
         log.warning("video %s -> DLQ (%s: %s)", video_id, letter.error_type, letter.error)
@@ -344,4 +405,4 @@ def run_worker(settings: Settings, analyzer: Analyzer | None = None, config: Wor
     worker.run()
 
 
-__all__ = ["Worker", "WorkerConfig", "run_worker"]
+__all__ = ["Worker", "WorkerConfig", "instance_id_for", "run_worker"]

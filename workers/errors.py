@@ -35,6 +35,8 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, StoreUnavailableError):
         return Failure.STORE
     names = _names(exc)
+    if "keye.kafka.KafkaUnavailableError" in names:
+        return Failure.STORE
     if "keye_model.processor.errors.MediaError" in names or "keye_model.processor.errors.ProcessorInputError" in names:
         return Failure.PERMANENT
     if any(n.startswith(("sqlalchemy.exc.", "psycopg.", "sqlite3.", "kafka.errors.", "qdrant_client.",

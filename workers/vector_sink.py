@@ -19,6 +19,7 @@ from keye.schemas import AnalysisRecord, DeadLetter, SchemaError, decode
 from keye.settings import Settings
 from keye.vectors import VectorStore, VectorStoreError
 from workers import metrics
+from workers.waiting import Stopped, kafka_label, until_available
 
 log = logging.getLogger("keye.vectors")
 
@@ -28,12 +29,18 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
     from kafka import KafkaConsumer
 
     stop = stop or threading.Event()
-    kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_dlq])
+    try:
+        until_available(lambda: kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_dlq]),
+                        kafka_label(settings), stop)
+        producer = until_available(lambda: kk.producer(settings), kafka_label(settings), stop)
+    except Stopped:
+        return
     own_store = store is None
     store = store or VectorStore.from_settings(settings)
-    producer = kk.producer(settings)
     consumer = KafkaConsumer(settings.topic_analyzed, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
                              enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch_size)
+    log.info("vector sink consuming %s into %s", settings.topic_analyzed,
+             settings.qdrant_url or settings.resolved_qdrant_path)
     failures = 0
     try:
         while not stop.is_set():
@@ -46,21 +53,8 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
             records = [r for rs in polled.values() for r in rs]
             if not records:
                 continue
-            latest: dict[str, AnalysisRecord] = {}
-            for r in records:
-                try:
-                    rec = decode(AnalysisRecord, r.value)
-                except SchemaError as e:
-                    kk.send(producer, settings.topic_dlq, DeadLetter.of(r.value, e, stage="vectors.decode"),
-                            video_id=(r.key or b"unknown").decode("utf-8", "replace"))
-                    metrics.DLQ.labels("vectors.decode").inc()
-                    continue
-                if not rec.embedding:
-                    log.warning("analysis %s of video %s has no embedding; no point written", rec.analysis_id,
-                                rec.video_id)
-                    continue
-                latest[rec.analysis_id] = rec
             try:
+                latest = _decode_or_dead_letter(records, producer, settings)
                 _upsert_or_dead_letter(store, list(latest.values()), producer, settings)
                 producer.flush(timeout=60)
             except Exception as e:  # noqa: BLE001 - retried: the batch is re-read from the last commit
@@ -71,17 +65,43 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
                     consumer.seek(tp, min(r.offset for r in rs))
                 stop.wait(delay)
                 continue
+            if failures:
+                log.info("vector writes succeed again after %d failures", failures)
             failures = 0
             metrics.VECTORS.inc(len(latest))
+            for rec in latest.values():
+                log.info("video %s: point %s upserted", rec.video_id, rec.analysis_id)
             try:
                 consumer.commit()
             except Exception as e:  # noqa: BLE001 - redelivered later; upserts are idempotent
                 log.warning("commit failed (%s); these records will be redelivered", e)
+                continue
+            log.info("committed %s", ", ".join(f"{tp.topic}[{tp.partition}]@{max(r.offset for r in rs) + 1}"
+                                               for tp, rs in sorted(polled.items()) if rs))
     finally:
         consumer.close(autocommit=False)
         producer.close(timeout=10)
         if own_store:
             store.close()
+
+
+def _decode_or_dead_letter(records: list, producer, settings: Settings) -> dict[str, AnalysisRecord]:
+    """The batch's analyses with an embedding, latest per analysis id; an undecodable one goes to the DLQ."""
+    latest: dict[str, AnalysisRecord] = {}
+    for r in records:
+        try:
+            rec = decode(AnalysisRecord, r.value)
+        except SchemaError as e:
+            video_id = (r.key or b"unknown").decode("utf-8", "replace")
+            log.warning("video %s: undecodable analysis -> DLQ (%s)", video_id, e)
+            kk.send(producer, settings.topic_dlq, DeadLetter.of(r.value, e, stage="vectors.decode"), video_id=video_id)
+            metrics.DLQ.labels("vectors.decode").inc()
+            continue
+        if not rec.embedding:
+            log.warning("analysis %s of video %s has no embedding; no point written", rec.analysis_id, rec.video_id)
+            continue
+        latest[rec.analysis_id] = rec
+    return latest
 
 
 def _upsert_or_dead_letter(store: VectorStore, records: list[AnalysisRecord], producer, settings: Settings) -> None:
