@@ -134,20 +134,33 @@ def ingest(uris: Annotated[list[str], typer.Argument(help="file paths, file:// o
         print(f"{sub.video_id}\t{sub.uri}")
 
 
+LogLevel = Annotated[str | None, typer.Option(envvar="KEYE_LOG_LEVEL", help="debug, info, warning, error")]
+
+
 @app.command()
 def worker(batch_size: Annotated[int, typer.Option(help="videos per batch")] = 4,
-           metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None) -> None:
+           metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
+           group: Annotated[str, typer.Option(help="consumer group id")] = "keye-workers",
+           instance_id: Annotated[str | None, typer.Option(
+               envvar="KEYE_WORKER_INSTANCE_ID", help="static group member id (default <host>-<device> on CUDA)")] = None,
+           log_level: LogLevel = "info") -> None:
     """Consume videos.work: fetch, decode, analyze, store, produce (one process per GPU)."""
-    from workers.consumer import WorkerConfig, run_worker
+    from keye.logs import setup_logging
+    from workers.consumer import WorkerConfig, instance_id_for, run_worker
 
-    run_worker(get_settings(), config=WorkerConfig(batch_size=batch_size, metrics_port=metrics_port))
+    setup_logging(log_level)
+    s = get_settings()
+    run_worker(s, config=WorkerConfig(group_id=group, batch_size=batch_size, metrics_port=metrics_port,
+                                      instance_id=instance_id_for(s, instance_id)))
 
 
 @app.command("vector-sink")
-def vector_sink() -> None:
+def vector_sink(log_level: LogLevel = "info") -> None:
     """Own the embedded Qdrant folder: write every analyzed video's vector from videos.analyzed."""
+    from keye.logs import setup_logging
     from workers.vector_sink import run_vector_sink
 
+    setup_logging(log_level)
     run_vector_sink(get_settings())
 
 
