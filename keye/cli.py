@@ -54,8 +54,11 @@ def stack_down(only: Services = None) -> None:
     """Stop the services that run (idempotent)."""
     from keye import stack
 
-    for name, was_running in stack.down(get_settings(), _check(only)).items():
-        console.print(f"{name}: {'stopped' if was_running else 'was not running'}")
+    outcome = stack.down(get_settings(), _check(only))
+    for name, what in outcome.items():
+        console.print(f"{name}: {what}", markup=False)
+    if any(what.startswith("failed") for what in outcome.values()):
+        raise typer.Exit(1)
 
 
 @stack_app.command("status")

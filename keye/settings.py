@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     # safe fetching of video URIs
     file_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])  # uploads are always allowed too
     allow_private_addresses: bool = False
+    stack_stop_timeout_s: float = 60.0  # `keye stack down` waits this long for a clean stop
     allow_loopback_addresses: bool | None = None  # None: the same as allow_private_addresses
     max_fetch_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 60.0  # the whole download, however slowly the source sends

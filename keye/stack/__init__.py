@@ -21,9 +21,16 @@ def up(s: Settings, only: list[str] | None = None) -> None:
         SERVICES[name].up(s)
 
 
-def down(s: Settings, only: list[str] | None = None) -> dict[str, bool]:
+def down(s: Settings, only: list[str] | None = None) -> dict[str, str]:
+    """What became of each service: "stopped", "was not running" or "failed to stop: <why>"."""
+    out = {}
     # Stop in reverse order of dependence; none depends on another today, but Kafka is slowest.
-    return {name: SERVICES[name].down(s) for name in reversed(only or list(SERVICES))}
+    for name in reversed(only or list(SERVICES)):
+        try:
+            out[name] = "stopped" if SERVICES[name].down(s) else "was not running"
+        except StackError as e:
+            out[name] = f"failed to stop: {e}"
+    return out
 
 
 def status(s: Settings) -> dict[str, str]:

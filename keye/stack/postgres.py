@@ -96,7 +96,55 @@ def healthy(s: Settings) -> bool:
 
 
 def down(s: Settings) -> bool:
-    return stop_pid(_paths(s)["pid"], timeout_s=60)
+    """Stop the server with `pg_ctl stop` (fast: clients are disconnected, then a clean shutdown;
+    immediate if that does not end it) and check that it is gone. Returns whether it was running;
+    raises StackError when it still runs. Signalling the pid file's process instead would hit the
+    `runuser` wrapper, which SIGKILLs the server: crash recovery on the next start."""
+    p = _paths(s)
+    postmaster = _postmaster_pid(p["data"])
+    if postmaster is None and read_pid(p["pid"]) is None:
+        p["pid"].unlink(missing_ok=True)
+        return False
+    answers = []
+    for mode in ("fast", "immediate"):
+        done = _run([_bin("pg_ctl"), "stop", "-D", str(p["data"]), "-m", mode, "-w", "-t", str(max(1, round(s.stack_stop_timeout_s)))])
+        answers.append(f"pg_ctl stop -m {mode}: {(done.stdout + done.stderr).strip()}")
+        if _gone(postmaster, s):
+            break
+    else:
+        raise StackError(f"PostgreSQL (pid {postmaster}) still runs on port {s.postgres_port}:\n" + "\n".join(answers))
+    try:  # the wrapper exits with its server
+        wait_until(lambda: read_pid(p["pid"]) is None, 10, "the PostgreSQL wrapper process to exit")
+    except StackError:
+        stop_pid(p["pid"], timeout_s=5)
+    p["pid"].unlink(missing_ok=True)
+    return True
+
+
+def _postmaster_pid(data: Path) -> int | None:
+    """The live server's pid from its data folder (the first line of postmaster.pid)."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:  # a zombie (exited, its parent not yet reaping) is gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _gone(postmaster: int | None, s: Settings) -> bool:
+    return (postmaster is None or not _alive(postmaster)) and not port_open(s.postgres_port)
 
 
 def status(s: Settings) -> str:
