@@ -229,3 +229,54 @@ def test_the_cookie_is_secure_behind_a_trusted_tls_proxy_only(app, api_settings,
         assert ("Secure" in cookie) is trusted
     finally:
         server.should_exit = True
+
+
+def test_a_remote_video_is_fetched_once_for_the_player(api_settings, sample_clips, tmp_path) -> None:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from api.app import create_app
+    from api.keys import create_key
+    from api_testing import make_record
+    from keye.db import write_analysis
+    from keye.schemas import Submission
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(sample_clips[0].parent))
+    source = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=source.serve_forever, daemon=True).start()
+    settings = api_settings.model_copy(update={"allow_private_addresses": True, "data_dir": tmp_path / "remote"})
+    app = create_app(settings)
+    try:
+        with Session(app.state.services.engine) as s:
+            key = create_key(s, ["moderator"], name="moderator-r")[1]
+            r = make_record("remote-clip", severity=2, categories=("violence",))
+            uri = f"http://127.0.0.1:{source.server_port}/{sample_clips[0].name}"
+            write_analysis(s, r, Submission(video_id=r.video_id, uri=uri, submitted_at=r.created_at))
+            s.commit()
+        with TestClient(app) as client:
+            sign_in(client, key)
+            url = f"/review/cases/{r.analysis_id}/video"
+            assert client.get(url, headers={"Range": "bytes=0-9"}).content == sample_clips[0].read_bytes()[:10]
+            source.shutdown()  # the source goes away: the player keeps its copy
+            whole = client.get(url)
+            assert whole.status_code == 200 and whole.content == sample_clips[0].read_bytes()
+    finally:
+        source.server_close()
+        app.state.services.engine.dispose()
+
+
+def test_a_session_lives_and_ends_on_each_sql_store(store_app, flagged_case) -> None:
+    from api.keys import create_key
+
+    case = flagged_case("store-clip")
+    with Session(store_app.state.services.engine) as s:
+        key = create_key(s, ["moderator"], name="moderator-s")[1]
+    with TestClient(store_app) as client:
+        token = sign_in(client, key)
+        copied = client.cookies.get(review_session.COOKIE)
+        claimed = client.post(f"/review/cases/{case.analysis_id}/claim", data={review_session.CSRF_FIELD: token},
+                              headers=ORIGIN, follow_redirects=False)
+        assert claimed.headers["location"] == f"/review/cases/{case.analysis_id}"
+        client.post("/review/logout", data={review_session.CSRF_FIELD: token}, headers=ORIGIN)
+    with TestClient(store_app, cookies={review_session.COOKIE: copied}) as thief:
+        assert thief.get("/review", follow_redirects=False).headers["location"].startswith("/review/login")
