@@ -157,7 +157,7 @@ def download(uri: str, settings: Settings, folder: Path) -> Path:
 
     backend = _DeadlineBackend(time.monotonic() + settings.fetch_timeout_s, settings.fetch_read_timeout_s)
     url = uri
-    with httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool:
+    with httpcore.ConnectionPool(network_backend=backend) as pool:
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             scheme = parts.scheme.lower()

@@ -104,6 +104,9 @@ def test_each_redirect_is_checked_again(server: str, tmp_path: Path) -> None:
     s = settings(tmp_path, allow_private_addresses=True)
     with fetched(f"{server}/redirect-to/|clip.mp4", s) as path:
         assert path.read_bytes() == BODY
+    other_origin = server.replace("127.0.0.1", "localhost").replace("http://", "http:||")
+    with fetched(f"{server}/redirect-to/{other_origin}|host", s) as path:
+        assert path.read_bytes() == server.replace("http://127.0.0.1", "localhost").encode()
     # cloud metadata (link-local) is never allowed, even after a redirect from an allowed host
     with pytest.raises(UnsafeURIError, match="169.254.169.254"):
         with fetched(f"{server}/redirect-to/http:||169.254.169.254|latest|meta-data", s):
