@@ -114,8 +114,8 @@ def check_uri(uri: str, settings: Settings) -> None:
             try:
                 ip = ipaddress.ip_address(host)
             except ValueError:
-                resolve_checked(host, parts.port or (443 if scheme == "https" else 80), settings.allow_private_addresses,
-                                settings.allow_loopback_addresses)
+                resolve_checked(host, parts.port or (443 if scheme == "https" else 80),
+                                settings.allow_private_addresses, settings.allow_loopback_addresses)
             else:
                 reason = check_address(ip, settings.allow_private_addresses, settings.allow_loopback_addresses)
                 if reason:

@@ -107,7 +107,8 @@ def down(s: Settings) -> bool:
         return False
     answers = []
     for mode in ("fast", "immediate"):
-        done = _run([_bin("pg_ctl"), "stop", "-D", str(p["data"]), "-m", mode, "-w", "-t", str(max(1, round(s.stack_stop_timeout_s)))])
+        wait_s = str(max(1, round(s.stack_stop_timeout_s)))
+        done = _run([_bin("pg_ctl"), "stop", "-D", str(p["data"]), "-m", mode, "-w", "-t", wait_s])
         answers.append(f"pg_ctl stop -m {mode}: {(done.stdout + done.stderr).strip()}")
         if _gone(postmaster, s):
             break

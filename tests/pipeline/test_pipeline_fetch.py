@@ -231,8 +231,10 @@ def test_the_upload_folder_is_always_an_allowed_root(tmp_path: Path) -> None:
     ("::ffff:10.0.0.1", False, None, False), ("::ffff:8.8.8.8", False, None, True),
     ("::127.0.0.1", False, None, False), ("::ffff:0:127.0.0.1", False, None, False),
     ("64:ff9b::127.0.0.1", False, None, False), ("64:ff9b::8.8.8.8", False, None, True),
-    ("2002:7f00:1::", False, None, False), ("2002:a9fe:a9fe::", True, None, False), ("2002:808:808::", False, None, True),
+    ("2002:7f00:1::", False, None, False), ("2002:a9fe:a9fe::", True, None, False),
+    ("2002:808:808::", False, None, True),
     ("2001:0:4136:e378:8000:63bf:80f7:f7f7", False, None, False),  # Teredo to client 127.8.8.8
 ])
-def test_address_policy_as_explicit_networks(ip: str, private_ok: bool, loopback_ok: bool | None, allowed: bool) -> None:
+def test_address_policy_as_explicit_networks(ip: str, private_ok: bool, loopback_ok: bool | None,
+                                            allowed: bool) -> None:
     assert (check_address(ipaddress.ip_address(ip), private_ok, loopback_ok) is None) == allowed

@@ -32,7 +32,8 @@ def test_an_animated_gif_decodes_as_a_video_timed_by_its_frame_delays(tmp_path):
 
 def test_an_animated_gif_goes_through_the_processor(processor, tmp_path):
     src = write_gif(tmp_path / "clip.gif")
-    out = processor([[{"role": "user", "content": [{"type": "video", "video": str(src)}, {"type": "text", "text": "?"}]}]])
+    content = [{"type": "video", "video": str(src)}, {"type": "text", "text": "?"}]
+    out = processor([[{"role": "user", "content": content}]])
     assert out.pixel_values_videos is not None and out.video_grid_thw.shape == (1, 3)
     assert out.video_timestamps[0][0] == 0.0 and out.video_timestamps[0] == sorted(out.video_timestamps[0])
 
