@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import auth, observability, problems
+from api import auth, boundary, observability, problems
 from api.deps import Services
 from api.storage import open_engine
 from keye.settings import Settings
@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
+        observability.redact_access_log()  # after the server configured its loggers
         stops = _start_background(svc) if publish else []
         try:
             yield
@@ -43,8 +44,10 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
                 stop()
             svc.relay = None
 
-    app = FastAPI(title="Keye video intelligence API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Keye video intelligence API", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  max_body_size=settings.api_max_json_bytes)
     app.state.services = svc
+    app.add_middleware(boundary.RefuseNul)  # added first: it runs inside the request-id middleware
     app.state.metrics = observability.install(app)
     problems.install(app)
     from api.routes import admin, health, ingest, moderation, review, search, summaries, trends, videos, webhooks

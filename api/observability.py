@@ -1,15 +1,21 @@
-"""Request ids and Prometheus metrics, as one middleware.
+"""Request ids and Prometheus metrics, as one middleware; API keys kept out of the access log.
 
 The request id comes from `X-Request-ID` when the caller sends a sane one (so a trace spans
 services), else a new uuid4; it is echoed in the response and in every problem body. Metrics are
 labelled by the route template, never the raw path, so ids cannot explode the label space.
+
+A key sent in the query string is refused (keys are read from headers only), but the server's
+access log writes the query string as it came: values that are keys, or sit under a parameter named
+like a credential, are logged as REDACTED.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -47,3 +53,34 @@ def install(app: FastAPI) -> Metrics:
         return response
 
     return metrics
+
+
+_QUERY_PAIR = re.compile(r"([?&])([^=&#\s]*)=([^&#\s]*)")
+_CREDENTIAL_NAMES = re.compile(r"(x[_-]?)?(api[_-]?)?key|token|access[_-]?token|secret|password|authorization|auth",
+                               re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with the query values that are (or are named like) credentials replaced."""
+
+    def pair(m: re.Match[str]) -> str:
+        name, value = unquote(m.group(2)), unquote(m.group(3))
+        if _CREDENTIAL_NAMES.fullmatch(name) or "keye_" in value:
+            return f"{m.group(1)}{m.group(2)}=REDACTED"
+        return m.group(0)
+
+    return _QUERY_PAIR.sub(pair, text) if "=" in text else text
+
+
+class RedactCredentials(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact_access_log() -> None:
+    """Filter uvicorn's access log (its arguments hold the path with the query string)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactCredentials) for f in logger.filters):
+        logger.addFilter(RedactCredentials())

@@ -126,7 +126,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug, title = _HTTP_SLUGS.get(exc.status_code, (f"http-{exc.status_code}", "HTTP error"))
-        return problem_response(request, exc.status_code, slug, title, str(exc.detail), headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 413:  # FastAPI's body limit: say which one
+            limit = request.app.state.services.settings.api_max_json_bytes
+            detail = f"the request body is larger than {limit} bytes (KEYE_API_MAX_JSON_BYTES)"
+        return problem_response(request, exc.status_code, slug, title, detail, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

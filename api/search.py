@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from api.deps import Services
 from api.problems import Conflict, Invalid, NotFound, Problem, ProblemBody
+from api.types import CreatorId, Label, LanguageTag
 from keye.db import ModelVersion, model_version_name, serving_model
 from keye.schemas import VideoId, analysis_id_for
 
@@ -24,9 +25,9 @@ MAX_DIM = 16384
 class Filters(BaseModel):
     """Every given field must match (AND); list fields match any of their values (OR)."""
 
-    tags: list[str] | None = Field(default=None, max_length=50, description="any of these tags")
-    language: list[str] | None = Field(default=None, max_length=50)
-    creator_id: list[str] | None = Field(default=None, max_length=100)
+    tags: list[Label] | None = Field(default=None, max_length=50, description="any of these tags")
+    language: list[LanguageTag] | None = Field(default=None, max_length=50)
+    creator_id: list[CreatorId] | None = Field(default=None, max_length=100)
     moderation_status: list[Literal["clear", "flagged", "needs_review"]] | None = None
     max_severity: int | None = Field(default=None, ge=0, le=3, description="at most this severity")
     min_duration_s: float | None = Field(default=None, ge=0)

@@ -1,11 +1,11 @@
-"""Field types shared by response models."""
+"""Field types shared by request and response models."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, StringConstraints
 
 
 def _utc(value: datetime) -> datetime:
@@ -14,3 +14,9 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+# Bounds of the short strings a request carries, as the columns that store them.
+Label = Annotated[str, StringConstraints(max_length=200)]  # a tag or a hashtag
+LanguageTag = Annotated[str, StringConstraints(max_length=35)]  # BCP 47
+CreatorId = Annotated[str, StringConstraints(max_length=128)]

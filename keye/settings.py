@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     api_forwarded_allow_ips: str = "127.0.0.1,::1"
     api_max_upload_bytes: int = 512 * 1024 * 1024
     api_max_upload_total_bytes: int = 20 * 1024 * 1024 * 1024  # every stored upload together
+    api_max_json_bytes: int = 4 * 1024 * 1024  # any other request body (JSON, forms); 413 beyond
     api_max_clip_seconds: float = 60.0
     api_claim_ttl_s: float = 15 * 60
 

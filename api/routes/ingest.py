@@ -14,9 +14,10 @@ from sqlmodel import Session
 
 from api import media, outbox
 from api.auth import Principal, Roles
+from api.boundary import STREAMED_BODY
 from api.deps import Services, db, services
 from api.problems import Invalid, responses
-from api.types import UtcDatetime
+from api.types import CreatorId, Label, LanguageTag, UtcDatetime
 from keye.db import Video
 from keye.uploads import discard
 from keye.schemas import Submission, VideoId, utcnow
@@ -31,9 +32,9 @@ class SubmitRequest(BaseModel):
     video_id: VideoId | None = Field(default=None, description="default: derived from the URI")
     title: str | None = Field(default=None, max_length=1000)
     description: str | None = Field(default=None, max_length=10000)
-    hashtags: list[str] = Field(default_factory=list, max_length=100)
-    creator_id: str | None = Field(default=None, max_length=128)
-    language: str | None = Field(default=None, max_length=35)
+    hashtags: list[Label] = Field(default_factory=list, max_length=100)
+    creator_id: CreatorId | None = None
+    language: LanguageTag | None = None
     tasks: list[Task] = Field(default_factory=list)
 
 
@@ -91,7 +92,7 @@ def submit(body: SubmitRequest, session: Session = Depends(db), svc: Services = 
     return accept(svc, session, fields)
 
 
-@router.put("/{video_id}/content", status_code=202, response_model=Accepted,
+@router.put("/{video_id}/content", status_code=202, response_model=Accepted, max_body_size=STREAMED_BODY,
             responses=responses(401, 403, 413, 415, 422, 507),
             openapi_extra={"requestBody": {"required": True, "content": {
                 t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES}}},
@@ -101,7 +102,7 @@ def submit(body: SubmitRequest, session: Session = Depends(db), svc: Services = 
                         "known is not stored again.")
 async def upload(request: Request, video_id: str = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
                  title: str | None = Query(None, max_length=1000), creator_id: str | None = Query(None, max_length=128),
-                 language: str | None = Query(None, max_length=35), hashtags: list[str] = Query([], max_length=100),
+                 language: str | None = Query(None, max_length=35), hashtags: list[Label] = Query([], max_length=100),
                  svc: Services = Depends(services), _: Principal = Depends(INGEST)) -> JSONResponse:
     from starlette.concurrency import run_in_threadpool
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import media
 from api.auth import Principal, Roles
+from api.boundary import STREAMED_BODY
 from api.deps import Services, services
 from api.problems import Invalid, TooLarge, UnsafeURI, Unavailable, UnsupportedMedia, responses
 from api.routes.videos import SummaryView, summary_of
@@ -62,6 +63,7 @@ def summarize(svc: Services, path: Path) -> SummaryView:
 
 
 @router.post("", response_model=SummaryView, responses=responses(401, 403, 413, 415, 422, 503),
+             max_body_size=STREAMED_BODY,
              openapi_extra={"requestBody": {"required": True, "content": {
                  t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES}}},
              summary="Summarize an uploaded short clip now",
