@@ -149,6 +149,7 @@ def test_queue_strip_case_context_and_the_player_seeking_to_evidence(browser, li
     strip = row.find_elements(By.CSS_SELECTOR, ".strip img")
     assert [i.get_attribute("alt") for i in strip] == ["frame at 0.5 s", "frame at 1.5 s"]
     WebDriverWait(browser, 30).until(lambda d: all(_loaded(d, i) for i in strip))
+    assert browser.save_screenshot(str(tmp_path / "queue.png"))
 
     row.find_element(By.CSS_SELECTOR, "a.case-link").click()
     context = browser.find_element(By.ID, "context").text
@@ -207,8 +208,8 @@ def test_an_expired_session_keeps_the_typed_note(browser, live_url: str, keys, s
     case = seed("expiry-clip", severity=2, categories=("violence",))
     _sign_in(browser, live_url, keys["moderator"])
     browser.get(f"{live_url}/review/cases/{case.analysis_id}")
-    body = browser.find_element(By.TAG_NAME, "body")
-    body.send_keys("c")
+    browser.find_element(By.TAG_NAME, "body").send_keys("c")
+    browser.find_element(By.ID, "note")  # the claimed page is there
     browser.find_element(By.TAG_NAME, "body").send_keys("n")
     browser.switch_to.active_element.send_keys("a toy sword, not a weapon" + Keys.ESCAPE)
 
