@@ -98,8 +98,17 @@ def _fade(t: float, j: int, p: ClipPlan, fade_f: float) -> float:
     return 1.0
 
 
+def _frame(rgb: np.ndarray, pts: int, fps: int) -> av.VideoFrame:
+    """An input frame with its timestamp (the encoders' rate control reads it)."""
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    frame.pts, frame.time_base = pts, Fraction(1, fps)
+    return frame
+
+
 def encode(p: ClipPlan, path: Path) -> None:
-    """Write the clip; bit-exact flags keep the file identical for the same plan."""
+    """Write the clip, identical to the byte for the same plan: bit-exact muxing, one encoder thread,
+    and x264 without MB-tree, whose propagation read memory left over from earlier encodes in the
+    process (the same clip came out differently depending on what the process had encoded before)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w", format="webm" if p.codec == "vp9" else "mp4",
                  options={"fflags": "+bitexact"}) as out:
@@ -109,9 +118,10 @@ def encode(p: ClipPlan, path: Path) -> None:
                                              "cpu-used": "8"})
         else:
             stream = out.add_stream("libx264", rate=Fraction(p.fps),
-                                    options={"crf": str(p.crf), "preset": "veryfast"})
+                                    options={"crf": str(p.crf), "preset": "veryfast", "x264-params": "mbtree=0"})
         stream.width, stream.height, stream.pix_fmt = p.width, p.height, "yuv420p"
-        stream.codec_context.thread_count = 1  # x264's frame threads change the bitstream from run to run
-        for arr in frames(p):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        stream.codec_context.thread_count = 1
+        stream.codec_context.time_base = Fraction(1, p.fps)
+        for i, arr in enumerate(frames(p)):
+            out.mux(stream.encode(_frame(arr, i, p.fps)))
         out.mux(stream.encode(None))
