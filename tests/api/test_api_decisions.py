@@ -67,3 +67,25 @@ def test_idempotency_key_replays_the_first_decision(store_app, flagged_case) -> 
             assert other.json()["type"] == "urn:keye:problem:idempotency-key-reused"
             assert c.post(case + "/decision", json=body, headers=h).status_code == 409  # no key: a new decision
     assert _stored(store_app, "race-2", r.analysis_id) == (1, 1)
+
+
+def test_a_claim_is_used_once_by_parallel_decisions_and_releases(store_app, flagged_case) -> None:
+    r = flagged_case("race-3")
+    h = _moderator(store_app)
+    with live_server(store_app) as base:
+        case = f"{base}/v1/moderation/cases/{r.analysis_id}"
+        with httpx.Client() as c:
+            assert c.post(case + "/claim", headers=h).status_code == 200
+        turn = iter(range(PARALLEL))
+
+        def decide_or_release(c: httpx.Client) -> httpx.Response:
+            if next(turn) % 2:
+                return c.delete(case + "/claim", headers=h)
+            return c.post(case + "/decision", json={"decision": "escalate"}, headers=h)
+
+        answers = at_once(PARALLEL, decide_or_release)
+    statuses = sorted(a.status_code for a in answers)
+    assert len([s for s in statuses if s in (200, 204)]) == 1, statuses
+    assert set(statuses) <= {200, 204, 404, 409}, statuses
+    reviews, events = _stored(store_app, "race-3", r.analysis_id)
+    assert reviews == events == (1 if 200 in statuses else 0)
