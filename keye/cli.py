@@ -13,6 +13,7 @@ from rich.table import Table
 
 from corpus.cli import corpus_app
 from keye.settings import get_settings
+from evaluation.cli import eval_app
 from training.cli import train_app
 
 app = typer.Typer(help="Keye video intelligence: analyze short videos with Keye-VL.", no_args_is_help=True)
@@ -21,6 +22,7 @@ stack_app = typer.Typer(help="The development stack: Kafka (KRaft), PostgreSQL, 
 app.add_typer(stack_app, name="stack")
 app.add_typer(train_app, name="train")  # training/cli.py: runs, versions, promotion, rollback, job worker
 app.add_typer(corpus_app, name="corpus")  # corpus/cli.py: generated labelled corpora
+app.add_typer(eval_app, name="eval")  # evaluation/cli.py: accuracy on corpora, reviews, KC-MMBench
 console = Console()
 
 Services = Annotated[list[str] | None, typer.Argument(help="kafka, postgres, redis (default: all)")]

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
 
     # training: this many new supervised feedback events queue a fine-tuning run (0: never)
     train_trigger_examples: int = 200
+    # evaluation (`keye eval`): the held-out labelled corpus a run measures base and candidate on (else the
+    # reviews), at most eval_limit videos; promotion refuses a headline metric worse by more than eval_tolerance
+    eval_corpus: Path | None = None
+    eval_limit: int = 50
+    eval_tolerance: float = 0.02
 
     # development stack (`keye stack`); everything listens on loopback only
     stack_dir: Path = Path(".stack")
