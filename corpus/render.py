@@ -64,13 +64,9 @@ class _Shot:
         return img
 
 
-def _source(p: ClipPlan) -> ClipPlan:
-    return p.duplicate_of or p
-
-
 def frames(p: ClipPlan):
     """Yield the clip's frames as RGB uint8 arrays (height, width, 3)."""
-    src = _source(p)
+    src = p.duplicate_of or p  # a duplicate shows its original's timeline
     speed = p.transform.speed if p.transform else 1.0
     shots = [_Shot(s, src.width, src.height) for s in src.shots]
     ends = [*src.starts[1:], src.frames]
