@@ -77,17 +77,30 @@ def list_all() -> None:
     from training.runner import list_runs
 
     with _session() as session:
-        versions = Table("version", "status", "base", "eval loss (base -> this)", "path")
+        versions = Table("version", "status", "base", "eval loss (base -> this)", "eval (base -> this)", "promotion",
+                         "path")
         for v in list_versions(session):
             m = v.metrics or {}
             loss = f"{m['eval_loss_base']:.4f} -> {m['eval_loss']:.4f}" if m.get("eval_loss") is not None \
                 and m.get("eval_loss_base") is not None else ""
-            versions.add_row(v.version, v.status, v.base_version or "", loss, v.path)
+            promotion = m.get("promotion") or {}
+            gate = ("forced: " if promotion.get("forced") else "") + promotion.get("verdict", "") if promotion else ""
+            versions.add_row(v.version, v.status, v.base_version or "", loss, _eval_line(m.get("eval")), gate, v.path)
         runs = Table("run", "status", "base", "output", "examples", "error")
         for r in list_runs(session):
             runs.add_row(r.run_id, r.status, r.base_version, r.output_version or "", str(r.examples), (r.error or "")[:80])
     console.print(versions)
     console.print(runs)
+
+
+def _eval_line(ev: dict | None) -> str:
+    """The run's headline comparison: tag F1, moderation recall, summary ROUGE-L."""
+    if not ev:
+        return ""
+    from evaluation.table import fmt
+
+    keys = (("tags.micro_f1", "tag F1"), ("moderation.recall", "mod recall"), ("summary.rouge_l", "ROUGE-L"))
+    return "; ".join(f"{label} {fmt(ev['base'].get(k))} -> {fmt(ev['candidate'].get(k))}" for k, label in keys)
 
 
 def _registry_change(action) -> None:
@@ -104,13 +117,20 @@ def _registry_change(action) -> None:
 
 
 @train_app.command("promote")
-def promote(version: Annotated[str, typer.Argument(help="a candidate (or retired) model version")]) -> None:
-    """Make a version the active one; the previously active version is retired."""
+def promote(version: Annotated[str, typer.Argument(help="a candidate (or retired) model version")],
+            force: Annotated[bool, typer.Option(help="promote even when the evaluation gate refuses (recorded)")] = False) -> None:
+    """Make a version the active one (the previous one is retired) if it is no worse than the active
+    version on any headline eval metric by more than KEYE_EVAL_TOLERANCE."""
     from training import registry
 
+    s = get_settings()
+
     def change(session):
-        registry.ensure_base(session, get_settings())  # so the first promotion can be rolled back to the base
-        return registry.promote(session, version)
+        registry.ensure_base(session, s)  # so the first promotion can be rolled back to the base
+        row = registry.promote(session, version, force=force, tolerance=s.eval_tolerance)
+        verdict = row.metrics["promotion"]
+        console.print(("[yellow]forced past the gate[/yellow]: " if verdict["forced"] else "gate: ") + verdict["reason"])
+        return row
 
     _registry_change(change)
 

@@ -3,7 +3,10 @@
 States: candidate -> active -> retired. Exactly one version is active once any is: promoting a
 version retires the one that was active; rolling back retires the active version and re-activates
 the one promoted before it (never one that was itself rolled back, so repeated rollbacks walk back
-through history). The configured base model (KEYE_MODEL) is registered as the first active version
+through history). Promotion is gated by evaluation (evaluation/gate.py): the version must have a
+report on the same labelled set as the active version and be no worse on any headline metric by
+more than the tolerance, unless forced; the gate's verdict (and whether it was forced) stays in
+the version's metrics under "promotion". The configured base model (KEYE_MODEL) is registered as the first active version
 the first time the registry is used, so the first promotion can be rolled back to it. Row locks
 (PostgreSQL) keep two operators from activating two versions at once.
 """
@@ -19,6 +22,10 @@ from keye.db import ModelVersion, model_version_name
 from keye.schemas import utcnow
 from keye.settings import Settings
 from training.errors import RegistryError
+
+
+class PromotionRefused(RegistryError):
+    """The evaluation gate refused the promotion (a regression, or no comparable reports)."""
 
 
 def ensure_base(session: Session, settings: Settings) -> ModelVersion:
@@ -76,16 +83,45 @@ def _activate(session: Session, row: ModelVersion, previous: ModelVersion | None
     return row
 
 
-def promote(session: Session, version: str) -> ModelVersion:
-    """Make `version` (a candidate, or a retired version brought back) the active one; commit is the caller's."""
+def gate(session: Session, row: ModelVersion, active: ModelVersion | None, tolerance: float) -> dict:
+    """The promotion gate's verdict on `row` against the active version: passed, regressed or unmeasured."""
+    from evaluation.gate import regressions
+    from evaluation.store import comparable
+
+    verdict = {"against": active.version if active else None, "tolerance": tolerance, "dataset": None,
+               "regressions": []}
+    if active is None:
+        return {**verdict, "verdict": "passed", "reason": "no active version to compare with"}
+    pair = comparable(session, row.version, active.version)
+    if pair is None:
+        return {**verdict, "verdict": "unmeasured",
+                "reason": f"{row.version} and {active.version} have no evaluation reports on the same labelled set"}
+    mine, theirs = pair
+    worse = regressions(theirs.report, mine.report, tolerance)
+    verdict.update(dataset={"id": mine.dataset_id, "name": mine.dataset_name},
+                   regressions=[w.as_dict() for w in worse])
+    if worse:
+        return {**verdict, "verdict": "regressed", "reason": f"{row.version} is worse than {active.version} on "
+                f"{mine.dataset_name} by more than {tolerance}: " + "; ".join(map(str, worse))}
+    return {**verdict, "verdict": "passed", "reason": f"no headline metric worse by more than {tolerance}"}
+
+
+def promote(session: Session, version: str, force: bool = False, tolerance: float = 0.02) -> ModelVersion:
+    """Make `version` (a candidate, or a retired version brought back) the active one, if the
+    evaluation gate passes or `force`; commit is the caller's. Raises PromotionRefused."""
     row = _get(session, version)
     if row.status == "active":
         raise RegistryError(f"model version {version!r} is already active")
     if not Path(row.path).is_dir() and row.base_version is not None:
         raise RegistryError(f"model version {version!r} has no checkpoint at {row.path}")
-    if row.metrics.get("rolled_back_at"):
-        row.metrics = {k: v for k, v in row.metrics.items() if k != "rolled_back_at"}
-    return _activate(session, row, active_version(session, lock=True))
+    current = active_version(session, lock=True)
+    verdict = gate(session, row, current, tolerance)
+    refused = verdict["verdict"] != "passed"
+    if refused and not force:
+        raise PromotionRefused(f"promotion of {version} refused: {verdict['reason']} (pass --force to promote anyway)")
+    metrics = {k: v for k, v in row.metrics.items() if k != "rolled_back_at"}
+    row.metrics = {**metrics, "promotion": {**verdict, "forced": refused, "at": utcnow().isoformat()}}
+    return _activate(session, row, current)
 
 
 def rollback(session: Session) -> ModelVersion:

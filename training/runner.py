@@ -6,7 +6,8 @@
 A run claims itself atomically (queued -> running), so a redelivered job never trains twice. It
 trains on the feedback no run has used yet, starting from the active model version (KEYE_MODEL
 when none is registered), measures the eval loss of base and adapted model on the same held-out
-videos, exports the merged model to KEYE_DATA_DIR/models/<version> in the released layout, and in
+videos and runs `keye eval` on both with the same labelled set (KEYE_EVAL_CORPUS, else the
+moderators' reviews; each version keeps its report in SQL for the promotion gate), exports the merged model to KEYE_DATA_DIR/models/<version> in the released layout, and in
 one transaction registers the candidate, marks every event it considered (used or skipped, with
 the skip reasons in the run's metrics) and records the run as succeeded. Any failure records the
 run as failed with its error, removes a half-written export and leaves the feedback unused.
@@ -28,6 +29,7 @@ from sqlmodel import Session, select
 from keye.db import FeedbackRow, TrainingRun, engine_from, migrate
 from keye.schemas import utcnow
 from keye.settings import Settings
+from evaluation import store
 from training import registry
 from training.errors import TrainingError
 from training.sft import TrainConfig
@@ -139,9 +141,12 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     base_path = _base_path(session, run, settings)
     folder = Path(base_path)
     processor = KeyeProcessor.from_pretrained(folder) if folder.is_dir() else KeyeProcessor()
+    analysis_cfg = load_config(settings.analysis_config)
     rows = unused_feedback(session, cfg.max_events)
-    ds = build_dataset(session, rows, processor, load_config(settings.analysis_config), settings)
-    model = keye_model.load(base_path, dtype=settings.dtype, device=settings.device)
+    ds = build_dataset(session, rows, processor, analysis_cfg, settings)
+    model = keye_model.load(base_path, dtype=settings.dtype, device=settings.device).eval()
+    measure = _Measure(session, settings, analysis_cfg, processor)
+    base_report = measure(model, run.base_version, skip_if_known=True)  # before the adapters change the model
     result = train(model, ds.examples, cfg, ds.pairs, log=log)
 
     version = export.name
@@ -160,7 +165,14 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     version_metrics = {"run_id": run.run_id, "eval_loss": result.eval_loss, "eval_loss_base": result.eval_loss_base,
                        "eval_improvement": improvement, "eval_examples": result.eval_examples,
                        "train_examples": result.train_examples}
+    candidate_report = measure(model, version)
+    if candidate_report is not None:
+        version_metrics["eval"] = {"dataset": measure.labelled.describe(), "base": base_report["headline"],
+                                   "candidate": candidate_report["headline"]}
     registry.register_candidate(session, version, export, run.base_version, version_metrics)
+    for name, report in ((run.base_version, base_report), (version, candidate_report)):
+        if report is not None and report is not measure.known:
+            store.save_report(session, name, report)
     considered = list(ds.considered)
     for i in range(0, len(considered), 500):
         session.execute(sa.update(FeedbackRow.__table__).where(FeedbackRow.event_id.in_(considered[i:i + 500]))
@@ -170,6 +182,38 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     run.metrics = {**metrics, "events": len(considered), "pairs": len(ds.pairs), "skipped": ds.skip_reasons()}
     session.add(run)
     session.commit()
+
+
+class _Measure:
+    """`keye eval` of the run's models on one held-out labelled set: KEYE_EVAL_CORPUS (its test split
+    when it has one), else the moderators' reviews; at most KEYE_EVAL_LIMIT videos. No set, no report."""
+
+    def __init__(self, session: Session, settings: Settings, cfg, processor) -> None:
+        from evaluation.labelled import from_corpus
+        from evaluation.reviews import from_reviews
+
+        self.session, self.settings, self.cfg, self.processor = session, settings, cfg, processor
+        limit = settings.eval_limit
+        if settings.eval_corpus is not None:
+            labelled = from_corpus(settings.eval_corpus, "test", limit)
+            self.labelled = labelled if labelled.videos else from_corpus(settings.eval_corpus, None, limit)
+        else:
+            self.labelled = from_reviews(session, cfg, limit)
+        self.known = None  # a stored base report on the same labels, reused instead of re-measured
+
+    def __call__(self, model, version: str, skip_if_known: bool = False) -> dict | None:
+        from evaluation.harness import evaluate
+        from keye.analysis import VideoAnalyzer
+
+        if not self.labelled.videos:
+            return None
+        if skip_if_known:
+            row = store.latest(self.session, version, self.labelled.dataset_id)
+            if row is not None:
+                self.known = row.report
+                return row.report
+        analyzer = VideoAnalyzer(model, self.processor, self.cfg, model_version=version)
+        return evaluate(analyzer, self.labelled, self.settings, config=self.cfg)
 
 
 def summary(run: TrainingRun) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from sqlmodel import Session
 from training_support import seed_feedback
 
 
-def _keye(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEYE_DATA_DIR": str(settings.data_dir), "KEYE_DATABASE_URL": settings.database_url,
+def _keye(settings, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **extra, "KEYE_DATA_DIR": str(settings.data_dir), "KEYE_DATABASE_URL": settings.database_url,
            "KEYE_ANALYSIS_CONFIG": str(settings.analysis_config), "KEYE_MODEL": "keye-tiny",
            "KEYE_FILE_ROOTS": json.dumps([str(p) for p in settings.file_roots]), "COLUMNS": "250"}
     return subprocess.run([sys.executable, "-m", "keye.cli", "train", *args], env=env, cwd=settings.data_dir.parent,
@@ -36,9 +36,13 @@ def test_run_promote_rollback_from_the_command_line(engine, settings, sample_cli
     listed = _keye(settings, "list")
     assert listed.returncode == 0 and version in listed.stdout and "candidate" in listed.stdout
 
-    promoted = _keye(settings, "promote", version)
+    # a tolerance below zero counts any measured metric as a regression: the gate refuses
+    refused = _keye(settings, "promote", version, KEYE_EVAL_TOLERANCE="-1")
+    assert refused.returncode == 1 and "refused" in refused.stdout and "--force" in refused.stdout
+    promoted = _keye(settings, "promote", version, "--force", KEYE_EVAL_TOLERANCE="-1")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
-    assert f"active: {version}" in promoted.stdout
+    assert f"active: {version}" in promoted.stdout and "forced past the gate" in promoted.stdout
+    assert "forced: regressed" in _keye(settings, "list").stdout
     back = _keye(settings, "rollback")
     assert back.returncode == 0 and "active: keye-tiny" in back.stdout
     again = _keye(settings, "rollback")

@@ -48,6 +48,15 @@ def test_a_run_records_its_row_and_a_candidate(engine, settings, sample_clips):
     assert m["run_id"] == run.run_id and m["eval_examples"] == 3 and m["train_examples"] == 6
     assert m["eval_loss"] < m["eval_loss_base"]  # better than the base on the same held-out videos
     assert m["eval_improvement"] == pytest.approx(m["eval_loss_base"] - m["eval_loss"])
+    # `keye eval` of base and candidate on the same labels (the reviews), each report kept with its version
+    from evaluation.store import latest
+
+    assert m["eval"]["dataset"]["name"] == "reviews" and m["eval"]["dataset"]["videos"] >= 2
+    assert set(m["eval"]["base"]) == set(m["eval"]["candidate"]) and "moderation.recall" in m["eval"]["base"]
+    with Session(engine) as s:
+        reports = {v: latest(s, v) for v in ("keye-tiny", done.output_version)}
+    assert all(r is not None and r.dataset_id == m["eval"]["dataset"]["id"] for r in reports.values())
+    assert reports["keye-tiny"].report["model_version"] == "keye-tiny"
     path = settings.data_dir / "models" / done.output_version
     assert cand.path == str(path) and (path / "model.safetensors").is_file()
     assert json.loads((path / "config.json").read_text())["num_hidden_layers"] == 2
@@ -96,11 +105,13 @@ def test_promote_and_rollback(engine, settings, tmp_path):
         s.rollback()
         with pytest.raises(RegistryError, match="first active version"):
             registry.rollback(s)
-        registry.promote(s, "a")
+        with pytest.raises(registry.PromotionRefused, match="no evaluation reports"):
+            registry.promote(s, "a")  # the gate: nothing measured, nothing promoted (tests/evaluation: reports)
+        registry.promote(s, "a", force=True)
         s.commit()
         assert {v.version: v.status for v in registry.list_versions(s)} == {"keye-tiny": "retired", "a": "active",
                                                                             "b": "candidate"}
-        registry.promote(s, "b")
+        registry.promote(s, "b", force=True)
         s.commit()
         assert serving_model(s, settings) == ("b", str(tmp_path / "b"))
         with pytest.raises(RegistryError, match="already active"):
@@ -114,7 +125,7 @@ def test_promote_and_rollback(engine, settings, tmp_path):
         states = {v.version: v.status for v in registry.list_versions(s)}
         assert states == {"keye-tiny": "active", "a": "retired", "b": "retired"}
         assert serving_model(s, settings) == ("keye-tiny", "keye-tiny")
-        registry.promote(s, "b")  # an explicit promotion brings a rolled-back version back
+        registry.promote(s, "b", force=True)  # an explicit promotion brings a rolled-back version back
         s.commit()
         assert registry.rollback(s).version == "keye-tiny"
         s.commit()
