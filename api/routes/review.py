@@ -189,7 +189,8 @@ def _error_page(request: Request, exc: Exception) -> HTMLResponse:
         status, title = 422, "That request is not valid"
         detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors()[:3])
     else:
-        status, title, detail = exc.status_code, "Not found" if exc.status_code == 404 else "Not possible", str(exc.detail)
+        status, detail = exc.status_code, str(exc.detail)
+        title = "Not found" if status == 404 else "Not possible"
     return _page(request, "error.html", status_code=status, title=title, detail=detail,
                  request_id=getattr(request.state, "request_id", None))
 

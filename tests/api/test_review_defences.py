@@ -40,7 +40,8 @@ def test_state_changes_need_the_sessions_csrf_token(client: TestClient, keys, se
         resp = client.post(claim, data=sent, headers=ORIGIN, follow_redirects=False)
         assert resp.status_code == 403 and resp.headers["content-type"].startswith("text/html"), resp.text
         assert "CSRF" in resp.text
-    wrong_header = client.post(claim, headers={**ORIGIN, review_session.CSRF_HEADER: token[:-1]}, follow_redirects=False)
+    wrong_header = client.post(claim, headers={**ORIGIN, review_session.CSRF_HEADER: token[:-1]},
+                               follow_redirects=False)
     assert wrong_header.status_code == 403
     # Another session's token is wrong for this one.
     with TestClient(client.app) as other:
@@ -171,7 +172,8 @@ def test_an_invalid_filter_answers_a_page(client: TestClient, keys, query: str, 
 def test_other_errors_on_pages_are_pages_and_the_json_api_keeps_problems(client: TestClient, keys) -> None:
     sign_in(client, keys["moderator"])
     missing = client.get("/review/cases/no-such-case")
-    assert missing.status_code == 404 and "no analysis" in missing.text and missing.headers["content-type"].startswith("text/html")
+    assert missing.status_code == 404 and "no analysis" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
     assert client.get("/review/nowhere").headers["content-type"].startswith("text/html")
     api = client.get("/v1/moderation/queue?state=bogus", headers={"Authorization": f"Bearer {keys['moderator']}"})
     assert api.status_code == 422 and api.headers["content-type"] == "application/problem+json"
