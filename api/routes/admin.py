@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -42,9 +41,11 @@ class ModelView(BaseModel):
     version: str
     status: str
     base_version: str | None
-    metrics: dict
+    metrics: dict = Field(description="the training run's figures and the promotion gate's verdict (`promotion`)")
     created_at: UtcDatetime
     promoted_at: UtcDatetime | None
+    report: dict | None = Field(default=None, description="the newest `keye eval` report of this version "
+                                "(keys documented in evaluation/report.py), null when never evaluated")
 
 
 class Models(BaseModel):
@@ -84,6 +85,11 @@ def revoke_key(key_id: str = Path(min_length=1, max_length=32), session: Session
             summary="Model versions and which one is active", description=None)
 def list_models(session: Session = Depends(db), svc: Services = Depends(services),
                 _: Principal = Depends(ADMIN)) -> Models:
+    from evaluation.store import latest
+
     rows = session.exec(select(ModelVersion).order_by(ModelVersion.created_at))
-    return Models(active=active_version(session, svc),
-                  versions=[ModelView(**r.model_dump(exclude={"path"})) for r in rows])
+    views = []
+    for r in rows:
+        report = latest(session, r.version)
+        views.append(ModelView(**r.model_dump(exclude={"path"}), report=report.report if report else None))
+    return Models(active=active_version(session, svc), versions=views)
