@@ -6,9 +6,9 @@
     created_at            ISO time
     dataset               {name, id (hash of the labels), videos}
     headline              {metric: value}: the numbers `keye train promote` compares (HEADLINE)
-    chance                {metric: value}: the same metrics of the labels answered for the wrong videos
-                          (each video gets the next one's labels): what knowing only the label
-                          distribution scores; retrieval is left out (null)
+    shuffled_labels       {metric: value}: the same metrics of the labels answered for the wrong videos
+                          (each video gets the next one's labels): the chance level of a model that
+                          knows only the label distribution; retrieval is left out (null)
     tags                  {micro {precision, recall, f1, tp, fp, fn, support}, macro_f1, temporal_iou,
                            per_tag {label: {precision, recall, f1, tp, fp, fn, support, temporal_iou}}, videos}
     moderation            {thresholds {flag_severity, flag_confidence},
@@ -107,20 +107,20 @@ def _cost(labelled: LabelledSet, run) -> dict:
             "generated_tokens_per_video": mean(run.generated_tokens.values())}
 
 
-def chance(labelled: LabelledSet, config) -> dict[str, float | None]:
+def shuffled_labels(labelled: LabelledSet, config) -> dict[str, float | None]:
     """Headline metrics of the labels shifted by one video (a derangement of the truth)."""
     from evaluation.harness import truth_records
 
     truth = truth_records(labelled)
     ids = [v.video_id for v in labelled.videos]
     shifted = {a: truth[b] for a, b in zip(ids, ids[1:] + ids[:1])} if len(ids) > 1 else {}
-    return build_report(labelled, shifted, config, with_chance=False)["headline"]
+    return build_report(labelled, shifted, config, with_baseline=False)["headline"]
 
 
 def build_report(labelled: LabelledSet, records: Mapping[str, AnalysisRecord], config=None,
                  text_embed: Callable[[str], list[float]] | None = None, run=None, model_version: str = "unknown",
                  prompt_version: str = "unknown", duplicate_threshold: float = DUPLICATE_SIMILARITY,
-                 with_chance: bool = True) -> dict:
+                 with_baseline: bool = True) -> dict:
     """Score `records` (video_id -> what the analyzer answered) against the labelled set."""
     from keye.analysis.config import load_config
 
@@ -142,7 +142,7 @@ def build_report(labelled: LabelledSet, records: Mapping[str, AnalysisRecord], c
             sum_cases.append(SummaryCase(v.summary, summ, v.facts))
     report = {
         "report_version": REPORT_VERSION, "model_version": model_version, "prompt_version": prompt_version,
-        "created_at": utcnow().isoformat(), "dataset": labelled.describe(), "headline": {}, "chance": {},
+        "created_at": utcnow().isoformat(), "dataset": labelled.describe(), "headline": {}, "shuffled_labels": {},
         "tags": tag_metrics(tag_cases),
         "moderation": moderation_metrics(mod_cases, cfg.categories, cfg.thresholds),
         "summary": summary_metrics(sum_cases),
@@ -151,6 +151,6 @@ def build_report(labelled: LabelledSet, records: Mapping[str, AnalysisRecord], c
         "errors": dict(run.errors) if run is not None else {},
     }
     report["headline"] = headline(report)
-    if with_chance:
-        report["chance"] = chance(labelled, cfg)
+    if with_baseline:
+        report["shuffled_labels"] = shuffled_labels(labelled, cfg)
     return report

@@ -13,10 +13,10 @@ def fmt(x) -> str:
 
 def tables(report: dict, top_tags: int = 15) -> list[Table]:
     d = report["dataset"]
-    head = Table("metric", "value", "chance", title=f"{report['model_version']} on {d['name']} ({d['videos']} videos, "
+    head = Table("metric", "value", "shuffled labels", title=f"{report['model_version']} on {d['name']} ({d['videos']} videos, "
                                           f"labels {d['id']})")
     for name, value in report["headline"].items():
-        head.add_row(name, fmt(value), fmt(report.get("chance", {}).get(name)))
+        head.add_row(name, fmt(value), fmt(report.get("shuffled_labels", {}).get(name)))
     c = report["cost"]
     for key in ("videos_per_minute", "generated_tokens_per_video", "failed"):
         head.add_row(f"cost.{key}", fmt(c[key]), "")
