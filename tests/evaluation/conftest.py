@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-CPU_CONFIG = Path(__file__).resolve().parents[2] / "evaluation" / "cpu_config.json"
-
-
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     from corpus.make import make

@@ -17,8 +17,7 @@ from evaluation.harness import truth_records
 from evaluation.report import HEADLINE, build_report
 from keye.analysis.config import load_config
 
-from conftest import CPU_CONFIG
-
+CPU_CONFIG = Path(__file__).resolve().parents[2] / "evaluation" / "cpu_config.json"  # the packaged CPU budget
 PERFECT = {"tags.micro_f1": 1.0, "tags.temporal_iou": 1.0, "moderation.precision": 1.0, "moderation.recall": 1.0,
            "moderation.leakage": 0.0, "moderation.overkill": 0.0, "moderation.severity_accuracy": 1.0,
            "summary.rouge_l": 1.0, "summary.fact_recall": 1.0, "retrieval.recall@5": 1.0, "retrieval.mrr": 1.0,
