@@ -117,3 +117,24 @@ def test_keye_tiny_through_the_cli_scores_near_chance(corpus_dir, tmp_path):
         row = latest(s, "keye-tiny")
         assert row is not None and row.dataset_id == report["dataset"]["id"]
     engine.dispose()
+
+
+def _cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "keye.cli", "eval", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_score_rescores_stored_records_without_analyzing(corpus_dir, labelled, tmp_path):
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(r.model_dump_json() + "\n" for r in truth_records(labelled).values()))
+    done = _cli(tmp_path, "score", str(corpus_dir), str(records), "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["headline"]["tags.micro_f1"] == 1.0 and report["headline"]["retrieval.mrr"] is None
+    assert report["model_version"] == "ground-truth" and (tmp_path / "r-sweep.png").is_file()
+
+
+def test_reviews_without_decisions_is_a_clear_error(tmp_path):
+    done = _cli(tmp_path, "reviews", "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 2 and "labelled set is empty" in done.stdout + done.stderr
