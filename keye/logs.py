@@ -9,7 +9,7 @@ import os
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Client libraries that log every reconnect attempt at INFO (a broker outage would flood the log);
 # their warnings still show.
-CHATTY = ("kafka", "aiokafka", "httpx", "httpcore")
+CHATTY = ("kafka", "aiokafka", "httpx", "httpcore", "alembic.runtime.plugins")
 
 
 def setup_logging(level: str | None = None) -> int:

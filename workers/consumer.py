@@ -1,8 +1,7 @@
 """The Kafka worker: a consumer group on `videos.work` (kafka-python).
 
 One batch at a time:
-1. poll up to `batch_size` records (the first batches after a start are 1, 2, 4, ... records, so
-   a restarted worker commits after one video, not a whole batch), then PAUSE every partition;
+1. poll up to `batch_size` records, then PAUSE every assigned partition;
 2. run the batch on a helper thread while the polling thread keeps calling `poll()` (paused, so
    it returns nothing) — the group sees a live member however long inference takes, no rebalance;
 3. per video: fetch, analyze, write SQL (and Qdrant when a server is configured), produce
@@ -60,7 +59,7 @@ class WorkerConfig:
     batch_size: int = 4
     max_attempts: int = 3  # for analysis failures that are not known to be permanent
     backoff_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff_max_s: float = 5.0  # a store that is back is used within seconds
     poll_interval_ms: int = 200
     session_timeout_ms: int = 30000
     instance_id: str | None = None  # static group membership (see `instance_id_for`)
@@ -97,7 +96,6 @@ class Worker:
         self.stopping = threading.Event()
         self._in_flight = False
         self._block_rounds = 0
-        self._limit = 1  # records of the next batch: doubles up to batch_size after each batch
         self._durable: dict[tuple[str, int], int] = {}  # offsets whose writes are durable, not yet committed
         self._durable_lock = threading.Lock()
         # Analyses done but not yet stored: computed ahead by a batched call, or kept when a store was
@@ -165,7 +163,7 @@ class Worker:
                  else "dynamic member")
         try:
             while not self.stopping.is_set():
-                polled = self._poll(500, self._limit)
+                polled = self._poll(500)
                 if time.monotonic() - last_lag > 10:
                     self._update_lag()
                     last_lag = time.monotonic()
@@ -183,16 +181,15 @@ class Worker:
                 result = future.result()
                 self._in_flight = False
                 self._finish(records, result)
-                self._limit = min(self.config.batch_size, 2 * self._limit)
         finally:
             executor.shutdown(wait=True)
             self._close()
             log.info("worker %s closed", self.config.group_id)
 
-    def _poll(self, timeout_ms: int, max_records: int | None = None) -> dict:
+    def _poll(self, timeout_ms: int) -> dict:
         """poll(), surviving a broker that is down (kafka-python raises then); the client reconnects."""
         try:
-            return self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+            return self.consumer.poll(timeout_ms=timeout_ms)
         except Exception as e:  # noqa: BLE001 - KafkaConnectionError, NoBrokersAvailable, timeouts
             log.warning("Kafka poll failed (%s: %s); retrying", type(e).__name__, e)
             self.stopping.wait(min(1.0, timeout_ms / 1000))

@@ -59,7 +59,7 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
                 producer.flush(timeout=60)
             except Exception as e:  # noqa: BLE001 - retried: the batch is re-read from the last commit
                 failures += 1
-                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                delay = min(0.5 * 2 ** (failures - 1), 5.0)
                 log.warning("vector write failed (%s); retrying in %.1fs", e, delay)
                 for tp, rs in polled.items():
                     consumer.seek(tp, min(r.offset for r in rs))

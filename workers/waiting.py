@@ -30,7 +30,7 @@ def kafka_label(settings: Settings) -> str:
 
 
 def until_available(action: Callable[[], T], what: str, stop: threading.Event | None = None, *,
-                    backoff_s: float = 0.5, backoff_max_s: float = 30.0) -> T:
+                    backoff_s: float = 0.5, backoff_max_s: float = 5.0) -> T:
     """`action()`, retried with exponential backoff while it fails because a store is down (see
     `workers.errors.classify`); any other error propagates. Raises `Stopped` when `stop` is set."""
     stop = stop or threading.Event()

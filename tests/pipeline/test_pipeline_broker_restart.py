@@ -7,23 +7,17 @@ temporary folder), because restarting the shared development broker would distur
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fault_support import private_settings
 from pipeline_support import Pipeline, analysis_counts, make_pipeline, read_topic, submit_work, wait_for
 
 from keye.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -32,13 +26,7 @@ def private_kafka(kafka_bootstrap: str, stack_settings: Settings, tmp_path: Path
 
     if shutil.which("java") is None:
         pytest.fail("java is needed to run a private Kafka broker (it runs the stack's broker too)")
-    port = _free_port()
-    s = Settings(stack_dir=tmp_path / "stack", kafka_bootstrap=f"127.0.0.1:{port}",
-                 kafka_controller_port=_free_port(), kafka_version=stack_settings.kafka_version)
-    cached = stack_settings.stack_dir.resolve() / "kafka" / f"classpath-{s.kafka_version}.txt"
-    if cached.exists():  # reuse the jars the stack already resolved
-        (s.stack_dir / "kafka").mkdir(parents=True)
-        shutil.copy(cached, s.stack_dir / "kafka" / cached.name)
+    s = private_settings(tmp_path / "stack", stack_settings)
     kafka.up(s)
     try:
         yield s

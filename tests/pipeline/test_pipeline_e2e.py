@@ -90,7 +90,7 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
     states = video_states(s)
     dlq = read_topic(s, s.topic_dlq)
     by_video = {k: v for k, v in dlq}
-    expected_types = {"bad-undecodable": "UnsupportedMedia", "bad-missing": "FetchError",
+    expected_types = {"bad-undecodable": "UnsupportedMedia", "bad-missing": "UnsafeURIError",  # answered as forbidden
                       "bad-outside-roots": "UnsafeURIError", "bad-loopback": "UnsafeURIError",
                       "bad-schema": "SchemaError"}
     for vid, error_type in expected_types.items():
