@@ -67,6 +67,27 @@ def test_a_run_records_its_row_and_a_candidate(engine, settings, sample_clips):
         execute_run(settings, run.run_id)
 
 
+def test_a_run_measures_base_and_candidate_on_the_configured_corpus(engine, settings, sample_clips, tmp_path):
+    """KEYE_EVAL_CORPUS: held-out generated clips (its test split, at most KEYE_EVAL_LIMIT) instead of the reviews."""
+    from corpus.make import make
+    from evaluation.store import reports_of
+
+    make(tmp_path / "corpus", seed=1054, clips=3, split="test")
+    s = settings.model_copy(update={"eval_corpus": tmp_path / "corpus", "eval_limit": 2})
+    with Session(engine) as session:
+        seed_feedback(session, sample_clips)
+        run = queue_run(session, s, TINY)
+    done = execute_run(s, run.run_id)
+    assert done.status == "succeeded", done.error
+    cand = {v.version: v for v in _rows(engine, ModelVersion)}[done.output_version]
+    ev = cand.metrics["eval"]
+    assert ev["dataset"]["name"] == "corpus:corpus/test" and ev["dataset"]["videos"] == 2
+    with Session(engine) as session:
+        for version in ("keye-tiny", done.output_version):
+            [row] = reports_of(session, version)
+            assert row.dataset_id == ev["dataset"]["id"] and row.report["cost"]["analyzed"] == 2
+
+
 def test_a_failing_run_is_recorded_and_leaves_feedback_unused(engine, settings, sample_clips):
     with Session(engine) as s:
         store_video(s, "v", sample_clips[1], RECORD)
