@@ -35,7 +35,7 @@ class Counts:
 
     @property
     def f1(self) -> float | None:
-        # No positives predicted and none expected: nothing was wrong, but nothing to score either.
+        # None when no positive was predicted or expected: nothing to score
         return ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
     def as_dict(self) -> dict:

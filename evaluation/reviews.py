@@ -4,7 +4,10 @@ Each video with a final decision (confirm / clear; escalations have none) or a t
 labelled with what the training targets use (training.answers): the analysis the moderator saw,
 corrected by the decisions and corrections in time order. Only what someone looked at is
 labelled: moderation when there is a decision, tags when there is a correction, never summaries.
-A category counts as a violation when its corrected severity reaches the flagging threshold.
+A category counts as a violation when its corrected severity reaches the flagging threshold; a
+flag nobody decided on keeps the model's own severity (as in the training targets). These labels
+are the same feedback training learns from, so they are not held out: for a held-out measure set
+KEYE_EVAL_CORPUS.
 """
 
 from __future__ import annotations
