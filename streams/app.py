@@ -13,11 +13,14 @@
   training example (SQL insert-or-ignore); KEYE_TRAIN_TRIGGER_EXAMPLES new ones queue a
   fine-tuning run (`_TrainingTrigger`).
 
-faust acknowledges a message even when the agent raises, so every agent catches its failures: a
-database that is down is waited for (retried with backoff, the partition does not advance), and
-any other failure goes to the DLQ with the reason. Each
-forward is awaited until the broker acknowledged it, before the table marks it done.
-Tables use the in-memory store and are rebuilt from their changelog topics at start.
+Offsets are ours, not faust's (`streams/offsets.py`: faust can commit past records its agents never
+saw): the source topics are not acknowledged to faust, and an event counts as done, for the
+commit, only once its effects are durable. Every agent catches its failures: a database that is
+down is waited for (retried with backoff, the partition does not advance), and any other failure
+goes to the DLQ with the reason. Each forward is awaited until the broker acknowledged it, before
+the table marks it done and before its offset can be committed: a crash in between forwards it
+again (the sinks are idempotent), never drops it. Tables use the in-memory store and are rebuilt
+from their changelog topics at start.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from keye.kafka import DEFAULT_PARTITIONS
 from keye.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
                           check_feedback, decode, encode, key_of, utcnow, video_id_hint)
 from keye.settings import Settings
+from streams.offsets import OffsetLedger
 
 log = logging.getLogger("keye.streams")
 
@@ -65,10 +69,20 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     def raw_topic(name: str, **kw: Any) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kw)
 
-    ingest, work = raw_topic(settings.topic_ingest), raw_topic(settings.topic_work)
-    analyzed, feedback = raw_topic(settings.topic_analyzed), raw_topic(settings.topic_feedback)
+    # acks=False: faust does not track these offsets; the ledger commits them (module docstring)
+    ingest, work = raw_topic(settings.topic_ingest, acks=False), raw_topic(settings.topic_work)
+    analyzed, feedback = raw_topic(settings.topic_analyzed, acks=False), raw_topic(settings.topic_feedback, acks=False)
     dlq = raw_topic(settings.topic_dlq)
-    fanout = raw_topic(f"{app_id}-aggregate-events", internal=True, partitions=partitions)
+    fanout = raw_topic(f"{app_id}-aggregate-events", internal=True, partitions=partitions, acks=False)
+    ledger = OffsetLedger(app, settings.kafka_bootstrap, app_id, [t.get_topic_name() for t in (ingest, analyzed, feedback, fanout)])
+
+    @app.timer(1.0)
+    async def commit_offsets() -> None:
+        await ledger.commit()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: faust.App, revoked: set, **_: Any) -> None:
+        ledger.reset(revoked)
 
     accepted = app.Table("accepted", default=str, partitions=partitions)
     aggregates = app.Table("aggregates", default=dict, partitions=partitions)
@@ -114,14 +128,15 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                 sub = decode(Submission, raw)
                 if accepted[sub.video_id]:
                     log.info("gate: duplicate submission of video %s dropped", sub.video_id)
-                    continue
-                item = WorkItem(**sub.model_dump(), accepted_at=utcnow())
-                await sql(lambda s: db.record_submission(s, sub), f"queue {sub.video_id}")
-                await send(work, sub.video_id, encode(item))
-                accepted[sub.video_id] = item.accepted_at.isoformat()
-                log.info("gate: video %s accepted", sub.video_id)
-            except Exception as e:  # noqa: BLE001 - faust would ack it silently otherwise
+                else:
+                    item = WorkItem(**sub.model_dump(), accepted_at=utcnow())
+                    await sql(lambda s: db.record_submission(s, sub), f"queue {sub.video_id}")
+                    await send(work, sub.video_id, encode(item))
+                    accepted[sub.video_id] = item.accepted_at.isoformat()
+                    log.info("gate: video %s accepted", sub.video_id)
+            except Exception as e:  # noqa: BLE001 - one bad message must not stop the partition
                 await dead_letter(raw, e, "streams.gate", hint)
+            await ledger.mark_done(event)
 
     @app.agent(analyzed)
     async def fan_out(stream: faust.StreamT) -> None:
@@ -138,6 +153,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                     await send(fanout, f"creator|{r.creator_id}", mark)
             except Exception as e:  # noqa: BLE001
                 await dead_letter(raw, e, "streams.aggregates", video_id_hint(raw) or key_text(event))
+            await ledger.mark_done(event)
 
     @app.agent(fanout)
     async def count(stream: faust.StreamT) -> None:
@@ -146,13 +162,13 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
             try:
                 mark = json.loads(raw)
                 seen = dict(aggregates[key])
-                if mark["analysis_id"] in seen:
-                    continue  # redelivered: already counted
-                seen[mark["analysis_id"]] = bool(mark["flagged"])
-                await sql(lambda s: _write_aggregate(s, key, seen), f"aggregate {key}")
-                aggregates[key] = seen
+                if mark["analysis_id"] not in seen:  # else redelivered: already counted
+                    seen[mark["analysis_id"]] = bool(mark["flagged"])
+                    await sql(lambda s: _write_aggregate(s, key, seen), f"aggregate {key}")
+                    aggregates[key] = seen
             except Exception as e:  # noqa: BLE001
                 await dead_letter(raw, e, "streams.count", None)
+            await ledger.mark_done(event)
 
     @app.agent(feedback)
     async def feedback_agent(stream: faust.StreamT) -> None:
@@ -167,6 +183,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                     trigger.poke()
             except Exception as e:  # noqa: BLE001
                 await dead_letter(raw, e, "streams.feedback", video_id_hint(raw) or key_text(event))
+            await ledger.mark_done(event)
 
     trigger = _TrainingTrigger(settings, engine)
     app.keye_tables = {"accepted": accepted, "aggregates": aggregates}  # for introspection
