@@ -151,7 +151,7 @@ def faults_phase(args, tmp: Path) -> None:
             # The window is when the faults fall: one of each kind, then a worker kill every ~30 s.
             run = FaultRun(stack, tmp / name, good, seed=args.seed, good=args.fault_videos, faults=faults,
                            fault_window_s=args.fault_window_s, extra_worker_kills=int(args.fault_window_s // 30),
-                           delay_s=args.delay)
+                           delay_s=args.delay, waves=1)
             runs[name] = run.run(timeout_s=args.fault_timeout_s)
             print(f"  {name}: {runs[name].summary()}", flush=True)
     base, hit = runs["baseline"], runs["faults"]
@@ -163,13 +163,14 @@ def faults_phase(args, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--restarts", type=int, default=4)
-    ap.add_argument("--backlog", type=int, default=600, help="videos waiting in videos.work")
+    ap.add_argument("--backlog", type=int, default=2000, help="videos in videos.work (enough for every partition)")
     ap.add_argument("--delay", type=float, default=1.0, help="seconds of simulated inference per video")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--session-timeout-ms", type=int, default=30000)
     ap.add_argument("--min-gap", type=float, default=20.0, help="seconds between faults, at least")
     ap.add_argument("--max-gap", type=float, default=40.0)
-    ap.add_argument("--fault-videos", type=int, default=0, help="good videos of the faults phase (0: skip it)")
+    ap.add_argument("--fault-videos", type=int, default=0,
+                    help="good videos of the faults phase, all queued at the start (0: skip it)")
     ap.add_argument("--fault-window-s", type=float, default=240, help="seconds over which the faults fall")
     ap.add_argument("--fault-timeout-s", type=float, default=1800)
     ap.add_argument("--seed", type=int, default=13)

@@ -147,11 +147,13 @@ class FaultResult:
 
 
 class FaultRun:
-    """One run: ingest `good` videos (three waves) and the bad inputs through the gate, apply the
-    seeded faults (none when `faults` is False), wait until the stores settle, read them."""
+    """One run: ingest `good` videos in `waves` spread over the fault window (1: all at the start,
+    a backlog) and the bad inputs through the gate, apply the seeded faults (none when `faults` is
+    False), wait until the stores settle, read them."""
 
     def __init__(self, stack: PrivateStack, tmp: Path, clips: list[Path], *, seed: int, good: int, faults: bool,
-                 fault_window_s: float = 60.0, extra_worker_kills: int = 2, delay_s: float = 0.5) -> None:
+                 fault_window_s: float = 60.0, extra_worker_kills: int = 2, delay_s: float = 0.5,
+                 waves: int = 3) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.stack, self.rng, self.faults, self.delay_s = stack, random.Random(seed), faults, delay_s
         self.p: Pipeline = make_pipeline(stack.bootstrap, stack.database_url, tmp, clips[0].parent)
@@ -159,7 +161,7 @@ class FaultRun:
         prefix = self.p.settings.topic_work.split(".")[0]
         self.good = [f"{prefix}-good-{i}" for i in range(good)]
         self.bad = [f"{prefix}-bad-{b}" for b in BAD] + [f"{prefix}-bad-schema"]
-        self.window_s = fault_window_s
+        self.window_s, self.waves = fault_window_s, waves
         self.extra_worker_kills = extra_worker_kills
         self.procs: dict[str, subprocess.Popen] = {}
         self.incarnation: dict[str, int] = {}
@@ -261,8 +263,8 @@ class FaultRun:
             for kind in KINDS:
                 self._start(kind)
             self._wait_ready()
-            waves = [self.good[i::3] for i in range(3)]
-            plan = [(0.0, "ingest-0"), (self.window_s / 3, "ingest-1"), (2 * self.window_s / 3, "ingest-2"),
+            waves = [self.good[i::self.waves] for i in range(self.waves)]
+            plan = [*((i * self.window_s / self.waves, f"ingest-{i}") for i in range(self.waves)),
                     (self.window_s / 2, "ingest-bad"), *self.schedule()]
             t0 = time.monotonic()
             for at, what in sorted(plan):

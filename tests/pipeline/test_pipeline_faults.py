@@ -22,7 +22,7 @@ def test_every_good_video_once_every_bad_input_failed_under_faults(
     clips = [c for c in sample_clips if c.name != "bigbuckbunny.mp4"]
     with private_stack(tmp_path, stack_settings) as stack:
         run = FaultRun(stack, tmp_path / "run", clips, seed=13, good=9, faults=True, fault_window_s=45)
-        result = run.run(timeout_s=240)
+        result = run.run(timeout_s=200)
     print(result.summary())
     logs = run.p.logs()
     assert set(result.faults) >= {"worker-a", "worker-b", "streams", "sink", "broker", "postgres"}
