@@ -178,6 +178,25 @@ def streams(loglevel: Annotated[str, typer.Option()] = "info") -> None:
 
 
 @app.command()
+def reconcile(since: Annotated[str | None, typer.Option(help="ISO time: only ingest messages from then on")] = None,
+              repair: Annotated[bool, typer.Option(help="publish the unreached submissions to the ingest topic again")] = False) -> None:
+    """List the ingest messages that reached neither videos.work nor the DLQ (exit 1 when any did not)."""
+    from datetime import datetime
+
+    from keye import reconcile as rec
+
+    s = get_settings()
+    missing = rec.unreached(s, datetime.fromisoformat(since) if since else None)
+    for m in missing:
+        print(f"{m.video_id}\t{s.topic_ingest}[{m.partition}]@{m.offset}")
+    print(f"{len(missing)} unreached submission(s)")
+    if repair and missing:
+        print(f"re-published {rec.repair(s, missing)} to {s.topic_ingest}")
+    elif missing:
+        raise typer.Exit(1)
+
+
+@app.command()
 def api(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
     """Serve the HTTP API and the moderators' review page."""
     from api.app import serve
