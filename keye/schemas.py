@@ -215,12 +215,20 @@ class DeadLetter(Message):
     attempts: int = Field(ge=1)
     failed_at: datetime
     stage: str
+    # the same for every copy of one failure (a redelivered message fails again): consumers dedup by it
+    dlq_id: str | None = None
 
     @classmethod
     def of(cls, original: bytes | str | dict | None, error: BaseException, *, stage: str, attempts: int = 1,
-           error_type: str | None = None) -> DeadLetter:
+           error_type: str | None = None, dlq_id: str | None = None) -> DeadLetter:
         return cls(original=_as_json_value(original), error_type=error_type or type(error).__name__,
-                   error=str(error) or type(error).__name__, attempts=attempts, failed_at=utcnow(), stage=stage)
+                   error=str(error) or type(error).__name__, attempts=attempts, failed_at=utcnow(), stage=stage,
+                   dlq_id=dlq_id)
+
+
+def dead_letter_id(stage: str, topic: str, partition: int, offset: int) -> str:
+    """The DLQ id of the failure of one source message at one stage: stable across redeliveries."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"dlq:{stage}:{topic}:{partition}:{offset}"))
 
 
 M = TypeVar("M", bound=BaseModel)

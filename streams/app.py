@@ -40,7 +40,7 @@ from sqlmodel import Session
 from keye import db
 from keye.kafka import DEFAULT_PARTITIONS
 from keye.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
-                          check_feedback, decode, encode, key_of, utcnow, video_id_hint)
+                          check_feedback, dead_letter_id, decode, encode, key_of, utcnow, video_id_hint)
 from keye.settings import Settings
 from streams.offsets import OffsetLedger
 
@@ -101,14 +101,15 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                             delay)
                 await asyncio.sleep(delay)
 
-    async def send(topic: faust.TopicT, key: str, value: bytes) -> None:
-        fut = await topic.send(key=key_of(key), value=value)
-        await fut  # the broker has it before we move on (and before faust commits the offset)
+    async def send(topic: faust.TopicT, key: str, value: bytes, headers: dict[str, bytes] | None = None) -> None:
+        fut = await topic.send(key=key_of(key), value=value, headers=headers)
+        await fut  # the broker has it before we move on (and before the ledger may commit the offset)
 
-    async def dead_letter(raw: bytes | None, error: BaseException, stage: str, video_id: str | None) -> None:
-        letter = DeadLetter.of(raw, error, stage=stage)
+    async def dead_letter(event: faust.EventT, error: BaseException, stage: str, video_id: str | None) -> None:
+        raw, m = event.value, event.message
+        letter = DeadLetter.of(raw, error, stage=stage, dlq_id=dead_letter_id(stage, m.topic, m.partition, m.offset))
         log.warning("%s: video %s -> DLQ (%s: %s)", stage, video_id, letter.error_type, letter.error)
-        await send(dlq, video_id or "unknown", encode(letter))
+        await send(dlq, video_id or "unknown", encode(letter), {"dlq_id": letter.dlq_id.encode()})
         if video_id and stage == "streams.gate":
             reason = f"{letter.error_type}: {letter.error}"
             try:
@@ -135,7 +136,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                     accepted[sub.video_id] = item.accepted_at.isoformat()
                     log.info("gate: video %s accepted", sub.video_id)
             except Exception as e:  # noqa: BLE001 - one bad message must not stop the partition
-                await dead_letter(raw, e, "streams.gate", hint)
+                await dead_letter(event, e, "streams.gate", hint)
             await ledger.mark_done(event)
 
     @app.agent(analyzed)
@@ -152,7 +153,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                 if r.creator_id:
                     await send(fanout, f"creator|{r.creator_id}", mark)
             except Exception as e:  # noqa: BLE001
-                await dead_letter(raw, e, "streams.aggregates", video_id_hint(raw) or key_text(event))
+                await dead_letter(event, e, "streams.aggregates", video_id_hint(raw) or key_text(event))
             await ledger.mark_done(event)
 
     @app.agent(fanout)
@@ -167,7 +168,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                     await sql(lambda s: _write_aggregate(s, key, seen), f"aggregate {key}")
                     aggregates[key] = seen
             except Exception as e:  # noqa: BLE001
-                await dead_letter(raw, e, "streams.count", None)
+                await dead_letter(event, e, "streams.count", None)
             await ledger.mark_done(event)
 
     @app.agent(feedback)
@@ -182,7 +183,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
                 if new and settings.train_trigger_examples > 0:
                     trigger.poke()
             except Exception as e:  # noqa: BLE001
-                await dead_letter(raw, e, "streams.feedback", video_id_hint(raw) or key_text(event))
+                await dead_letter(event, e, "streams.feedback", video_id_hint(raw) or key_text(event))
             await ledger.mark_done(event)
 
     trigger = _TrainingTrigger(settings, engine)

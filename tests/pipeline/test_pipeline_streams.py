@@ -136,3 +136,29 @@ def test_enough_new_feedback_queues_one_training_run(pipeline: Pipeline, redis_u
     finally:
         client.delete(QUEUE)
         engine.dispose()
+
+
+def test_a_dlq_record_carries_the_dedup_id_of_its_source_message(pipeline: Pipeline) -> None:
+    """Every copy of one failure (a redelivered bad submission fails again) has the same dlq_id, in the
+    value and the `dlq_id` header: a function of the stage and the source message's position."""
+    import json
+
+    from kafka import KafkaConsumer
+
+    from keye.kafka import producer
+    from keye.schemas import dead_letter_id
+
+    s = pipeline.settings
+    prod = producer(s)
+    meta = prod.send(s.topic_ingest, key=b"vid-bad", value=b'{"video_id": "vid-bad", "uri": "ftp://x"}').get(30)
+    prod.close()
+    pipeline.streams()
+    wait_for(lambda: read_topic(s, s.topic_dlq, idle_s=1.0) != [], 90, "the DLQ record", pipeline)
+    consumer = KafkaConsumer(s.topic_dlq, bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
+                             group_id=None, consumer_timeout_ms=2000)
+    (record,) = list(consumer)
+    consumer.close()
+    expected = dead_letter_id("streams.gate", s.topic_ingest, meta.partition, meta.offset)
+    assert json.loads(record.value)["dlq_id"] == expected
+    assert dict(record.headers)["dlq_id"] == expected.encode()
+    assert record.key == b"vid-bad"
