@@ -216,3 +216,44 @@ def with_prelude(cfg: AnalysisConfig, task: str, body: str, reasoning: str) -> s
     if t.thinking == "no_think":
         return body
     return f"<think>{clean_reasoning(reasoning, t.limits.get('think_chars', 0))}</think>\n\n{body}"
+
+
+# ---- products (ground truth only: no feedback kind corrects them) -----------------------------------
+
+
+@dataclass
+class ProductItem:
+    name: str
+    category: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    ranges: list[tuple[float, float]] = field(default_factory=list)  # empty: the whole video
+
+
+def record_products(record: dict) -> list[ProductItem]:
+    """The record's products, one item per name; moments as the analyzer writes them or one start/end."""
+    items: dict[str, ProductItem] = {}
+    for p in record.get("products") or []:
+        name = " ".join(str(p.get("name", "")).split())
+        if not name:
+            continue
+        item = items.setdefault(name.lower(), ProductItem(name, str(p.get("category", "other"))))
+        for k, v in (p.get("attributes") or {}).items():
+            item.attributes.setdefault(str(k), str(v))
+        moments = p.get("moments") or ([p] if p.get("start_s") is not None and p.get("end_s") is not None else [])
+        item.ranges.extend((float(m["start_s"]), float(m["end_s"])) for m in moments)
+    return list(items.values())
+
+
+def products_answer(cfg: AnalysisConfig, items: list[ProductItem], segments: list[Segment]) -> str:
+    lim = cfg.task("products").limits
+    out = []
+    for p in items:
+        name = clean_text(p.name, lim["text_chars"])
+        shots = sorted({s for a, b in p.ranges for s in _shots(a, b, segments)})
+        if name is None or p.category not in cfg.product_categories or (p.ranges and not shots):
+            continue
+        attrs = [{"name": k, "value": v} for k, v in ((clean_text(k, 20), clean_text(v, lim["text_chars"]))
+                                                     for k, v in p.attributes.items()) if k and v]
+        out.append({"name": name, "category": p.category, "attributes": attrs[: lim["max_attributes"]],
+                    "shots": shots[: min(lim["max_segments"], len(segments))]})
+    return _dumps({"products": out[: lim["max_items"]]})

@@ -11,6 +11,8 @@ the task's continuation) on the video decoded with the analysis configuration's 
 and chunked like the analyzer does: one example per (video, task, visual pass); the tasks of one
 pass share its pixel tensors. Nothing here raises for a bad event: a missing video
 or analysis, a refused URI, an undecodable file or an unknown kind becomes a Skip with its reason.
+Feedback only decides the Targets (the answers a video should get); turning Targets into examples
+(video_chunks, task_examples) is one builder, shared with labelled corpus clips (corpus_examples.py).
 """
 
 from __future__ import annotations
@@ -115,6 +117,13 @@ def chunk_prompt(processor, video: VideoInput, chunk: Chunk) -> ChunkPrompt:
     return ChunkPrompt(ids, inputs, chunk.segments)
 
 
+def decode_video(processor, cfg: AnalysisConfig, path) -> VideoInput:
+    """The video as the analyzer decodes it: the configuration's frame rate, frame and pixel budgets."""
+    b = cfg.video
+    return processor.load_video(str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
+                                min_pixels=b.min_pixels)
+
+
 def tokenize_example(processor, cfg: AnalysisConfig, task: str, prefix: ChunkPrompt, answer: str, key: str,
                      video_id: str, event_ids: Iterable[str], weight: float = 1.0) -> Example:
     """The analyzer's prompt for `task` (shared prefix + task continuation), the answer and the stop token."""
@@ -126,18 +135,61 @@ def tokenize_example(processor, cfg: AnalysisConfig, task: str, prefix: ChunkPro
     return Example(key, video_id, task, tuple(event_ids), ids, labels, prefix.vision, answer, weight)
 
 
+# ---- the one example builder: a video's target answers -> examples (feedback and corpus alike) -------
+
+
+@dataclass(kw_only=True)
+class Targets:
+    """The answers one video should get, in video time; None: the task is not taught."""
+
+    tags: list[A.TagItem] | None = None
+    moderation: A.ModerationTarget | None = None
+    summary: dict[str, str] | None = None
+    products: list[A.ProductItem] | None = None
+
+
+def video_chunks(processor, cfg: AnalysisConfig, video: VideoInput) -> list[ChunkPrompt]:
+    """The analyzer's visual passes of a decoded video, each with its shared prompt prefix."""
+    segments = segment_video(video.frames, video.timestamps, video.duration_s, cfg.segmentation)
+    chunks = chunk_segments(segments, video.timestamps, cfg.video.frames_per_pass)
+    return [chunk_prompt(processor, video, c) for c in chunks]
+
+
+def summary_text(cfg: AnalysisConfig, summary: dict[str, str]) -> str:
+    return A.with_prelude(cfg, "summary", A.summary_answer(cfg, summary), "Summary of the video.")
+
+
+def task_answer(cfg: AnalysisConfig, targets: Targets, task: str, chunk: ChunkPrompt) -> str:
+    if task == "tags":
+        return A.with_prelude(cfg, task, A.tags_answer(cfg, targets.tags, chunk.segments), "Tags from what is visible.")
+    if task == "moderation":
+        body = A.moderation_answer(cfg, targets.moderation, chunk.segments)
+        return A.with_prelude(cfg, task, body, targets.moderation.reasoning)
+    if task == "products":
+        return A.with_prelude(cfg, task, A.products_answer(cfg, targets.products, chunk.segments), "Products in view.")
+    return summary_text(cfg, targets.summary)
+
+
+def task_examples(processor, cfg: AnalysisConfig, targets: Targets, task: str, chunks: list[ChunkPrompt],
+                  video_id: str, event_ids: Iterable[str] = (), weight: float = 1.0) -> list[Example]:
+    """One example per visual pass; a whole-video summary only when the video is one pass."""
+    if task == "summary" and len(chunks) > 1:
+        raise UnusableEvent(f"the video is analyzed in {len(chunks)} passes; a whole-video summary "
+                            "has no single-pass answer")
+    return [tokenize_example(processor, cfg, task, chunk, task_answer(cfg, targets, task, chunk),
+                             f"{video_id}:{task}:{k}", video_id, event_ids, weight)
+            for k, chunk in enumerate(chunks)]
+
+
 # ---- planning: which answers each video's feedback asks for -----------------------------------------
 
 
 @dataclass
-class _Plan:
+class _Plan(Targets):
     """The corrected answers one video's feedback asks for (video time), with the events behind them."""
 
     video_id: str
     record: dict
-    tags: list[A.TagItem] | None = None
-    moderation: A.ModerationTarget | None = None
-    summary: dict[str, str] | None = None
     summary_weight: float = 1.0
     rejected: list[tuple[dict[str, str], str]] = field(default_factory=list)  # (summary, event_id)
     events: dict[str, list[FeedbackRow]] = field(default_factory=dict)  # task -> events used
@@ -242,17 +294,16 @@ class _Builder:
             self.skip(task_rows, f"video {plan.video_id} is not in the videos table")
             return
         try:
-            video = self.decode(video_row.uri)
-            segments = segment_video(video.frames, video.timestamps, video.duration_s, self.cfg.segmentation)
-            chunks = [chunk_prompt(self.processor, video, c)
-                      for c in chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)]
+            chunks = video_chunks(self.processor, self.cfg, self.decode(video_row.uri))
         except (FetchError, MediaError, ProcessorInputError, AnalysisError, OSError) as e:
             self.skip(task_rows, f"video {plan.video_id} cannot be read: {type(e).__name__}: {e}")
             return
         made: dict[str, list[Example]] = {}
         for task in wanted:
+            events = [r.event_id for r in plan.events[task]]
             try:
-                made[task] = self._examples(plan, task, chunks)
+                made[task] = task_examples(self.processor, self.cfg, plan, task, chunks, plan.video_id, events,
+                                           plan.summary_weight if task == "summary" else 1.0)
             except (UnusableEvent, AnalysisError) as e:
                 self.skip(plan.events[task], str(e))
             self.ds.examples.extend(made.get(task, []))
@@ -262,38 +313,14 @@ class _Builder:
             self.skip([r for r in rows if r.event_id in low], "a low rating without a better summary to prefer")
 
     def decode(self, uri: str) -> VideoInput:
-        b = self.cfg.video
         with fetched(uri, self.settings) as path:
-            return self.processor.load_video(str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
-                                             min_pixels=b.min_pixels)
-
-    def _answer(self, plan: _Plan, task: str, chunk: ChunkPrompt) -> str:
-        if task == "tags":
-            return A.with_prelude(self.cfg, task, A.tags_answer(self.cfg, plan.tags, chunk.segments),
-                                  "Tags from what is visible.")
-        if task == "moderation":
-            body = A.moderation_answer(self.cfg, plan.moderation, chunk.segments)
-            return A.with_prelude(self.cfg, task, body, plan.moderation.reasoning)
-        return self._summary_answer(plan.summary)
-
-    def _summary_answer(self, summary: dict[str, str]) -> str:
-        return A.with_prelude(self.cfg, "summary", A.summary_answer(self.cfg, summary), "Summary of the video.")
-
-    def _examples(self, plan: _Plan, task: str, chunks: list[ChunkPrompt]) -> list[Example]:
-        if task == "summary" and len(chunks) > 1:
-            raise UnusableEvent(f"the video is analyzed in {len(chunks)} passes; a whole-video summary edit "
-                                "has no single-pass answer")
-        events = [r.event_id for r in plan.events[task]]
-        weight = plan.summary_weight if task == "summary" else 1.0
-        return [tokenize_example(self.processor, self.cfg, task, chunk, self._answer(plan, task, chunk),
-                                 f"{plan.video_id}:{task}:{k}", plan.video_id, events, weight)
-                for k, chunk in enumerate(chunks)]
+            return decode_video(self.processor, self.cfg, path)
 
     def _pairs(self, plan: _Plan, chunk: ChunkPrompt, chosen: Example) -> None:
         for summary, event_id in plan.rejected:
             row = [r for r in plan.events["summary_rating"] if r.event_id == event_id]
             try:
-                answer = self._summary_answer(summary)
+                answer = summary_text(self.cfg, summary)
             except UnusableEvent as e:
                 self.skip(row, f"rejected summary: {e}")
                 continue

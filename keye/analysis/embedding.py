@@ -17,7 +17,8 @@ from keye.analysis.prompts import END_OF_USER
 MAX_QUERY_CHARS = 2000
 
 
-def embed_text(model, processor, query: str) -> list[float]:
+def query_inputs(processor, query: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of a text query in the videos' framing (training embeds captions so too)."""
     if not isinstance(query, str) or not query.strip():
         raise AnalysisError("a text query must be a non-empty string")
     if len(query) > MAX_QUERY_CHARS:
@@ -26,6 +27,11 @@ def embed_text(model, processor, query: str) -> list[float]:
     inputs = processor(messages, add_generation_prompt=False)
     if inputs.input_ids[0, -2:].tolist() != END_OF_USER:
         raise AnalysisError("the chat template does not end a user turn with <|im_end|> and a newline")
+    return inputs.input_ids[:, :-2], inputs.attention_mask[:, :-2]  # as for videos: no end of turn
+
+
+def embed_text(model, processor, query: str) -> list[float]:
+    ids, mask = query_inputs(processor, query)
     with torch.inference_mode():
-        vec = model.embed(inputs.input_ids[:, :-2], inputs.attention_mask[:, :-2])  # as for videos: no end of turn
+        vec = model.embed(ids, mask)
     return vec[0].float().tolist()
