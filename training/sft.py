@@ -123,17 +123,22 @@ def split_by_video(examples: Sequence[Example], eval_fraction: float, seed: int)
 
 
 class FrontCache:
-    """The frozen front of the model per example: input embeddings (vision merged in) and positions."""
+    """The front of the model per example: input embeddings (vision merged in) and positions.
 
-    def __init__(self, model: nn.Module, keep: bool) -> None:
-        self.model, self.keep = model, keep
+    Frozen (LoRA) it runs without gradients and may be kept; trained (full training) it runs with them
+    every time, so the vision tower, projector and token embeddings learn."""
+
+    def __init__(self, model: nn.Module, keep: bool, frozen: bool = True) -> None:
+        if keep and not frozen:
+            raise TrainConfigError("a trained front changes every step; it cannot be cached (cache_inputs)")
+        self.model, self.keep, self.frozen = model, keep, frozen
         self.store: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, ex: Example) -> tuple[torch.Tensor, torch.Tensor]:
         hit = self.store.get(ex.key)
         if hit is not None:
             return hit
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             packed = self.model.pack(ex.input_ids[None], **ex.vision)
         out = (packed.embeds, packed.positions)
         if self.keep:
@@ -165,11 +170,23 @@ def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example
     return logp, torch.cat(owner)
 
 
-def sft_loss(model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True) -> tuple[torch.Tensor, int]:
-    """(mean NLL of the answer tokens, weighted by each example's weight; number of answer tokens)."""
+def answer_nll(model: nn.Module, front: FrontCache, batch: Sequence[Example],
+               weighted: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(NLL of the answer tokens summed, each weighted by its example's weight; the weights' sum; tokens)."""
     logp, owner = answer_logprobs(model, front, batch)
     w = torch.tensor([ex.weight if weighted else 1.0 for ex in batch], device=logp.device)[owner]
-    return -(w * logp).sum() / w.sum().clamp(min=1e-8), int(logp.numel())
+    return -(w * logp).sum(), w.sum(), int(logp.numel())
+
+
+def answer_weight(ex: Example) -> float:
+    """What `answer_nll` sums as the weights of one example, known before any forward."""
+    return ex.weight * int((ex.labels[1:] != IGNORE).sum())
+
+
+def sft_loss(model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True) -> tuple[torch.Tensor, int]:
+    """(mean NLL of the answer tokens, weighted by each example's weight; number of answer tokens)."""
+    total, weights, n = answer_nll(model, front, batch, weighted)
+    return total / weights.clamp(min=1e-8), n
 
 
 @torch.no_grad()
@@ -206,6 +223,19 @@ def lr_lambda(cfg: TrainConfig):
 # ---- the loop -----------------------------------------------------------------------------------
 
 
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig):
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+
+
+def optimizer_step(params: list[nn.Parameter], opt, sched, max_grad_norm: float) -> None:
+    """Clip the accumulated gradients, step, advance the schedule, clear the gradients."""
+    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
           pairs: Sequence[PreferencePair] = (), log=None) -> TrainResult:
     """Adapt `model` in place (LoRA adapters added and trained); the caller merges and exports."""
@@ -218,10 +248,9 @@ def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
     base_loss = eval_loss(model, front, eval_set)  # before the adapters exist: exactly the base model
     apply_lora(model, cfg.lora)
     params = lora_parameters(model)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
-    order = _batches(train_set, cfg.batch_size, cfg.seed)
-    pair_order = _batches(list(pairs), 1, cfg.seed + 1) if pairs and cfg.dpo_weight > 0 else None
+    opt, sched = make_optimizer(params, cfg)
+    order = batches(train_set, cfg.batch_size, cfg.seed)
+    pair_order = batches(list(pairs), 1, cfg.seed + 1) if pairs and cfg.dpo_weight > 0 else None
     model.train()
     losses, dpo_losses, tokens = [], [], 0
     for step in range(cfg.steps):
@@ -237,10 +266,7 @@ def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
                 loss = loss + cfg.dpo_weight * d
             (loss / cfg.grad_accum).backward()
             step_loss += float(loss.detach()) / cfg.grad_accum
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(params, opt, sched, cfg.max_grad_norm)
         losses.append(step_loss)
         if pair_order is not None:
             dpo_losses.append(step_dpo)
@@ -251,7 +277,7 @@ def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
                        time.perf_counter() - t0, dpo_losses)
 
 
-def _batches(items: list, size: int, seed: int):
+def batches(items: list, size: int, seed: int):
     """Endless micro-batches: a fresh seeded permutation every epoch."""
     gen = torch.Generator().manual_seed(seed)
     while True:
