@@ -170,11 +170,14 @@ def vector_sink(log_level: LogLevel = "info") -> None:
 
 
 @app.command()
-def streams(loglevel: Annotated[str, typer.Option()] = "info") -> None:
+def streams(loglevel: Annotated[str, typer.Option()] = "info",
+            session_timeout: Annotated[float, typer.Option(help="consumer group session, seconds")] = 10.0,
+            instance_id: Annotated[str | None, typer.Option(envvar="KEYE_STREAMS_INSTANCE_ID",
+                                                            help="static group member id, one per process")] = None) -> None:
     """Run the faust-streaming app: gate, dedup, aggregates, feedback."""
     from streams.app import run_streams
 
-    run_streams(get_settings(), loglevel=loglevel)
+    run_streams(get_settings(), loglevel=loglevel, session_timeout_s=session_timeout, instance_id=instance_id)
 
 
 @app.command()

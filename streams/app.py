@@ -47,6 +47,7 @@ from streams.offsets import OffsetLedger
 log = logging.getLogger("keye.streams")
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+SESSION_TIMEOUT_S = 10.0
 
 
 def window_start(at: datetime, window: str) -> datetime:
@@ -57,13 +58,18 @@ def window_start(at: datetime, window: str) -> datetime:
 
 
 def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: int = DEFAULT_PARTITIONS,
-               engine: sa.Engine | None = None) -> faust.App:
+               engine: sa.Engine | None = None, session_timeout_s: float = SESSION_TIMEOUT_S,
+               instance_id: str | None = None) -> faust.App:
     brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")]
     # faust keeps per-app state in a folder; ours, not the working directory.
     datadir = Path(settings.data_dir) / "streams" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
+    # A killed member keeps its partitions until its session times out (faust's default: 60 s), so
+    # a shorter session lets a restarted app start sooner; a static member (instance_id) takes its
+    # partitions back at once.
     app = faust.App(app_id, broker=brokers, store="memory://", topic_partitions=partitions, web_enabled=False,
-                    datadir=str(datadir), producer_enable_idempotence=True, producer_acks=-1, topic_allow_declare=True)
+                    datadir=str(datadir), producer_enable_idempotence=True, producer_acks=-1, topic_allow_declare=True,
+                    broker_session_timeout=session_timeout_s, consumer_group_instance_id=instance_id)
     engine = engine or db.engine_from(settings)
 
     def raw_topic(name: str, **kw: Any) -> faust.TopicT:
@@ -260,14 +266,40 @@ def _write_aggregate(session: Session, key: str, seen: dict[str, bool]) -> None:
         raise SchemaError(f"unknown aggregate key {key!r}")
 
 
-def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str = "info") -> None:
+def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str = "info", *,
+                session_timeout_s: float = SESSION_TIMEOUT_S, instance_id: str | None = None) -> None:
     """`keye streams`: run the faust worker until SIGTERM/SIGINT (creates topics and migrates SQL first)."""
     from keye.kafka import ensure_topics, partition_count
 
     engine = db.engine_from(settings)
     db.migrate(engine)
     ensure_topics(settings)
+    _explain_wait(settings, app_id, session_timeout_s, instance_id)
     # Tables are co-partitioned with the ingest topic: same partition count.
-    app = create_app(settings, app_id, engine=engine, partitions=partition_count(settings, settings.topic_ingest))
+    app = create_app(settings, app_id, engine=engine, partitions=partition_count(settings, settings.topic_ingest),
+                     session_timeout_s=session_timeout_s, instance_id=instance_id)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()
+
+
+def _explain_wait(settings: Settings, group: str, session_timeout_s: float, instance_id: str | None) -> None:
+    """Say why partitions may take a while: members of the group from before (a killed process is
+    one until its session times out) must leave or time out before the group rebalances."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+        try:
+            members = admin.describe_groups([group])[group].get("members") or []
+        finally:
+            admin.close()
+    except Exception as e:  # noqa: BLE001 - only an explanation; the join itself reports real faults
+        log.info("could not describe consumer group %s: %s", group, e)
+        return
+    if not members:
+        return
+    how = (f"as static member {instance_id!r} this process takes over that member's partitions at once"
+           if instance_id else "a restart with --instance-id (KEYE_STREAMS_INSTANCE_ID) would take them over at once")
+    log.warning("consumer group %s still has %d member(s) from before: a killed process stays one until its "
+                "session times out (%.0fs here), and partitions are assigned only then; %s", group, len(members),
+                session_timeout_s, how)

@@ -23,8 +23,6 @@ N, KILLS = 150, 3
 def test_no_submission_is_lost_when_the_gate_is_killed_mid_backlog(pipeline: Pipeline, sample_clips: list[Path]) -> None:
     s = pipeline.settings
     group = f"{s.topic_ingest}-streams"
-    # a killed member holds its partitions until its session times out: keep the restarts quick
-    pipeline.env["BROKER_SESSION_TIMEOUT"] = "8"
 
     def streams(name: str, delay_s: str) -> object:
         return pipeline.spawn(name, ["-m", "keye_test_streams", "--app-id", group, "--loglevel", "info"],
