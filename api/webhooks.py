@@ -91,7 +91,8 @@ def _post(client, url: str, body: str, headers: dict[str, str], settings: Settin
 
     parts = urlsplit(url)
     https = parts.scheme.lower() == "https"
-    ip = resolve_checked(parts.hostname or "", parts.port or (443 if https else 80), settings.allow_private_addresses)
+    ip = resolve_checked(parts.hostname or "", parts.port or (443 if https else 80), settings.allow_private_addresses,
+                         settings.allow_loopback_addresses)
     pinned = httpx.URL(url).copy_with(host=ip)
     return client.post(pinned, content=body.encode(), headers={**headers, "Host": parts.netloc},
                        extensions={"sni_hostname": parts.hostname} if https else {})
