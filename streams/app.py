@@ -42,6 +42,7 @@ from keye.kafka import DEFAULT_PARTITIONS
 from keye.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
                           check_feedback, dead_letter_id, decode, encode, key_of, utcnow, video_id_hint)
 from keye.settings import Settings
+from streams import quiet
 from streams.offsets import OffsetLedger
 
 log = logging.getLogger("keye.streams")
@@ -278,8 +279,14 @@ def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str 
     # Tables are co-partitioned with the ingest topic: same partition count.
     app = create_app(settings, app_id, engine=engine, partitions=partition_count(settings, settings.topic_ingest),
                      session_timeout_s=session_timeout_s, instance_id=instance_id)
-    worker = faust.Worker(app, loglevel=loglevel)
+    worker = _Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()
+
+
+class _Worker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        quiet.install(logger)  # after faust configured the handlers: a broker outage is not 75 lines a second
 
 
 def _explain_wait(settings: Settings, group: str, session_timeout_s: float, instance_id: str | None) -> None:
