@@ -172,8 +172,8 @@ def vector_sink(log_level: LogLevel = "info") -> None:
 @app.command()
 def streams(loglevel: Annotated[str, typer.Option()] = "info",
             session_timeout: Annotated[float, typer.Option(help="consumer group session, seconds")] = 10.0,
-            instance_id: Annotated[str | None, typer.Option(envvar="KEYE_STREAMS_INSTANCE_ID",
-                                                            help="static group member id, one per process")] = None) -> None:
+            instance_id: Annotated[str | None, typer.Option(
+                envvar="KEYE_STREAMS_INSTANCE_ID", help="static group member id, one per process")] = None) -> None:
     """Run the faust-streaming app: gate, dedup, aggregates, feedback."""
     from streams.app import run_streams
 
@@ -182,7 +182,8 @@ def streams(loglevel: Annotated[str, typer.Option()] = "info",
 
 @app.command()
 def reconcile(since: Annotated[str | None, typer.Option(help="ISO time: only ingest messages from then on")] = None,
-              repair: Annotated[bool, typer.Option(help="publish the unreached submissions to the ingest topic again")] = False) -> None:
+              repair: Annotated[bool, typer.Option(
+                  help="publish the unreached submissions to the ingest topic again")] = False) -> None:
     """List the ingest messages that reached neither videos.work nor the DLQ (exit 1 when any did not)."""
     from datetime import datetime
 

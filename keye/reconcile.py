@@ -27,7 +27,8 @@ class Unreached:
     value: bytes
 
 
-def _read(settings: Settings, topic: str, since: datetime | None = None) -> list[tuple[int, int, bytes | None, bytes | None]]:
+def _read(settings: Settings, topic: str,
+          since: datetime | None = None) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """(partition, offset, key, value) of every message up to the end offsets taken now; from `since` when given."""
     from kafka import KafkaConsumer, TopicPartition
 

@@ -1,4 +1,4 @@
-"""`python -m streams [--app-id ID] [--loglevel LEVEL] [--session-timeout S] [--instance-id ID]`: the same as `keye streams`."""
+"""`python -m streams [--app-id ID] [--loglevel LEVEL] [--session-timeout S] [--instance-id ID]`: `keye streams`."""
 
 import argparse
 import logging

@@ -81,7 +81,8 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     analyzed, feedback = raw_topic(settings.topic_analyzed, acks=False), raw_topic(settings.topic_feedback, acks=False)
     dlq = raw_topic(settings.topic_dlq)
     fanout = raw_topic(f"{app_id}-aggregate-events", internal=True, partitions=partitions, acks=False)
-    ledger = OffsetLedger(app, settings.kafka_bootstrap, app_id, [t.get_topic_name() for t in (ingest, analyzed, feedback, fanout)])
+    ledger = OffsetLedger(app, settings.kafka_bootstrap, app_id,
+                          [t.get_topic_name() for t in (ingest, analyzed, feedback, fanout)])
 
     @app.timer(1.0)
     async def commit_offsets() -> None:

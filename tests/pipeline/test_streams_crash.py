@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 N, KILLS = 150, 3
 
 
-def test_no_submission_is_lost_when_the_gate_is_killed_mid_backlog(pipeline: Pipeline, sample_clips: list[Path]) -> None:
+def test_no_submission_is_lost_when_the_gate_is_killed_mid_backlog(pipeline: Pipeline,
+                                                                   sample_clips: list[Path]) -> None:
     s = pipeline.settings
     group = f"{s.topic_ingest}-streams"
 
