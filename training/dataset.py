@@ -53,6 +53,7 @@ class Example:
     vision: dict[str, torch.Tensor]  # pixel_values_videos, video_grid_thw, second_per_grid_ts
     answer: str
     weight: float = 1.0
+    prefix_len: int = 0  # tokens of the pass's shared prefix (the chat up to the end of the video)
 
     @property
     def prompt_len(self) -> int:
@@ -132,7 +133,8 @@ def tokenize_example(processor, cfg: AnalysisConfig, task: str, prefix: ChunkPro
     target = torch.tensor(processor.tokenizer.encode(answer) + [IM_END_TOKEN_ID], dtype=torch.long)
     ids = torch.cat([prompt, target])
     labels = torch.cat([torch.full_like(prompt, IGNORE), target])
-    return Example(key, video_id, task, tuple(event_ids), ids, labels, prefix.vision, answer, weight)
+    return Example(key, video_id, task, tuple(event_ids), ids, labels, prefix.vision, answer, weight,
+                   int(prefix.ids.shape[0]))
 
 
 # ---- the one example builder: a video's target answers -> examples (feedback and corpus alike) -------

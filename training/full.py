@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from keye_model.model import Packed
+from keye_model.rope import VisionGrids, mrope_positions
 from training.dataset import Example
 from training.distributed import World, barrier, sum_across, wrap
 from training.errors import TrainConfigError
@@ -53,6 +55,28 @@ class FullConfig(TrainConfig):
                 raise TrainConfigError(reason)
 
 
+class PassFront:
+    """The trained front of one micro-batch: each visual pass through the vision tower once, the tasks of
+    that pass continuing its prefix as text (the analyzer's prefill-then-continue), so the pass's vision
+    gradients of all its tasks add up in one backward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.plain = FrontCache(model, keep=False, frozen=False)
+        self.passes: dict[int, Packed] = {}
+
+    def __call__(self, ex: Example) -> tuple[torch.Tensor, torch.Tensor]:
+        if not ex.prefix_len:
+            return self.plain(ex)
+        prefix = self.passes.get(id(ex.vision))  # one pass's examples share its vision tensors (dataset.py)
+        if prefix is None:
+            prefix = self.passes[id(ex.vision)] = self.model.pack(ex.input_ids[None, :ex.prefix_len], **ex.vision)
+        rest = ex.input_ids[ex.prefix_len:]
+        pos, _ = mrope_positions(rest.tolist(), VisionGrids(), self.model.config, start=prefix.next_positions[0])
+        embeds = torch.cat([prefix.embeds, self.model.model.embed_tokens(rest.to(self.model.device))])
+        return embeds, torch.cat([prefix.positions, pos.to(self.model.device)], dim=1)
+
+
 class Supervised(nn.Module):
     """The answer tokens' weighted NLL, the vision front trained with the rest."""
 
@@ -60,7 +84,7 @@ class Supervised(nn.Module):
         return sum(answer_weight(ex) for ex in batch)
 
     def loss_sum(self, model: nn.Module, batch: Sequence[Example]) -> torch.Tensor:
-        return answer_nll(model, FrontCache(model, keep=False, frozen=False), batch)[0]
+        return answer_nll(model, PassFront(model), batch)[0]
 
 
 class _Trainee(nn.Module):

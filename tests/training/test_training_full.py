@@ -26,7 +26,7 @@ from training.corpus_examples import corpus_examples
 from training.distributed import join_from_env
 from training.errors import TrainConfigError
 from training.full import FullConfig, Supervised, latest_checkpoint, train_full
-from training.sft import FrontCache, sft_loss
+from training.sft import FrontCache, answer_nll, sft_loss
 
 CLIPS = 4
 FAST = dict(lr=1e-3, schedule="constant", max_grad_norm=1.0)
@@ -163,6 +163,27 @@ def test_accumulating_two_micro_batches_of_one_is_one_batch_of_two(made):
     (la, pa), (lb, pb) = runs
     assert la == pytest.approx(lb, rel=1e-5)
     _close(pa, pb)
+
+
+def test_a_pass_runs_the_vision_tower_once_for_all_its_tasks(made):
+    """Sharing the pass's prefix computes what packing each example alone computes (values and gradients)."""
+    batch = [e for e in made.examples if e.key.startswith(made.examples[0].video_id)]
+    assert len(batch) == 4 and all(e.vision is batch[0].vision and e.prefix_len for e in batch)
+    model = _tiny().requires_grad_(True)
+    calls = []
+    model.visual.register_forward_hook(lambda *_: calls.append(1))
+    shared = Supervised().loss_sum(model, batch)
+    shared.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    assert len(calls) == 1
+    alone = answer_nll(model, FrontCache(model, False, frozen=False), batch)[0]
+    alone.backward()
+    assert len(calls) == 1 + len(batch)
+    torch.testing.assert_close(shared, alone, rtol=1e-5, atol=1e-4)
+    assert any(k.startswith("visual.") for k in grads)
+    for k, g in grads.items():
+        torch.testing.assert_close(g, model.get_parameter(k).grad, rtol=1e-3, atol=1e-5, msg=k)
 
 
 def test_full_config_refuses_a_cached_front():
