@@ -158,7 +158,7 @@ class FaultRun:
         self.stack, self.rng, self.faults, self.delay_s = stack, random.Random(seed), faults, delay_s
         self.p: Pipeline = make_pipeline(stack.bootstrap, stack.database_url, tmp, clips[0].parent)
         self.clips = clips
-        prefix = self.p.settings.topic_work.split(".")[0]
+        self.prefix = prefix = self.p.settings.topic_work.split(".")[0]
         self.good = [f"{prefix}-good-{i}" for i in range(good)]
         self.bad = [f"{prefix}-bad-{b}" for b in BAD] + [f"{prefix}-bad-schema"]
         self.window_s, self.waves = fault_window_s, waves
@@ -333,7 +333,8 @@ class FaultRun:
         engine = self._engine()
         try:
             with engine.connect() as c:
-                newest = c.execute(sa.text("SELECT max(created_at) FROM analyses")).scalar_one()
+                newest = c.execute(sa.text("SELECT max(created_at) FROM analyses WHERE video_id LIKE :p"),
+                                   {"p": f"{self.prefix}-%"}).scalar_one()
         finally:
             engine.dispose()
         if newest is None:
@@ -370,8 +371,9 @@ class FaultRun:
         engine = self._engine()
         try:
             with engine.connect() as c:
-                self.result.counts = {r[0]: r[1] for r in c.execute(sa.text(
-                    "SELECT video_id, count(*) FROM analyses GROUP BY video_id"))}
+                self.result.counts = {r[0]: r[1] for r in c.execute(sa.text(  # this run's videos only
+                    "SELECT video_id, count(*) FROM analyses WHERE video_id LIKE :p GROUP BY video_id"),
+                    {"p": f"{self.prefix}-%"})}
         finally:
             engine.dispose()
         self.result.states = self._states()
