@@ -29,10 +29,6 @@ def test_every_good_video_once_every_bad_input_failed_under_faults(
     # Workers and the sink wait out a broker or database outage; they never exit on their own.
     crashed = [e for e in result.unexpected_exits if e.startswith(("worker", "sink"))]
     assert crashed == [], "\n".join(crashed)
-    if result.gate_losses and len(result.problems()) == len(result.gate_losses):
-        # Issue 13 finding 1 (the streams gate commits past a submission it never forwarded) is being
-        # fixed in streams/; until then this is its evidence, and any other problem still fails here.
-        pytest.xfail(f"the streams gate lost {result.gate_losses}: {result.summary()}")
     assert result.settled, f"the stores did not settle: {result.summary()}\n{logs}"
     assert result.problems() == [], f"{result.summary()}\n{logs}"
     assert result.worker_restart_to_commit_s, "no worker restart was followed by a commit"
