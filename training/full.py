@@ -41,6 +41,8 @@ CHECKPOINT = re.compile(r"^step-(\d{8})\.pt$")
 
 @dataclass(frozen=True)
 class FullConfig(TrainConfig):
+    """TrainConfig's optimizer, schedule and batching; its LoRA, feedback and eval-split options do not apply."""
+
     checkpoint_every: int = 0  # steps between checkpoints; 0: none
     keep_checkpoints: int = 2  # the newest ones kept
 
