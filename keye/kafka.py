@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from keye.schemas import Submission, encode, key_of, utcnow
+from keye.schemas import DeadLetter, Submission, encode, key_of, utcnow
 from keye.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,13 @@ def send(prod, topic: str, message: BaseModel, video_id: str | None = None):
     """Queue one message keyed by its video_id; the caller flushes before committing offsets."""
     vid = video_id or getattr(message, "video_id")
     return prod.send(topic, key=key_of(vid), value=encode(message))
+
+
+def send_dead_letter(prod, topic: str, letter: DeadLetter, video_id: str | None):
+    """Queue a dead letter; its `dlq_id` also goes in a header, so consumers can drop the copies a
+    redelivery makes without parsing the value."""
+    headers = [("dlq_id", letter.dlq_id.encode())] if letter.dlq_id else None
+    return prod.send(topic, key=key_of(video_id or "unknown"), value=encode(letter), headers=headers)
 
 
 def to_uri(path_or_uri: str) -> str:

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 
 from keye import kafka as kk
 from keye.db import engine_from, migrate
-from keye.schemas import AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, decode, video_id_hint
+from keye.schemas import (AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, dead_letter_id, decode,
+                          video_id_hint)
 from keye.settings import Settings
 from keye.vectors import VectorStore
 from workers import metrics
@@ -318,7 +319,7 @@ class Worker:
         try:
             work = decode(WorkItem, r.value)
         except SchemaError as e:
-            self._dead_letter(r.value, e, attempts=1, stage="worker.decode", video_id=video_id_hint(r.value)
+            self._dead_letter(r, e, attempts=1, stage="worker.decode", video_id=video_id_hint(r.value)
                               or (r.key.decode("utf-8", "replace") if r.key else None))
             return
         attempt = 0
@@ -334,7 +335,7 @@ class Worker:
                 if kind is not Failure.PERMANENT and self.stopping.is_set():
                     raise _Abandoned() from e  # let the next owner retry it
                 if kind is Failure.PERMANENT or attempt >= self.config.max_attempts:
-                    self._dead_letter(r.value, e, attempts=attempt, stage="worker.analyze", video_id=work.video_id,
+                    self._dead_letter(r, e, attempts=attempt, stage="worker.analyze", video_id=work.video_id,
                                       uri=work.uri)
                     return
                 metrics.RETRIED.labels(kind.value).inc()
@@ -351,7 +352,7 @@ class Worker:
                 self._unstored[work.video_id] = record
             raise
         except Exception as e:  # noqa: BLE001 - a store refused this record itself (e.g. wrong vector size)
-            self._dead_letter(r.value, e, attempts=attempt or 1, stage="worker.persist", video_id=work.video_id,
+            self._dead_letter(r, e, attempts=attempt or 1, stage="worker.persist", video_id=work.video_id,
                               uri=work.uri)
             return
         metrics.ANALYZED.inc()
@@ -371,16 +372,20 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - the producer buffer is full or the broker is gone
             raise StoreUnavailableError(f"producing analysis of {record.video_id}: {e}") from e
 
-    def _dead_letter(self, original: bytes | None, error: BaseException, *, attempts: int, stage: str,
+    def _dead_letter(self, r, error: BaseException, *, attempts: int, stage: str,  # noqa: ANN001 - a ConsumerRecord
                      video_id: str | None, uri: str = "") -> None:
-        letter = DeadLetter.of(original, error, stage=stage, attempts=attempts)
-        if video_id:
-            self.processor.mark_failed(video_id, f"{letter.error_type}: {letter.error}", uri)
+        """The dead letter is durable before the video is marked failed (which also discards an
+        upload): a crash in between redelivers the message, which fails again the same way and
+        sends a copy with the same `dlq_id`."""
+        letter = DeadLetter.of(r.value, error, stage=stage, attempts=attempts,
+                               dlq_id=dead_letter_id(stage, r.topic, r.partition, r.offset))
         try:
-            kk.send(self.producer, self.settings.topic_dlq, letter, video_id=video_id or "unknown")
+            kk.send_dead_letter(self.producer, self.settings.topic_dlq, letter, video_id)
         except Exception as e:  # noqa: BLE001
             raise StoreUnavailableError(f"producing dead letter: {e}") from e
         self._flush()
+        if video_id:
+            self.processor.mark_failed(video_id, f"{letter.error_type}: {letter.error}", uri)
         metrics.DLQ.labels(stage).inc()
         metrics.FAILED.labels(letter.error_type).inc()
         log.warning("video %s -> DLQ (%s: %s)", video_id, letter.error_type, letter.error)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 from keye import kafka as kk
-from keye.schemas import AnalysisRecord, DeadLetter, SchemaError, decode
+from keye.schemas import POINT_NAMESPACE, AnalysisRecord, DeadLetter, SchemaError, dead_letter_id, decode
 from keye.settings import Settings
 from keye.vectors import VectorStore, VectorStoreError
 from workers import metrics
@@ -94,7 +95,9 @@ def _decode_or_dead_letter(records: list, producer, settings: Settings) -> dict[
         except SchemaError as e:
             video_id = (r.key or b"unknown").decode("utf-8", "replace")
             log.warning("video %s: undecodable analysis -> DLQ (%s)", video_id, e)
-            kk.send(producer, settings.topic_dlq, DeadLetter.of(r.value, e, stage="vectors.decode"), video_id=video_id)
+            letter = DeadLetter.of(r.value, e, stage="vectors.decode",
+                                   dlq_id=dead_letter_id("vectors.decode", r.topic, r.partition, r.offset))
+            kk.send_dead_letter(producer, settings.topic_dlq, letter, video_id)
             metrics.DLQ.labels("vectors.decode").inc()
             continue
         if not rec.embedding:
@@ -116,6 +119,8 @@ def _upsert_or_dead_letter(store: VectorStore, records: list[AnalysisRecord], pr
             store.upsert([rec])
         except VectorStoreError as e:
             log.warning("video %s: vector refused (%s) -> DLQ", rec.video_id, e)
-            kk.send(producer, settings.topic_dlq, DeadLetter.of(rec.model_dump(mode="json", exclude={"embedding"}), e,
-                                                                stage="vectors.upsert"), video_id=rec.video_id)
+            # one refusal per analysis: its id keys the copies a redelivered batch makes
+            letter = DeadLetter.of(rec.model_dump(mode="json", exclude={"embedding"}), e, stage="vectors.upsert",
+                                   dlq_id=str(uuid.uuid5(POINT_NAMESPACE, f"dlq:vectors.upsert:{rec.analysis_id}")))
+            kk.send_dead_letter(producer, settings.topic_dlq, letter, rec.video_id)
             metrics.DLQ.labels("vectors.upsert").inc()

@@ -97,6 +97,9 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
         assert by_video[vid]["error_type"] == error_type, by_video[vid]
         assert by_video[vid]["error"] and states[vid][1].startswith(error_type)
     assert by_video["garbage"]["stage"] == "streams.gate"
+    # Worker and gate dead letters alike carry a dedup id, one per failure.
+    assert all(v.get("dlq_id") for _, v in dlq), dlq
+    assert len({v["dlq_id"] for _, v in dlq}) == len({k for k, _ in dlq})
     # The duplicate never reached the workers. (A rebalance may still redeliver work: that is
     # at-least-once, and the stores above prove it is stored once.)
     work_keys = [k for k, _ in read_topic(s, s.topic_work, idle_s=1.0)]
