@@ -53,12 +53,12 @@ class Settings(BaseSettings):
     kafka_version: str = "4.4.0"
     kafka_controller_port: int = 9093
     postgres_port: int = 5432
+    stack_stop_timeout_s: float = 60.0  # `keye stack down` waits this long for a clean stop
     redis_port: int = 6379
 
     # safe fetching of video URIs
     file_roots: list[Path] = Field(default_factory=lambda: [Path.cwd()])  # uploads are always allowed too
     allow_private_addresses: bool = False
-    stack_stop_timeout_s: float = 60.0  # `keye stack down` waits this long for a clean stop
     allow_loopback_addresses: bool | None = None  # None: the same as allow_private_addresses
     max_fetch_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 60.0  # the whole download, however slowly the source sends
