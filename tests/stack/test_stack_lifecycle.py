@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from stack_support import free_port, keye_stack
 
 from keye.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keye(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "keye.cli", "stack", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.redis
@@ -32,13 +20,13 @@ def test_up_is_idempotent_status_and_down() -> None:
     # pytest's tmp folders are private to root; the postgres server user must reach its data folder.
     tmp_path = Path(tempfile.mkdtemp(prefix="keye-stack-test-", dir="/tmp"))
     os.chmod(tmp_path, 0o755)
-    env = {"KEYE_STACK_DIR": str(tmp_path / "stack"), "KEYE_REDIS_PORT": str(_free_port()),
-           "KEYE_POSTGRES_PORT": str(_free_port())}
+    env = {"KEYE_STACK_DIR": str(tmp_path / "stack"), "KEYE_REDIS_PORT": str(free_port()),
+           "KEYE_POSTGRES_PORT": str(free_port())}
     try:
-        first = _keye(env, "up", "redis", "postgres")
+        first = keye_stack(env, "up", "redis", "postgres")
         assert first.returncode == 0, first.stdout + first.stderr
         pids = {n: (tmp_path / "stack" / f"{n}.pid").read_text() for n in ("redis", "postgres")}
-        again = _keye(env, "up", "redis", "postgres")
+        again = keye_stack(env, "up", "redis", "postgres")
         assert again.returncode == 0, again.stdout + again.stderr
         assert pids == {n: (tmp_path / "stack" / f"{n}.pid").read_text() for n in ("redis", "postgres")}
 
@@ -49,17 +37,17 @@ def test_up_is_idempotent_status_and_down() -> None:
         assert (tmp_path / "stack" / "logs" / "redis.log").exists()
         assert (tmp_path / "stack" / "logs" / "postgres.log").exists()
     finally:
-        down = _keye(env, "down", "redis", "postgres")
+        down = keye_stack(env, "down", "redis", "postgres")
     assert down.returncode == 0, down.stderr
     assert "stopped" in down.stdout
-    status = _keye(env, "status")
+    status = keye_stack(env, "status")
     assert status.returncode == 1  # kafka of this private stack never ran; redis and postgres are down now
     assert "up (" not in status.stdout
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_unknown_service_is_a_clear_error(tmp_path: Path) -> None:
-    done = _keye({"KEYE_STACK_DIR": str(tmp_path)}, "up", "zookeeper")
+    done = keye_stack({"KEYE_STACK_DIR": str(tmp_path)}, "up", "zookeeper")
     assert done.returncode != 0
     assert "unknown service" in done.stdout + done.stderr
 

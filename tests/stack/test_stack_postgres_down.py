@@ -6,14 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stack_support import free_port, keye_stack
 
 from keye.settings import Settings
 from keye.stack import postgres
@@ -22,26 +20,15 @@ from keye.stack.process import port_open
 pytestmark = pytest.mark.postgres
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keye(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "keye.cli", "stack", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=180)
-
-
 @pytest.fixture
 def private_pg() -> Iterator[tuple[dict[str, str], Settings]]:
     if shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.fail("PostgreSQL's server binaries are missing (scripts/system-deps.sh installs them)")
     tmp = Path(tempfile.mkdtemp(prefix="keye-pg-down-", dir="/tmp"))  # the postgres user must reach it
     os.chmod(tmp, 0o755)
-    env = {"KEYE_STACK_DIR": str(tmp / "stack"), "KEYE_POSTGRES_PORT": str(_free_port())}
+    env = {"KEYE_STACK_DIR": str(tmp / "stack"), "KEYE_POSTGRES_PORT": str(free_port())}
     settings = Settings(stack_dir=tmp / "stack", postgres_port=int(env["KEYE_POSTGRES_PORT"]))
-    up = _keye(env, "up", "postgres")
+    up = keye_stack(env, "up", "postgres")
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         yield env, settings
@@ -62,7 +49,7 @@ def test_down_shuts_the_server_down_cleanly_with_a_client_connected(private_pg) 
     client = psycopg.connect(f"host=127.0.0.1 port={settings.postgres_port} user=postgres dbname=postgres",
                              autocommit=True)
     client.execute("SELECT 1")  # a session left open (a smart shutdown would wait for it forever)
-    done = _keye(env, "down", "postgres")
+    done = keye_stack(env, "down", "postgres")
     client.close()
     assert done.returncode == 0 and "postgres: stopped" in done.stdout, done.stdout + done.stderr
     log = (settings.stack_dir / "logs" / "postgres.log").read_text()
@@ -71,7 +58,7 @@ def test_down_shuts_the_server_down_cleanly_with_a_client_connected(private_pg) 
     assert not port_open(settings.postgres_port) and not (data / "postmaster.pid").exists()
     with pytest.raises(ProcessLookupError):
         os.kill(server, 0)
-    again = _keye(env, "down", "postgres")
+    again = keye_stack(env, "down", "postgres")
     assert again.returncode == 0 and "postgres: was not running" in again.stdout
 
 
@@ -80,7 +67,7 @@ def test_down_reports_a_server_that_does_not_stop(private_pg) -> None:
     server = postgres._postmaster_pid(settings.stack_dir / "postgres")
     os.kill(server, signal.SIGSTOP)  # it cannot act on pg_ctl's signals
     try:
-        done = _keye({**env, "KEYE_STACK_STOP_TIMEOUT_S": "2"}, "down", "postgres")
+        done = keye_stack({**env, "KEYE_STACK_STOP_TIMEOUT_S": "2"}, "down", "postgres")
         assert done.returncode == 1, done.stdout + done.stderr
         assert "postgres: failed to stop" in done.stdout and str(server) in done.stdout
         assert "stopped" not in done.stdout.replace("failed to stop", "")
