@@ -4,6 +4,9 @@ the retries answer like the first request."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -31,13 +34,20 @@ def _moderator(app) -> dict[str, str]:
         return auth(create_key(s, ["moderator"], name="mod-race")[1])
 
 
-def test_parallel_decisions_by_the_holder_store_one_review_and_one_event(store_app, flagged_case) -> None:
-    r = flagged_case("race-1")
-    h = _moderator(store_app)
-    with live_server(store_app) as base:
-        case = f"{base}/v1/moderation/cases/{r.analysis_id}"
+@contextmanager
+def _claimed(app, analysis_id: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A live server with the case claimed by a moderator: (the case's URL, that key's headers)."""
+    h = _moderator(app)
+    with live_server(app) as base:
+        case = f"{base}/v1/moderation/cases/{analysis_id}"
         with httpx.Client() as c:
             assert c.post(case + "/claim", headers=h).status_code == 200
+        yield case, h
+
+
+def test_parallel_decisions_by_the_holder_store_one_review_and_one_event(store_app, flagged_case) -> None:
+    r = flagged_case("race-1")
+    with _claimed(store_app, r.analysis_id) as (case, h):
         answers = at_once(PARALLEL, lambda c: c.post(case + "/decision", json={"decision": "confirm"}, headers=h))
     assert sorted(a.status_code for a in answers) == [200] + [409] * (PARALLEL - 1), [a.text for a in answers]
     for lost in (a for a in answers if a.status_code == 409):
@@ -48,11 +58,7 @@ def test_parallel_decisions_by_the_holder_store_one_review_and_one_event(store_a
 
 def test_idempotency_key_replays_the_first_decision(store_app, flagged_case) -> None:
     r = flagged_case("race-2")
-    h = _moderator(store_app)
-    with live_server(store_app) as base:
-        case = f"{base}/v1/moderation/cases/{r.analysis_id}"
-        with httpx.Client() as c:
-            assert c.post(case + "/claim", headers=h).status_code == 200
+    with _claimed(store_app, r.analysis_id) as (case, h):
         retry = {**h, "Idempotency-Key": "click-7f3a"}
         body = {"decision": "clear", "note": "satire"}
         answers = at_once(PARALLEL, lambda c: c.post(case + "/decision", json=body, headers=retry))
@@ -71,11 +77,7 @@ def test_idempotency_key_replays_the_first_decision(store_app, flagged_case) -> 
 
 def test_a_claim_is_used_once_by_parallel_decisions_and_releases(store_app, flagged_case) -> None:
     r = flagged_case("race-3")
-    h = _moderator(store_app)
-    with live_server(store_app) as base:
-        case = f"{base}/v1/moderation/cases/{r.analysis_id}"
-        with httpx.Client() as c:
-            assert c.post(case + "/claim", headers=h).status_code == 200
+    with _claimed(store_app, r.analysis_id) as (case, h):
         turn = iter(range(PARALLEL))
 
         def decide_or_release(c: httpx.Client) -> httpx.Response:
