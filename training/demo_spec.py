@@ -1,0 +1,53 @@
+"""What `keye-demo` is: its shape, the corpus it learns from, the analysis configuration it is trained
+for, and the training recipe. The shape and recipe were picked from measurements (bench/demo_shapes.py);
+the fingerprint names the whole recipe, so a cached model is reused only when nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ANALYSIS_CONFIG = Path(__file__).with_name("demo_analysis.json")
+
+# Same architecture as the release (SigLIP tower, projector, Qwen3 decoder, 151,936-token vocabulary),
+# narrow and shallow. The reference attention reshapes to hidden_size: heads * 128 must equal the width.
+DEMO_SHAPE: dict[str, Any] = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "torch_dtype": "float32",
+    "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1},
+}
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    shape: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEMO_SHAPE)))
+    analysis_config: Path = ANALYSIS_CONFIG
+    train_seed: int = 0  # corpus train split seed (train seeds are 0..999)
+    train_clips: int = 240
+    steps: int = 400
+    batch_size: int = 4  # examples per micro-batch
+    grad_accum: int = 1
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    contrastive_weight: float = 1.0  # of the InfoNCE term against the supervised answer NLL
+    contrastive_batch: int = 8  # clips per contrastive batch (in-batch negatives)
+    temperature: float = 0.07
+    withheld: tuple[str, ...] = ()  # moderation categories whose clips the model never sees (the loop's variant)
+    seed: int = 0
+
+    def fingerprint(self) -> str:
+        raw = {**asdict(self), "analysis_config": json.loads(Path(self.analysis_config).read_text())}
+        return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def with_(self, **changes) -> "DemoSpec":
+        return replace(self, **changes)
+
+
+DEMO = DemoSpec()
