@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     # training: this many new supervised feedback events queue a fine-tuning run (0: never)
     train_trigger_examples: int = 200
+    train_config: Path | None = None  # JSON file of TrainConfig fields for the runs it queues (default: the defaults)
     # evaluation (`keye eval`): the held-out labelled corpus a run measures base and candidate on (else the
     # reviews), at most eval_limit videos; promotion refuses a headline metric worse by more than eval_tolerance
     eval_corpus: Path | None = None

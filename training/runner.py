@@ -15,6 +15,7 @@ run as failed with its error, removes a half-written export and leaves the feedb
 
 from __future__ import annotations
 
+import json
 import shutil
 import traceback
 import uuid
@@ -31,7 +32,7 @@ from keye.schemas import utcnow
 from keye.settings import Settings
 from evaluation import store
 from training import registry
-from training.errors import TrainingError
+from training.errors import TrainConfigError, TrainingError
 from training.sft import TrainConfig
 
 # Files of a checkpoint folder besides the weights that the processor reads (copied to exports).
@@ -44,8 +45,9 @@ class RunStateError(TrainingError):
 
 
 def queue_run(session: Session, settings: Settings, config: TrainConfig | None = None) -> TrainingRun:
-    """A queued run against the active version (committed, so a worker can claim it)."""
-    cfg = config or TrainConfig()
+    """A queued run against the active version (committed, so a worker can claim it); without a config,
+    KEYE_TRAIN_CONFIG's (what triggered runs use), else the defaults."""
+    cfg = config or default_config(settings)
     base = registry.ensure_base(session, settings)
     run = TrainingRun(run_id=f"run-{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", base_version=base.version,
                       status="queued", config=cfg.to_dict(), metrics={}, created_at=utcnow())
@@ -53,6 +55,17 @@ def queue_run(session: Session, settings: Settings, config: TrainConfig | None =
     session.commit()
     session.refresh(run)
     return run
+
+
+def default_config(settings: Settings) -> TrainConfig:
+    """KEYE_TRAIN_CONFIG (a JSON file of TrainConfig fields), else TrainConfig's defaults."""
+    if settings.train_config is None:
+        return TrainConfig()
+    try:
+        raw = json.loads(Path(settings.train_config).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TrainConfigError(f"KEYE_TRAIN_CONFIG {settings.train_config}: {e}") from None
+    return TrainConfig.from_dict(raw)
 
 
 def fail_unsent(session: Session, run_id: str, reason: str) -> None:

@@ -1,10 +1,10 @@
-"""Supervised fine-tuning of LoRA adapters on feedback examples.
+"""Supervised fine-tuning on feedback examples: LoRA adapters, or every parameter (`full`).
 
-AdamW on the adapter parameters only, gradient accumulation, gradient-norm clipping, warmup then a
-cosine or linear decay, bf16 autocast on CUDA and float32 on CPU, one seed for everything random
+AdamW on the adapter parameters (or on every parameter), gradient accumulation, gradient-norm
+clipping, warmup then a cosine or linear decay, bf16 autocast on CUDA and float32 on CPU, one seed for everything random
 (adapter init, dropout, example order). The frozen front of the model (token embeddings, vision
-tower, projector) runs once per example under no_grad and is cached when `cache_inputs` is on: the
-decoder with its adapters is all that trains. The loss is the weighted mean negative
+tower, projector) runs once per example under no_grad and is cached when `cache_inputs` is on: with
+LoRA the decoder with its adapters is all that trains. The loss is the weighted mean negative
 log-likelihood of the answer tokens only (labels -100 elsewhere), computed by the chunked fused
 lm_head + log-softmax kernel on the answer positions alone, so no (tokens x vocabulary) logits of
 the prompt are ever built.
@@ -50,6 +50,9 @@ class TrainConfig:
     dpo_weight: float = 0.0  # > 0 adds the preference loss over summary pairs (preference.py)
     dpo_beta: float = 0.1
     min_examples: int = 1
+    # Train every parameter (vision tower, projector, decoder) instead of LoRA adapters: what a small
+    # model needs to learn something its frozen vision features do not separate (a new category).
+    full: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
@@ -60,6 +63,8 @@ class TrainConfig:
                   (0.0 <= self.eval_fraction < 1.0, "eval_fraction must lie in [0, 1)"),
                   (self.max_grad_norm > 0, "max_grad_norm must be > 0"), (self.dpo_weight >= 0, "dpo_weight must be >= 0"),
                   (self.min_examples >= 1, "min_examples must be >= 1"),
+                  (not (self.full and self.cache_inputs), "full training trains the front; cache_inputs must be off"),
+                  (not (self.full and self.dpo_weight), "full training keeps no reference model; dpo_weight must be 0"),
                   (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None")]
         for ok, reason in checks:
             if not ok:
@@ -238,16 +243,21 @@ def optimizer_step(params: list[nn.Parameter], opt, sched, max_grad_norm: float)
 
 def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
           pairs: Sequence[PreferencePair] = (), log=None) -> TrainResult:
-    """Adapt `model` in place (LoRA adapters added and trained); the caller merges and exports."""
+    """Adapt `model` in place (LoRA adapters added and trained, or every weight with `full`); the caller
+    merges and exports."""
     if len(examples) < cfg.min_examples:
         raise NotEnoughExamples(f"{len(examples)} usable example(s); the run needs at least {cfg.min_examples}")
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     train_set, eval_set = split_by_video(examples, cfg.eval_fraction, cfg.seed)
-    front = FrontCache(model, cfg.cache_inputs)
-    base_loss = eval_loss(model, front, eval_set)  # before the adapters exist: exactly the base model
-    apply_lora(model, cfg.lora)
-    params = lora_parameters(model)
+    front = FrontCache(model, cfg.cache_inputs, frozen=not cfg.full)
+    base_loss = eval_loss(model, front, eval_set)  # before any change: exactly the base model
+    if cfg.full:
+        model.requires_grad_(True)
+        params = list(model.parameters())
+    else:
+        apply_lora(model, cfg.lora)
+        params = lora_parameters(model)
     opt, sched = make_optimizer(params, cfg)
     order = batches(train_set, cfg.batch_size, cfg.seed)
     pair_order = batches(list(pairs), 1, cfg.seed + 1) if pairs and cfg.dpo_weight > 0 else None

@@ -234,3 +234,21 @@ def test_a_job_the_broker_cannot_take_fails_its_run_instead_of_blocking_triggers
     with pytest.raises(Exception):
         maybe_trigger(settings, 1, TINY, app)
     assert [r.status for r in _rows(engine, TrainingRun)] == ["failed", "failed"]
+
+
+def test_a_run_queued_without_a_config_takes_keye_train_config(engine, settings, tmp_path):
+    """What a triggered run trains with (the streams app passes no config): KEYE_TRAIN_CONFIG, else the defaults."""
+    from training.errors import TrainConfigError
+
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({"steps": 7, "lr": 5e-4, "full": True}))
+    with Session(engine) as s:
+        plain = queue_run(s, settings).config
+        configured = queue_run(s, settings.model_copy(update={"train_config": path})).config
+    assert TrainConfig.from_dict(plain) == TrainConfig()
+    assert TrainConfig.from_dict(configured) == TrainConfig(steps=7, lr=5e-4, full=True)
+    path.write_text(json.dumps({"stepz": 7}))
+    with Session(engine) as s, pytest.raises(TrainConfigError, match="unknown training option"):
+        queue_run(s, settings.model_copy(update={"train_config": path}))
+    with Session(engine) as s, pytest.raises(TrainConfigError, match="KEYE_TRAIN_CONFIG"):
+        queue_run(s, settings.model_copy(update={"train_config": tmp_path / "missing.json"}))

@@ -98,3 +98,19 @@ def test_dpo_prefers_the_chosen_summary(clip_dataset):
     front = FrontCache(model, False)
     with torch.no_grad():
         assert float(dpo_loss(model, front, pair, 0.5)) < math.log(2) - 0.05
+
+
+def test_full_trains_every_parameter_the_vision_tower_included(clip_dataset):
+    model = keye_model.load("keye-tiny", seed=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(steps=3, lr=1e-3, eval_fraction=0.34, full=True)
+    result = train(model, clip_dataset.examples, cfg)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(n.startswith("visual.") for n in changed) and "lm_head.weight" in changed
+    assert any(".mlp." in n and "visual" not in n for n in changed)
+    assert not any("lora" in n for n, _ in model.named_parameters())  # no adapters to merge
+    assert result.eval_loss is not None and result.eval_loss != result.eval_loss_base
+    with pytest.raises(TrainConfigError, match="cache_inputs"):
+        TrainConfig(full=True, cache_inputs=True)
+    with pytest.raises(TrainConfigError, match="dpo_weight"):
+        TrainConfig(full=True, dpo_weight=0.5)
