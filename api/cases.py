@@ -25,7 +25,7 @@ from api.problems import AlreadyDecided, Conflict, Invalid, NotFound, Unavailabl
 from api.tables import CaseClaim
 from api.types import UtcDatetime
 from keye.db import Analysis, ModerationFlag, Review, Video
-from keye.schemas import FeedbackEvent, utcnow
+from keye.schemas import MODERATION_CATEGORIES, FeedbackEvent, utcnow
 
 Decision = Literal["confirm", "clear", "escalate"]
 QueueState = Literal["open", "escalated"]
@@ -100,6 +100,12 @@ class DecisionIn(BaseModel):
     decision: Decision
     note: str | None = Field(default=None, max_length=4000)
     category: str | None = Field(default=None, max_length=64, description="limit the decision to one category")
+
+
+class MissedIn(BaseModel):
+    category: str = Field(max_length=64, description="the policy category the video violates")
+    severity: int = Field(default=2, ge=1, le=3, description="1 mild, 2 clear violation, 3 severe")
+    note: str | None = Field(default=None, max_length=4000)
 
 
 class DecisionOut(BaseModel):
@@ -308,6 +314,45 @@ def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, 
         raise Conflict(f"Idempotency-Key {idempotency_key.value!r} is in use by another request") from None
     _update_vector_payload(svc, analysis_id, status)
     return out
+
+
+def report_missed(svc: Services, session: Session, analysis_id: str, body: MissedIn, who: Principal) -> DecisionOut:
+    """A violation the model did not flag, found by a moderator on a clear analysis or a decided
+    case: the category becomes a confirmed flag, the analysis flagged, and the feedback a
+    `confirm` of that category, which training learns as the answer the model should have given."""
+    a = _analysis(session, analysis_id)
+    if body.category not in MODERATION_CATEGORIES:
+        raise Invalid(f"category must be one of {', '.join(MODERATION_CATEGORIES)}")
+    if a.moderation_status in ("flagged", "needs_review") and _state(session, analysis_id) != "closed":
+        # a report closes nothing: the model's own flags keep their case until someone decides it
+        raise Conflict(f"case {analysis_id} is undecided; decide it first, then report what it missed")
+    flags = list(session.exec(select(ModerationFlag).where(ModerationFlag.analysis_id == analysis_id)))
+    if body.category in {f.category for f in flags}:
+        raise Conflict(f"case {analysis_id} already has a {body.category} flag; confirm it with a decision")
+    now = utcnow()
+    session.add(ModerationFlag(analysis_id=analysis_id, category=body.category, video_id=a.video_id,
+                               severity=body.severity, confidence=1.0, evidence=[], review_status="confirmed"))
+    session.add(Review(analysis_id=analysis_id, video_id=a.video_id, category=body.category, decision="confirm",
+                       reviewer=who.name, note=body.note, at=now))
+    record = dict(a.record or {})
+    record["moderation"] = {**(record.get("moderation") or {}), "status": "flagged"}
+    a.moderation_status, a.max_severity, a.record = "flagged", max(a.max_severity, body.severity), record
+    session.add(a)
+    event = FeedbackEvent(event_id=str(uuid.uuid4()), video_id=a.video_id, kind="moderation_decision",
+                          actor=who.name, at=now,
+                          payload={"analysis_id": analysis_id, "model_version": a.model_version, "decision": "confirm",
+                                   "note": body.note, "category": body.category, "severity": body.severity,
+                                   "missed": True, "categories": [f.category for f in flags],
+                                   "moderation_status": "flagged"})
+    outbox.enqueue(session, svc.settings.topic_feedback, a.video_id, event)
+    try:
+        session.commit()
+    except sa.exc.IntegrityError:  # the same report, sent at once, stored its flag first
+        session.rollback()
+        raise Conflict(f"case {analysis_id} already has a {body.category} flag") from None
+    _update_vector_payload(svc, analysis_id, "flagged")
+    return DecisionOut(analysis_id=analysis_id, video_id=a.video_id, decision="confirm", moderation_status="flagged",
+                       event_id=event.event_id)
 
 
 def _update_vector_payload(svc: Services, analysis_id: str, status: str) -> None:

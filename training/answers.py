@@ -12,7 +12,7 @@ Feedback semantics (one target per video and task, events applied in time order)
   items keep the record's scores and moments otherwise.
 - moderation_decision confirm: the decided flags (all when no category) become certain
   (confidence 100, severity at least the flagging threshold); a confirmed category the record
-  lacks is added. clear: the decided flags leave the answer. escalate has no final answer and is
+  lacks (a missed violation) is added, at payload.severity when given. clear: the decided flags leave the answer. escalate has no final answer and is
   skipped.
 - summary_edit: payload.text replaces payload.field (title, short or long; default short).
 - summary_rating: 4-5 makes the rated summary a target (weight (rating-3)/2) unless an edit of
@@ -125,8 +125,8 @@ def corrected_moderation(cfg: AnalysisConfig, record: dict, payloads: list[dict]
             for name in chosen:
                 flags.pop(name, None)
         elif decision == "confirm":
-            if category and category not in flags:
-                flags[category] = FlagItem(category, cfg.thresholds.flag_severity, 100)
+            if category and category not in flags:  # a miss: at the moderator's severity when given
+                flags[category] = FlagItem(category, int(p.get("severity") or cfg.thresholds.flag_severity), 100)
             for name in chosen:
                 f = flags[name]
                 flags[name] = replace(f, severity=max(f.severity, cfg.thresholds.flag_severity), confidence=100)

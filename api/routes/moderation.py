@@ -76,6 +76,20 @@ def decide(request: Request, body: cases.DecisionIn, analysis_id: str = CaseId,
     return out
 
 
+@router.post("/cases/{analysis_id}/missed", response_model=cases.DecisionOut,
+             responses=responses(401, 403, 404, 409, 422),
+             summary="Report a violation the model missed",
+             description="On a clear analysis or a decided case (no claim needed): the category becomes a "
+                         "confirmed flag at the given severity, the analysis is flagged, and a `moderation_decision` "
+                         "confirm of that category is published to `feedback.events`. 409 when the analysis "
+                         "already has a flag in that category, or is a case nobody has decided yet.")
+def report_missed(body: cases.MissedIn, analysis_id: str = CaseId, session: Session = Depends(db),
+                  svc: Services = Depends(services), who: Principal = Depends(MOD)) -> cases.DecisionOut:
+    out = cases.report_missed(svc, session, analysis_id, body, who)
+    svc.published()
+    return out
+
+
 @router.get("/cases/{analysis_id}/thumbnails/{t}", response_class=Response,
             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG frame"},
                        **responses(401, 403, 404, 422, 503)},
