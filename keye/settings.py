@@ -9,8 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_MODEL = "keye-demo"  # KEYE_MODEL=keye-demo: the model `keye train demo` writes under data_dir/models
+MODEL_ANALYSIS_CONFIG = "analysis_config.json"  # in a checkpoint folder: the configuration it was trained for
 
 
 class Settings(BaseSettings):
@@ -73,6 +76,17 @@ class Settings(BaseSettings):
     api_max_json_bytes: int = 4 * 1024 * 1024  # any other request body (JSON, forms); 413 beyond
     api_max_clip_seconds: float = 60.0
     api_claim_ttl_s: float = 15 * 60
+
+    @model_validator(mode="after")
+    def _model_folder(self) -> "Settings":
+        """keye-demo names its folder; a checkpoint folder's own analysis configuration is the default
+        one (the prompts and budgets the model was trained for), unless KEYE_ANALYSIS_CONFIG is set."""
+        if self.model == DEMO_MODEL:
+            self.model = str(self.data_dir / "models" / DEMO_MODEL)
+        own = Path(self.model) / MODEL_ANALYSIS_CONFIG
+        if self.analysis_config is None and own.is_file():
+            self.analysis_config = own
+        return self
 
     @property
     def resolved_database_url(self) -> str:

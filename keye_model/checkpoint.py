@@ -19,6 +19,7 @@ from keye_model.errors import CheckpointError, ConfigError
 from keye_model.model import KeyeModel
 from keye_model.rope import text_inv_freq
 
+DEMO_NAME = "keye-demo"  # the model `keye train demo` trains (training/demo.py), selected by KEYE_MODEL=keye-demo
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 GENERATION_CONFIG = {
@@ -78,7 +79,11 @@ def random_init(model: KeyeModel, seed: int, device) -> None:
 
 
 def from_preset(name: str, dtype=None, device=None, seed: int = 0) -> KeyeModel:
-    cfg = preset_config(name)
+    return from_config(preset_config(name), dtype, device, seed)
+
+
+def from_config(cfg: KeyeConfig, dtype=None, device=None, seed: int = 0) -> KeyeModel:
+    """A random-weight model of any shape of the architecture (deterministic by seed)."""
     dt = _resolve(dtype, cfg)
     cfg = cfg.with_dtype(dt)
     model = _on_meta(cfg).to(dtype=dt)
@@ -102,7 +107,9 @@ def _weight_files(folder: Path) -> list[Path]:
 def from_folder(folder: str | Path, dtype=None, device=None) -> KeyeModel:
     folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointError(f"{folder} is not a checkpoint folder (and not a preset: {', '.join(sorted(PRESETS))})")
+        hint = "; `keye train demo` builds it" if folder.name == DEMO_NAME else ""
+        raise CheckpointError(f"{folder} is not a checkpoint folder (and not a preset: {', '.join(sorted(PRESETS))})"
+                              + hint)
     cfg = KeyeConfig.from_json(folder / "config.json")
     dt = _resolve(dtype, cfg)
     cfg = cfg.with_dtype(dt)

@@ -316,8 +316,14 @@ PRESETS["keye-8b"] = PRESETS["keye-vl-8b"]
 def preset_config(name: str) -> KeyeConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; known presets: {', '.join(sorted(PRESETS))}")
+    return shaped_config(PRESETS[name])
+
+
+def shaped_config(shape: dict[str, Any]) -> KeyeConfig:
+    """The released architecture with some sizes overridden (a preset's dict: top-level keys and a
+    partial vision_config), validated."""
     raw = copy.deepcopy(_RELEASED_CONFIG)
-    override = copy.deepcopy(PRESETS[name])
+    override = copy.deepcopy(shape)
     vision = override.pop("vision_config", {})
     raw.update(override)
     raw["max_window_layers"] = raw["num_hidden_layers"]

@@ -24,8 +24,9 @@ from torch import nn
 
 from keye.analysis.embedding import query_inputs
 from keye_model.model import KeyeModel
-from training.dataset import ChunkPrompt
+from training.dataset import ChunkPrompt, Example
 from training.errors import TrainConfigError
+from training.full import Supervised
 
 MAX_SCALE = 100.0  # the similarity scale's ceiling (temperature 0.01): keeps a learned one from diverging
 
@@ -39,6 +40,7 @@ class VideoCaption:
     passes: list[ChunkPrompt]  # the analyzer's visual passes of the video
     text_ids: torch.Tensor  # (1, L) the caption framed as a query
     text_mask: torch.Tensor
+    caption: str = ""
 
 
 def caption_pairs(processor, made) -> list[VideoCaption]:
@@ -46,7 +48,7 @@ def caption_pairs(processor, made) -> list[VideoCaption]:
     out = []
     for vid, passes in made.clips.items():
         ids, mask = query_inputs(processor, made.captions[vid])
-        out.append(VideoCaption(vid, passes, ids, mask))
+        out.append(VideoCaption(vid, passes, ids, mask, made.captions[vid]))
     return out
 
 
@@ -101,3 +103,71 @@ def caption_ranks(model: nn.Module, pairs: Sequence[VideoCaption]) -> list[int]:
     sims = video_vectors(model, pairs) @ text_vectors(model, pairs).t()
     own = sims.diagonal()[:, None]
     return (sims > own).sum(1).tolist()
+
+
+# ---- both objectives in one step ----------------------------------------------------------------
+
+
+@dataclass
+class MixedItem:
+    """One supervised example and the caption pairs it brings to its micro-batch's contrastive batch."""
+
+    example: Example
+    pairs: tuple[VideoCaption, ...]
+
+
+def mixed_items(examples: Sequence[Example], pairs: Sequence[VideoCaption], pairs_per_item: int,
+                seed: int) -> list[MixedItem]:
+    """Each example with `pairs_per_item` pairs dealt from seeded permutations of `pairs`, so every clip
+    serves about equally often; a micro-batch of b items then holds b examples and b * pairs_per_item pairs."""
+    gen = torch.Generator().manual_seed(seed)
+    dealt: list[int] = []
+    while pairs and len(dealt) < len(examples) * pairs_per_item:
+        dealt += torch.randperm(len(pairs), generator=gen).tolist()
+    return [MixedItem(ex, tuple(pairs[j] for j in dealt[i * pairs_per_item:(i + 1) * pairs_per_item]))
+            for i, ex in enumerate(examples)]
+
+
+def distinct_pairs(items: Sequence[MixedItem]) -> list[VideoCaption]:
+    """The micro-batch's pairs, one per caption: a clip dealt twice, or a near-duplicate sharing its
+    caption, would be its own negative."""
+    seen: dict[str, VideoCaption] = {}
+    for item in items:
+        for p in item.pairs:
+            seen.setdefault(p.caption, p)
+    return list(seen.values())
+
+
+class SupervisedAndContrastive(nn.Module):
+    """A micro-batch's answer NLL plus `contrastive_weight` times the InfoNCE of its distinct pairs.
+
+    train_full divides a step's loss sums by the weights of its micro-batches; the weight here is the
+    answer weight alone (answer tokens x example weight), so the NLL part is the mean per answer token,
+    and the InfoNCE sum is scaled by answer weight / pairs to enter as the mean per pair (each micro-batch
+    weighted by its share of the step's answer tokens). With one micro-batch a step, the loss is exactly
+    mean answer NLL + contrastive_weight x mean InfoNCE; `parts` keeps those two means per micro-batch."""
+
+    def __init__(self, contrastive_weight: float = 1.0, temperature: float = 0.07) -> None:
+        super().__init__()
+        if contrastive_weight < 0:
+            raise TrainConfigError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
+        self.supervised = Supervised()
+        self.contrastive = Contrastive(temperature)
+        self.contrastive_weight = contrastive_weight
+        self.parts: list[tuple[float, float | None]] = []  # (answer NLL, InfoNCE) means, appended per micro-batch
+
+    def weight(self, batch: Sequence[MixedItem]) -> float:
+        return self.supervised.weight([it.example for it in batch])
+
+    def loss_sum(self, model: nn.Module, batch: Sequence[MixedItem]) -> torch.Tensor:
+        examples = [it.example for it in batch]
+        answer_w = max(self.supervised.weight(examples), 1e-8)
+        loss = self.supervised.loss_sum(model, examples)
+        nll, nce = float(loss.detach()) / answer_w, None
+        pairs = distinct_pairs(batch)
+        if self.contrastive_weight and len(pairs) > 1:  # one pair has no negative: nothing to learn
+            pair_loss = self.contrastive.loss_sum(model, pairs) / len(pairs)
+            nce = float(pair_loss.detach())
+            loss = loss + self.contrastive_weight * answer_w * pair_loss
+        self.parts.append((nll, nce))
+        return loss

@@ -1,0 +1,172 @@
+"""`keye train demo` on a tiny spec (3 clips, 6 steps, a narrow shape of the architecture): the first call
+trains and writes the released layout that loads back to the same logits, the next reuses it, an
+interrupted run resumes to the same weights, a changed spec retrains, Settings select the folder and its
+analysis configuration, the registry holds the version; the mixed objective's weights mean what they say."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import corpus
+import keye_model
+from keye.settings import Settings
+from keye_model.checkpoint import from_config
+from keye_model.config import shaped_config
+from keye_model.processor import KeyeProcessor
+from training.contrastive import Contrastive, MixedItem, SupervisedAndContrastive, caption_pairs, distinct_pairs
+from training.corpus_examples import corpus_examples
+from training.demo import build_demo, demo_items, ensure_demo, train_corpus
+from training.demo_spec import DEMO
+from training.sft import FrontCache, sft_loss
+
+TINY = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1,
+        "num_key_value_heads": 1, "torch_dtype": "float32",
+        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1}}
+LAYOUT = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+          "preprocessor_config.json", "chat_template.json", "analysis_config.json", "demo.json"}
+
+
+@pytest.fixture(scope="module")
+def spec(tight_config_path):
+    # train seed 1: its first clip shows drugs (the withheld-category test needs one)
+    return DEMO.with_(shape=TINY, analysis_config=tight_config_path, train_seed=1, train_clips=3, steps=6,
+                      batch_size=2, contrastive_batch=4, lr=1e-3, warmup_steps=1)
+
+
+def _settings(folder) -> Settings:
+    return Settings(data_dir=folder / "data", database_url=f"sqlite:///{folder / 'keye.db'}")
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, spec):
+    s = _settings(tmp_path_factory.mktemp("demo"))
+    return s, build_demo(s, spec, progress=False, checkpoint_every=3)
+
+
+@pytest.fixture(scope="module")
+def examples(first, spec, processor, tight_config):
+    return corpus_examples(processor, tight_config, train_corpus(first[0], spec))
+
+
+def _logits(model, example):
+    with torch.no_grad():
+        return model(**example.model_inputs())
+
+
+def test_first_call_trains_and_writes_the_released_layout(first, spec, examples):
+    s, made = first
+    assert not made.reused and made.path == s.data_dir / "models" / "keye-demo"
+    assert LAYOUT <= {p.name for p in made.path.iterdir()}
+    assert not (s.data_dir / "models" / "keye-demo.partial").exists()  # checkpoints dropped once written
+    assert made.info["fingerprint"] == spec.fingerprint() and made.info["losses"]["steps"] == 6
+    assert made.info["corpus"]["clips"] == 3 and made.info["corpus"]["pairs"] == 3
+    assert (made.path / "analysis_config.json").read_bytes() == spec.analysis_config.read_bytes()
+
+    loaded = keye_model.load(made.path)
+    assert torch.equal(_logits(loaded, examples.examples[0]), _logits(made.model, examples.examples[0]))
+    init = from_config(shaped_config(spec.shape), seed=spec.seed)  # trained: every part moved from its init
+    for part in ("visual.", "mlp_AR.", "model.layers.", "lm_head."):
+        name = next(n for n, _ in init.named_parameters() if n.startswith(part))
+        assert not torch.equal(init.get_parameter(name), loaded.get_parameter(name)), name
+    processor, again = KeyeProcessor(), KeyeProcessor.from_pretrained(made.path)  # the files read back the same
+    text = "<|im_start|>user\nA red bottle <think>spins</think><|im_end|>"
+    assert again.tokenizer.encode(text) == processor.tokenizer.encode(text)
+    assert again.budgets == processor.budgets and again.chat_template == processor.chat_template
+
+
+def test_second_call_reuses_the_folder(first, spec, caplog):
+    s, made = first
+    with caplog.at_level(logging.INFO, logger="training.demo"):
+        path = ensure_demo(s, spec, progress=False)
+        again = build_demo(s, spec, progress=False)
+    assert path == made.path and again.reused and again.model is None
+    assert again.info["created_at"] == made.info["created_at"]
+    assert "reusing" in caplog.text
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(first, spec, tmp_path):
+    s = _settings(tmp_path)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(step, loss, lr):
+        if step == 3:  # the step after the checkpoint of step 3
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        build_demo(s, spec, progress=False, checkpoint_every=3, log_step=stop)
+    assert not (s.data_dir / "models" / "keye-demo").exists()
+    resumed = build_demo(s, spec, progress=False, checkpoint_every=3)
+    assert resumed.info["resumed_at"] == 3 and resumed.info["losses"]["steps"] == 3
+    assert resumed.info["losses"]["last"] == pytest.approx(first[1].info["losses"]["last"], rel=1e-6)
+    a, b = (load_file(p / "model.safetensors") for p in (first[1].path, resumed.path))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_settings_select_keye_demo_and_its_analysis_configuration(first, tmp_path):
+    s, made = first
+    chosen = Settings(model="keye-demo", data_dir=s.data_dir)
+    assert chosen.model == str(made.path) and chosen.analysis_config == made.path / "analysis_config.json"
+    assert Settings(model="keye-demo", data_dir=s.data_dir, analysis_config=tmp_path / "x.json").analysis_config \
+        == tmp_path / "x.json"  # KEYE_ANALYSIS_CONFIG wins
+    assert Settings(model=str(made.path)).analysis_config == made.path / "analysis_config.json"
+    missing = Settings(model="keye-demo", data_dir=tmp_path)
+    assert missing.analysis_config is None
+    with pytest.raises(keye_model.CheckpointError, match="keye train demo"):
+        keye_model.load(missing.model)
+
+
+def test_the_registry_holds_the_version_without_changing_the_active_one(first):
+    from sqlmodel import Session
+
+    from training.registry import active_version, list_versions
+    from training.runner import migrated_engine
+
+    s, made = first
+    with migrated_engine(s) as engine, Session(engine) as session:
+        rows = {v.version: v for v in list_versions(session)}
+        assert rows["keye-demo"].status == "candidate" and rows["keye-demo"].path == str(made.path)
+        assert rows["keye-demo"].metrics["demo"]["fingerprint"] == made.info["fingerprint"]
+        assert active_version(session).version == "keye-tiny"  # KEYE_MODEL, registered on first use
+
+
+def test_withheld_category_clips_are_not_taught(first, spec):
+    s, _ = first
+    folder = train_corpus(s, spec)
+    drugs = {c.video_id for c in corpus.load_labels(folder)
+             if any(m.category == "drugs" for m in c.record.moderation.categories)}
+    assert drugs
+    items, described = demo_items(KeyeProcessor(), spec.with_(withheld=("drugs",)), folder)
+    assert described["withheld_clips"] == len(drugs) and described["pairs"] == 3 - len(drugs)
+    assert items and not drugs & {it.example.video_id for it in items}
+    assert not drugs & {p.video_id for it in items for p in it.pairs}
+
+
+def test_mixed_loss_is_mean_answer_nll_plus_weighted_mean_infonce(examples, processor):
+    made = examples
+    pairs = caption_pairs(processor, made)
+    items = [MixedItem(made.examples[0], (pairs[0], pairs[1])), MixedItem(made.examples[5], (pairs[2], pairs[0]))]
+    assert [p.video_id for p in distinct_pairs(items)] == [p.video_id for p in pairs[:3]]
+    model = keye_model.load("keye-tiny")
+    objective = SupervisedAndContrastive(contrastive_weight=0.5, temperature=0.1)
+    with torch.no_grad():
+        got = objective.loss_sum(model, items) / objective.weight(items)
+        nll, _ = sft_loss(model, FrontCache(model, False), [it.example for it in items])
+        nce = Contrastive(temperature=0.1).loss_sum(model, pairs[:3]) / 3
+    torch.testing.assert_close(got, nll + 0.5 * nce, rtol=1e-5, atol=1e-5)
+    assert objective.parts[-1] == (pytest.approx(float(nll), rel=1e-5), pytest.approx(float(nce), rel=1e-5))
+
+
+def test_a_changed_spec_retrains(first, spec):
+    s, made = first
+    other = spec.with_(steps=4)
+    redone = build_demo(s, other, progress=False, checkpoint_every=3)
+    assert not redone.reused and redone.path == made.path
+    assert redone.info["fingerprint"] == other.fingerprint() != made.info["fingerprint"]
+    assert redone.info["losses"]["steps"] == 4
+    assert build_demo(s, other, progress=False).reused
