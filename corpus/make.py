@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import concepts as C
 from .labels import CORPUS_FILE, LabelledClip, write_labels
-from .plan import plan_corpus
+from .plan import DUPLICATE_SHARE, VIOLATING_SHARE, plan_corpus
 from .render import encode
 from .truth import labelled
 
@@ -60,13 +60,16 @@ def counts(clips: list[LabelledClip]) -> dict:
     }
 
 
-def make(out: str | Path, seed: int, clips: int, split: str) -> list[LabelledClip]:
+def make(out: str | Path, seed: int, clips: int, split: str,
+         violating_share: float = VIOLATING_SHARE) -> list[LabelledClip]:
     """Generate `clips` clips of `split` from `seed` into the new folder `out`; returns their labels."""
     out = Path(out)
     check_request(out, seed, clips, split)
+    if not 0.0 <= violating_share <= 1.0 - DUPLICATE_SHARE:
+        raise CorpusError(f"violating_share must lie in [0, {1.0 - DUPLICATE_SHARE}], got {violating_share}")
     started = time.monotonic()
     labels, hashes = [], {}
-    for n, plan in enumerate(plan_corpus(split, seed, clips), 1):
+    for n, plan in enumerate(plan_corpus(split, seed, clips, violating_share), 1):
         clip = labelled(plan)
         encode(plan, out / clip.file)
         hashes[clip.video_id] = hashlib.sha256((out / clip.file).read_bytes()).hexdigest()
@@ -74,7 +77,7 @@ def make(out: str | Path, seed: int, clips: int, split: str) -> list[LabelledCli
         if n % 25 == 0 or n == clips:
             log.info("corpus %s seed %d: %d/%d clips in %.1f s", split, seed, n, clips, time.monotonic() - started)
     write_labels(out, labels)
-    info = {"generator": GENERATOR_VERSION, "seed": seed, "split": split, "seed_range": [
+    info = {"generator": GENERATOR_VERSION, "seed": seed, "split": split, "violating_share": violating_share, "seed_range": [
         SEED_RANGES[split].start, SEED_RANGES[split].stop - 1], "concepts": {"tags": list(C.TAGS),
         "moderation": list(C.MODERATION)}, "counts": counts(labels), "sha256": hashes}
     (out / CORPUS_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")

@@ -162,9 +162,11 @@ def plan_duplicate(original: ClipPlan, split: str, seed: int, index: int) -> Cli
                    frames=frames, starts=starts, crf=crf, duplicate_of=original, transform=t)
 
 
-def plan_corpus(split: str, seed: int, clips: int) -> list[ClipPlan]:
+def plan_corpus(split: str, seed: int, clips: int, violating_share: float = VIOLATING_SHARE) -> list[ClipPlan]:
     """The corpus's clips in order. Violating clips take the (category, severity) pairs in turns
-    from a seeded shuffle, so even a small corpus holds every pair about equally often."""
+    from a seeded shuffle, so even a small corpus holds every pair about equally often. A training
+    set may ask for more violating clips than the platform's share (a classifier learns a rare
+    class from its examples); evaluation sets keep the default."""
     rng = np.random.default_rng([SPLIT_CODES[split], seed])
     pairs = [(c, s) for c in C.MODERATION for s in C.SEVERITIES]
     order = [pairs[k] for k in rng.permutation(len(pairs))]
@@ -175,7 +177,7 @@ def plan_corpus(split: str, seed: int, clips: int) -> list[ClipPlan]:
         draw = rng.random()
         if len(originals) >= 3 and draw < DUPLICATE_SHARE:
             plans.append(plan_duplicate(originals[int(rng.integers(len(originals)))], split, seed, i))
-        elif draw > 1.0 - VIOLATING_SHARE:
+        elif draw > 1.0 - violating_share:
             plans.append(plan_clip(split, seed, i, order[violating % len(order)]))
             violating += 1
         else:

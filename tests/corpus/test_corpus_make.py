@@ -102,3 +102,8 @@ def test_a_clip_encodes_the_same_whatever_the_process_encoded_before(tmp_path: P
     later = tmp_path / "later.mp4"
     encode(plans[14], later)
     assert plans[14].codec == "h264" and first.read_bytes() == later.read_bytes()
+
+
+def test_an_impossible_violating_share_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="violating_share"):
+        corpus.make(tmp_path / "x", seed=0, clips=2, split="train", violating_share=0.99)

@@ -51,3 +51,12 @@ def test_formats_follow_short_video_practice() -> None:
     assert {(c.width, c.height) for c in clips} - {(180, 320), (360, 640)}  # a few odd sizes
     assert all(len(c.shots) >= 2 and all(s.end_s - s.start_s >= 0.66 for s in c.shots) for c in clips)
     assert any(s.transition_in == "fade" for c in clips for s in c.shots)
+
+
+def test_a_training_set_can_ask_for_more_violating_clips() -> None:
+    def violating(plans) -> float:
+        return sum(any(s.cue for s in p.shots) for p in plans if p.duplicate_of is None) / len(plans)
+
+    default, rich = plan_corpus("train", 0, 300), plan_corpus("train", 0, 300, violating_share=0.5)
+    assert violating(default) < 0.25 and 0.4 < violating(rich) < 0.6
+    assert plan_corpus("train", 0, 300, violating_share=0.17) == default  # the default is the platform's share
