@@ -147,11 +147,11 @@ class SupervisedAndContrastive(nn.Module):
     weighted by its share of the step's answer tokens). With one micro-batch a step, the loss is exactly
     mean answer NLL + contrastive_weight x mean InfoNCE; `parts` keeps those two means per micro-batch."""
 
-    def __init__(self, contrastive_weight: float = 1.0, temperature: float = 0.07) -> None:
+    def __init__(self, contrastive_weight: float = 1.0, temperature: float = 0.07, sampled_vocab: int = 0) -> None:
         super().__init__()
         if contrastive_weight < 0:
             raise TrainConfigError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
-        self.supervised = Supervised()
+        self.supervised = Supervised(sampled_vocab)
         self.contrastive = Contrastive(temperature)
         self.contrastive_weight = contrastive_weight
         self.parts: list[tuple[float, float | None]] = []  # (answer NLL, InfoNCE) means, appended per micro-batch

@@ -174,7 +174,7 @@ def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpo
     model = from_config(shaped_config(spec.shape), device=settings.device, seed=spec.seed)
     cfg = FullConfig(steps=spec.steps, batch_size=spec.batch_size, grad_accum=spec.grad_accum, lr=spec.lr,
                      warmup_steps=spec.warmup_steps, seed=spec.seed, checkpoint_every=checkpoint_every)
-    objective = SupervisedAndContrastive(spec.contrastive_weight, spec.temperature)
+    objective = SupervisedAndContrastive(spec.contrastive_weight, spec.temperature, spec.sampled_vocab)
     checkpoints = partial / "checkpoints"
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s: training %.1fM parameters for %d steps of %d examples (+ up to %d caption pairs) on %s",

@@ -39,6 +39,7 @@ class DemoSpec:
     contrastive_weight: float = 1.0  # of the InfoNCE term against the supervised answer NLL
     contrastive_batch: int = 8  # clips per contrastive batch (in-batch negatives)
     temperature: float = 0.07
+    sampled_vocab: int = 0  # > 0: the answer loss's softmax over the answers and this many drawn tokens
     withheld: tuple[str, ...] = ()  # moderation categories whose clips the model never sees (the loop's variant)
     seed: int = 0
 

@@ -80,13 +80,18 @@ class PassFront:
 
 
 class Supervised(nn.Module):
-    """The answer tokens' weighted NLL, the vision front trained with the rest."""
+    """The answer tokens' weighted NLL, the vision front trained with the rest; `sampled_vocab` > 0
+    takes the softmax over the answers and that many drawn tokens (sft.answer_logprobs)."""
+
+    def __init__(self, sampled_vocab: int = 0) -> None:
+        super().__init__()
+        self.sampled_vocab = sampled_vocab
 
     def weight(self, batch: Sequence[Example]) -> float:
         return sum(answer_weight(ex) for ex in batch)
 
     def loss_sum(self, model: nn.Module, batch: Sequence[Example]) -> torch.Tensor:
-        return answer_nll(model, PassFront(model), batch)[0]
+        return answer_nll(model, PassFront(model), batch, sampled_vocab=self.sampled_vocab)[0]
 
 
 class _Trainee(nn.Module):

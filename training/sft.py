@@ -151,8 +151,14 @@ class FrontCache:
         return out
 
 
-def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of every answer token of the batch (packed), and the example index of each."""
+def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example],
+                    sampled_vocab: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of every answer token of the batch (packed), and the example index of each.
+
+    sampled_vocab > 0: a sampled softmax, over the batch's answer tokens and that many other token
+    ids drawn uniformly (torch's global generator, so a resumed run draws the same) instead of the
+    whole vocabulary. It costs a fraction of the full lm_head, which dominates a narrow model's step;
+    every row of the lm_head is still pushed below the answers whenever it is drawn."""
     parts = [front(ex) for ex in batch]
     embeds = torch.cat([e for e, _ in parts])
     positions = torch.cat([p for _, p in parts], dim=1)
@@ -169,16 +175,21 @@ def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example
         targets.append(nxt[where])
         owner.append(torch.full_like(where, i))
         start += lengths[i]
-    rows_t = torch.cat(rows)
+    rows_t, targets_t = torch.cat(rows), torch.cat(targets)
     w = model.lm_head.weight
-    logp = fused_linear_logprobs(hidden[rows_t].to(w.dtype).contiguous(), w, torch.cat(targets))
+    if sampled_vocab:
+        drawn = torch.randint(0, w.shape[0], (sampled_vocab,)).to(dev)
+        vocab, targets_t = torch.unique(torch.cat([targets_t, drawn]), return_inverse=True)
+        targets_t = targets_t[:rows_t.numel()]
+        w = w[vocab]
+    logp = fused_linear_logprobs(hidden[rows_t].to(w.dtype).contiguous(), w, targets_t)
     return logp, torch.cat(owner)
 
 
 def answer_nll(model: nn.Module, front: FrontCache, batch: Sequence[Example],
-               weighted: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+               weighted: bool = True, sampled_vocab: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(NLL of the answer tokens summed, each weighted by its example's weight; the weights' sum; tokens)."""
-    logp, owner = answer_logprobs(model, front, batch)
+    logp, owner = answer_logprobs(model, front, batch, sampled_vocab)
     w = torch.tensor([ex.weight if weighted else 1.0 for ex in batch], device=logp.device)[owner]
     return -(w * logp).sum(), w.sum(), int(logp.numel())
 

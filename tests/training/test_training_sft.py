@@ -114,3 +114,53 @@ def test_full_trains_every_parameter_the_vision_tower_included(clip_dataset):
         TrainConfig(full=True, cache_inputs=True)
     with pytest.raises(TrainConfigError, match="dpo_weight"):
         TrainConfig(full=True, dpo_weight=0.5)
+
+
+def test_a_sampled_softmax_is_the_softmax_over_the_answers_and_the_drawn_tokens(clip_dataset):
+    from training.sft import answer_logprobs
+
+    model = keye_model.load("keye-tiny", seed=0)
+    front = FrontCache(model, True)
+    batch = clip_dataset.examples[:2]
+    with torch.no_grad():
+        full, _ = answer_logprobs(model, front, batch)
+        torch.manual_seed(7)
+        sampled, _ = answer_logprobs(model, front, batch, sampled_vocab=64)
+        torch.manual_seed(7)
+        drawn = torch.randint(0, model.config.vocab_size, (64,))
+        targets = torch.cat([ex.labels[1:][ex.labels[1:] != -100] for ex in batch])
+        vocab = torch.unique(torch.cat([targets, drawn]))
+        # the same hidden states projected on the subset only: log-softmax over those rows
+        hidden = torch.cat([model.run(*_packed(model, front, batch))[_answer_rows(batch)]])
+        logits = hidden @ model.lm_head.weight[vocab].t()
+        want = torch.log_softmax(logits, -1).gather(1, torch.searchsorted(vocab, targets)[:, None]).squeeze(1)
+    torch.testing.assert_close(sampled, want, rtol=1e-4, atol=1e-4)
+    assert bool((sampled > full).all())  # fewer competitors: every answer token is likelier
+
+
+def _packed(model, front, batch):
+    from keye_model.attention import PackedCausal
+
+    parts = [front(ex) for ex in batch]
+    return (torch.cat([e for e, _ in parts]), torch.cat([p for _, p in parts], dim=1),
+            PackedCausal([ex.input_ids.shape[0] for ex in batch], model.device))
+
+
+def _answer_rows(batch):
+    rows, start = [], 0
+    for ex in batch:
+        rows.append((ex.labels[1:] != -100).nonzero().squeeze(1) + start)
+        start += ex.input_ids.shape[0]
+    return torch.cat(rows)
+
+
+def test_a_sampled_softmax_lowers_the_full_vocabulary_loss(clip_dataset):
+    from training.full import FullConfig, Supervised, train_full
+
+    model = keye_model.load("keye-tiny", seed=0)
+    front = FrontCache(model, False)
+    before = eval_loss(model, front, clip_dataset.examples)
+    train_full(model, clip_dataset.examples, FullConfig(steps=12, batch_size=2, lr=1e-3, schedule="constant"),
+               Supervised(sampled_vocab=2048))
+    after = eval_loss(model, FrontCache(model, False), clip_dataset.examples)
+    assert after < before - 1.0, (before, after)  # the loss over all 151,936 tokens, never trained on
