@@ -70,6 +70,36 @@ def run(steps: Annotated[int | None, typer.Option(help="optimizer steps")] = Non
         raise typer.Exit(1)
 
 
+@train_app.command("demo")
+def demo(force: Annotated[bool, typer.Option(help="retrain even when the model is there (the corpus is kept)")] = False,
+         clips: Annotated[int | None, typer.Option(help="train clips (default: the spec's)")] = None,
+         steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the spec's)")] = None,
+         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True) -> None:
+    """Build keye-demo, a small model of the architecture trained from scratch on the generated corpus,
+    under KEYE_DATA_DIR/models/keye-demo (reused while its spec is unchanged); KEYE_MODEL=keye-demo serves it."""
+    import logging
+
+    from keye.logs import setup_logging
+    from training.demo import build_demo
+    from training.demo_spec import DEMO
+
+    setup_logging()
+    if progress:  # the bar shows every step; the log keeps training.demo's line every checkpoint
+        logging.getLogger("training.full").setLevel(logging.WARNING)
+    changes = {k: v for k, v in (("train_clips", clips), ("steps", steps)) if v is not None}
+    for key, value in changes.items():
+        if value < 1:
+            raise typer.BadParameter(f"{key} must be at least 1, got {value}")
+    made = build_demo(get_settings(), DEMO.with_(**changes), progress=progress, force=force)
+    if made.reused:
+        console.print(f"keye-demo is at {made.path} (reused; trained in {made.info['train_seconds']:.0f} s)")
+    else:
+        console.print(f"keye-demo written to {made.path} in {made.seconds:.0f} s "
+                      f"(training {made.info['train_seconds']:.0f} s, loss {made.info['losses']['first']:.3f} -> "
+                      f"{made.info['losses']['last']:.3f})")
+    console.print("select it with KEYE_MODEL=keye-demo")
+
+
 @train_app.command("list")
 def list_all() -> None:
     """Model versions (newest first) and recent runs."""
@@ -141,6 +171,34 @@ def rollback() -> None:
     from training import registry
 
     _registry_change(registry.rollback)
+
+
+@train_app.command("demo-loop")
+def demo_loop(category: Annotated[str, typer.Option(help="the moderation category withheld, then taught")] = "weapons",
+              moderated: Annotated[tuple[int, int], typer.Option(
+                  help="moderated clips showing the category, and not showing it")] = (24, 24),
+              evaluated: Annotated[tuple[int, int], typer.Option(
+                  help="evaluation clips (KEYE_EVAL_CORPUS) showing the category, and not showing it")] = (20, 180),
+              config: Annotated[Path | None, typer.Option(
+                  help="JSON file of TrainConfig fields over the loop's (full training, 60 steps)")] = None,
+              out: Annotated[Path | None, typer.Option(help="the report (default: the run folder's report.json)")] = None,
+              keep_database: Annotated[bool, typer.Option(help="keep the loop's PostgreSQL database")] = False) -> None:
+    """The feedback loop end to end on `keye stack up`'s Kafka and PostgreSQL (and a private redis-server):
+    keye-demo without CATEGORY serves held-out clips, moderators decide through the API, the trigger queues a
+    run, `keye train worker` fine-tunes, the gate promotes, a restarted worker serves; prints before/after."""
+    from demo.loop import TRAIN_CONFIG, LoopSizes, run_loop, summary_lines, table
+    from keye.logs import setup_logging
+
+    setup_logging()
+    train_config = {**TRAIN_CONFIG, **(json.loads(config.read_text()) if config else {})}
+    sizes = LoopSizes(category=category, moderated_with=moderated[0], moderated_without=moderated[1],
+                      eval_with=evaluated[0], eval_without=evaluated[1], train_config=train_config)
+    report = run_loop(get_settings(), sizes, out=out, keep=keep_database)
+    console.print(table(report))
+    for line in summary_lines(report):
+        console.print(line)
+    if not report["promotion"]["promoted"]:
+        raise typer.Exit(1)
 
 
 @train_app.command("worker")

@@ -29,7 +29,7 @@ from sqlmodel import Session, select
 
 from keye.db import FeedbackRow, TrainingRun, engine_from, migrate
 from keye.schemas import utcnow
-from keye.settings import Settings
+from keye.settings import MODEL_ANALYSIS_CONFIG, Settings
 from evaluation import store
 from training import registry
 from training.errors import TrainConfigError, TrainingError
@@ -167,7 +167,7 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     merge_lora(model)
     model.save_pretrained(export)
     if folder.is_dir():
-        for name in PROCESSOR_FILES:
+        for name in (*PROCESSOR_FILES, MODEL_ANALYSIS_CONFIG):  # the prompts and budgets it was trained for
             if (folder / name).is_file():
                 shutil.copy2(folder / name, export / name)
 

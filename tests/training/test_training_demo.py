@@ -1,4 +1,4 @@
-"""`keye train demo` on a tiny spec (3 clips, 6 steps, a narrow shape of the architecture): the first call
+"""`keye train demo` on a tiny spec (3 clips, 4 steps, a narrow shape of the architecture): the first call
 trains and writes the released layout that loads back to the same logits, the next reuses it, an
 interrupted run resumes to the same weights, a changed spec retrains, Settings select the folder and its
 analysis configuration, the registry holds the version; the mixed objective's weights mean what they say."""
@@ -33,7 +33,7 @@ LAYOUT = {"config.json", "generation_config.json", "model.safetensors", "tokeniz
 @pytest.fixture(scope="module")
 def spec(tight_config_path):
     # train seed 1: its first clip shows drugs (the withheld-category test needs one)
-    return DEMO.with_(shape=TINY, analysis_config=tight_config_path, train_seed=1, train_clips=3, steps=6,
+    return DEMO.with_(shape=TINY, analysis_config=tight_config_path, train_seed=1, train_clips=3, steps=4,
                       batch_size=2, contrastive_batch=4, lr=1e-3, warmup_steps=1)
 
 
@@ -44,7 +44,7 @@ def _settings(folder) -> Settings:
 @pytest.fixture(scope="module")
 def first(tmp_path_factory, spec):
     s = _settings(tmp_path_factory.mktemp("demo"))
-    return s, build_demo(s, spec, progress=False, checkpoint_every=3)
+    return s, build_demo(s, spec, progress=False, checkpoint_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_first_call_trains_and_writes_the_released_layout(first, spec, examples)
     assert not made.reused and made.path == s.data_dir / "models" / "keye-demo"
     assert LAYOUT <= {p.name for p in made.path.iterdir()}
     assert not (s.data_dir / "models" / "keye-demo.partial").exists()  # checkpoints dropped once written
-    assert made.info["fingerprint"] == spec.fingerprint() and made.info["losses"]["steps"] == 6
+    assert made.info["fingerprint"] == spec.fingerprint() and made.info["losses"]["steps"] == 4
     assert made.info["corpus"]["clips"] == 3 and made.info["corpus"]["pairs"] == 3
     assert (made.path / "analysis_config.json").read_bytes() == spec.analysis_config.read_bytes()
 
@@ -95,14 +95,14 @@ def test_an_interrupted_run_resumes_to_the_same_weights(first, spec, tmp_path):
         pass
 
     def stop(step, loss, lr):
-        if step == 3:  # the step after the checkpoint of step 3
+        if step == 2:  # the step after the checkpoint of step 2
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        build_demo(s, spec, progress=False, checkpoint_every=3, log_step=stop)
+        build_demo(s, spec, progress=False, checkpoint_every=2, log_step=stop)
     assert not (s.data_dir / "models" / "keye-demo").exists()
-    resumed = build_demo(s, spec, progress=False, checkpoint_every=3)
-    assert resumed.info["resumed_at"] == 3 and resumed.info["losses"]["steps"] == 3
+    resumed = build_demo(s, spec, progress=False, checkpoint_every=2)
+    assert resumed.info["resumed_at"] == 2 and resumed.info["losses"]["steps"] == 2
     assert resumed.info["losses"]["last"] == pytest.approx(first[1].info["losses"]["last"], rel=1e-6)
     a, b = (load_file(p / "model.safetensors") for p in (first[1].path, resumed.path))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -164,9 +164,61 @@ def test_mixed_loss_is_mean_answer_nll_plus_weighted_mean_infonce(examples, proc
 
 def test_a_changed_spec_retrains(first, spec):
     s, made = first
-    other = spec.with_(steps=4)
-    redone = build_demo(s, other, progress=False, checkpoint_every=3)
+    other = spec.with_(steps=3)
+    redone = build_demo(s, other, progress=False, checkpoint_every=2)
     assert not redone.reused and redone.path == made.path
     assert redone.info["fingerprint"] == other.fingerprint() != made.info["fingerprint"]
-    assert redone.info["losses"]["steps"] == 4
+    assert redone.info["losses"]["steps"] == 3
     assert build_demo(s, other, progress=False).reused
+
+
+def test_a_run_fine_tuning_keye_demo_exports_its_processor_files_and_analysis_config(first, settings, engine,
+                                                                                   sample_clips):
+    from sqlmodel import Session
+
+    from training.lora import LoraConfig
+    from training.runner import PROCESSOR_FILES, execute_run, queue_run
+    from training.sft import TrainConfig
+    from training_support import seed_feedback
+
+    made = first[1]
+    s = settings.model_copy(update={"model": str(made.path)})
+    with Session(engine) as session:
+        seed_feedback(session, sample_clips)
+        run = queue_run(session, s, TrainConfig(steps=2, cache_inputs=True, lora=LoraConfig(rank=2)))
+    assert run.base_version == "keye-demo"
+    done = execute_run(s, run.run_id)
+    assert done.status == "succeeded", done.error
+    export = s.data_dir / "models" / done.output_version
+    written = {n for n in PROCESSOR_FILES if (made.path / n).is_file()}
+    assert written and all((export / n).read_bytes() == (made.path / n).read_bytes() for n in written)
+    assert (export / "analysis_config.json").read_bytes() == (made.path / "analysis_config.json").read_bytes()
+
+
+def test_keye_train_demo_from_the_command_line(tmp_path):
+    """The released spec's shape and analysis configuration, on 2 clips for 1 step; run again, reused."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
+           "KEYE_MODEL": "keye-demo", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env.pop("KEYE_ANALYSIS_CONFIG", None)
+
+    def demo(*args):
+        done = subprocess.run([sys.executable, "-m", "keye.cli", "train", "demo", "--clips", "2", "--steps", "1",
+                               "--no-progress", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    folder = tmp_path / "data" / "models" / "keye-demo"
+    assert f"written to {folder}" in demo()
+    info = json.loads((folder / "demo.json").read_text())
+    assert info["spec"]["shape"] == DEMO.shape and info["spec"]["steps"] == 1 and info["corpus"]["clips"] == 2
+    assert info["corpus"]["examples"] == 8 and not info["corpus"]["skipped"]  # every task of both clips
+    assert "reused" in demo()
+    listed = subprocess.run([sys.executable, "-m", "keye.cli", "train", "list"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "keye-demo" in listed.stdout and "active" in listed.stdout
