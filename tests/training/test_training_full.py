@@ -218,12 +218,15 @@ def _rank(rank: int, world: int, port: int, folder: str) -> None:
     w = join_from_env()
     items = torch.load(os.path.join(folder, "items.pt"), weights_only=False)
     model = _tiny()
-    result = train_full(model, items, FullConfig(steps=2, batch_size=1, **FAST), Supervised(), world=w)
-    torch.save({"losses": result.losses, "params": _params(model)}, os.path.join(folder, f"rank{w.rank}.pt"))
+    result = train_full(model, items, FullConfig(steps=2, batch_size=1, grad_accum=2, checkpoint_every=2, **FAST),
+                        Supervised(), checkpoint_dir=os.path.join(folder, "checkpoints"), world=w)
+    torch.save({"losses": result.losses, "params": _params(model), "written": result.checkpoints},
+               os.path.join(folder, f"rank{w.rank}.pt"))
     torch.distributed.destroy_process_group()
 
 
 def test_two_gloo_ranks_match_one_process_on_the_combined_batch(made, tmp_path):
+    """Accumulating 2 micro-batches (the first without DDP's gradient sync), checkpoints written by rank 0."""
     items = made.examples[:4]
     torch.save(items, tmp_path / "items.pt")
     with socket.socket() as s:
@@ -234,6 +237,10 @@ def test_two_gloo_ranks_match_one_process_on_the_combined_batch(made, tmp_path):
     assert r0["losses"] == r1["losses"]
     assert all(torch.equal(r0["params"][k], r1["params"][k]) for k in r0["params"])
     model = _tiny()
-    single = train_full(model, items, FullConfig(steps=2, batch_size=2, **FAST), Supervised())
+    single = train_full(model, items, FullConfig(steps=2, batch_size=2, grad_accum=2, **FAST), Supervised())
     assert single.losses == pytest.approx(r0["losses"], rel=1e-5)
     _close(r0["params"], _params(model))
+    assert [p.name for p in r0["written"]] == ["step-00000002.pt"] and r1["written"] == []
+    last = torch.load(r0["written"][-1], weights_only=False)
+    assert last["schedule"]["world_size"] == 2
+    assert all(torch.equal(last["trainee"][f"model.{k}"], v) for k, v in r0["params"].items())
