@@ -10,6 +10,9 @@ query (keye.analysis.embedding.query_inputs). The loss is the symmetric InfoNCE 
 (video->caption and caption->video cross-entropy on scaled cosine similarities, the batch's other
 pairs as negatives) with a learnable (or fixed) temperature. Under data parallelism each rank's
 negatives are its own slice of the batch.
+
+SupervisedAndContrastive trains both at once: its items (MixedItem) are supervised examples each
+carrying a few caption pairs, so every micro-batch holds answers to learn and a contrastive batch.
 """
 
 from __future__ import annotations

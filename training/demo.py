@@ -19,13 +19,15 @@ demo never changes which version the workers serve.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,27 @@ def build_demo(settings: Settings, spec: DemoSpec = DEMO, name: str = DEMO_MODEL
     called after each optimizer step like train_full's."""
     t0 = time.monotonic()
     models = Path(settings.data_dir) / "models"
+    with _exclusive(models / f".{name}.lock", name):
+        return _build(settings, spec, name, progress, force, checkpoint_every, log_step, models, t0)
+
+
+@contextmanager
+def _exclusive(path: Path, name: str) -> Iterator[None]:
+    """One build of a name at a time (two `make demo` at once): the second waits, then finds it built."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another process is building it; waiting", name)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build(settings, spec, name, progress, force, checkpoint_every, log_step, models: Path, t0: float) -> DemoResult:
     final, partial = models / name, models / f"{name}.partial"
     fingerprint = spec.fingerprint()
     info = read_info(final)

@@ -162,16 +162,6 @@ def test_mixed_loss_is_mean_answer_nll_plus_weighted_mean_infonce(examples, proc
     assert objective.parts[-1] == (pytest.approx(float(nll), rel=1e-5), pytest.approx(float(nce), rel=1e-5))
 
 
-def test_a_changed_spec_retrains(first, spec):
-    s, made = first
-    other = spec.with_(steps=3)
-    redone = build_demo(s, other, progress=False, checkpoint_every=2)
-    assert not redone.reused and redone.path == made.path
-    assert redone.info["fingerprint"] == other.fingerprint() != made.info["fingerprint"]
-    assert redone.info["losses"]["steps"] == 3
-    assert build_demo(s, other, progress=False).reused
-
-
 def test_a_run_fine_tuning_keye_demo_exports_its_processor_files_and_analysis_config(first, settings, engine,
                                                                                    sample_clips):
     from sqlmodel import Session
@@ -222,3 +212,38 @@ def test_keye_train_demo_from_the_command_line(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "keye.cli", "train", "list"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "keye-demo" in listed.stdout and "active" in listed.stdout
+
+
+def test_a_second_build_of_the_same_name_waits_for_the_first(first, spec):
+    import fcntl
+    import threading
+
+    s, made = first
+    got = []
+    with (s.data_dir / "models" / ".keye-demo.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # as a build in another process holds it
+        waiter = threading.Thread(target=lambda: got.append(build_demo(s, spec, progress=False)))
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive() and not got
+        fcntl.flock(f, fcntl.LOCK_UN)
+    waiter.join(30)
+    assert got and got[0].reused
+
+
+def test_a_changed_spec_retrains(first, spec):
+    """Last: it replaces the module's model."""
+    s, made = first
+    other = spec.with_(steps=3)
+    redone = build_demo(s, other, progress=False, checkpoint_every=2)
+    assert not redone.reused and redone.path == made.path
+    assert redone.info["fingerprint"] == other.fingerprint() != made.info["fingerprint"]
+    assert redone.info["losses"]["steps"] == 3
+    assert build_demo(s, other, progress=False).reused
+    from sqlmodel import Session
+
+    from keye.db import ModelVersion
+    from training.runner import migrated_engine
+
+    with migrated_engine(s) as engine, Session(engine) as session:  # the same version, its new figures
+        assert session.get(ModelVersion, "keye-demo").metrics["demo"]["fingerprint"] == other.fingerprint()
