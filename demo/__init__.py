@@ -1,0 +1,2 @@
+"""`keye demo`: keye-demo trained once, then its records, its evaluation against keye-tiny and a
+text search over the stored videos (see showcase.py)."""
