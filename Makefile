@@ -1,11 +1,12 @@
-# `make demo`: set everything up and analyze the sample clips. `make test`: set up, start the stack, run every test.
+# `make demo`: set up, train keye-demo once (cached), show what it does on held-out and sample clips.
+# `make test`: set up, start the stack, run every test.
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
 .PHONY: demo test setup system-deps stack-up stack-down clean
 
 demo: $(VENV_STAMP)
-	.venv/bin/keye analyze --samples
+	.venv/bin/keye demo
 
 test: $(VENV_STAMP) system-deps
 	.venv/bin/keye stack up
