@@ -129,6 +129,23 @@ def analyze(files: Annotated[list[Path] | None, typer.Argument(help="video files
 
 
 @app.command()
+def demo(clips: Annotated[int | None, typer.Option(min=2, help="held-out test clips (default 24)")] = None,
+         query: Annotated[list[str] | None, typer.Option(help="a text search to show (repeatable)")] = None,
+         log_level: Annotated[str, typer.Option(envvar="KEYE_LOG_LEVEL", help="debug, info, warning, error")] = "warning"
+         ) -> None:
+    """Train keye-demo once (cached), analyze held-out clips and the sample clips into KEYE_DATA_DIR/demo,
+    print the records, keye-demo against keye-tiny, and text searches over the stored videos."""
+    from demo.showcase import DEFAULT_CLIPS, FREE_QUERIES, run_showcase
+    from keye.logs import setup_logging
+
+    setup_logging(log_level)
+    shown = run_showcase(get_settings(), clips=clips or DEFAULT_CLIPS, samples=_sample_clips(),
+                         queries=query or FREE_QUERIES, console=console)
+    if shown.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def ingest(uris: Annotated[list[str], typer.Argument(help="file paths, file:// or http(s):// URIs")],
            creator_id: Annotated[str | None, typer.Option()] = None,
            language: Annotated[str | None, typer.Option()] = None) -> None:
