@@ -71,7 +71,7 @@ def build_demo(settings: Settings, spec: DemoSpec = DEMO, name: str = DEMO_MODEL
 
 @contextmanager
 def _exclusive(path: Path, name: str) -> Iterator[None]:
-    """One build of a name at a time (two `make demo` at once): the second waits, then finds it built."""
+    """One build of `name` at a time (two `make demo` at once): the second waits, then finds it built."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         try:
@@ -142,6 +142,11 @@ def _put_in_place(new: Path, final: Path, partial: Path) -> None:
 def train_corpus(settings: Settings, spec: DemoSpec) -> Path:
     """The spec's train corpus folder, generated unless a complete one is there."""
     folder = Path(settings.data_dir) / "demo" / f"corpus-train-{spec.train_seed}-{spec.train_clips}"
+    with _exclusive(folder.with_name(f".{folder.name}.lock"), folder.name):  # demos of several names share it
+        return _made_corpus(folder, spec)
+
+
+def _made_corpus(folder: Path, spec: DemoSpec) -> Path:
     if (folder / corpus.labels.CORPUS_FILE).is_file():
         log.info("corpus: reusing %s", folder)
         return folder
@@ -203,8 +208,12 @@ def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpo
     log.info("%s: training %.1fM parameters for %d steps of %d examples (+ up to %d caption pairs) on %s",
              name, n_params / 1e6, spec.steps, spec.batch_size * spec.grad_accum, spec.contrastive_batch,
              settings.device)
-    with _StepReport(spec.steps, _resumed_at(checkpoints), objective, progress, log_step, checkpoint_every) as report:
+    start = _resumed_at(checkpoints)
+    if start:
+        log.info("%s: resuming the interrupted run at step %d of %d", name, start, spec.steps)
+    with _StepReport(spec.steps, start, objective, progress, log_step, checkpoint_every) as report:
         result = train_full(model, items, cfg, objective, checkpoint_dir=checkpoints, log_step=report)
+    model.requires_grad_(False)  # as keye_model.load gives it: ready to serve
     info = {"name": name, "fingerprint": spec.fingerprint(), "spec": _spec_json(spec), "parameters": n_params,
             "train_seconds": round(report.seconds, 1), "resumed_at": result.first_step,
             "losses": report.summary(), "corpus": described, "created_at": utcnow().isoformat()}

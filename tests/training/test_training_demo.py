@@ -135,6 +135,17 @@ def test_the_registry_holds_the_version_without_changing_the_active_one(first):
         assert active_version(session).version == "keye-tiny"  # KEYE_MODEL, registered on first use
 
 
+def test_an_interrupted_corpus_generation_is_redone(spec, tmp_path):
+    s = _settings(tmp_path)
+    demo = s.data_dir / "demo"
+    (demo / ".corpus-train-1-3.tmp" / "clips").mkdir(parents=True)  # what an interrupted generation leaves
+    (demo / ".corpus-train-1-3.tmp" / "clips" / "train-s1-0000.mp4").write_bytes(b"half a clip")
+    folder = train_corpus(s, spec)
+    assert folder == demo / "corpus-train-1-3" and not (demo / ".corpus-train-1-3.tmp").exists()
+    assert len(corpus.load_labels(folder)) == 3 and (folder / "corpus.json").is_file()
+    assert train_corpus(s, spec) == folder  # complete: reused
+
+
 def test_withheld_category_clips_are_not_taught(first, spec):
     s, _ = first
     folder = train_corpus(s, spec)
