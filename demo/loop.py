@@ -12,10 +12,11 @@ the real stack.
    audited (claimed and cleared), and a violation it missed is reported (`/missed`). Every action
    is a `moderation_decision` on feedback.events, stored by the streams app, whose training trigger
    (KEYE_TRAIN_TRIGGER_EXAMPLES = one event per moderated clip) queues a run on Redis.
-4. `keye train worker` executes it (KEYE_TRAIN_CONFIG: full-parameter fine-tuning) and measures base
-   and candidate with `keye eval` on another held-out set (KEYE_EVAL_CORPUS: other test clips, the
-   category's among them); the candidate is promoted through the evaluation gate and a restarted
-   worker serves it.
+4. `keye train worker` executes it (KEYE_TRAIN_CONFIG: full-parameter fine-tuning on the feedback,
+   rehearsing every task on clips of the variant's own train plan so nothing else is forgotten) and
+   measures base and candidate with `keye eval` on another held-out set (KEYE_EVAL_CORPUS: other test
+   clips, the category's among them); the candidate is promoted through the evaluation gate and a
+   restarted worker serves it.
 5. The before/after table (the category's recall and precision, every headline metric) is printed
    and written as JSON.
 
@@ -37,7 +38,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The fine-tuning a triggered run does (KEYE_TRAIN_CONFIG): every weight, so a small model can learn
 # a category its vision tower was never trained to see.
-TRAIN_CONFIG: dict[str, Any] = {"full": True, "steps": 60, "batch_size": 4, "lr": 5e-4, "warmup_steps": 5,
+TRAIN_CONFIG: dict[str, Any] = {"full": True, "steps": 100, "batch_size": 4, "lr": 5e-4, "warmup_steps": 5,
                                 "eval_fraction": 0.1, "max_events": 5000}
 
 
@@ -61,6 +62,7 @@ class LoopSizes:
     eval_seed: int = 1700
     eval_with: int = 20  # evaluation clips showing the category
     eval_without: int = 180
+    rehearsal: int = 24  # clips of the variant's own train plan without the category, rehearsed by the run (0: none)
     served_checks: int = 2  # clips the restarted worker analyzes to show the version it serves
     train_config: dict[str, Any] = field(default_factory=lambda: dict(TRAIN_CONFIG))
     wait_s: float = 3600.0  # the longest any one stage may take
@@ -77,8 +79,8 @@ def shows(plan, category: str) -> bool:
     return any(s.cue is not None and s.cue[0] == category for s in plan.shots)
 
 
-def labelled_set(out: Path, seed: int, category: str, with_: int, without: int) -> Path:
-    """The first `with_` clips of the test-split plan for `seed` that show `category` and the first
+def labelled_set(out: Path, seed: int, category: str, with_: int, without: int, split: str = "test") -> Path:
+    """The first `with_` clips of the corpus plan of (`split`, `seed`) that show `category` and the first
     `without` that do not (no near-duplicates: their originals may be left out), rendered and
     labelled like `keye corpus make`. Reused when it exists."""
     from corpus.labels import LABELS_FILE, write_labels
@@ -89,11 +91,11 @@ def labelled_set(out: Path, seed: int, category: str, with_: int, without: int) 
 
     if (out / LABELS_FILE).is_file():
         return out
-    if seed not in SEED_RANGES["test"]:
-        raise LoopError(f"seed {seed} is not a test seed ({SEED_RANGES['test'].start}..{SEED_RANGES['test'].stop - 1})")
+    if seed not in SEED_RANGES[split]:
+        raise LoopError(f"seed {seed} is not a {split} seed ({SEED_RANGES[split].start}..{SEED_RANGES[split].stop - 1})")
     planned = 4 * (with_ + without)
     while True:  # plans are prefix-stable: a longer plan starts with the shorter one
-        plans = [p for p in plan_corpus("test", seed, planned) if p.duplicate_of is None]
+        plans = [p for p in plan_corpus(split, seed, planned) if p.duplicate_of is None]
         having = [p for p in plans if shows(p, category)][:with_]
         lacking = [p for p in plans if not shows(p, category)][:without]
         if len(having) == with_ and len(lacking) == without:
@@ -109,7 +111,7 @@ def labelled_set(out: Path, seed: int, category: str, with_: int, without: int) 
         if n % 25 == 0 or n == len(chosen):
             log.info("labelled set %s: %d/%d clips", out.name, n, len(chosen))
     write_labels(tmp, clips)
-    info = {"generator": GENERATOR_VERSION, "seed": seed, "split": "test", "selection": {
+    info = {"generator": GENERATOR_VERSION, "seed": seed, "split": split, "selection": {
         "category": category, "with": with_, "without": without, "planned": planned}, "counts": counts(clips)}
     (tmp / "corpus.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     tmp.rename(out)
@@ -208,7 +210,8 @@ def _database(server_url: str, name: str, drop: bool = False) -> str:
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if drop else f'CREATE DATABASE "{name}"'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if drop
+                                 else f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()
     return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -234,6 +237,10 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
                            for kind, seed, n_with, n_without in (
                                ("moderated", sizes.moderated_seed, sizes.moderated_with, sizes.moderated_without),
                                ("eval", sizes.eval_seed, sizes.eval_with, sizes.eval_without)))
+    if sizes.rehearsal:  # what the variant learned from, minus the category: so the run forgets nothing else
+        rehearsal = labelled_set(root / "sets" / f"rehearsal-s{spec.train_seed}-no-{sizes.category}-{sizes.rehearsal}",
+                                 spec.train_seed, sizes.category, 0, sizes.rehearsal, split="train")
+        sizes = replace(sizes, train_config={**sizes.train_config, "replay_corpus": str(rehearsal)})
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     tag = f"demoloop{uuid.uuid4().hex[:8]}"
@@ -526,7 +533,8 @@ class _Loop:
         before, after = (_figures(reports[v].report, cat) for v in (base_version, version))
         return {"category": cat, "base_version": base_version, "version": version, "run_id": run.run_id,
                 "run": {"examples": run.examples, **{k: (run.metrics or {}).get(k) for k in (
-                    "events", "steps", "train_loss_first", "train_loss_last", "eval_loss_base", "eval_loss", "seconds")}},
+                    "events", "replayed", "steps", "train_loss_first", "train_loss_last", "eval_loss_base",
+                    "eval_loss", "seconds")}},
                 "train_config": self.sizes.train_config,
                 "moderation": {"clips": len(self.moderated), "events": events, "actions": acted,
                                "trigger_threshold": self.settings.train_trigger_examples,

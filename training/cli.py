@@ -180,7 +180,7 @@ def demo_loop(category: Annotated[str, typer.Option(help="the moderation categor
               evaluated: Annotated[tuple[int, int], typer.Option(
                   help="evaluation clips (KEYE_EVAL_CORPUS) showing the category, and not showing it")] = (20, 180),
               config: Annotated[Path | None, typer.Option(
-                  help="JSON file of TrainConfig fields over the loop's (full training, 60 steps)")] = None,
+                  help="JSON file of TrainConfig fields over the loop's (full training, 100 steps)")] = None,
               out: Annotated[Path | None, typer.Option(help="the report (default: the run folder's report.json)")] = None,
               keep_database: Annotated[bool, typer.Option(help="keep the loop's PostgreSQL database")] = False) -> None:
     """The feedback loop end to end on `keye stack up`'s Kafka and PostgreSQL (and a private redis-server):

@@ -3,10 +3,11 @@
     run = queue_run(session, settings, TrainConfig(steps=200))   # status queued
     run = execute_run(settings, run.run_id)                       # running -> succeeded | failed
 
-A run claims itself atomically (queued -> running), so a redelivered job never trains twice. It
-trains on the feedback no run has used yet, starting from the active model version (KEYE_MODEL
-when none is registered), measures the eval loss of base and adapted model on the same held-out
-videos and runs `keye eval` on both with the same labelled set (KEYE_EVAL_CORPUS, else the
+A run claims itself atomically (queued -> running), so a redelivered job never trains twice. Its
+configuration is the one it was queued with (a triggered run: KEYE_TRAIN_CONFIG's). It trains on the
+feedback no run has used yet (plus the rehearsal clips of TrainConfig.replay_corpus, if any), starting
+from the active model version (KEYE_MODEL when none is registered), measures the eval loss of base
+and adapted model on the same held-out videos and runs `keye eval` on both with the same labelled set (KEYE_EVAL_CORPUS, else the
 moderators' reviews; each version keeps its report in SQL for the promotion gate), exports the merged model to KEYE_DATA_DIR/models/<version> in the released layout, and in
 one transaction registers the candidate, marks every event it considered (used or skipped, with
 the skip reasons in the run's metrics) and records the run as succeeded. Any failure records the
@@ -160,7 +161,8 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     model = keye_model.load(base_path, dtype=settings.dtype, device=settings.device).eval()
     measure = _Measure(session, settings, analysis_cfg, processor)
     base_report = measure(model, run.base_version, skip_if_known=True)  # before the adapters change the model
-    result = train(model, ds.examples, cfg, ds.pairs, log=log)
+    replayed = replay_examples(processor, analysis_cfg, cfg) if len(ds.examples) >= cfg.min_examples else []
+    result = train(model, ds.examples + replayed, cfg, ds.pairs, log=log)
 
     version = export.name
     run.output_version = version
@@ -192,9 +194,21 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
                         .values(used_in_run=run.run_id))
     run.status, run.finished_at, run.error = "succeeded", utcnow(), None
     run.examples = len(ds.examples)
-    run.metrics = {**metrics, "events": len(considered), "pairs": len(ds.pairs), "skipped": ds.skip_reasons()}
+    run.metrics = {**metrics, "events": len(considered), "pairs": len(ds.pairs), "replayed": len(replayed),
+                   "skipped": ds.skip_reasons()}
     session.add(run)
     session.commit()
+
+
+def replay_examples(processor, analysis_cfg, cfg: TrainConfig) -> list:
+    """The rehearsal examples of TrainConfig.replay_corpus (none without one); a missing folder fails the run."""
+    if cfg.replay_corpus is None:
+        return []
+    from corpus.labels import load_labels
+    from training.corpus_examples import corpus_examples
+
+    clips = load_labels(cfg.replay_corpus)[:cfg.replay_clips]
+    return corpus_examples(processor, analysis_cfg, cfg.replay_corpus, clips=clips).examples
 
 
 class _Measure:

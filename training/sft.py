@@ -53,6 +53,11 @@ class TrainConfig:
     # Train every parameter (vision tower, projector, decoder) instead of LoRA adapters: what a small
     # model needs to learn something its frozen vision features do not separate (a new category).
     full: bool = False
+    # Rehearsal: every task's ground truth on clips of a labelled corpus folder (`keye corpus make`; the
+    # first `replay_clips`, None: all) trained beside the feedback, so what feedback does not correct
+    # (other tasks, other categories) is not forgotten. The runner adds them (runner.py).
+    replay_corpus: str | None = None
+    replay_clips: int | None = None
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
@@ -65,7 +70,8 @@ class TrainConfig:
                   (self.min_examples >= 1, "min_examples must be >= 1"),
                   (not (self.full and self.cache_inputs), "full training trains the front; cache_inputs must be off"),
                   (not (self.full and self.dpo_weight), "full training keeps no reference model; dpo_weight must be 0"),
-                  (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None")]
+                  (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None"),
+                  (self.replay_clips is None or self.replay_clips >= 1, "replay_clips must be >= 1 or None")]
         for ok, reason in checks:
             if not ok:
                 raise TrainConfigError(reason)

@@ -61,7 +61,7 @@ def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(kafka_b
                                                                           redis_url: str, tmp_path: Path) -> None:
     spec = DEMO.with_(shape=SHAPE, analysis_config=short_answers(tmp_path), train_clips=3, steps=1, batch_size=2,
                       contrastive_batch=2, warmup_steps=0)
-    sizes = LoopSizes(moderated_with=2, moderated_without=1, eval_with=1, eval_without=1, served_checks=1,
+    sizes = LoopSizes(moderated_with=2, moderated_without=1, eval_with=1, eval_without=1, rehearsal=1, served_checks=1,
                       train_config={"full": True, "steps": 1, "batch_size": 2, "lr": 1e-4, "eval_fraction": 0.0},
                       wait_s=150)
     # tiny models' metrics are noise: a tolerance of 1 passes any candidate, but the gate still needs
@@ -95,6 +95,7 @@ def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(kafka_b
     assert f"queued training run {run.run_id}" in streams_log
     assert "succeeded" in (Path(report["run_dir"]) / "logs" / "train-worker.log").read_text()
     assert run.status == "succeeded" and run.output_version == report["version"] and run.config["full"] is True
+    assert report["run"]["replayed"] >= 3 and "rehearsal" in run.config["replay_corpus"]  # one clip's tasks
     assert run.base_version == report["base_version"] == "keye-demo-no-weapons"
     # promoted through the gate, measured on the held-out set, and served by the restarted worker
     new = versions[report["version"]]

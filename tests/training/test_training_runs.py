@@ -252,3 +252,26 @@ def test_a_run_queued_without_a_config_takes_keye_train_config(engine, settings,
         queue_run(s, settings.model_copy(update={"train_config": path}))
     with Session(engine) as s, pytest.raises(TrainConfigError, match="KEYE_TRAIN_CONFIG"):
         queue_run(s, settings.model_copy(update={"train_config": tmp_path / "missing.json"}))
+
+
+def test_a_run_rehearses_a_labelled_corpus_beside_the_feedback(engine, settings, sample_clips, tmp_path):
+    """TrainConfig.replay_corpus: every task of those clips is taught beside the feedback, never instead of it."""
+    from corpus.make import make
+
+    make(tmp_path / "replay", seed=3, clips=2, split="train")
+    cfg = TrainConfig.from_dict({**TINY.to_dict(), "replay_corpus": str(tmp_path / "replay"), "replay_clips": 1})
+    with Session(engine) as s:
+        seed_feedback(s, sample_clips[:1])
+        run = queue_run(s, settings, cfg)
+    done = execute_run(settings, run.run_id)
+    assert done.status == "succeeded", done.error
+    m = done.metrics
+    assert m["replayed"] >= 3  # the one clip's tags, summary and moderation (products when it has any)
+    assert m["train_examples"] + m["eval_examples"] == done.examples + m["replayed"]
+
+    with Session(engine) as s:  # no usable feedback: nothing to rehearse beside, the run fails as before
+        store_video(s, "v", sample_clips[1], RECORD)
+        store_feedback(s, "v", "engagement", {"metric": "views", "value": 10})
+        run = queue_run(s, settings, cfg)
+    done = execute_run(settings, run.run_id)
+    assert done.status == "failed" and done.error.startswith("NotEnoughExamples: 0 usable example(s)")
