@@ -226,10 +226,13 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
     `spec` is the keye-demo recipe (training.demo_spec.DEMO by default); the category is withheld from it.
     `postgres_url`: the server the loop's database is made on (default the stack's); `keep` keeps that
     database afterwards."""
+    from corpus.concepts import MODERATION
     from keye.stack import postgres
     from keye.stack import redis as stack_redis
     from training.demo_spec import DEMO
 
+    if sizes.category not in MODERATION:
+        raise LoopError(f"the corpus draws no {sizes.category!r} clips; withhold one of {', '.join(MODERATION)}")
     spec = (spec or DEMO).with_(withheld=(sizes.category,))
     root = (Path(settings.data_dir) / "demo-loop").resolve()
     moderated, held_out = (labelled_set(root / "sets" / f"{kind}-s{seed}-{sizes.category}-{n_with}-{n_without}",

@@ -186,14 +186,18 @@ def demo_loop(category: Annotated[str, typer.Option(help="the moderation categor
     """The feedback loop end to end on `keye stack up`'s Kafka and PostgreSQL (and a private redis-server):
     keye-demo without CATEGORY serves held-out clips, moderators decide through the API, the trigger queues a
     run, `keye train worker` fine-tunes, the gate promotes, a restarted worker serves; prints before/after."""
-    from demo.loop import TRAIN_CONFIG, LoopSizes, run_loop, summary_lines, table
+    from demo.loop import TRAIN_CONFIG, LoopError, LoopSizes, run_loop, summary_lines, table
     from keye.logs import setup_logging
 
     setup_logging()
     train_config = {**TRAIN_CONFIG, **(json.loads(config.read_text()) if config else {})}
     sizes = LoopSizes(category=category, moderated_with=moderated[0], moderated_without=moderated[1],
                       eval_with=evaluated[0], eval_without=evaluated[1], train_config=train_config)
-    report = run_loop(get_settings(), sizes, out=out, keep=keep_database)
+    try:
+        report = run_loop(get_settings(), sizes, out=out, keep=keep_database)
+    except LoopError as e:
+        console.print(f"[red]demo-loop: {e}[/red]")
+        raise typer.Exit(1) from None
     console.print(table(report))
     for line in summary_lines(report):
         console.print(line)

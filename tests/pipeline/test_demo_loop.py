@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from demo.loop import LoopSizes, moderator_actions, run_loop, summary_lines, table
+from demo.loop import Actions, LoopError, LoopSizes, moderator_actions, run_loop, summary_lines, table
 from keye.db import Analysis, FeedbackRow, ModelVersion, Review, TrainingRun
 from keye.settings import Settings
 from training.demo_spec import ANALYSIS_CONFIG, DEMO
@@ -45,16 +45,17 @@ def short_answers(folder: Path) -> Path:
     return path
 
 
-def test_moderator_actions_follow_the_truth() -> None:
+def test_moderator_actions_follow_the_truth(tmp_path: Path) -> None:
     assert moderator_actions([], {}).decision == {"decision": "clear", "note": "audited: nothing applies"}
     missed = moderator_actions([], {"weapons": 3})
     assert missed.decision is None and missed.missed == [("weapons", 3)]
     wrong = moderator_actions(["violence"], {"weapons": 2})
     assert wrong.decision["decision"] == "clear" and wrong.missed == [("weapons", 2)]
-    assert moderator_actions(["weapons"], {"weapons": 2}) == moderator_actions(["weapons"], {"weapons": 2}).__class__(
-        {"decision": "confirm"}, [])
+    assert moderator_actions(["weapons"], {"weapons": 2}) == Actions({"decision": "confirm"}, [])
     mixed = moderator_actions(["violence", "weapons"], {"weapons": 3})
     assert mixed.decision == {"decision": "confirm", "category": "weapons"} and mixed.missed == []
+    with pytest.raises(LoopError, match="draws no 'sexual' clips"):  # no clip could ever show it
+        run_loop(Settings(data_dir=tmp_path), LoopSizes(category="sexual"))
 
 
 def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(kafka_bootstrap: str, postgres_url: str,
