@@ -5,8 +5,12 @@ the same batch; a resumed contrastive run continues the same schedule (its learn
 the trained model saved and loaded again gives identical logits, in the released layout's names.
 
 Accuracy here is teacher-forced next-token accuracy over the answer tokens of held-out clips (the
-analyzer's own prompts, every task): an untrained model scores 0 on a 151,936-token vocabulary, and
-a trainer that fed wrong targets (shifted labels, prompt tokens) or did not step would stay there.
+analyzer's own prompts, every task), against two floors: the untrained model (0 on a 151,936-token
+vocabulary) and the chance level of a model that knows only which answer token is the most frequent
+(0.14 here). A trainer that teaches each position the token it reads (targets one late) learns the
+answers' token statistics and little else: held-out accuracy 0.10 and loss 5.6 after the same 36 steps
+(this trainer: about 0.34 and 3.8), failing both bounds below.
+
 Grammar-constrained analyzer output (tags F1, moderation) needs hundreds of steps to move, which is
 keye-demo's job (bench/), not a unit test's.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +82,17 @@ def answer_accuracy(model, examples) -> float:
     return hits / total
 
 
+def answer_tokens(examples) -> list[int]:
+    return [t for ex in examples for t in ex.labels[1:].tolist() if t != IGNORE]
+
+
+def chance_accuracy(train_examples, held_examples) -> float:
+    """Always answering the training answers' most frequent token."""
+    top = Counter(answer_tokens(train_examples)).most_common(1)[0][0]
+    held = answer_tokens(held_examples)
+    return held.count(top) / len(held)
+
+
 @dataclass
 class Trained:
     model: keye_model.KeyeModel
@@ -90,7 +106,7 @@ def trained(split) -> Trained:
     train_set, held = split
     model = _small()
     loss0, acc0 = eval_loss(model, FrontCache(model, False), held.examples), answer_accuracy(model, held.examples)
-    cfg = FullConfig(steps=24, batch_size=2, lr=3e-3, warmup_steps=2)
+    cfg = FullConfig(steps=36, batch_size=2, lr=3e-3, warmup_steps=2)
     result = train_full(model, train_set.examples, cfg, Supervised())
     loss1, acc1 = eval_loss(model, FrontCache(model, False), held.examples), answer_accuracy(model, held.examples)
     return Trained(model, result.losses, (loss0, loss1), (acc0, acc1))
@@ -101,9 +117,10 @@ def test_a_short_full_training_improves_the_model_on_clips_it_never_saw(split, t
     assert not ({e.video_id for e in train_set.examples} & {e.video_id for e in held.examples})
     assert {e.task for e in held.examples} == {"tags", "summary", "moderation", "products"}
     before, after = trained.held_loss
-    assert before > 11.0 and after < before - 3.0, (trained.held_loss, trained.losses)  # ln(151,936) = 11.9
+    assert before > 11.0 and after < 0.4 * before, (trained.held_loss, trained.losses)  # ln(151,936) = 11.9
     acc0, acc1 = trained.held_accuracy
-    assert acc0 < 0.01 and acc1 > 0.15, trained.held_accuracy
+    chance = chance_accuracy(train_set.examples, held.examples)
+    assert acc0 < 0.01 and acc1 > chance + 0.1, (trained.held_accuracy, chance)
     assert answer_accuracy(trained.model, train_set.examples) >= acc1 - 0.05  # what it trained on, at least as well
 
 
