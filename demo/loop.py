@@ -204,6 +204,29 @@ def wait_for(what: str, condition: Callable[[], Any], procs: Processes, timeout_
                     + "\n".join(f"--- {n}\n{procs.tail(n)}" for n in procs.procs))
 
 
+def _reachable(settings: Settings, server_url: str) -> None:
+    """What the loop runs on answers before it starts anything: PostgreSQL, Kafka, a redis-server to run."""
+    import shutil
+
+    import sqlalchemy as sa
+    from kafka import KafkaAdminClient
+
+    hint = "start the stack with `keye stack up`"
+    engine = sa.create_engine(server_url, connect_args={"connect_timeout": 5})
+    try:
+        engine.connect().close()
+    except sa.exc.SQLAlchemyError as e:
+        raise LoopError(f"PostgreSQL at {server_url} does not answer ({type(e).__name__}); {hint}") from None
+    finally:
+        engine.dispose()
+    try:
+        KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000).close()
+    except Exception as e:  # noqa: BLE001 - kafka-python raises several types for "no broker"
+        raise LoopError(f"Kafka at {settings.kafka_bootstrap} does not answer ({type(e).__name__}); {hint}") from None
+    if shutil.which("redis-server") is None:
+        raise LoopError("redis-server was not found (the loop runs its own); install the Debian package redis-server")
+
+
 def _database(server_url: str, name: str, drop: bool = False) -> str:
     import sqlalchemy as sa
 
@@ -233,6 +256,8 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
 
     if sizes.category not in MODERATION:
         raise LoopError(f"the corpus draws no {sizes.category!r} clips; withhold one of {', '.join(MODERATION)}")
+    server = postgres_url or postgres.url(settings)
+    _reachable(settings, server)
     spec = (spec or DEMO).with_(withheld=(sizes.category,))
     root = (Path(settings.data_dir) / "demo-loop").resolve()
     moderated, held_out = (labelled_set(root / "sets" / f"{kind}-s{seed}-{sizes.category}-{n_with}-{n_without}",
@@ -247,7 +272,6 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     tag = f"demoloop{uuid.uuid4().hex[:8]}"
-    server = postgres_url or postgres.url(settings)
     database = _database(server, tag)
     redis_settings = Settings(stack_dir=run_dir / "redis", redis_port=free_port())
     loop = None

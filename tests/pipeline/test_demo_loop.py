@@ -56,6 +56,9 @@ def test_moderator_actions_follow_the_truth(tmp_path: Path) -> None:
     assert mixed.decision == {"decision": "confirm", "category": "weapons"} and mixed.missed == []
     with pytest.raises(LoopError, match="draws no 'sexual' clips"):  # no clip could ever show it
         run_loop(Settings(data_dir=tmp_path), LoopSizes(category="sexual"))
+    with pytest.raises(LoopError, match=r"PostgreSQL at .*:1/postgres does not answer .*keye stack up"):
+        run_loop(Settings(data_dir=tmp_path), postgres_url="postgresql://postgres@127.0.0.1:1/postgres")
+    assert not (tmp_path / "demo-loop").exists()  # refused before anything was made
 
 
 def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(kafka_bootstrap: str, postgres_url: str,
