@@ -179,6 +179,8 @@ def demo_loop(category: Annotated[str, typer.Option(help="the moderation categor
                   help="moderated clips showing the category, and not showing it")] = (24, 24),
               evaluated: Annotated[tuple[int, int], typer.Option(
                   help="evaluation clips (KEYE_EVAL_CORPUS) showing the category, and not showing it")] = (20, 180),
+              rehearsal: Annotated[int, typer.Option(
+                  help="clips of the variant's train plan (without the category) the run rehearses; 0: none")] = 24,
               config: Annotated[Path | None, typer.Option(
                   help="JSON file of TrainConfig fields over the loop's (full training, 100 steps)")] = None,
               out: Annotated[Path | None, typer.Option(help="the report (default: the run folder's report.json)")] = None,
@@ -192,7 +194,7 @@ def demo_loop(category: Annotated[str, typer.Option(help="the moderation categor
     setup_logging()
     train_config = {**TRAIN_CONFIG, **(json.loads(config.read_text()) if config else {})}
     sizes = LoopSizes(category=category, moderated_with=moderated[0], moderated_without=moderated[1],
-                      eval_with=evaluated[0], eval_without=evaluated[1], train_config=train_config)
+                      eval_with=evaluated[0], eval_without=evaluated[1], rehearsal=rehearsal, train_config=train_config)
     try:
         report = run_loop(get_settings(), sizes, out=out, keep=keep_database)
     except LoopError as e:
