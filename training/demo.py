@@ -5,7 +5,7 @@ is unchanged.
     path = ensure_demo(settings)                  # data_dir/models/keye-demo, trained once
     made = build_demo(settings, DEMO.with_(steps=50), name="keye-demo-short", force=True)
 
-Steps, each resumable: the train corpus (data_dir/demo/corpus-train-<seed>-<clips>, generated into a
+Steps, each resumable: the train corpus (data_dir/demo/corpus-train-<seed>-<clips>-v<violating %>, generated into a
 temporary folder and renamed, so only a complete one is reused), the examples of every analysis task
 under the spec's analysis configuration plus caption pairs (clips of a withheld moderation category
 left out), full training from the spec's shape under SupervisedAndContrastive with checkpoints in
@@ -141,7 +141,8 @@ def _put_in_place(new: Path, final: Path, partial: Path) -> None:
 
 def train_corpus(settings: Settings, spec: DemoSpec) -> Path:
     """The spec's train corpus folder, generated unless a complete one is there."""
-    folder = Path(settings.data_dir) / "demo" / f"corpus-train-{spec.train_seed}-{spec.train_clips}"
+    folder = Path(settings.data_dir) / "demo" / (f"corpus-train-{spec.train_seed}-{spec.train_clips}"
+                                                 f"-v{round(spec.violating_share * 100)}")
     with _exclusive(folder.with_name(f".{folder.name}.lock"), folder.name):  # demos of several names share it
         return _made_corpus(folder, spec)
 
@@ -155,7 +156,8 @@ def _made_corpus(folder: Path, spec: DemoSpec) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     t0 = time.monotonic()
     log.info("corpus: generating %d train clips (seed %d) into %s", spec.train_clips, spec.train_seed, folder)
-    corpus.make(tmp, seed=spec.train_seed, clips=spec.train_clips, split="train")
+    corpus.make(tmp, seed=spec.train_seed, clips=spec.train_clips, split="train",
+                    violating_share=spec.violating_share)
     os.replace(tmp, folder)
     log.info("corpus: %d clips in %.0f s", spec.train_clips, time.monotonic() - t0)
     return folder

@@ -31,6 +31,7 @@ class DemoSpec:
     analysis_config: Path = ANALYSIS_CONFIG
     train_seed: int = 0  # corpus train split seed (train seeds are 0..999)
     train_clips: int = 240
+    violating_share: float = 0.4  # of the train clips with a moderation cue (the platform's is 0.17)
     steps: int = 400
     batch_size: int = 4  # examples per micro-batch
     grad_accum: int = 1

@@ -138,10 +138,10 @@ def test_the_registry_holds_the_version_without_changing_the_active_one(first):
 def test_an_interrupted_corpus_generation_is_redone(spec, tmp_path):
     s = _settings(tmp_path)
     demo = s.data_dir / "demo"
-    (demo / ".corpus-train-1-3.tmp" / "clips").mkdir(parents=True)  # what an interrupted generation leaves
-    (demo / ".corpus-train-1-3.tmp" / "clips" / "train-s1-0000.mp4").write_bytes(b"half a clip")
+    (demo / ".corpus-train-1-3-v40.tmp" / "clips").mkdir(parents=True)  # what an interrupted generation leaves
+    (demo / ".corpus-train-1-3-v40.tmp" / "clips" / "train-s1-0000.mp4").write_bytes(b"half a clip")
     folder = train_corpus(s, spec)
-    assert folder == demo / "corpus-train-1-3" and not (demo / ".corpus-train-1-3.tmp").exists()
+    assert folder == demo / "corpus-train-1-3-v40" and not (demo / ".corpus-train-1-3-v40.tmp").exists()
     assert len(corpus.load_labels(folder)) == 3 and (folder / "corpus.json").is_file()
     assert train_corpus(s, spec) == folder  # complete: reused
 
