@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from api.tables import Outbox
+from keye.retry import RetryPolicy
 from keye.schemas import encode, utcnow
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class Relay:
 
     def __init__(self, engine: sa.Engine, bootstrap: str, interval_s: float = 1.0) -> None:
         self.engine, self.bootstrap, self.interval_s = engine, bootstrap, interval_s
+        # Kafka or SQL away: the first retry waits two ticks, then twice as long each time, up to 30 s.
+        self.retry = RetryPolicy(base_s=min(2 * interval_s, 30.0), cap_s=30.0)
         self._event = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="keye-api-outbox", daemon=True)
@@ -76,9 +79,9 @@ class Relay:
             self._producer.close(timeout=5)
 
     def _run(self) -> None:
-        backoff = self.interval_s
+        wait, failures = self.interval_s, 0
         while not self._stop.is_set():
-            self._event.wait(backoff)
+            self._event.wait(wait)
             self._event.clear()
             try:
                 if self._producer is None:
@@ -88,7 +91,8 @@ class Relay:
                                                    linger_ms=5, retries=5, request_timeout_ms=15000)
                 while relay_once(self.engine, self._producer):
                     pass
-                backoff = self.interval_s
+                wait, failures = self.interval_s, 0
             except Exception as e:  # noqa: BLE001 - Kafka or SQL away: retry later, slower
-                log.warning("outbox relay: %s; retrying in %.0fs", e, backoff)
-                backoff = min(backoff * 2, 30.0)
+                failures += 1
+                wait = self.retry.delay(failures)
+                log.warning("outbox relay: %s; retrying in %.1fs", e, wait)

@@ -1,17 +1,30 @@
 """Webhooks: clients register a URL for "analyzed" and "flagged" events; each event becomes one
-delivery row per subscribed webhook (the delivery log), POSTed with an HMAC-SHA256 signature over
-the timestamp and body, and retried with exponential backoff until it succeeds or runs out.
+delivery row per subscribed webhook (the delivery log), POSTed signed as Standard Webhooks
+(https://www.standardwebhooks.com) sign, and retried with exponential backoff (`RETRY`) until it
+succeeds or runs out.
 
-Signature: `X-Keye-Signature: t=<unix seconds>,v1=<hex hmac_sha256(secret, f"{t}.{body}")>`; a
-receiver recomputes it and rejects stale timestamps, which defeats replays.
+Signature headers: `webhook-id` (the event id, the same on every retry: a receiver dedups on it),
+`webhook-timestamp` (unix seconds of this try) and `webhook-signature: v1,<base64
+HMAC-SHA256(key, f"{id}.{timestamp}.{body}")>`, where the key is the base64 after the `whsec_` of
+the webhook's secret. A receiver verifies with any Standard Webhooks library, e.g.
+`standardwebhooks.Webhook(secret).verify(body, headers)`, which also rejects stale timestamps
+(replays).
+
+Migration from the scheme before (`X-Keye-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
+f"{t}.{body}")>` with `X-Keye-Timestamp`): those two headers are no longer sent; verify the three
+headers above instead. Secrets issued since are `whsec_<base64 of 32 random bytes>`; a secret issued
+before has no prefix and keeps working: its UTF-8 bytes are the key, so a receiver passes
+`secret.encode()` (raw bytes) to its verifier, or registers the webhook again for a `whsec_` one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
+import secrets
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,6 +35,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from api.tables import Webhook, WebhookDelivery
+from keye.retry import RetryPolicy
 from keye.schemas import AnalysisRecord, FlagMessage, decode, utcnow
 from keye.settings import Settings
 
@@ -29,19 +43,27 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("analyzed", "flagged")
 MAX_ATTEMPTS = 8
-BASE_DELAY_S = 5.0
-MAX_DELAY_S = 3600.0
+RETRY = RetryPolicy(base_s=5.0, cap_s=3600.0, attempts=MAX_ATTEMPTS)  # 5 s, 10 s, 20 s, ... an hour at most
 TIMEOUT_S = 10.0
+SECRET_PREFIX = "whsec_"
 
 
-def sign(secret: str, timestamp: int, body: str) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def backoff(attempts: int) -> float:
-    """Delay before the next try after `attempts` failures: 5 s, 10 s, 20 s, ... capped at an hour."""
-    return min(BASE_DELAY_S * 2 ** max(attempts - 1, 0), MAX_DELAY_S)
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a webhook secret: the base64 after `whsec_`, or the UTF-8 bytes of a secret
+    issued before the switch to Standard Webhooks (no prefix)."""
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret[len(SECRET_PREFIX):])
+    return secret.encode()
+
+
+def signature_headers(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, str]:
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
 
 
 def _insert_ignore(session: Session, rows: list[dict]) -> None:
@@ -118,10 +140,9 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
                     d.status, d.last_error = "failed", "the webhook was deleted"
                     session.add(d)
                     continue
-                ts = int(time.time())
                 headers = {"Content-Type": "application/json", "User-Agent": "keye-webhooks/1",
                            "X-Keye-Event": d.event, "X-Keye-Delivery": str(d.id), "X-Keye-Event-Id": d.event_id,
-                           "X-Keye-Timestamp": str(ts), "X-Keye-Signature": sign(hook.secret, ts, d.body)}
+                           **signature_headers(hook.secret, d.event_id, int(time.time()), d.body)}
                 d.attempts += 1
                 try:
                     resp = _post(client, hook.url, d.body, headers, settings)
@@ -133,10 +154,15 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
                     ok, d.last_error = False, f"{type(e).__name__}: {e}"[:1000]
                 if ok:
                     d.status, d.delivered_at = "delivered", now
-                elif d.attempts >= MAX_ATTEMPTS:
+                elif RETRY.exhausted(d.attempts):
                     d.status = "failed"
+                    log.warning("webhook %s: delivery %d of %s failed for good after %d tries (%s)", hook.webhook_id,
+                                d.id, d.event_id, d.attempts, d.last_error)
                 else:
-                    d.next_attempt_at = _aware(now) + timedelta(seconds=backoff(d.attempts))
+                    delay = RETRY.delay(d.attempts)
+                    d.next_attempt_at = _aware(now) + timedelta(seconds=delay)
+                    log.warning("webhook %s: delivery %d of %s failed (%s); retry %d in %.0fs", hook.webhook_id, d.id,
+                                d.event_id, d.last_error, d.attempts, delay)
                 session.add(d)
         session.commit()
         return len(due)

@@ -39,6 +39,7 @@ from sqlmodel import Session
 
 from keye import db
 from keye.kafka import DEFAULT_PARTITIONS
+from keye.retry import RetryPolicy
 from keye.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
                           check_feedback, dead_letter_id, decode, encode, key_of, utcnow, video_id_hint)
 from keye.settings import Settings
@@ -49,6 +50,9 @@ log = logging.getLogger("keye.streams")
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 SESSION_TIMEOUT_S = 10.0
+# A database that is down is waited for as long as it takes (the partition waits meanwhile).
+DATABASE_OUTAGE = RetryPolicy(base_s=0.5, cap_s=30.0,
+                              retry_on=(sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError))
 
 
 def window_start(at: datetime, window: str) -> datetime:
@@ -98,16 +102,10 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     async def sql(fn: Callable[[Session], Any], what: str) -> Any:
         """Run a write in a thread. A database that is down is retried with backoff for as long as
         it takes (the partition waits: nothing is acknowledged past it); other errors propagate."""
-        attempt = 0
-        while True:
-            try:
-                return await asyncio.to_thread(_in_session, engine, fn)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as e:
-                attempt += 1
-                delay = min(0.5 * 2 ** (attempt - 1), 30.0)
-                log.warning("%s: database unavailable (%s); retry %d in %.1fs", what, e.__class__.__name__, attempt,
-                            delay)
-                await asyncio.sleep(delay)
+        def waiting(e: BaseException, failures: int, delay: float) -> None:
+            log.warning("%s: database unavailable (%s); retry %d in %.1fs", what, e.__class__.__name__, failures, delay)
+
+        return await DATABASE_OUTAGE.acall(lambda: asyncio.to_thread(_in_session, engine, fn), on_retry=waiting)
 
     async def send(topic: faust.TopicT, key: str, value: bytes, headers: dict[str, bytes] | None = None) -> None:
         fut = await topic.send(key=key_of(key), value=value, headers=headers)

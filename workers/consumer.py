@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from keye import kafka as kk
 from keye.db import engine_from, migrate
+from keye.retry import RetryPolicy
 from keye.schemas import (AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, dead_letter_id, decode,
                           video_id_hint)
 from keye.settings import Settings
@@ -94,6 +95,9 @@ class Worker:
         self.settings, self.analyzer, self.config = settings, analyzer, config or WorkerConfig()
         if self.config.batch_size < 1 or self.config.max_attempts < 1:
             raise ValueError("batch_size and max_attempts must be at least 1")
+        c = self.config
+        self._analysis_retry = RetryPolicy(c.backoff_s, c.backoff_max_s, attempts=c.max_attempts)
+        self._store_retry = RetryPolicy(c.backoff_s, c.backoff_max_s)  # forever: nothing is committed past it
         self.stopping = threading.Event()
         self._in_flight = False
         self._block_rounds = 0
@@ -252,7 +256,7 @@ class Worker:
                 self.consumer.seek(tp, o)
         if result.store_error:
             self._block_rounds += 1
-            delay = min(self.config.backoff_s * 2 ** (self._block_rounds - 1), self.config.backoff_max_s)
+            delay = self._store_retry.delay(self._block_rounds)
             log.warning("store unavailable (%s); retrying in %.1fs without committing past it", result.store_error, delay)
             metrics.RETRIED.labels("store").inc()
             self._idle(delay)
@@ -334,12 +338,12 @@ class Worker:
                     raise StoreUnavailableError(str(e)) from e
                 if kind is not Failure.PERMANENT and self.stopping.is_set():
                     raise _Abandoned() from e  # let the next owner retry it
-                if kind is Failure.PERMANENT or attempt >= self.config.max_attempts:
+                if kind is Failure.PERMANENT or self._analysis_retry.exhausted(attempt):
                     self._dead_letter(r, e, attempts=attempt, stage="worker.analyze", video_id=work.video_id,
                                       uri=work.uri)
                     return
                 metrics.RETRIED.labels(kind.value).inc()
-                delay = min(self.config.backoff_s * 2 ** (attempt - 1), self.config.backoff_max_s)
+                delay = self._analysis_retry.delay(attempt)
                 log.warning("video %s attempt %d failed (%s: %s); retrying in %.1fs", work.video_id, attempt,
                             type(e).__name__, e, delay)
                 self.stopping.wait(delay)

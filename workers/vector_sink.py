@@ -16,6 +16,7 @@ import threading
 import uuid
 
 from keye import kafka as kk
+from keye.retry import RetryPolicy
 from keye.schemas import POINT_NAMESPACE, AnalysisRecord, DeadLetter, SchemaError, dead_letter_id, decode
 from keye.settings import Settings
 from keye.vectors import VectorStore, VectorStoreError
@@ -23,6 +24,7 @@ from workers import metrics
 from workers.waiting import Stopped, kafka_label, until_available
 
 log = logging.getLogger("keye.vectors")
+WRITE_RETRY = RetryPolicy(base_s=0.5, cap_s=5.0)  # a failed batch is re-read and retried, never skipped
 
 
 def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, group_id: str = "keye-vector-sink",
@@ -60,7 +62,7 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
                 producer.flush(timeout=60)
             except Exception as e:  # noqa: BLE001 - retried: the batch is re-read from the last commit
                 failures += 1
-                delay = min(0.5 * 2 ** (failures - 1), 5.0)
+                delay = WRITE_RETRY.delay(failures)
                 log.warning("vector write failed (%s); retrying in %.1fs", e, delay)
                 for tp, rs in polled.items():
                     consumer.seek(tp, min(r.offset for r in rs))

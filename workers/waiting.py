@@ -10,15 +10,15 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from keye.retry import RetryPolicy, Stopped
 from keye.settings import Settings
 from workers.errors import Failure, classify
 
 log = logging.getLogger("keye.wait")
 T = TypeVar("T")
 
-
-class Stopped(Exception):
-    """Asked to stop while waiting."""
+# A store that is back is used within seconds.
+STORE_OUTAGE = RetryPolicy(base_s=0.5, cap_s=5.0, retry_on=lambda e: classify(e) is Failure.STORE)
 
 
 def database_label(settings: Settings) -> str:
@@ -29,29 +29,23 @@ def kafka_label(settings: Settings) -> str:
     return f"Kafka at {settings.kafka_bootstrap}"
 
 
-def until_available(action: Callable[[], T], what: str, stop: threading.Event | None = None, *,
-                    backoff_s: float = 0.5, backoff_max_s: float = 5.0) -> T:
+def until_available(action: Callable[[], T], what: str, stop: threading.Event | None = None) -> T:
     """`action()`, retried with exponential backoff while it fails because a store is down (see
     `workers.errors.classify`); any other error propagates. Raises `Stopped` when `stop` is set."""
     stop = stop or threading.Event()
-    attempt = 0
-    while True:
-        try:
-            result = action()
-        except Exception as e:  # noqa: BLE001 - only store outages are waited for
-            if classify(e) is not Failure.STORE:
-                raise
-            attempt += 1
-            delay = min(backoff_s * 2 ** (attempt - 1), backoff_max_s)
-            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-            log.warning("%s is unavailable (%s: %s); waiting, retry %d in %.1fs", what, type(e).__name__, reason,
-                        attempt, delay)
-            if stop.wait(delay):
-                raise Stopped() from e
-            continue
-        if attempt:
-            log.info("%s is available again after %d retries; proceeding", what, attempt)
-        return result
+    retries = 0
+
+    def waiting(e: BaseException, failures: int, delay: float) -> None:
+        nonlocal retries
+        retries = failures
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        log.warning("%s is unavailable (%s: %s); waiting, retry %d in %.1fs", what, type(e).__name__, reason,
+                    failures, delay)
+
+    result = STORE_OUTAGE.call(action, on_retry=waiting, sleep=stop.wait)
+    if retries:
+        log.info("%s is available again after %d retries; proceeding", what, retries)
+    return result
 
 
-__all__ = ["Stopped", "database_label", "kafka_label", "until_available"]
+__all__ = ["STORE_OUTAGE", "Stopped", "database_label", "kafka_label", "until_available"]

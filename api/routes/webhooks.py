@@ -3,7 +3,6 @@ key sees and manages only its own."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Literal
 
@@ -18,6 +17,7 @@ from api.deps import Services, db, services
 from api.problems import NotFound, UnsafeURI, responses
 from api.tables import Webhook, WebhookDelivery
 from api.types import UtcDatetime
+from api.webhooks import new_secret
 from keye.schemas import utcnow
 
 PRODUCT = Roles("product")
@@ -39,7 +39,8 @@ class WebhookView(BaseModel):
 
 
 class NewWebhook(WebhookView):
-    secret: str = Field(description="the HMAC-SHA256 signing secret, shown this once only")
+    secret: str = Field(description="the signing secret, `whsec_<base64>` as Standard Webhooks writes it, "
+                        "shown this once only")
 
 
 class DeliveryView(BaseModel):
@@ -67,15 +68,18 @@ def _view(h: Webhook) -> WebhookView:
 
 
 @router.post("", status_code=201, response_model=NewWebhook, responses=responses(401, 403, 422),
-             summary="Register a webhook", description="Deliveries are signed: `X-Keye-Signature: t=<unix>,v1=<hex "
-             "HMAC-SHA256(secret, t + '.' + body)>`, and retried with exponential backoff.")
+             summary="Register a webhook", description="Deliveries are signed as Standard Webhooks sign "
+             "(https://www.standardwebhooks.com): headers `webhook-id`, `webhook-timestamp` and `webhook-signature: "
+             "v1,<base64 HMAC-SHA256(key, id + '.' + timestamp + '.' + body)>`, the key being the base64 after "
+             "the secret's `whsec_`; any Standard Webhooks verifier checks them. Failed deliveries are retried with "
+             "exponential backoff.")
 def register(body: WebhookIn, session: Session = Depends(db), svc: Services = Depends(services),
              who: Principal = Depends(PRODUCT)) -> JSONResponse:
     if not body.url.lower().startswith(("http://", "https://")):
         raise UnsafeURI("a webhook URL must be http:// or https://")
     media.check_uri(body.url, svc.settings)
     hook = Webhook(webhook_id=str(uuid.uuid4()), url=body.url, events=list(dict.fromkeys(body.events)),
-                   secret=secrets.token_urlsafe(32), owner_key_id=who.key_id, created_at=utcnow())
+                   secret=new_secret(), owner_key_id=who.key_id, created_at=utcnow())
     session.add(hook)
     session.commit()
     session.refresh(hook)

@@ -1,10 +1,9 @@
-"""Webhooks: registration, fan-out of pipeline messages, HMAC-signed delivery to a real HTTP
-receiver, retries with backoff, and the delivery log."""
+"""Webhooks: registration, fan-out of pipeline messages, delivery to a real HTTP receiver signed as
+Standard Webhooks sign (checked with the `standardwebhooks` package, an implementation not ours),
+retries with backoff, and the delivery log."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.server
 import json
 import threading
@@ -13,10 +12,13 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
+from standardwebhooks import Webhook as Verifier
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from api.app import create_app
 from api.keys import ROLES, create_key
-from api.webhooks import MAX_ATTEMPTS, backoff, deliver_due, fanout_message
+from api.tables import Webhook
+from api.webhooks import MAX_ATTEMPTS, RETRY, deliver_due, fanout_message
 from api_testing import auth, make_record
 from keye.schemas import FlagMessage, encode, utcnow
 
@@ -76,17 +78,41 @@ def test_signed_delivery_with_retries_and_log(local_app) -> None:
     assert deliver_due(svc.engine, svc.settings, now) == 0  # backing off
     log = client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=h).json()
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("pending", 1, 500)]
-    deliver_due(svc.engine, svc.settings, now + timedelta(seconds=backoff(1) + 1))
-    deliver_due(svc.engine, svc.settings, now + timedelta(seconds=backoff(1) + backoff(2) + 2))
+    deliver_due(svc.engine, svc.settings, now + timedelta(seconds=RETRY.delay(1) + 1))
+    deliver_due(svc.engine, svc.settings, now + timedelta(seconds=RETRY.delay(1) + RETRY.delay(2) + 2))
     log = client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=h).json()
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("delivered", 3, 200)]
 
     assert len(receiver.got) == 3
     headers, body = receiver.got[-1]
     assert headers["X-Keye-Event"] == "flagged" and json.loads(body)["data"]["video_id"] == "w1"
-    t, v1 = (part.split("=", 1)[1] for part in headers["X-Keye-Signature"].split(","))
-    expected = hmac.new(hook["secret"].encode(), f"{t}.{body}".encode(), hashlib.sha256).hexdigest()
-    assert v1 == expected and t == headers["X-Keye-Timestamp"]
+    assert hook["secret"].startswith("whsec_")
+    assert Verifier(hook["secret"]).verify(body, headers)["data"]["video_id"] == "w1"
+    assert {h["webhook-id"] for h, _ in receiver.got} == {f"flagged:{record.analysis_id}"}  # the same on retries
+    with pytest.raises(WebhookVerificationError):
+        Verifier(hook["secret"]).verify(body.replace("w1", "w9"), headers)
+    receiver.server.shutdown()
+
+
+def test_a_secret_from_before_standard_webhooks_still_verifies(local_app) -> None:
+    """A webhook registered under the old scheme keeps its secret: its UTF-8 bytes are the key."""
+    app, client, session, keys = local_app
+    svc = app.state.services
+    receiver = Receiver([])
+    hook = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["analyzed"]},
+                       headers=auth(keys["product"])).json()
+    legacy = "Q3JhZnRlZC1iZWZvcmUtdGhlLXN3aXRjaA_-x"  # token_urlsafe-shaped: not base64 as such
+    row = session.get(Webhook, hook["webhook_id"])
+    assert row is not None
+    row.secret = legacy
+    session.add(row)
+    fanout_message(session, svc.settings, "videos.analyzed", encode(make_record("w3")))
+    session.commit()
+    assert deliver_due(svc.engine, svc.settings) == 1
+    headers, body = receiver.got[-1]
+    assert Verifier(legacy.encode()).verify(body, headers)["data"]["video_id"] == "w3"
+    with pytest.raises(WebhookVerificationError):
+        Verifier(hook["secret"]).verify(body, headers)
     receiver.server.shutdown()
 
 
@@ -100,7 +126,7 @@ def test_gives_up_after_max_attempts_and_owner_only(local_app) -> None:
     when = utcnow()
     for i in range(MAX_ATTEMPTS):
         deliver_due(svc.engine, svc.settings, when)
-        when += timedelta(seconds=backoff(i + 1) + 1)
+        when += timedelta(seconds=RETRY.delay(i + 1) + 1)
     log = client.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=auth(keys["product"])).json()
     assert [(d["status"], d["attempts"]) for d in log] == [("failed", MAX_ATTEMPTS)]
     _, other = create_key(session, ["product"], name="another-team")
