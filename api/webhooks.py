@@ -1,6 +1,6 @@
 """Webhooks: clients register a URL for "analyzed" and "flagged" events; each event becomes one
-delivery row per subscribed webhook (the delivery log), POSTed signed as Standard Webhooks
-(https://www.standardwebhooks.com) sign, and retried with exponential backoff (`RETRY`) until it
+delivery row per subscribed webhook (the delivery log), POSTed with a Standard Webhooks signature
+(https://www.standardwebhooks.com), and retried with exponential backoff (`RETRY`) until it
 succeeds or runs out.
 
 Signature headers: `webhook-id` (the event id, the same on every retry: a receiver dedups on it),

@@ -68,7 +68,7 @@ def _view(h: Webhook) -> WebhookView:
 
 
 @router.post("", status_code=201, response_model=NewWebhook, responses=responses(401, 403, 422),
-             summary="Register a webhook", description="Deliveries are signed as Standard Webhooks sign "
+             summary="Register a webhook", description="Deliveries carry a Standard Webhooks signature "
              "(https://www.standardwebhooks.com): headers `webhook-id`, `webhook-timestamp` and `webhook-signature: "
              "v1,<base64 HMAC-SHA256(key, id + '.' + timestamp + '.' + body)>`, the key being the base64 after "
              "the secret's `whsec_`; any Standard Webhooks verifier checks them. Failed deliveries are retried with "

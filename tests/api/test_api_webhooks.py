@@ -1,6 +1,6 @@
-"""Webhooks: registration, fan-out of pipeline messages, delivery to a real HTTP receiver signed as
-Standard Webhooks sign (checked with the `standardwebhooks` package, an implementation not ours),
-retries with backoff, and the delivery log."""
+"""Webhooks: registration, fan-out of pipeline messages, delivery to a real HTTP receiver with a
+Standard Webhooks signature (checked with the `standardwebhooks` package, an implementation not
+ours), retries with backoff, and the delivery log."""
 
 from __future__ import annotations
 
