@@ -11,8 +11,8 @@ query (keye.analysis.embedding.query_inputs). The loss is the symmetric InfoNCE 
 pairs as negatives) with a learnable (or fixed) temperature. Under data parallelism each rank's
 negatives are its own slice of the batch.
 
-SupervisedAndContrastive trains both at once: its items (MixedItem) are supervised examples each
-carrying a few caption pairs, so every micro-batch holds answers to learn and a contrastive batch.
+AnswersAndCaptions trains both at once on supervised examples: the answers' forward already holds
+each clip's video embedding, so only the captions run again (what keye-demo trains with).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from keye.analysis.embedding import query_inputs
 from keye_model.model import KeyeModel
 from training.dataset import ChunkPrompt, Example
 from training.errors import TrainConfigError
-from training.full import Supervised
+from training.full import PassFront, Supervised
+from training.sft import answer_nll, packed_hidden
 
 MAX_SCALE = 100.0  # the similarity scale's ceiling (temperature 0.01): keeps a learned one from diverging
 
@@ -111,66 +112,58 @@ def caption_ranks(model: nn.Module, pairs: Sequence[VideoCaption]) -> list[int]:
 # ---- both objectives in one step ----------------------------------------------------------------
 
 
-@dataclass
-class MixedItem:
-    """One supervised example and the caption pairs it brings to its micro-batch's contrastive batch."""
+class AnswersAndCaptions(nn.Module):
+    """A micro-batch's answer NLL plus `contrastive_weight` times the InfoNCE of its distinct clips
+    against their captions, the video side read off the same forward as the answers.
 
-    example: Example
-    pairs: tuple[VideoCaption, ...]
+    An example's first prefix_len positions are its visual pass's prompt prefix, and causal attention
+    makes their final hidden states exactly those KeyeModel.embed pools over the prefix alone (the
+    analyzer's vector of that pass). So the videos cost nothing beyond the answers and only the
+    captions (short texts) run again; the negatives are the micro-batch's other clips. A clip of
+    several passes is represented by the pass in the batch (the analyzer averages its passes).
+    train_full divides a step's loss sums by its micro-batches' weights: the weight is the answer weight
+    alone (answer tokens x example weight), so the NLL enters as its mean per answer token, and the
+    InfoNCE, scaled by that weight, as its mean per clip: with one micro-batch a step the loss is
+    exactly mean answer NLL + contrastive_weight x mean InfoNCE; `parts` keeps the two means."""
 
-
-def mixed_items(examples: Sequence[Example], pairs: Sequence[VideoCaption], pairs_per_item: int,
-                seed: int) -> list[MixedItem]:
-    """Each example with `pairs_per_item` pairs dealt from seeded permutations of `pairs`, so every clip
-    serves about equally often; a micro-batch of b items then holds b examples and b * pairs_per_item pairs."""
-    gen = torch.Generator().manual_seed(seed)
-    dealt: list[int] = []
-    while pairs and len(dealt) < len(examples) * pairs_per_item:
-        dealt += torch.randperm(len(pairs), generator=gen).tolist()
-    return [MixedItem(ex, tuple(pairs[j] for j in dealt[i * pairs_per_item:(i + 1) * pairs_per_item]))
-            for i, ex in enumerate(examples)]
-
-
-def distinct_pairs(items: Sequence[MixedItem]) -> list[VideoCaption]:
-    """The micro-batch's pairs, one per caption: a clip dealt twice, or a near-duplicate sharing its
-    caption, would be its own negative."""
-    seen: dict[str, VideoCaption] = {}
-    for item in items:
-        for p in item.pairs:
-            seen.setdefault(p.caption, p)
-    return list(seen.values())
-
-
-class SupervisedAndContrastive(nn.Module):
-    """A micro-batch's answer NLL plus `contrastive_weight` times the InfoNCE of its distinct pairs.
-
-    train_full divides a step's loss sums by the weights of its micro-batches; the weight here is the
-    answer weight alone (answer tokens x example weight), so the NLL part is the mean per answer token,
-    and the InfoNCE sum is scaled by answer weight / pairs to enter as the mean per pair (each micro-batch
-    weighted by its share of the step's answer tokens). With one micro-batch a step, the loss is exactly
-    mean answer NLL + contrastive_weight x mean InfoNCE; `parts` keeps those two means per micro-batch."""
-
-    def __init__(self, contrastive_weight: float = 1.0, temperature: float = 0.07, sampled_vocab: int = 0) -> None:
+    def __init__(self, captions: dict[str, tuple[str, torch.Tensor, torch.Tensor]], contrastive_weight: float = 1.0,
+                 temperature: float = 0.07, sampled_vocab: int = 0) -> None:
         super().__init__()
         if contrastive_weight < 0:
             raise TrainConfigError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
+        self.captions = captions  # video_id -> (caption, query ids, mask)
         self.supervised = Supervised(sampled_vocab)
         self.contrastive = Contrastive(temperature)
         self.contrastive_weight = contrastive_weight
-        self.parts: list[tuple[float, float | None]] = []  # (answer NLL, InfoNCE) means, appended per micro-batch
+        self.parts: list[tuple[float, float | None]] = []  # (answer NLL, InfoNCE) means per micro-batch
 
-    def weight(self, batch: Sequence[MixedItem]) -> float:
-        return self.supervised.weight([it.example for it in batch])
+    def weight(self, batch: Sequence[Example]) -> float:
+        return self.supervised.weight(batch)
 
-    def loss_sum(self, model: nn.Module, batch: Sequence[MixedItem]) -> torch.Tensor:
-        examples = [it.example for it in batch]
-        answer_w = max(self.supervised.weight(examples), 1e-8)
-        loss = self.supervised.loss_sum(model, examples)
+    def loss_sum(self, model: nn.Module, batch: Sequence[Example]) -> torch.Tensor:
+        front = PassFront(model)
+        hidden = packed_hidden(model, front, batch)
+        loss = answer_nll(model, front, batch, sampled_vocab=self.supervised.sampled_vocab, hidden=hidden)[0]
+        answer_w = max(self.weight(batch), 1e-8)
         nll, nce = float(loss.detach()) / answer_w, None
-        pairs = distinct_pairs(batch)
-        if self.contrastive_weight and len(pairs) > 1:  # one pair has no negative: nothing to learn
-            pair_loss = self.contrastive.loss_sum(model, pairs) / len(pairs)
+        videos, texts, seen, start = [], [], set(), 0
+        for ex in batch:
+            caption = self.captions.get(ex.video_id)
+            if ex.prefix_len and caption is not None and caption[0] not in seen:  # a near-duplicate shares its caption
+                seen.add(caption[0])
+                videos.append(F.normalize(hidden[start:start + ex.prefix_len].float().mean(0), dim=-1))
+                texts.append(_embed(model, caption[1], caption[2]))
+            start += ex.input_ids.shape[0]
+        if self.contrastive_weight and len(videos) > 1:  # one clip has no negative: nothing to learn
+            logits = self.contrastive.scale() * torch.stack(videos) @ torch.cat(texts).float().t()
+            match = torch.arange(len(videos), device=logits.device)
+            pair_loss = 0.5 * (F.cross_entropy(logits, match) + F.cross_entropy(logits.t(), match))
             nce = float(pair_loss.detach())
             loss = loss + self.contrastive_weight * answer_w * pair_loss
         self.parts.append((nll, nce))
         return loss
+
+
+def caption_table(processor, made) -> dict[str, tuple[str, torch.Tensor, torch.Tensor]]:
+    """video_id -> (caption, query ids, mask) for AnswersAndCaptions, from corpus_examples' output."""
+    return {vid: (text, *query_inputs(processor, text)) for vid, text in made.captions.items()}

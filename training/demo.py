@@ -8,7 +8,7 @@ is unchanged.
 Steps, each resumable: the train corpus (data_dir/demo/corpus-train-<seed>-<clips>-v<violating %>, generated into a
 temporary folder and renamed, so only a complete one is reused), the examples of every analysis task
 under the spec's analysis configuration plus caption pairs (clips of a withheld moderation category
-left out), full training from the spec's shape under SupervisedAndContrastive with checkpoints in
+left out), full training from the spec's shape under AnswersAndCaptions with checkpoints in
 models/<name>.partial/checkpoints (an interrupted run resumes the same schedule), the model folder
 written under <name>.partial/model and renamed into place. The folder holds the weights and config,
 the processor files, analysis_config.json (the configuration it was trained for, which Settings
@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -163,10 +162,10 @@ def _made_corpus(folder: Path, spec: DemoSpec) -> Path:
     return folder
 
 
-def demo_items(processor, spec: DemoSpec, folder: Path) -> tuple[list, dict]:
-    """The training items (MixedItem) and a description of what they hold."""
+def demo_items(processor, spec: DemoSpec, folder: Path) -> tuple[list, dict, dict]:
+    """The supervised examples, the captions of their clips (AnswersAndCaptions) and a description."""
     from keye.analysis.config import load_config
-    from training.contrastive import caption_pairs, mixed_items
+    from training.contrastive import caption_table
     from training.corpus_examples import corpus_examples
 
     t0 = time.monotonic()
@@ -174,17 +173,15 @@ def demo_items(processor, spec: DemoSpec, folder: Path) -> tuple[list, dict]:
     withheld = set(spec.withheld)
     kept = [c for c in clips if not withheld & {m.category for m in c.record.moderation.categories}]
     made = corpus_examples(processor, load_config(spec.analysis_config), folder, clips=kept)
-    pairs = caption_pairs(processor, made) if spec.contrastive_weight and spec.contrastive_batch else []
-    per_item = math.ceil(spec.contrastive_batch / spec.batch_size) if pairs else 0
-    items = mixed_items(made.examples, pairs, per_item, spec.seed)
+    captions = caption_table(processor, made) if spec.contrastive_weight else {}
     described = {"folder": str(folder), "split": "train", "seed": spec.train_seed, "clips": len(clips),
                  "withheld": sorted(withheld), "withheld_clips": len(clips) - len(kept), "examples": len(made.examples),
-                 "pairs": len(pairs), "skipped": [list(s) for s in made.skipped]}
+                 "captions": len(captions), "skipped": [list(s) for s in made.skipped]}
     for s in made.skipped:
         log.warning("corpus: %s %s not taught: %s", *s)
-    log.info("examples: %d from %d clips (%d withheld), %d caption pairs, in %.0f s", len(made.examples),
-             len(kept), len(clips) - len(kept), len(pairs), time.monotonic() - t0)
-    return items, described
+    log.info("examples: %d from %d clips (%d withheld), %d captions, in %.0f s", len(made.examples),
+             len(kept), len(clips) - len(kept), len(captions), time.monotonic() - t0)
+    return made.examples, captions, described
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -195,20 +192,20 @@ def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpo
     import keye_model
     from keye_model.checkpoint import from_config
     from keye_model.config import shaped_config
-    from training.contrastive import SupervisedAndContrastive
+    from training.contrastive import AnswersAndCaptions
     from training.full import FullConfig, train_full
 
     processor = keye_model.KeyeProcessor()
     folder = train_corpus(settings, spec)
-    items, described = demo_items(processor, spec, folder)
+    items, captions, described = demo_items(processor, spec, folder)
     model = from_config(shaped_config(spec.shape), device=settings.device, seed=spec.seed)
     cfg = FullConfig(steps=spec.steps, batch_size=spec.batch_size, grad_accum=spec.grad_accum, lr=spec.lr,
                      warmup_steps=spec.warmup_steps, seed=spec.seed, checkpoint_every=checkpoint_every)
-    objective = SupervisedAndContrastive(spec.contrastive_weight, spec.temperature, spec.sampled_vocab)
+    objective = AnswersAndCaptions(captions, spec.contrastive_weight, spec.temperature, spec.sampled_vocab)
     checkpoints = partial / "checkpoints"
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s: training %.1fM parameters for %d steps of %d examples (+ up to %d caption pairs) on %s",
-             name, n_params / 1e6, spec.steps, spec.batch_size * spec.grad_accum, spec.contrastive_batch,
+    log.info("%s: training %.1fM parameters for %d steps of %d examples (their clips' captions as the "
+             "contrastive batch) on %s", name, n_params / 1e6, spec.steps, spec.batch_size * spec.grad_accum,
              settings.device)
     start = _resumed_at(checkpoints)
     if start:

@@ -157,21 +157,29 @@ class FrontCache:
         return out
 
 
-def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example],
-                    sampled_vocab: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of every answer token of the batch (packed), and the example index of each.
-
-    sampled_vocab > 0: a sampled softmax, over the batch's answer tokens and that many other token
-    ids drawn uniformly (torch's global generator, so a resumed run draws the same) instead of the
-    whole vocabulary. It costs a fraction of the full lm_head, which dominates a narrow model's step;
-    every row of the lm_head is still pushed below the answers whenever it is drawn."""
+def packed_hidden(model: nn.Module, front: FrontCache, batch: Sequence[Example]) -> torch.Tensor:
+    """Final-normed hidden states of the batch's examples packed end to end (no padding)."""
     parts = [front(ex) for ex in batch]
     embeds = torch.cat([e for e, _ in parts])
     positions = torch.cat([p for _, p in parts], dim=1)
     lengths = [ex.input_ids.shape[0] for ex in batch]
     dev = model.device
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-        hidden = model.run(embeds, positions, PackedCausal(lengths, dev))
+        return model.run(embeds, positions, PackedCausal(lengths, dev))
+
+
+def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example],
+                    sampled_vocab: int = 0, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of every answer token of the batch (packed), and the example index of each;
+    `hidden`: the batch's packed_hidden when the caller already has it.
+
+    sampled_vocab > 0: a sampled softmax, over the batch's answer tokens and that many other token
+    ids drawn uniformly (torch's global generator, so a resumed run draws the same) instead of the
+    whole vocabulary. It costs a fraction of the full lm_head, which dominates a narrow model's step;
+    every row of the lm_head is still pushed below the answers whenever it is drawn."""
+    if hidden is None:
+        hidden = packed_hidden(model, front, batch)
+    dev = model.device
     rows, targets, owner = [], [], []
     start = 0
     for i, ex in enumerate(batch):
@@ -180,7 +188,7 @@ def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example
         rows.append(where + start)
         targets.append(nxt[where])
         owner.append(torch.full_like(where, i))
-        start += lengths[i]
+        start += ex.input_ids.shape[0]
     rows_t, targets_t = torch.cat(rows), torch.cat(targets)
     w = model.lm_head.weight
     if sampled_vocab:
@@ -192,10 +200,10 @@ def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example
     return logp, torch.cat(owner)
 
 
-def answer_nll(model: nn.Module, front: FrontCache, batch: Sequence[Example],
-               weighted: bool = True, sampled_vocab: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+def answer_nll(model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True,
+               sampled_vocab: int = 0, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(NLL of the answer tokens summed, each weighted by its example's weight; the weights' sum; tokens)."""
-    logp, owner = answer_logprobs(model, front, batch, sampled_vocab)
+    logp, owner = answer_logprobs(model, front, batch, sampled_vocab, hidden)
     w = torch.tensor([ex.weight if weighted else 1.0 for ex in batch], device=logp.device)[owner]
     return -(w * logp).sum(), w.sum(), int(logp.numel())
 

@@ -17,7 +17,7 @@ from keye.settings import Settings
 from keye_model.checkpoint import from_config
 from keye_model.config import shaped_config
 from keye_model.processor import KeyeProcessor
-from training.contrastive import Contrastive, MixedItem, SupervisedAndContrastive, caption_pairs, distinct_pairs
+from training.contrastive import AnswersAndCaptions, caption_table
 from training.corpus_examples import corpus_examples
 from training.demo import build_demo, demo_items, ensure_demo, train_corpus
 from training.demo_spec import DEMO
@@ -34,7 +34,7 @@ LAYOUT = {"config.json", "generation_config.json", "model.safetensors", "tokeniz
 def spec(tight_config_path):
     # train seed 1: its first clip shows drugs (the withheld-category test needs one)
     return DEMO.with_(shape=TINY, analysis_config=tight_config_path, train_seed=1, train_clips=3, steps=4,
-                      batch_size=2, contrastive_batch=4, lr=1e-3, warmup_steps=1)
+                      batch_size=2, lr=1e-3, warmup_steps=1)
 
 
 def _settings(folder) -> Settings:
@@ -63,7 +63,7 @@ def test_first_call_trains_and_writes_the_released_layout(first, spec, examples)
     assert LAYOUT <= {p.name for p in made.path.iterdir()}
     assert not (s.data_dir / "models" / "keye-demo.partial").exists()  # checkpoints dropped once written
     assert made.info["fingerprint"] == spec.fingerprint() and made.info["losses"]["steps"] == 4
-    assert made.info["corpus"]["clips"] == 3 and made.info["corpus"]["pairs"] == 3
+    assert made.info["corpus"]["clips"] == 3 and made.info["corpus"]["captions"] == 3
     assert (made.path / "analysis_config.json").read_bytes() == spec.analysis_config.read_bytes()
 
     loaded = keye_model.load(made.path)
@@ -152,25 +152,31 @@ def test_withheld_category_clips_are_not_taught(first, spec):
     drugs = {c.video_id for c in corpus.load_labels(folder)
              if any(m.category == "drugs" for m in c.record.moderation.categories)}
     assert drugs
-    items, described = demo_items(KeyeProcessor(), spec.with_(withheld=("drugs",)), folder)
-    assert described["withheld_clips"] == len(drugs) and described["pairs"] == 3 - len(drugs)
-    assert items and not drugs & {it.example.video_id for it in items}
-    assert not drugs & {p.video_id for it in items for p in it.pairs}
+    items, captions, described = demo_items(KeyeProcessor(), spec.with_(withheld=("drugs",)), folder)
+    assert described["withheld_clips"] == len(drugs) and described["captions"] == 3 - len(drugs)
+    assert items and not drugs & {ex.video_id for ex in items} and not drugs & set(captions)
 
 
 def test_mixed_loss_is_mean_answer_nll_plus_weighted_mean_infonce(examples, processor):
+    import torch.nn.functional as F
+
     made = examples
-    pairs = caption_pairs(processor, made)
-    items = [MixedItem(made.examples[0], (pairs[0], pairs[1])), MixedItem(made.examples[5], (pairs[2], pairs[0]))]
-    assert [p.video_id for p in distinct_pairs(items)] == [p.video_id for p in pairs[:3]]
+    captions = caption_table(processor, made)
+    vids = list(made.clips)
+    batch = [next(ex for ex in made.examples if ex.video_id == v) for v in vids] + [made.examples[1]]
     model = keye_model.load("keye-tiny")
-    objective = SupervisedAndContrastive(contrastive_weight=0.5, temperature=0.1)
+    objective = AnswersAndCaptions(captions, contrastive_weight=0.5, temperature=0.1)
     with torch.no_grad():
-        got = objective.loss_sum(model, items) / objective.weight(items)
-        nll, _ = sft_loss(model, FrontCache(model, False), [it.example for it in items])
-        nce = Contrastive(temperature=0.1).loss_sum(model, pairs[:3]) / 3
-    torch.testing.assert_close(got, nll + 0.5 * nce, rtol=1e-5, atol=1e-5)
-    assert objective.parts[-1] == (pytest.approx(float(nll), rel=1e-5), pytest.approx(float(nce), rel=1e-5))
+        got = objective.loss_sum(model, batch) / objective.weight(batch)
+        nll, _ = sft_loss(model, FrontCache(model, False), batch)
+        # each distinct clip once (the repeated one is not its own negative), embedded as the analyzer does
+        v = torch.cat([model.embed(made.clips[vid][0].ids[None], **made.clips[vid][0].vision) for vid in vids])
+        t = torch.cat([model.embed(captions[vid][1], captions[vid][2]) for vid in vids])
+        logits = 10.0 * v @ t.t()
+        match = torch.arange(len(vids))
+        nce = 0.5 * (F.cross_entropy(logits, match) + F.cross_entropy(logits.t(), match))
+    torch.testing.assert_close(got, nll + 0.5 * nce, rtol=1e-4, atol=1e-4)
+    assert objective.parts[-1] == (pytest.approx(float(nll), rel=1e-4), pytest.approx(float(nce), rel=1e-4))
 
 
 def test_a_run_fine_tuning_keye_demo_exports_its_processor_files_and_analysis_config(first, settings, engine,

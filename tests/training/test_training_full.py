@@ -25,7 +25,7 @@ from training.contrastive import Contrastive, _embed, caption_pairs, caption_ran
 from training.corpus_examples import corpus_examples
 from training.distributed import join_from_env
 from training.errors import TrainConfigError
-from training.full import FullConfig, Supervised, latest_checkpoint, train_full
+from training.full import FullConfig, PassFront, Supervised, latest_checkpoint, train_full
 from training.sft import FrontCache, answer_nll, sft_loss
 
 CLIPS = 4
@@ -206,6 +206,26 @@ def test_contrastive_training_ranks_each_videos_caption_first(made, processor):
     assert result.losses[-1] < result.losses[0] * 0.5, result.losses
     assert objective.temperature != pytest.approx(0.1)  # learned
     assert caption_ranks(model, pairs) == [0] * CLIPS
+
+
+def test_answers_and_captions_read_each_video_off_the_answers_forward(made, processor):
+    from training.contrastive import AnswersAndCaptions, caption_table
+    from training.sft import packed_hidden
+
+    model = _tiny()
+    captions = caption_table(processor, made)
+    batch = [next(ex for ex in made.examples if ex.video_id == vid and ex.task == "tags") for vid in list(made.clips)]
+    with torch.no_grad():  # the prefix's hidden states in the packed batch pool to the serving embedding
+        hidden = packed_hidden(model, PassFront(model), batch)
+        ex, c = batch[1], made.clips[batch[1].video_id][0]
+        start = batch[0].input_ids.shape[0]
+        pooled = torch.nn.functional.normalize(hidden[start:start + ex.prefix_len].mean(0), dim=-1)
+        torch.testing.assert_close(pooled[None], model.embed(c.ids[None], **c.vision), rtol=1e-4, atol=1e-5)
+    objective = AnswersAndCaptions(captions, contrastive_weight=1.0, temperature=0.1)
+    result = train_full(model, batch, FullConfig(steps=16, batch_size=CLIPS, **FAST), objective)
+    nll, nce = zip(*objective.parts)
+    assert nll[-1] < nll[0] * 0.5 and nce[-1] < nce[0] * 0.5, objective.parts
+    assert caption_ranks(model, caption_pairs(processor, made)) == [0] * CLIPS  # as the analyzer embeds
 
 
 # ---- data parallelism ---------------------------------------------------------------------------
