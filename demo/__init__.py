@@ -1,2 +1,2 @@
-"""`keye demo`: keye-demo trained once, then its records, its evaluation against keye-tiny and a
-text search over the stored videos (see showcase.py)."""
+"""Demonstrations of keye-demo: showcase.py (`keye demo`: records, evaluation against keye-tiny and
+text search over the stored videos) and loop.py (`keye train demo-loop`: the feedback loop)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rich.console import Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -29,7 +30,7 @@ def _tags(record: AnalysisRecord, truth: LabelledVideo | None) -> Table:
     table = Table("tag", "score", "where", *(["truth"] if truth is not None else []), box=None, pad_edge=False)
     labels = {t.label for t in truth.tags} if truth is not None and truth.tags is not None else None
     for t in record.tags:
-        table.add_row(t.label, f"{t.score:.2f}", span(t.start_s, t.end_s),
+        table.add_row(escape(t.label), f"{t.score:.2f}", span(t.start_s, t.end_s),
                       *([_mark(t.label in labels)] if labels is not None else []))
     if not record.tags:
         table.add_row("(none)", "", "")
@@ -39,7 +40,7 @@ def _tags(record: AnalysisRecord, truth: LabelledVideo | None) -> Table:
 def _missed(record: AnalysisRecord, truth: LabelledVideo) -> str | None:
     said = {t.label for t in record.tags}
     missed = sorted({t.label for t in truth.tags or ()} - said)
-    return f"[dim]missed tags:[/dim] {', '.join(missed)}" if missed else None
+    return f"[dim]missed tags:[/dim] {escape(', '.join(missed))}" if missed else None
 
 
 def _moderation(record: AnalysisRecord, truth: LabelledVideo | None) -> Table:
@@ -48,9 +49,9 @@ def _moderation(record: AnalysisRecord, truth: LabelledVideo | None) -> Table:
                   title=f"moderation: {m.status}", title_justify="left", box=None, pad_edge=False)
     true = {c.category: c for c in truth.moderation.categories} if truth is not None and truth.moderation else None
     for c in m.categories:
-        evidence = "; ".join(f"{span(e.start_s, e.end_s)} {e.reason}".strip() for e in c.evidence) or "-"
+        evidence = escape("; ".join(f"{span(e.start_s, e.end_s)} {e.reason}".strip() for e in c.evidence) or "-")
         mark = [] if true is None else [_mark(c.category in true and true[c.category].severity == c.severity)]
-        table.add_row(c.category, str(c.severity), f"{c.confidence:.2f}", evidence, *mark)
+        table.add_row(escape(c.category), str(c.severity), f"{c.confidence:.2f}", evidence, *mark)
     if true is not None:
         for name, c in true.items():
             if name not in {x.category for x in m.categories}:
@@ -63,14 +64,14 @@ def _moderation(record: AnalysisRecord, truth: LabelledVideo | None) -> Table:
 
 def record_panel(record: AnalysisRecord, name: str, truth: LabelledVideo | None = None) -> Panel:
     s = record.summary
-    parts: list = [f"[bold]{s.title or '(no title)'}[/bold]  {s.short}"]
+    parts: list = [f"[bold]{escape(s.title or '(no title)')}[/bold]", escape(s.short or "(no summary)")]
     if truth is not None and truth.summary is not None:
-        parts.append(f"[dim]truth:[/dim] [bold]{truth.summary.title}[/bold]  {truth.summary.short}")
+        parts.append(f"[dim]truth:[/dim] [bold]{escape(truth.summary.title)}[/bold] | {escape(truth.summary.short)}")
     parts.append(_tags(record, truth))
     if truth is not None and (missed := _missed(record, truth)):
         parts.append(missed)
     parts.append(_moderation(record, truth))
-    return Panel(Group(*parts), title=f"{name}  ({record.duration_s:.1f}s, {record.frames_used} frames, "
+    return Panel(Group(*parts), title=f"{escape(name)}  ({record.duration_s:.1f}s, {record.frames_used} frames, "
                                       f"{record.model_version})", title_align="left")
 
 
@@ -93,9 +94,9 @@ def search_table(query: str, hits: Sequence, names: Mapping[str, str], captions:
                  relevant: str | None = None) -> Table:
     """`hits`: api.search Hits; `relevant`: the video a caption query describes (marked)."""
     table = Table("#", "score", "video", "tags", "caption (ground truth)", *(["match"] if relevant else []),
-                  title=f"search {query!r}", title_justify="left")
+                  title=escape(f"search {query!r}"), title_justify="left")
     for i, h in enumerate(hits, 1):
         tags = ", ".join(h.payload.get("tags", [])[:6])
-        table.add_row(str(i), f"{h.score:.3f}", names.get(h.video_id, h.video_id), tags,
-                      captions.get(h.video_id, "-"), *([_mark(h.video_id == relevant)] if relevant else []))
+        table.add_row(str(i), f"{h.score:.3f}", escape(names.get(h.video_id, h.video_id)), escape(tags),
+                      escape(captions.get(h.video_id, "-")), *([_mark(h.video_id == relevant)] if relevant else []))
     return table

@@ -16,25 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from keye.schemas import AnalysisRecord
-from keye.settings import Settings
+from keye.settings import MODEL_ANALYSIS_CONFIG, Settings
 from training.demo_spec import DEMO, DemoSpec
-
-log = logging.getLogger("keye.demo")
 
 NAME = "keye-demo"
 BASELINE = "keye-tiny"
 TEST_SEED = 1000
-DEFAULT_CLIPS = 24
+DEFAULT_CLIPS = 12  # keye-tiny answers to its budgets: ~15 s a clip on 2 busy cores, once (then cached)
 TOP_K = 5
+BATCH = 4  # held-out clips per analyzer call, as a worker's batch
 FREE_QUERIES = ("a red car", "a cat in the snow")
 CAPTION_QUERIES = 2  # held-out captions searched for, each should find its own clip
 
@@ -66,12 +66,20 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _write(path: Path, text: str) -> None:
+    """Whole or not at all: an interrupted run leaves no half-written cache for the next one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def held_out(home: Path, clips: int) -> Path:
     """The test-split corpus (seed TEST_SEED), generated once; a half-made one is made again."""
+    from corpus.labels import CORPUS_FILE
     from corpus.make import make
 
     out = home / f"corpus-test-s{TEST_SEED}-n{clips}"
-    if (out / "corpus.json").exists():
+    if (out / CORPUS_FILE).exists():
         return out
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -82,7 +90,7 @@ def held_out(home: Path, clips: int) -> Path:
 
 def demo_settings(settings: Settings, model: Path, home: Path) -> Settings:
     return settings.model_copy(update={
-        "model": str(model), "analysis_config": model / "analysis_config.json",
+        "model": str(model), "analysis_config": model / MODEL_ANALYSIS_CONFIG,
         "database_url": f"sqlite:///{(home / 'keye.db').resolve()}", "qdrant_url": None,
         "qdrant_path": home / "qdrant"})
 
@@ -97,7 +105,7 @@ class _Done:
 
     def add(self, ids: Sequence[str]) -> None:
         self.ids.update(ids)
-        self.path.write_text(json.dumps({"model": self.stamp, "videos": sorted(self.ids)}))
+        _write(self.path, json.dumps({"model": self.stamp, "videos": sorted(self.ids)}))
 
 
 def _cached_report(home: Path, key: dict, build: Callable[[], dict]) -> tuple[dict, bool]:
@@ -108,7 +116,7 @@ def _cached_report(home: Path, key: dict, build: Callable[[], dict]) -> tuple[di
         return json.loads(path.read_text()), True
     report = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, default=str))
+    _write(path, json.dumps(report, default=str))
     return report, False
 
 
@@ -142,121 +150,163 @@ def _stored(engine, vectors, version: str, ids: Sequence[str]) -> dict[str, Anal
 def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFAULT_CLIPS,
                  samples: Sequence[Path] = (), queries: Sequence[str] = FREE_QUERIES,
                  console: Console | None = None, progress: bool = True) -> Showcase:
-    from evaluation.harness import run_analyzer
-    from evaluation.labelled import LabelledSet, from_corpus
+    from evaluation.labelled import from_corpus
     from evaluation.models import analyzer_for
-    from evaluation.report import build_report
-    from keye.analysis.config import load_config
     from keye.db import engine_from, migrate
-    from keye.kafka import to_uri, video_id_for
-    from keye.schemas import Submission, utcnow
     from keye.vectors import VectorStore
     from training.demo import build_demo
-    from workers.local import analyze_files
-    from workers.stages import VideoProcessor
-
-    from demo import render
 
     console = console or Console()
     home = settings.data_dir / "demo"
     home.mkdir(parents=True, exist_ok=True)
-
     made = build_demo(settings, spec, NAME, progress=progress)
-    model = made.path
-    stamp = f"{made.info['fingerprint']}@{made.info['created_at']}"  # a retrained keye-demo keeps its name
-    s = demo_settings(settings, model, home)
-    corpus = held_out(home, clips)
-    shown = Showcase(model=model, trained=not made.reused, corpus=corpus)
-    console.print(f"[bold]{NAME}[/bold]: {model} ({'trained now' if shown.trained else 'cached'}); "
-                  f"held-out clips: {corpus}")
-
-    labelled = from_corpus(corpus, "test")
-    analyzer = analyzer_for(s, str(model))
-    version = analyzer.model_version
-    done = _Done(home / "analyzed.json", stamp)
-    engine = engine_from(s)
+    s = demo_settings(settings, made.path, home)
+    shown = Showcase(model=made.path, trained=not made.reused, corpus=held_out(home, clips))
+    console.print(f"[bold]{NAME}[/bold]: {made.path} ({'trained now' if shown.trained else 'cached'}); "
+                  f"held-out clips: {shown.corpus}")
+    analyzer = analyzer_for(s, str(made.path))
+    # a retrained keye-demo keeps its name: the records of another training are not reused
+    done = _Done(home / "analyzed.json", f"{made.info['fingerprint']}@{made.info['created_at']}")
+    run = _Run(s, home, analyzer, from_corpus(shown.corpus, "test"), console, shown)
+    run.engine = engine_from(s)
     try:
-        migrate(engine)
-        # The sample clips: `keye analyze`'s own path (it opens the Qdrant folder itself, so first).
-        names = {video_id_for(to_uri(str(p))): Path(p).name for p in samples}
-        kept = done.ids & _analyses(engine, version)
-        todo = [p for p in samples if video_id_for(to_uri(str(p))) not in kept]
-        for r in analyze_files(todo, s, analyzer) if todo else []:
-            if r.record is None:
-                shown.failed[r.video_id] = r.error or "failed"
-            else:
-                shown.analyzed.append(r.video_id)
-        done.add([i for i in names if i in shown.analyzed])
-
-        vectors = VectorStore.from_settings(s)
+        migrate(run.engine)
+        done.ids &= _analyses(run.engine, analyzer.model_version)
+        run.analyze_samples(samples, done)  # `keye analyze`'s path opens the Qdrant folder itself: first
+        run.vectors = VectorStore.from_settings(s)
         try:
-            # The held-out clips: the evaluation harness (the workers' batched path), then stored.
-            fresh = LabelledSet(labelled.name, tuple(v for v in labelled.videos if v.video_id not in kept),
-                                labelled.roots)
-            run = None
-            if fresh.videos:
-                run = run_analyzer(analyzer, fresh, s, progress=lambda n, t: console.print(
-                    f"{version}: analyzed {n}/{t} held-out clips", highlight=False))
-                processor = VideoProcessor(s, analyzer, engine, vectors)
-                for v in fresh.videos:
-                    if v.video_id in run.records:
-                        processor.persist(run.records[v.video_id],
-                                          Submission(video_id=v.video_id, uri=v.uri, submitted_at=utcnow()))
-                        shown.analyzed.append(v.video_id)
-                    else:
-                        shown.failed[v.video_id] = run.errors.get(v.video_id, "failed")
-                done.add([v.video_id for v in fresh.videos if v.video_id in run.records])
-            ids = [*names, *(v.video_id for v in labelled.videos)]
-            shown.records = _stored(engine, vectors, version, ids)
-            shown.reused = [i for i in ids if i in shown.records and i not in shown.analyzed]
-            console.print(f"stored in {s.resolved_database_url} and {s.resolved_qdrant_path}: "
-                          f"{len(shown.analyzed)} analyzed now, {len(shown.reused)} reused")
-
-            truth = {v.video_id: v for v in labelled.videos}
-            for vid in ids:
-                if vid in shown.records:
-                    console.print(render.record_panel(shown.records[vid], names.get(vid, vid), truth.get(vid)))
-                elif vid in shown.failed:
-                    console.print(f"[red]{names.get(vid, vid)} failed:[/red] {shown.failed[vid]}")
-
-            config = load_config(s.analysis_config)
-            labels = {"labels": labelled.dataset_id, "config": _digest(Path(s.analysis_config))}
-            corpus_records = {v.video_id: shown.records[v.video_id] for v in labelled.videos
-                              if v.video_id in shown.records}
-            complete = run is not None and len(run.records) == len(labelled.videos)
-            ours, reused = _cached_report(home, {"model": version, "stamp": stamp, **labels}, lambda: build_report(
-                labelled, corpus_records, config=config, text_embed=analyzer.embed_text,
-                run=run if complete else None, model_version=version, prompt_version=analyzer.prompt_version))
-            shown.reports[version] = ours
-            if reused:
-                shown.reports_reused.append(version)
-
-            def baseline() -> dict:
-                from evaluation.harness import evaluate
-
-                tiny = analyzer_for(s, BASELINE)
-                return evaluate(tiny, labelled, s, config=config, progress=lambda n, t: console.print(
-                    f"{BASELINE}: analyzed {n}/{t} held-out clips", highlight=False))
-
-            theirs, reused = _cached_report(home, {"model": BASELINE, **labels}, baseline)
-            shown.reports[BASELINE] = theirs
-            if reused:
-                shown.reports_reused.append(BASELINE)
-            console.print(render.comparison([ours, theirs]))
-            from evaluation.table import tables
-
-            for t in tables(ours)[1:]:  # keye-demo's moderation per category and its tags
-                console.print(t)
-
-            shown.searches = _searches(s, engine, vectors, analyzer, labelled, queries)
-            captions = {v.video_id: v.caption or "-" for v in labelled.videos}
-            for q in shown.searches:
-                console.print(render.search_table(q.query, q.hits, names, captions, q.relevant))
+            evaluated = run.analyze_held_out(done)
+            run.show_records()
+            run.evaluate(evaluated, done.stamp)
+            run.search(queries)
         finally:
-            vectors.close()
+            run.vectors.close()
     finally:
-        engine.dispose()
+        run.engine.dispose()
     return shown
+
+
+class _Run:
+    """One showcase run's steps, sharing its settings, analyzer and stores."""
+
+    def __init__(self, settings: Settings, home: Path, analyzer, labelled, console: Console, shown: Showcase) -> None:
+        self.s, self.home, self.analyzer, self.labelled, self.console = settings, home, analyzer, labelled, console
+        self.version = analyzer.model_version
+        self.shown = shown
+        self.names: dict[str, str] = {}  # video id -> file name of the sample clips
+        self.engine = self.vectors = None
+
+    def _progress(self, who: str) -> Callable[[int, int], None]:
+        return lambda n, total: self.console.print(f"{who}: analyzed {n}/{total} held-out clips", highlight=False)
+
+    def analyze_samples(self, samples: Sequence[Path], done: _Done) -> None:
+        from keye.kafka import to_uri, video_id_for
+        from workers.local import analyze_files
+
+        self.names = {video_id_for(to_uri(str(p))): Path(p).name for p in samples}
+        todo = [p for p in samples if video_id_for(to_uri(str(p))) not in done.ids]
+        for r in analyze_files(todo, self.s, self.analyzer) if todo else []:
+            if r.record is None:
+                self.shown.failed[r.video_id] = r.error or "failed"
+            else:
+                self.shown.analyzed.append(r.video_id)
+        done.add([i for i in self.names if i in self.shown.analyzed])
+
+    def analyze_held_out(self, done: _Done):
+        """The held-out clips not analyzed yet, through the evaluation harness (the workers' batched
+        path), stored a batch at a time (an interrupted run keeps what it stored); returns the
+        harness's run of them (None when every clip was reused)."""
+        from evaluation.harness import AnalyzerRun, run_analyzer
+        from evaluation.labelled import LabelledSet
+        from keye.schemas import Submission, utcnow
+        from workers.stages import VideoProcessor
+
+        fresh = tuple(v for v in self.labelled.videos if v.video_id not in done.ids)
+        if not fresh:
+            return None
+        processor = VideoProcessor(self.s, self.analyzer, self.engine, self.vectors)
+        total = AnalyzerRun()
+        for start in range(0, len(fresh), BATCH):
+            part = fresh[start:start + BATCH]
+            run = run_analyzer(self.analyzer, LabelledSet(self.labelled.name, part, self.labelled.roots), self.s,
+                               batch_size=BATCH)
+            for v in part:
+                if v.video_id in run.records:
+                    processor.persist(run.records[v.video_id], Submission(video_id=v.video_id, uri=v.uri,
+                                                                          submitted_at=utcnow()))
+                    self.shown.analyzed.append(v.video_id)
+                else:
+                    self.shown.failed[v.video_id] = run.errors.get(v.video_id, "failed")
+            done.add([v.video_id for v in part if v.video_id in run.records])
+            total.records.update(run.records)
+            total.errors.update(run.errors)
+            total.generated_tokens.update(run.generated_tokens)
+            total.seconds += run.seconds
+            self._progress(self.version)(start + len(part), len(fresh))
+        return total
+
+    def show_records(self) -> None:
+        from demo import render
+
+        shown = self.shown
+        ids = [*self.names, *(v.video_id for v in self.labelled.videos)]
+        shown.records = _stored(self.engine, self.vectors, self.version, ids)
+        shown.reused = [i for i in ids if i in shown.records and i not in shown.analyzed]
+        self.console.print(f"stored in {self.s.resolved_database_url} and {self.s.resolved_qdrant_path}: "
+                           f"{len(shown.analyzed)} analyzed now, {len(shown.reused)} reused")
+        truth = {v.video_id: v for v in self.labelled.videos}
+        for vid in ids:
+            name = self.names.get(vid, vid)
+            if vid in shown.records:
+                self.console.print(render.record_panel(shown.records[vid], name, truth.get(vid)))
+            elif vid in shown.failed:
+                self.console.print(f"[red]{escape(name)} failed:[/red] {escape(shown.failed[vid])}")
+
+    def evaluate(self, run, stamp: str) -> None:
+        """keye-demo's report from its stored records, keye-tiny's from the harness under the same
+        analysis configuration; each kept for the next run."""
+        from evaluation.report import build_report
+        from evaluation.table import tables
+        from keye.analysis.config import load_config
+
+        from demo import render
+
+        config = load_config(self.s.analysis_config)
+        labels = {"labels": self.labelled.dataset_id, "config": _digest(Path(self.s.analysis_config))}
+        records = {v.video_id: self.shown.records[v.video_id] for v in self.labelled.videos
+                   if v.video_id in self.shown.records}
+        whole = run is not None and len(run.records) == len(self.labelled.videos)  # its cost is the whole set's
+        builders = {
+            self.version: ({"model": self.version, "stamp": stamp, **labels}, lambda: build_report(
+                self.labelled, records, config=config, text_embed=self.analyzer.embed_text,
+                run=run if whole else None, model_version=self.version, prompt_version=self.analyzer.prompt_version)),
+            BASELINE: ({"model": BASELINE, **labels}, lambda: self._baseline(config)),
+        }
+        for version, (key, build) in builders.items():
+            self.shown.reports[version], reused = _cached_report(self.home, key, build)
+            if reused:
+                self.shown.reports_reused.append(version)
+        reports = list(self.shown.reports.values())
+        self.console.print(render.comparison(reports))
+        for t in tables(reports[0])[1:]:  # keye-demo's moderation per category and its tags
+            self.console.print(t)
+
+    def _baseline(self, config) -> dict:
+        from evaluation.harness import evaluate
+        from evaluation.models import analyzer_for
+
+        self.console.print(f"evaluating {BASELINE} on the same clips under the same configuration (once: "
+                           "the report is kept)")
+        return evaluate(analyzer_for(self.s, BASELINE), self.labelled, self.s, config=config,
+                        progress=self._progress(BASELINE))
+
+    def search(self, queries: Sequence[str]) -> None:
+        from demo import render
+
+        self.shown.searches = _searches(self.s, self.engine, self.vectors, self.analyzer, self.labelled, queries)
+        captions = {v.video_id: v.caption or "-" for v in self.labelled.videos}
+        for q in self.shown.searches:
+            self.console.print(render.search_table(q.query, q.hits, self.names, captions, q.relevant))
 
 
 def _searches(s: Settings, engine, vectors, analyzer, labelled, queries: Sequence[str]) -> list[Search]:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corpus.cli import corpus_app
+from demo.showcase import DEFAULT_CLIPS, FREE_QUERIES
 from keye.settings import get_settings
 from evaluation.cli import eval_app
 from training.cli import train_app
@@ -129,17 +130,18 @@ def analyze(files: Annotated[list[Path] | None, typer.Argument(help="video files
 
 
 @app.command()
-def demo(clips: Annotated[int | None, typer.Option(min=2, help="held-out test clips (default 24)")] = None,
-         query: Annotated[list[str] | None, typer.Option(help="a text search to show (repeatable)")] = None,
+def demo(clips: Annotated[int, typer.Option(min=2, help="held-out test clips")] = DEFAULT_CLIPS,
+         query: Annotated[list[str] | None, typer.Option(help=f"a text search to show (repeatable; default "
+                                                              f"{', '.join(map(repr, FREE_QUERIES))})")] = None,
          log_level: Annotated[str, typer.Option(envvar="KEYE_LOG_LEVEL", help="debug, info, warning, error")] = "warning"
          ) -> None:
     """Train keye-demo once (cached), analyze held-out clips and the sample clips into KEYE_DATA_DIR/demo,
     print the records, keye-demo against keye-tiny, and text searches over the stored videos."""
-    from demo.showcase import DEFAULT_CLIPS, FREE_QUERIES, run_showcase
+    from demo.showcase import run_showcase
     from keye.logs import setup_logging
 
     setup_logging(log_level)
-    shown = run_showcase(get_settings(), clips=clips or DEFAULT_CLIPS, samples=_sample_clips(),
+    shown = run_showcase(get_settings(), clips=clips, samples=_sample_clips(),
                          queries=query or FREE_QUERIES, console=console)
     if shown.failed:
         raise typer.Exit(1)

@@ -72,7 +72,7 @@ def test_the_first_run_trains_analyzes_stores_and_shows_everything(runs):
     assert ours["dataset"]["id"] == theirs["dataset"]["id"] and ours["dataset"]["videos"] == 2
     assert ours["prompt_version"] == theirs["prompt_version"] == json.loads(
         (shown.model / "analysis_config.json").read_text())["version"]  # keye-tiny under keye-demo's config
-    assert f"┃ metric " in text and f"┃ {NAME} " in text and f"┃ {BASELINE} " in text
+    assert "┃ metric " in text and f"┃ {NAME} " in text and f"┃ {BASELINE} " in text
 
     assert [q.query for q in shown.searches[:2]] == ["a red car", "a cat in the snow"]
     for q in shown.searches:
@@ -97,3 +97,21 @@ def test_a_retrained_model_analyzes_again_and_keeps_the_baseline_report(runs, sp
     third, _ = _show(settings, spec.with_(steps=3), sample)
     assert third.trained and set(third.analyzed) == set(first.records) and not third.reused
     assert third.reports_reused == [BASELINE]
+
+
+def test_a_record_is_printed_as_the_model_wrote_it_even_with_brackets():
+    from demo.render import record_panel
+    from keye.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, utcnow
+
+    record = AnalysisRecord(
+        analysis_id="a", video_id="v", model_version=NAME, prompt_version="p", duration_s=3.0, frames_used=2,
+        tags=[TagScore(label="[/bold]", score=0.5, start_s=0.0, end_s=1.5)], embedding_dim=0, created_at=utcnow(),
+        summary=Summary(title="[red]x[/red]", short="a [b] c"),
+        moderation=Moderation(status="flagged", categories=[CategoryFlag(category="weapons", severity=2, confidence=0.9,
+                              evidence=[Evidence(start_s=1.0, end_s=2.0, reason="[gun]")])]))
+    out = io.StringIO()
+    Console(file=out, width=120).print(record_panel(record, "clip[1].mp4"))
+    text = out.getvalue()
+    for literal in ("[/bold]", "[red]x[/red]", "a [b] c", "1.0-2.0s [gun]", "clip[1].mp4", "0.0-1.5s",
+                    "moderation: flagged", "weapons", "0.90"):
+        assert literal in text
