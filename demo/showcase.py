@@ -26,10 +26,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from keye.schemas import AnalysisRecord
-from keye.settings import MODEL_ANALYSIS_CONFIG, Settings
+from keye.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
 from training.demo_spec import DEMO, DemoSpec
 
-NAME = "keye-demo"
+NAME = DEMO_MODEL
 BASELINE = "keye-tiny"
 TEST_SEED = 1000
 DEFAULT_CLIPS = 12  # keye-tiny answers to its budgets: ~15 s a clip on 2 busy cores, once (then cached)
@@ -154,11 +154,14 @@ def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFA
     from evaluation.models import analyzer_for
     from keye.db import engine_from, migrate
     from keye.vectors import VectorStore
-    from training.demo import build_demo
+    from training.demo import build_demo, read_info
 
     console = console or Console()
     home = settings.data_dir / "demo"
     home.mkdir(parents=True, exist_ok=True)
+    if (read_info(settings.data_dir / "models" / NAME) or {}).get("fingerprint") != spec.fingerprint():
+        console.print(f"training {NAME} once: its corpus, then {spec.steps} steps (the first run's long part; "
+                      "resumed if interrupted)")
     made = build_demo(settings, spec, NAME, progress=progress)
     s = demo_settings(settings, made.path, home)
     shown = Showcase(model=made.path, trained=not made.reused, corpus=held_out(home, clips))

@@ -53,6 +53,7 @@ def test_the_first_run_trains_analyzes_stores_and_shows_everything(runs):
     settings, sample, (shown, text), _ = runs
     held_out = sorted(p.stem for p in (shown.corpus / "clips").iterdir())
     assert shown.trained and shown.model == settings.data_dir / "models" / NAME
+    assert f"training {NAME} once" in text
     assert len(held_out) == 2 and not shown.failed and not shown.reused
     assert set(shown.analyzed) == set(shown.records) and len(shown.records) == 3
     for vid, record in shown.records.items():
@@ -85,7 +86,7 @@ def test_the_first_run_trains_analyzes_stores_and_shows_everything(runs):
 
 def test_the_second_run_reuses_the_model_the_records_and_the_reports(runs):
     _, _, (first, _), (second, text) = runs
-    assert not second.trained and second.model == first.model
+    assert not second.trained and second.model == first.model and f"training {NAME} once" not in text
     assert second.analyzed == [] and set(second.reused) == set(first.records)
     assert sorted(second.reports_reused) == sorted([NAME, BASELINE])
     assert {v: r.summary for v, r in second.records.items()} == {v: r.summary for v, r in first.records.items()}
