@@ -13,15 +13,17 @@ from typing import Any
 ANALYSIS_CONFIG = Path(__file__).with_name("demo_analysis.json")
 
 # Same architecture as the release (SigLIP tower, projector, Qwen3 decoder, 151,936-token vocabulary),
-# narrow and shallow. The reference attention reshapes to hidden_size: heads * 128 must equal the width.
+# narrow and shallow.
 DEMO_SHAPE: dict[str, Any] = {
     "hidden_size": 128,
-    "intermediate_size": 256,
+    "intermediate_size": 384,
     "num_hidden_layers": 2,
-    "num_attention_heads": 1,
-    "num_key_value_heads": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 32,  # heads x head_dim = hidden_size, as the reference's attention needs
+    "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},  # sums to head_dim / 2
     "torch_dtype": "float32",
-    "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1},
+    "vision_config": {"hidden_size": 96, "intermediate_size": 192, "num_hidden_layers": 2, "num_attention_heads": 2},
 }
 
 
@@ -30,12 +32,12 @@ class DemoSpec:
     shape: dict[str, Any] = field(default_factory=lambda: json.loads(json.dumps(DEMO_SHAPE)))
     analysis_config: Path = ANALYSIS_CONFIG
     train_seed: int = 0  # corpus train split seed (train seeds are 0..999)
-    train_clips: int = 240
+    train_clips: int = 160
     violating_share: float = 0.4  # of the train clips with a moderation cue (the platform's is 0.17)
     steps: int = 400
     batch_size: int = 4  # examples per micro-batch
     grad_accum: int = 1
-    lr: float = 3e-3
+    lr: float = 5e-3
     warmup_steps: int = 20
     contrastive_weight: float = 1.0  # of the InfoNCE term against the supervised answer NLL
     contrastive_batch: int = 8  # clips per contrastive batch (in-batch negatives)
