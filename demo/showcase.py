@@ -182,6 +182,10 @@ def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFA
             run.show_records()
             run.evaluate(evaluated, done.stamp)
             run.search(queries)
+            console.print(f"the API searches them too: KEYE_MODEL={NAME} KEYE_DATABASE_URL={s.resolved_database_url} "
+                          f"KEYE_QDRANT_PATH={s.resolved_qdrant_path} keye api, then POST /v1/search "
+                          '{"text": "..."} with a recommender key (keye create-key recommender, same variables)',
+                          highlight=False, markup=False, soft_wrap=True)
         finally:
             run.vectors.close()
     finally:

@@ -80,6 +80,7 @@ def test_the_first_run_trains_analyzes_stores_and_shows_everything(runs):
         assert len(q.hits) == 3 and all(h.payload["model_version"] == NAME for h in q.hits)
         assert [h.score for h in q.hits] == sorted((h.score for h in q.hits), reverse=True)
         assert f"search {q.query!r}"[:60] in text
+    assert f"KEYE_QDRANT_PATH={home / 'qdrant'} keye api" in text
     captioned = [q for q in shown.searches if q.relevant]
     assert captioned and all(q.relevant in {h.video_id for h in q.hits} for q in captioned)
 
