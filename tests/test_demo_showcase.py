@@ -30,7 +30,7 @@ def spec(tmp_path_factory):
     raw["video"].update({"max_frames": 4, "frames_per_pass": 4, "max_pixels": 12544})  # 4 small frames a clip
     path = tmp_path_factory.mktemp("config") / "analysis.json"
     path.write_text(json.dumps(raw))
-    return DEMO.with_(shape=TINY, analysis_config=path, train_clips=3, steps=4, batch_size=2, contrastive_batch=4,
+    return DEMO.with_(shape=TINY, analysis_config=path, train_clips=3, steps=4, batch_size=2,
                       warmup_steps=1)
 
 

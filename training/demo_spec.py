@@ -40,9 +40,8 @@ class DemoSpec:
     lr: float = 5e-3
     warmup_steps: int = 20
     contrastive_weight: float = 1.0  # of the InfoNCE term against the supervised answer NLL
-    contrastive_batch: int = 8  # clips per contrastive batch (in-batch negatives)
     temperature: float = 0.07
-    sampled_vocab: int = 0  # > 0: the answer loss's softmax over the answers and this many drawn tokens
+    sampled_vocab: int = 16384  # the answer loss's softmax over the answers and this many drawn tokens (0: all)
     withheld: tuple[str, ...] = ()  # moderation categories whose clips the model never sees (the loop's variant)
     seed: int = 0
 

@@ -65,7 +65,7 @@ def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(kafka_b
                                                                           redis_url: str, tmp_path: Path) -> None:
     # redis_url: the stack's Redis answering means redis-server is installed (the loop starts its own)
     spec = DEMO.with_(shape=SHAPE, analysis_config=short_answers(tmp_path), train_clips=3, steps=1, batch_size=2,
-                      contrastive_batch=2, warmup_steps=0)
+                      warmup_steps=0)
     sizes = LoopSizes(moderated_with=2, moderated_without=1, eval_with=1, eval_without=1, rehearsal=1, served_checks=1,
                       train_config={"full": True, "steps": 1, "batch_size": 2, "lr": 1e-4, "eval_fraction": 0.0},
                       wait_s=150)
