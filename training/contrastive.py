@@ -95,10 +95,15 @@ class Contrastive(nn.Module):
         return self.scale() * v @ t.t()
 
     def loss_sum(self, model: nn.Module, batch: Sequence[VideoCaption]) -> torch.Tensor:
-        logits = self.logits(model, batch).float()
-        match = torch.arange(len(batch), device=logits.device)
-        video_to_text = F.cross_entropy(logits, match, reduction="sum")
-        return 0.5 * (video_to_text + F.cross_entropy(logits.t(), match, reduction="sum"))
+        return infonce(self.logits(model, batch), "sum")
+
+
+def infonce(logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Symmetric InfoNCE of (videos x captions) scaled similarities, row i matching column i."""
+    logits = logits.float()
+    match = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, match, reduction=reduction)
+                  + F.cross_entropy(logits.t(), match, reduction=reduction))
 
 
 @torch.no_grad()
@@ -155,9 +160,7 @@ class AnswersAndCaptions(nn.Module):
                 texts.append(_embed(model, caption[1], caption[2]))
             start += ex.input_ids.shape[0]
         if self.contrastive_weight and len(videos) > 1:  # one clip has no negative: nothing to learn
-            logits = self.contrastive.scale() * torch.stack(videos) @ torch.cat(texts).float().t()
-            match = torch.arange(len(videos), device=logits.device)
-            pair_loss = 0.5 * (F.cross_entropy(logits, match) + F.cross_entropy(logits.t(), match))
+            pair_loss = infonce(self.contrastive.scale() * torch.stack(videos) @ torch.cat(texts).float().t())
             nce = float(pair_loss.detach())
             loss = loss + self.contrastive_weight * answer_w * pair_loss
         self.parts.append((nll, nce))
