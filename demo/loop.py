@@ -307,12 +307,12 @@ def _served_variant(settings: Settings, spec, category: str) -> Path:
     name = f"keye-demo-no-{category.replace('_', '-')}"
     log.info("1/5 the base model: %s, trained without %s clips", name, category)
     folder = Path(settings.data_dir).resolve() / "models" / name
-    s = settings.model_copy(update={"model": str(folder)})
+    s = settings.for_model(str(folder))
     base = Path(ensure_demo(s, spec, name=name, progress=True)).resolve()
     with migrated_engine(s) as engine, Session(engine) as session:
         row = session.get(ModelVersion, name)
         if row is None:
-            registry.ensure_base(session, s.model_copy(update={"model": str(base)}))
+            registry.ensure_base(session, s.for_model(str(base)))
         elif row.status != "active":
             registry.promote(session, name)  # the first active version: nothing to compare with
         session.commit()

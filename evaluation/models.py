@@ -35,7 +35,7 @@ def analyzer_for(settings: Settings, model: str | None = None):
     if model is None:
         return load_analyzer(settings)
     path, version = resolve(settings, model)
-    return VideoAnalyzer.from_settings(settings.model_copy(update={"model": path}), model_version=version)
+    return VideoAnalyzer.from_settings(settings.for_model(path), model_version=version)
 
 
 def load_model(settings: Settings, model: str | None = None):

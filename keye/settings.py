@@ -88,6 +88,13 @@ class Settings(BaseSettings):
             self.analysis_config = own
         return self
 
+    def for_model(self, model: str) -> "Settings":
+        """A copy that serves `model`. Its analysis configuration follows the new model's folder unless
+        KEYE_ANALYSIS_CONFIG named one: a configuration the old model's folder supplied belongs to that model."""
+        inherited = self.analysis_config == Path(self.model) / MODEL_ANALYSIS_CONFIG
+        copy = self.model_copy(update={"model": model, **({"analysis_config": None} if inherited else {})})
+        return copy._model_folder()
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

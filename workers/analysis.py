@@ -120,7 +120,7 @@ def serving_settings(settings: Settings) -> tuple[Settings, str]:
             version, path = serving_model(session, settings)
     finally:
         engine.dispose()
-    return settings.model_copy(update={"model": path}), version
+    return settings.for_model(path), version
 
 
 def load_analyzer(settings: Settings, kind: str = "full", **options: int) -> Analyzer:
