@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api import auth, boundary, observability, problems
 from api.deps import Services
 from api.storage import open_engine
-from keye.settings import Settings
+from service.settings import Settings
 
 DESCRIPTION = """Keye video intelligence: ingest videos, read analyses and summaries, search similar
 videos, review moderation cases.
@@ -77,7 +77,7 @@ def _start_background(svc: Services) -> list:
     dispatcher.start()
     stops = [svc.relay.stop, dispatcher.stop]
     if not svc.settings.qdrant_url:
-        from workers.vector_sink import run_vector_sink
+        from stores.vector_sink import run_vector_sink
 
         done = threading.Event()
         sink = threading.Thread(target=run_vector_sink, args=(svc.settings, done),

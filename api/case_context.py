@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, select
 
 from api.cases import Queue, evidence_times
-from keye.db import ModerationFlag, Video
+from stores.db import ModerationFlag, Video
 
 
 @dataclass

@@ -13,11 +13,11 @@ from sqlmodel import Session
 
 from api.deps import Services
 from api.problems import NotFound, Unavailable
-from keye.db import Analysis, Video
+from stores.db import Analysis, Video
 
 
 def video_file(svc: Services, session: Session, analysis_id: str) -> Path:
-    from keye.fetch import FetchError, fetched, local_path
+    from service.fetch import FetchError, fetched, local_path
 
     a = session.get(Analysis, analysis_id)
     if a is None:

@@ -24,8 +24,8 @@ from api.deps import Services
 from api.problems import AlreadyDecided, Conflict, Invalid, NotFound, Unavailable
 from api.tables import CaseClaim
 from api.types import UtcDatetime
-from keye.db import Analysis, ModerationFlag, Review, Video
-from keye.schemas import MODERATION_CATEGORIES, FeedbackEvent, utcnow
+from stores.db import Analysis, ModerationFlag, Review, Video
+from service.schemas import MODERATION_CATEGORIES, FeedbackEvent, utcnow
 
 Decision = Literal["confirm", "clear", "escalate"]
 QueueState = Literal["open", "escalated"]
@@ -382,7 +382,7 @@ def thumbnail(svc: Services, session: Session, analysis_id: str, t: float, width
     video = session.get(Video, a.video_id)
     if video is None:
         raise NotFound(f"video {a.video_id} has no stored submission to take frames from")
-    from keye.fetch import FetchError, fetched
+    from service.fetch import FetchError, fetched
 
     try:
         with fetched(video.uri, svc.settings) as path:

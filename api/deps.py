@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from api.embedder import TextEmbedder
 from api.problems import Unavailable
-from keye.settings import Settings
+from service.settings import Settings
 
 
 @dataclass
@@ -24,9 +24,9 @@ class Services:
     max_upload_bytes: int = 512 * 1024 * 1024
     max_clip_seconds: float = 60.0
     claim_ttl_s: float = 15 * 60
-    vectors: Any = None  # keye.vectors.VectorStore, opened on first use
+    vectors: Any = None  # stores.vectors.VectorStore, opened on first use
     embedder: TextEmbedder | None = None
-    analyzer: Any = None  # workers.analysis.Analyzer: the workers' per-video analysis, loaded on first use
+    analyzer: Any = None  # analysis.serving.Analyzer: the workers' per-video analysis, loaded on first use
     relay: Any = None  # api.outbox.Relay when Kafka publishing runs in this process
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -37,7 +37,7 @@ class Services:
     def vector_store(self) -> Any:
         with self._lock:
             if self.vectors is None:
-                from keye.vectors import VectorStore
+                from stores.vectors import VectorStore
 
                 try:
                     store = VectorStore.from_settings(self.settings)
@@ -55,7 +55,7 @@ class Services:
     def clip_analyzer(self) -> Any:
         with self._lock:
             if self.analyzer is None:
-                from workers.analysis import AnalyzerUnavailableError, load_analyzer
+                from analysis.serving import AnalyzerUnavailableError, load_analyzer
 
                 try:
                     self.analyzer = load_analyzer(self.settings)

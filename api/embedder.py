@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.problems import Invalid, Unavailable
-from keye.db import model_version_name
-from keye.settings import Settings
+from stores.db import model_version_name
+from service.settings import Settings
 
 
 class TextEmbedder(Protocol):
@@ -34,8 +34,8 @@ class ModelTextEmbedder:
     def embed_text(self, text: str, model: tuple[str, str] | None = None) -> list[float]:
         # A fixed model: `model` is not loaded here; search compares `version` with what it searches.
         # The analysis's own text embedding: the same framing and pooling as the video vectors.
-        from keye.analysis import embed_text
-        from keye.analysis.errors import AnalysisError
+        from analysis import embed_text
+        from analysis.errors import AnalysisError
 
         with self._lock:
             try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sqlmodel import Column, Field, Session, SQLModel
 
 from api.problems import IdempotencyKeyReused
-from keye.schemas import utcnow
+from service.schemas import utcnow
 
 RETAIN = timedelta(hours=24)  # a key is honoured at least this long
 

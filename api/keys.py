@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from api.problems import Invalid
 from api.tables import ApiKey
-from keye.schemas import utcnow
+from service.schemas import utcnow
 
 ROLES = ("ingest", "product", "recommender", "moderator", "admin")
 PREFIX = "keye_"
@@ -85,7 +85,7 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.exec(select(ApiKey).order_by(ApiKey.created_at)))
 
 
-def bootstrap_admin(settings, name: str = "admin") -> str:  # noqa: ANN001 - keye.settings.Settings
+def bootstrap_admin(settings, name: str = "admin") -> str:  # noqa: ANN001 - service.settings.Settings
     """Migrate the stores and create an admin key; returns its plaintext for the CLI to print once."""
     from api.storage import open_engine
 

@@ -2,7 +2,7 @@
 
 Uploads stream to disk chunk by chunk under a byte limit (a body is never held whole in memory);
 the first bytes must look like a video container we decode. Submitted URIs pass the same policy as
-the worker's fetcher (keye.fetch) before they are accepted, so a bad one fails the request instead
+the worker's fetcher (service.fetch) before they are accepted, so a bad one fails the request instead
 of a worker later.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from api.problems import Invalid, Problem, TooLarge, UnsafeURI, UnsupportedMedia
-from keye.settings import Settings
+from service.settings import Settings
 
 # Container signatures: (offset, bytes) -> extension.
 _SIGNATURES = [(4, b"ftyp", ".mp4"), (0, b"\x1aE\xdf\xa3", ".mkv"), (0, b"RIFF", ".avi"), (0, b"\x00\x00\x01\xba", ".mpg"),
@@ -47,7 +47,7 @@ def check_content_type(content_type: str | None) -> None:
 def quota_left(settings: Settings) -> int:
     """Bytes the stored uploads may still grow by (KEYE_API_MAX_UPLOAD_TOTAL_BYTES); 507 when none.
     Concurrent uploads may each see the same room: the quota holds to within one upload each."""
-    from keye.uploads import stored_bytes
+    from service.uploads import stored_bytes
 
     left = settings.api_max_upload_total_bytes - stored_bytes(settings)
     if left <= 0:
@@ -98,7 +98,7 @@ async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int, de
 
 def check_uri(uri: str, settings: Settings) -> None:
     """Refuse a submitted URI the fetcher would refuse (422 with the reason)."""
-    from keye.fetch import FetchError, UnsafeURIError, check_address, local_path, resolve_checked
+    from service.fetch import FetchError, UnsafeURIError, check_address, local_path, resolve_checked
 
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from api.tables import Outbox
-from keye.retry import RetryPolicy
-from keye.schemas import encode, utcnow
+from service.retry import RetryPolicy
+from service.schemas import encode, utcnow
 
 log = logging.getLogger(__name__)
 

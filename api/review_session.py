@@ -24,7 +24,7 @@ from api.auth import Principal, Roles
 from api.deps import db
 from api.problems import Forbidden, Unauthorized
 from api.tables import ReviewSession
-from keye.schemas import utcnow
+from service.schemas import utcnow
 
 COOKIE = "keye_review"
 TTL_S = 12 * 3600

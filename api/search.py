@@ -16,8 +16,8 @@ from sqlmodel import Session
 from api.deps import Services
 from api.problems import Conflict, Invalid, NotFound, Problem, ProblemBody
 from api.types import CreatorId, Label, LanguageTag
-from keye.db import ModelVersion, model_version_name, serving_model
-from keye.schemas import VideoId, analysis_id_for
+from stores.db import ModelVersion, model_version_name, serving_model
+from service.schemas import VideoId, analysis_id_for
 
 MAX_DIM = 16384
 
@@ -124,7 +124,7 @@ def _filter(q: SearchQuery, version: str):  # noqa: ANN202 - qdrant models.Filte
 
 
 def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
-    from keye.vectors import VectorStoreError
+    from stores.vectors import VectorStoreError
 
     version = q.model_version or active_version(session, svc)
     store = svc.vector_store()

@@ -2,7 +2,7 @@
 their delivery log, and the outbox of messages waiting to be published to Kafka.
 
 They live on the shared SQLModel metadata; their schema is the alembic branch "api"
-(keye/migrations/versions/api_0*.py), so the runner must upgrade to "heads".
+(stores/migrations/versions/api_0*.py), so the runner must upgrade to "heads".
 """
 
 from __future__ import annotations

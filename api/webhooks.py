@@ -35,9 +35,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from api.tables import Webhook, WebhookDelivery
-from keye.retry import RetryPolicy
-from keye.schemas import AnalysisRecord, FlagMessage, decode, utcnow
-from keye.settings import Settings
+from service.retry import RetryPolicy
+from service.schemas import AnalysisRecord, FlagMessage, decode, utcnow
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,10 @@ def _aware(dt: datetime) -> datetime:
 
 
 def _post(client, url: str, body: str, headers: dict[str, str], settings: Settings):  # noqa: ANN001, ANN202
-    """POST to the checked address of the URL's host (as keye.fetch does: no DNS rebinding)."""
+    """POST to the checked address of the URL's host (as service.fetch does: no DNS rebinding)."""
     import httpx
 
-    from keye.fetch import resolve_checked
+    from service.fetch import resolve_checked
 
     parts = urlsplit(url)
     https = parts.scheme.lower() == "https"

@@ -26,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keye.analysis import VideoAnalyzer, prompts  # noqa: E402
-from keye.analysis.config import DEFAULT_PATH, parse_config  # noqa: E402
-from keye.analysis.generation import PLAIN, DecodeOptions, generate_rows  # noqa: E402
-from keye.analysis.schemas import max_output_tokens  # noqa: E402
-from keye.analysis.segments import segment_video  # noqa: E402
-from keye.schemas import Submission, utcnow  # noqa: E402
+from analysis import VideoAnalyzer, prompts  # noqa: E402
+from analysis.config import DEFAULT_PATH, parse_config  # noqa: E402
+from analysis.generation import PLAIN, DecodeOptions, generate_rows  # noqa: E402
+from analysis.schemas import max_output_tokens  # noqa: E402
+from analysis.segments import segment_video  # noqa: E402
+from service.schemas import Submission, utcnow  # noqa: E402
 from keye_model.engine import SamplingParams  # noqa: E402
 
 TASKS = ["tags", "summary", "moderation", "products"]

@@ -53,9 +53,9 @@ from sqlalchemy import event
 import api.search
 from api.app import create_app
 from api.embedder import KeyeTextEmbedder
-from keye.settings import Settings
-from keye.vector_mirror import VectorMirror
-from keye.vectors import VectorStore
+from service.settings import Settings
+from stores.vector_mirror import VectorMirror
+from stores.vectors import VectorStore
 
 settings = Settings(data_dir=Path({data!r}), qdrant_path=Path({qdrant!r}), database_url={db!r}, model="keye-tiny")
 phases, lock = collections.defaultdict(float), threading.Lock()
@@ -131,8 +131,8 @@ def payload(i: int, now: datetime) -> dict:
 
 def build_vectors(folder: Path, n: int, dim: int, seed: int) -> float:
     """n points in a local Qdrant folder by batched upserts; returns the seconds it took."""
-    from keye.schemas import analysis_id_for
-    from keye.vectors import VectorStore
+    from service.schemas import analysis_id_for
+    from stores.vectors import VectorStore
 
     rng, now = np.random.default_rng(seed), datetime.now(timezone.utc)
     t = time.perf_counter()
@@ -152,9 +152,9 @@ def build_sql(url: str, n: int) -> tuple[str, float]:
 
     from api.keys import ROLES, create_key
     from api.storage import open_engine
-    from keye.db import Analysis, Tag, Video, upsert
-    from keye.schemas import analysis_id_for
-    from keye.settings import Settings
+    from stores.db import Analysis, Tag, Video, upsert
+    from service.schemas import analysis_id_for
+    from service.settings import Settings
 
     now = datetime.now(timezone.utc)
     t = time.perf_counter()
@@ -186,7 +186,7 @@ def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
     own local search (a few queries: it takes seconds at 100k)."""
     from qdrant_client import models
 
-    from keye.vectors import VECTOR, VectorStore
+    from stores.vectors import VECTOR, VectorStore
 
     t = time.perf_counter()
     store = VectorStore(path=folder)
@@ -315,8 +315,8 @@ def postgres_database() -> tuple[str, callable]:
 
     import sqlalchemy as sa
 
-    from keye.settings import Settings
-    from keye.stack import postgres
+    from service.settings import Settings
+    from devstack import postgres
 
     server = postgres.url(Settings())
     name = f"keye_bench_{uuid.uuid4().hex[:8]}"

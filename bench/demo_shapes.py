@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project before bench/ (bench/kernels.py)
 
 import corpus  # noqa: E402  (after the path fix above)
-from keye.settings import Settings  # noqa: E402
+from service.settings import Settings  # noqa: E402
 from training.demo_spec import DEMO, DEMO_SHAPE  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def evaluate(settings: Settings, folder: Path, test: Path) -> dict:
     from evaluation.harness import evaluate as run_eval
     from evaluation.labelled import from_corpus
     from evaluation.models import analyzer_for
-    from keye.analysis.config import load_config
+    from analysis.config import load_config
 
     s = Settings(**{**settings.model_dump(), "model": str(folder)})  # the folder's analysis_config.json
     analyzer = analyzer_for(s, str(folder))
@@ -65,7 +65,7 @@ def evaluate(settings: Settings, folder: Path, test: Path) -> dict:
 def main() -> None:
     import torch
 
-    from keye.logs import setup_logging
+    from service.logs import setup_logging
     from training.demo import build_demo
 
     ap = argparse.ArgumentParser()

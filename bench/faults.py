@@ -45,7 +45,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests" / "pipeline")]
 from pipeline import admin_url, clips, create_database, drop_database  # noqa: E402 - bench/pipeline.py
 from pipeline_support import ANALYZER, make_pipeline, submit_work  # noqa: E402
 
-from keye.settings import Settings  # noqa: E402
+from service.settings import Settings  # noqa: E402
 
 
 class CommitWatch:

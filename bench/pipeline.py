@@ -41,9 +41,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from keye.settings import Settings  # noqa: E402
-from workers.analysis import KeyeAnalyzer  # noqa: E402
-from workers.metrics import STAGE  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from analysis.serving import KeyeAnalyzer  # noqa: E402
+from service.metrics import STAGE  # noqa: E402
 
 TOPICS = (("ingest", "videos.ingest"), ("work", "videos.work"), ("analyzed", "videos.analyzed"),
           ("flags", "moderation.flags"), ("feedback", "feedback.events"), ("dlq", "videos.dlq"))
@@ -126,9 +126,9 @@ def drop_database(server_url: str, name: str) -> None:
 def run_phase(n_workers: int, args, db_url: str, tmp: Path) -> dict:
     import sqlalchemy as sa
 
-    from keye.db import engine_from, migrate
-    from keye.kafka import ensure_topics, producer, send
-    from keye.schemas import WorkItem, utcnow
+    from stores.db import engine_from, migrate
+    from service.kafka import ensure_topics, producer, send
+    from service.schemas import WorkItem, utcnow
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topics = {k: f"{prefix}.{v}" for k, v in TOPICS}

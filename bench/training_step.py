@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project befo
 
 import corpus  # noqa: E402
 import keye_model  # noqa: E402
-from keye.analysis import config as C  # noqa: E402
+from analysis import config as C  # noqa: E402
 from training.corpus_examples import corpus_examples  # noqa: E402
 from training.full import FullConfig, Supervised, train_full  # noqa: E402
 

@@ -22,7 +22,7 @@ def make_cmd(out: Annotated[Path, typer.Argument(help="new folder for clips/, la
                  help="share of clips with a moderation cue (default: the platform-like 0.17; raise it for training)")] = None) -> None:
     """Generate N clips of one split from a seed; the same seed always gives the same corpus."""
     from corpus.make import CorpusError, counts, make
-    from keye.logs import setup_logging
+    from service.logs import setup_logging
 
     setup_logging()
     try:

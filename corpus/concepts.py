@@ -1,7 +1,7 @@
 """The concept vocabulary of the corpus: what can be drawn, how it is named, what is held out.
 
 Every tag label is a lowercase concept name. Moderation cues are harmless visual stand-ins (shapes
-and text) for the policy categories of keye/analysis/default_config.json, at severity 2 or 3.
+and text) for the policy categories of analysis/default_config.json, at severity 2 or 3.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Ground truth of a generated corpus: one LabelledClip per clip, stored as labels.jsonl.
 
 The models follow /work/notes/labels_contract.md (shared with `keye eval`): the `record` part
-carries exactly the meaningful fields of keye.schemas.AnalysisRecord, built from its own classes.
+carries exactly the meaningful fields of service.schemas.AnalysisRecord, built from its own classes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from keye.schemas import Moderation, Summary, TagScore
+from service.schemas import Moderation, Summary, TagScore
 
 LABELS_FILE = "labels.jsonl"
 CORPUS_FILE = "corpus.json"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keye.schemas import CategoryFlag, Evidence, Moderation, Summary, TagScore
+from service.schemas import CategoryFlag, Evidence, Moderation, Summary, TagScore
 
 from . import concepts as C
 from .labels import Fact, GroundTruth, LabelledClip, Shot

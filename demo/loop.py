@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from keye.settings import Settings
+from service.settings import Settings
 
 log = logging.getLogger("demo.loop")
 REPO = Path(__file__).resolve().parents[1]
@@ -250,8 +250,8 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
     `postgres_url`: the server the loop's database is made on (default the stack's); `keep` keeps that
     database afterwards."""
     from corpus.concepts import MODERATION
-    from keye.stack import postgres
-    from keye.stack import redis as stack_redis
+    from devstack import postgres
+    from devstack import redis as stack_redis
     from training.demo_spec import DEMO
 
     if sizes.category not in MODERATION:
@@ -299,7 +299,7 @@ def _served_variant(settings: Settings, spec, category: str) -> Path:
     the loop's database as the active version, so the workers serve it and runs start from it."""
     from sqlmodel import Session
 
-    from keye.db import ModelVersion
+    from stores.db import ModelVersion
     from training import registry
     from training.demo import ensure_demo
     from training.runner import migrated_engine
@@ -326,8 +326,8 @@ class _Loop:
     def __init__(self, settings: Settings, sizes: LoopSizes, base: Path, moderated: Path, held_out: Path,
                  run_dir: Path, tag: str, database: str, redis_url: str) -> None:
         from corpus.labels import load_labels
-        from keye.db import engine_from, migrate
-        from keye.settings import MODEL_ANALYSIS_CONFIG
+        from stores.db import engine_from, migrate
+        from service.settings import MODEL_ANALYSIS_CONFIG
         from training.demo_spec import ANALYSIS_CONFIG
 
         own = base / MODEL_ANALYSIS_CONFIG  # the configuration the model was trained for
@@ -386,7 +386,7 @@ class _Loop:
     def analyses(self, video_ids: list[str]) -> dict[str, Any]:
         from sqlmodel import select
 
-        from keye.db import Analysis, Video
+        from stores.db import Analysis, Video
 
         with self.session() as s:
             rows = {a.video_id: a for a in s.exec(select(Analysis).where(Analysis.video_id.in_(video_ids)))}
@@ -409,7 +409,7 @@ class _Loop:
 
     # -- the stages --
     def run(self) -> dict:
-        from keye.kafka import ensure_topics
+        from service.kafka import ensure_topics
         from training import registry
 
         s, sizes = self.settings, self.sizes
@@ -423,7 +423,7 @@ class _Loop:
         tag = s.topic_ingest.split(".")[0]
         self.procs.start("streams", ["-m", "streams", "--app-id", f"{tag}-streams", "--loglevel", "info"])
         self.procs.start("worker", ["-m", "workers", "--group", f"{tag}-workers", "--batch-size", "1"])
-        self.procs.start("api", ["-m", "keye.cli", "api", "--port", str(self.port)])
+        self.procs.start("api", ["-m", "cli.main", "api", "--port", str(self.port)])
         wait_for("the API", self._api_up, self.procs, 120)
 
         log.info("2/5 %d held-out clips (%d showing %s) through ingest -> streams -> worker -> SQL/Qdrant",
@@ -443,7 +443,7 @@ class _Loop:
                  s.train_trigger_examples)
 
         log.info("4/5 `keye train worker` fine-tunes %s and evaluates base and candidate", base_version)
-        self.procs.start("train-worker", ["-m", "keye.cli", "train", "worker"])
+        self.procs.start("train-worker", ["-m", "cli.main", "train", "worker"])
         run = wait_for(f"training run {run_id}", lambda: self._finished(run_id), self.procs, sizes.wait_s, every_s=3.0)
         self.procs.stop("train-worker")
         if run.status != "succeeded":
@@ -501,7 +501,7 @@ class _Loop:
     def _stored_events(self) -> int:
         from sqlmodel import func, select
 
-        from keye.db import FeedbackRow
+        from stores.db import FeedbackRow
 
         with self.session() as s:
             return s.exec(select(func.count()).select_from(FeedbackRow)).one()
@@ -509,7 +509,7 @@ class _Loop:
     def _queued_run(self) -> str | None:
         from sqlmodel import select
 
-        from keye.db import TrainingRun
+        from stores.db import TrainingRun
 
         with self.session() as s:
             runs = list(s.exec(select(TrainingRun)))
@@ -518,7 +518,7 @@ class _Loop:
         return runs[0].run_id if runs else None
 
     def _finished(self, run_id: str):
-        from keye.db import TrainingRun
+        from stores.db import TrainingRun
 
         with self.session() as s:
             run = s.get(TrainingRun, run_id)
@@ -528,7 +528,7 @@ class _Loop:
         return None
 
     def _promote(self, version: str) -> dict:
-        from keye.db import ModelVersion
+        from stores.db import ModelVersion
         from training import registry
 
         with self.session() as s:
@@ -548,7 +548,7 @@ class _Loop:
     def _report(self, run, base_version: str, version: str, promotion: dict, served: dict | None, events: int,
                 acted: dict, before_flags: dict) -> dict:
         from evaluation.store import latest
-        from keye.db import ModelVersion
+        from stores.db import ModelVersion
 
         cat = self.sizes.category
         with self.session() as s:

@@ -13,7 +13,7 @@ from rich.table import Table
 from evaluation.labelled import LabelledVideo
 from evaluation.report import HEADLINE
 from evaluation.table import fmt
-from keye.schemas import AnalysisRecord
+from service.schemas import AnalysisRecord
 
 YES, NO = "[green]✓[/green]", "[red]✗[/red]"
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from keye.schemas import AnalysisRecord
-from keye.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
+from service.schemas import AnalysisRecord
+from service.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
 from training.demo_spec import DEMO, DemoSpec
 
 NAME = DEMO_MODEL
@@ -124,7 +124,7 @@ def _analyses(engine, version: str) -> set[str]:
     """The videos with a stored analysis by `version`."""
     from sqlmodel import Session, select
 
-    from keye.db import Analysis
+    from stores.db import Analysis
 
     with Session(engine) as session:
         return set(session.exec(select(Analysis.video_id).where(Analysis.model_version == version)).all())
@@ -134,7 +134,7 @@ def _stored(engine, vectors, version: str, ids: Sequence[str]) -> dict[str, Anal
     """The records of `ids` as stored: the SQL row, with the vector from Qdrant."""
     from sqlmodel import Session, select
 
-    from keye.db import Analysis
+    from stores.db import Analysis
 
     out = {}
     with Session(engine) as session:
@@ -152,8 +152,8 @@ def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFA
                  console: Console | None = None, progress: bool = True) -> Showcase:
     from evaluation.labelled import from_corpus
     from evaluation.models import analyzer_for
-    from keye.db import engine_from, migrate
-    from keye.vectors import VectorStore
+    from stores.db import engine_from, migrate
+    from stores.vectors import VectorStore
     from training.demo import build_demo, read_info
 
     console = console or Console()
@@ -207,7 +207,7 @@ class _Run:
         return lambda n, total: self.console.print(f"{who}: analyzed {n}/{total} held-out clips", highlight=False)
 
     def analyze_samples(self, samples: Sequence[Path], done: _Done) -> None:
-        from keye.kafka import to_uri, video_id_for
+        from service.kafka import to_uri, video_id_for
         from workers.local import analyze_files
 
         self.names = {video_id_for(to_uri(str(p))): Path(p).name for p in samples}
@@ -225,8 +225,8 @@ class _Run:
         harness's run of them (None when every clip was reused)."""
         from evaluation.harness import AnalyzerRun, run_analyzer
         from evaluation.labelled import LabelledSet
-        from keye.schemas import Submission, utcnow
-        from workers.stages import VideoProcessor
+        from service.schemas import Submission, utcnow
+        from analysis.stages import VideoProcessor
 
         fresh = tuple(v for v in self.labelled.videos if v.video_id not in done.ids)
         if not fresh:
@@ -274,7 +274,7 @@ class _Run:
         analysis configuration; each kept for the next run."""
         from evaluation.report import build_report
         from evaluation.table import tables
-        from keye.analysis.config import load_config
+        from analysis.config import load_config
 
         from demo import render
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from keye.settings import get_settings
+from service.settings import get_settings
 
 eval_app = typer.Typer(help="Measure how right the analyzer is: labelled corpora, reviews, KC-MMBench.",
                        no_args_is_help=True)
@@ -55,7 +55,7 @@ def _evaluate(labelled, model: str | None, batch_size: int, records: Path | None
     from evaluation.harness import run_analyzer
     from evaluation.models import analyzer_for
     from evaluation.report import build_report
-    from keye.analysis.config import load_config
+    from analysis.config import load_config
 
     if not labelled.videos:
         raise typer.BadParameter("the labelled set is empty")
@@ -92,8 +92,8 @@ def score(corpus: Annotated[Path, typer.Argument(help="the corpus folder the rec
     """Score stored analysis records against a corpus without analyzing again."""
     from evaluation.labelled import from_corpus
     from evaluation.report import build_report
-    from keye.analysis.config import load_config
-    from keye.schemas import AnalysisRecord
+    from analysis.config import load_config
+    from service.schemas import AnalysisRecord
 
     rows = [AnalysisRecord.model_validate_json(line) for line in records.read_text().splitlines() if line.strip()]
     if not rows:
@@ -101,7 +101,7 @@ def score(corpus: Annotated[Path, typer.Argument(help="the corpus folder the rec
     s = get_settings()
     embed = None
     if model is not None:
-        from keye.analysis import embed_text
+        from analysis import embed_text
 
         from evaluation.models import load_model
 
@@ -120,7 +120,7 @@ def reviews(model: Model = None, out: Out = Path("eval-reviews.json"), limit: Li
     from sqlmodel import Session
 
     from evaluation.reviews import from_reviews
-    from keye.analysis.config import load_config
+    from analysis.config import load_config
     from training.runner import migrated_engine
 
     s = get_settings()

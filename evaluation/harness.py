@@ -1,8 +1,8 @@
 """Run the analyzer on a labelled set the way a worker does, and score what it produced.
 
-The worker's path is `workers.stages.VideoProcessor`: safe fetch of the video's URI, then the
+The worker's path is `analysis.stages.VideoProcessor`: safe fetch of the video's URI, then the
 analyzer (batched through `analyze_many`, falling back to one video at a time), with the same
-settings and the same analyzer `workers.analysis.load_analyzer` builds. Nothing is stored.
+settings and the same analyzer `analysis.serving.load_analyzer` builds. Nothing is stored.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evaluation.labelled import LabelledSet
-from keye.schemas import AnalysisRecord, Submission, utcnow
-from keye.settings import Settings
+from service.schemas import AnalysisRecord, Submission, utcnow
+from service.settings import Settings
 
 log = logging.getLogger("keye.eval")
 
@@ -52,7 +52,7 @@ def run_analyzer(analyzer, labelled: LabelledSet, settings: Settings, batch_size
                  progress: Callable[[int, int], None] | None = None) -> AnalyzerRun:
     """Analyze every video of the set; a video that fails is recorded with its reason, never fatal
     (a store is never touched, so there is no outage to propagate)."""
-    from workers.stages import VideoProcessor
+    from analysis.stages import VideoProcessor
 
     settings = settings.model_copy(update={"file_roots": [*settings.file_roots, *labelled.roots]})
     run = AnalyzerRun()
@@ -79,7 +79,7 @@ def run_analyzer(analyzer, labelled: LabelledSet, settings: Settings, batch_size
 
 def truth_records(labelled: LabelledSet, model_version: str = "ground-truth") -> dict[str, AnalysisRecord]:
     """The labels as if an analyzer had answered them (a perfect model), for checking the metrics."""
-    from keye.schemas import Moderation, Summary, analysis_id_for
+    from service.schemas import Moderation, Summary, analysis_id_for
 
     return {v.video_id: AnalysisRecord(
         analysis_id=analysis_id_for(v.video_id, model_version), video_id=v.video_id, model_version=model_version,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evaluation.text import FactItem
-from keye.kafka import to_uri
-from keye.schemas import MODERATION_CATEGORIES, Moderation, Summary, TagScore
+from service.kafka import to_uri
+from service.schemas import MODERATION_CATEGORIES, Moderation, Summary, TagScore
 
 
 @dataclass(frozen=True)

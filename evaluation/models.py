@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keye.settings import Settings
+from service.settings import Settings
 
 
 def resolve(settings: Settings, model: str | None = None) -> tuple[str, str]:
@@ -12,7 +12,7 @@ def resolve(settings: Settings, model: str | None = None) -> tuple[str, str]:
     registered version's checkpoint, else `model` itself as a preset or folder."""
     from sqlmodel import Session
 
-    from keye.db import ModelVersion, engine_from, migrate, model_version_name, serving_model
+    from stores.db import ModelVersion, engine_from, migrate, model_version_name, serving_model
 
     engine = engine_from(settings)
     try:
@@ -28,9 +28,9 @@ def resolve(settings: Settings, model: str | None = None) -> tuple[str, str]:
 
 
 def analyzer_for(settings: Settings, model: str | None = None):
-    """The analyzer workers build (keye.analysis.VideoAnalyzer, see workers.analysis.load_analyzer)."""
-    from keye.analysis import VideoAnalyzer
-    from workers.analysis import load_analyzer
+    """The analyzer workers build (analysis.VideoAnalyzer, see analysis.serving.load_analyzer)."""
+    from analysis import VideoAnalyzer
+    from analysis.serving import load_analyzer
 
     if model is None:
         return load_analyzer(settings)

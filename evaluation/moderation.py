@@ -2,7 +2,7 @@
 confidence threshold (the precision-recall curve of each category).
 
 A prediction flags a category when its severity is at least `flag_severity` and its confidence at
-least `flag_confidence` (the thresholds keye.analysis.merge flags a video with). A labelled
+least `flag_confidence` (the thresholds analysis.merge flags a video with). A labelled
 category is a violation when its severity is above 0.
 
 - leakage: violating videos (or, per category, videos violating it) that were not flagged;
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from evaluation.counts import Counts, mean, ratio
 from evaluation.ranges import iou
-from keye.analysis.config import Thresholds
-from keye.schemas import CategoryFlag, Moderation
+from analysis.config import Thresholds
+from service.schemas import CategoryFlag, Moderation
 
 SWEEP_STEPS = 20  # confidence thresholds 0, 0.05, ..., 1
 

@@ -41,7 +41,7 @@ from evaluation.moderation import ModerationCase, moderation_metrics
 from evaluation.retrieval import DUPLICATE_SIMILARITY, groups, near_duplicates, text_to_video
 from evaluation.tags import TagCase, tag_metrics
 from evaluation.text import SummaryCase, summary_metrics
-from keye.schemas import AnalysisRecord, Moderation, Summary, utcnow
+from service.schemas import AnalysisRecord, Moderation, Summary, utcnow
 
 REPORT_VERSION = 1
 
@@ -122,7 +122,7 @@ def build_report(labelled: LabelledSet, records: Mapping[str, AnalysisRecord], c
                  prompt_version: str = "unknown", duplicate_threshold: float = DUPLICATE_SIMILARITY,
                  with_baseline: bool = True) -> dict:
     """Score `records` (video_id -> what the analyzer answered) against the labelled set."""
-    from keye.analysis.config import load_config
+    from analysis.config import load_config
 
     cfg = config or load_config()
     empty = Moderation(), Summary()

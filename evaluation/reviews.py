@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from evaluation.labelled import LabelledSet, LabelledVideo
-from keye.analysis.config import AnalysisConfig
-from keye.db import Analysis, FeedbackRow, Review, Video
-from keye.schemas import CategoryFlag, Evidence, Moderation, TagScore
+from analysis.config import AnalysisConfig
+from stores.db import Analysis, FeedbackRow, Review, Video
+from service.schemas import CategoryFlag, Evidence, Moderation, TagScore
 from training.answers import corrected_moderation, corrected_tags
 
 FINAL = ("confirm", "clear")

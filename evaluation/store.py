@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, Session, SQLModel, select
 
-from keye.schemas import utcnow
+from service.schemas import utcnow
 
 
 class EvalReport(SQLModel, table=True):

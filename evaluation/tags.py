@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from evaluation.counts import Counts, mean
 from evaluation.ranges import Range, iou
-from keye.schemas import TagScore
+from service.schemas import TagScore
 
 
 @dataclass(frozen=True)

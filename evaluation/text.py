@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from evaluation.counts import mean
-from keye.schemas import Summary
+from service.schemas import Summary
 
 _WORD = re.compile(r"[a-z0-9]+")
 FIELDS = ("title", "short", "long")

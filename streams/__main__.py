@@ -4,7 +4,7 @@ import argparse
 import logging
 import os
 
-from keye.settings import Settings
+from service.settings import Settings
 from streams.app import SESSION_TIMEOUT_S, run_streams
 
 parser = argparse.ArgumentParser(prog="python -m streams")

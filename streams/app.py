@@ -37,12 +37,12 @@ import faust
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from keye import db
-from keye.kafka import DEFAULT_PARTITIONS
-from keye.retry import RetryPolicy
-from keye.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
+from stores import db
+from service.kafka import DEFAULT_PARTITIONS
+from service.retry import RetryPolicy
+from service.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
                           check_feedback, dead_letter_id, decode, encode, key_of, utcnow, video_id_hint)
-from keye.settings import Settings
+from service.settings import Settings
 from streams import quiet
 from streams.offsets import OffsetLedger
 
@@ -269,7 +269,7 @@ def _write_aggregate(session: Session, key: str, seen: dict[str, bool]) -> None:
 def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str = "info", *,
                 session_timeout_s: float = SESSION_TIMEOUT_S, instance_id: str | None = None) -> None:
     """`keye streams`: run the faust worker until SIGTERM/SIGINT (creates topics and migrates SQL first)."""
-    from keye.kafka import ensure_topics, partition_count
+    from service.kafka import ensure_topics, partition_count
 
     engine = db.engine_from(settings)
     db.migrate(engine)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from keye.settings import Settings
+from service.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -46,7 +46,7 @@ def kafka_bootstrap(stack_settings: Settings) -> str:
 def postgres_url(stack_settings: Settings) -> str:
     import sqlalchemy as sa
 
-    from keye.stack import postgres
+    from devstack import postgres
 
     url = os.environ.get("KEYE_TEST_POSTGRES_URL") or postgres.url(stack_settings)
     try:
@@ -81,7 +81,7 @@ def pg_database(postgres_url: str):
 def redis_url(stack_settings: Settings) -> str:
     import redis
 
-    from keye.stack import redis as stack_redis
+    from devstack import redis as stack_redis
 
     url = os.environ.get("KEYE_REDIS_URL") or stack_redis.url(stack_settings)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def _keye(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "keye.cli", *args], env=env, cwd=tmp_path,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -14,8 +14,8 @@ import torch
 from rich.console import Console
 
 from demo.showcase import BASELINE, NAME, run_showcase
-from keye.settings import Settings
-from keye.vectors import VectorStore
+from service.settings import Settings
+from stores.vectors import VectorStore
 from training.demo_spec import ANALYSIS_CONFIG, DEMO
 
 TINY = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1,
@@ -103,7 +103,7 @@ def test_a_retrained_model_analyzes_again_and_keeps_the_baseline_report(runs, sp
 
 def test_a_record_is_printed_as_the_model_wrote_it_even_with_brackets():
     from demo.render import record_panel
-    from keye.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, utcnow
+    from service.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, utcnow
 
     record = AnalysisRecord(
         analysis_id="a", video_id="v", model_version=NAME, prompt_version="p", duration_s=3.0, frames_used=2,

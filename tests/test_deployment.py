@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,11 @@ def test_compose_file_is_valid_and_complete() -> None:
 
 
 def test_dockerfile_copies_every_package() -> None:
+    """The image holds the packages of the wheel (pyproject's list), and not the development stack."""
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("keye", "keye_model", "kernels", "workers", "streams", "api", "training"):
-        assert f"COPY {package} ./{package}" in dockerfile
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert "devstack" not in packages and "cli" in packages
+    for package in packages:
+        name = package.rstrip("*")
+        assert f"COPY {name} ./{name}" in dockerfile
+    assert "devstack" not in dockerfile.replace("# devstack/", "")

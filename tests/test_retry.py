@@ -1,4 +1,4 @@
-"""keye.retry: the backoff schedule, when a retry happens and when it gives up, on a fake clock
+"""service.retry: the backoff schedule, when a retry happens and when it gives up, on a fake clock
 (sleeping advances it) and a seeded jitter; and the policies of the call sites that use it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from keye.retry import RetryPolicy, Stopped
+from service.retry import RetryPolicy, Stopped
 
 
 class FakeTime:
@@ -158,11 +158,11 @@ def test_acall_does_not_retry_what_it_should_not() -> None:
 def test_the_call_sites_keep_their_schedules() -> None:
     from api.outbox import Relay
     from api.webhooks import RETRY
-    from keye.settings import Settings
+    from service.settings import Settings
     from streams.app import DATABASE_OUTAGE
     from workers.consumer import Worker, WorkerConfig
-    from workers.vector_sink import WRITE_RETRY
-    from workers.waiting import STORE_OUTAGE
+    from stores.vector_sink import WRITE_RETRY
+    from service.waiting import STORE_OUTAGE
 
     def schedule(p: RetryPolicy, n: int = 8) -> list[float]:
         return [p.delay(i) for i in range(1, n + 1)]
@@ -182,7 +182,7 @@ def test_the_call_sites_keep_their_schedules() -> None:
 
 
 def test_until_available_logs_each_wait_and_stops_when_asked(caplog: pytest.LogCaptureFixture) -> None:
-    from workers.waiting import until_available
+    from service.waiting import until_available
 
     stop = threading.Event()
     stop.set()

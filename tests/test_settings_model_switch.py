@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from keye.settings import MODEL_ANALYSIS_CONFIG, Settings
+from service.settings import MODEL_ANALYSIS_CONFIG, Settings
 
 
 def _folder(root: Path, name: str) -> Path:

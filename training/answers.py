@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from keye.analysis.config import AnalysisConfig
-from keye.analysis.segments import Segment
+from analysis.config import AnalysisConfig
+from analysis.segments import Segment
 from training.errors import UnusableEvent
 
 _UNSAFE = re.compile(r'["\\\x00-\x1f]')  # what the grammar's text pattern refuses

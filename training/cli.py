@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from keye.settings import get_settings
+from service.settings import get_settings
 
 train_app = typer.Typer(help="Fine-tuning on feedback: runs, model versions, promotion and rollback.",
                         no_args_is_help=True)
@@ -79,7 +79,7 @@ def demo(force: Annotated[bool, typer.Option(help="retrain even when the model i
     under KEYE_DATA_DIR/models/keye-demo (reused while its spec is unchanged); KEYE_MODEL=keye-demo serves it."""
     import logging
 
-    from keye.logs import setup_logging
+    from service.logs import setup_logging
     from training.demo import build_demo
     from training.demo_spec import DEMO
 
@@ -189,7 +189,7 @@ def demo_loop(category: Annotated[str, typer.Option(help="the moderation categor
     keye-demo without CATEGORY serves held-out clips, moderators decide through the API, the trigger queues a
     run, `keye train worker` fine-tunes, the gate promotes, a restarted worker serves; prints before/after."""
     from demo.loop import TRAIN_CONFIG, LoopError, LoopSizes, run_loop, summary_lines, table
-    from keye.logs import setup_logging
+    from service.logs import setup_logging
 
     setup_logging()
     train_config = {**TRAIN_CONFIG, **(json.loads(config.read_text()) if config else {})}

@@ -6,7 +6,7 @@
 Both sides go through the model's own embedding path (KeyeModel.embed: mean-pooled final hidden
 states, L2-normalized), with gradients: a video is embedded like the analyzer embeds it (each visual
 pass's prompt prefix, the passes' vectors averaged and normalized again), a caption like a search
-query (keye.analysis.embedding.query_inputs). The loss is the symmetric InfoNCE over the batch
+query (analysis.embedding.query_inputs). The loss is the symmetric InfoNCE over the batch
 (video->caption and caption->video cross-entropy on scaled cosine similarities, the batch's other
 pairs as negatives) with a learnable (or fixed) temperature. Under data parallelism each rank's
 negatives are its own slice of the batch.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from keye.analysis.embedding import query_inputs
+from analysis.embedding import query_inputs
 from keye_model.model import KeyeModel
 from training.dataset import ChunkPrompt, Example
 from training.errors import TrainConfigError

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.labels import LabelledClip, load_labels
-from keye.analysis.config import TASK_NAMES, AnalysisConfig
-from keye.analysis.errors import AnalysisError
+from analysis.config import TASK_NAMES, AnalysisConfig
+from analysis.errors import AnalysisError
 from keye_model.processor import MediaError, ProcessorInputError
 from training import answers as A
 from training.dataset import ChunkPrompt, Example, Targets, decode_video, task_examples, video_chunks

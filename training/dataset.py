@@ -6,7 +6,7 @@ the corrected answer (see answers.py for what each kind of feedback means).
     ds.pairs      # PreferencePair: summaries rated low against a better one of the same video
     ds.skipped    # Skip: (event_id, kind, reason) for every event that gave nothing
 
-The prompt is built by the analyzer's own code (keye.analysis.prompts: the shared video prefix plus
+The prompt is built by the analyzer's own code (analysis.prompts: the shared video prefix plus
 the task's continuation) on the video decoded with the analysis configuration's budgets, segmented
 and chunked like the analyzer does: one example per (video, task, visual pass); the tasks of one
 pass share its pixel tensors. Nothing here raises for a bad event: a missing video
@@ -25,13 +25,13 @@ import sqlalchemy as sa
 import torch
 from sqlmodel import Session, select
 
-from keye.analysis import prompts
-from keye.analysis.config import AnalysisConfig
-from keye.analysis.errors import AnalysisError
-from keye.analysis.segments import Chunk, Segment, chunk_segments, segment_video
-from keye.db import Analysis, FeedbackRow, Video
-from keye.fetch import FetchError, fetched
-from keye.settings import Settings
+from analysis import prompts
+from analysis.config import AnalysisConfig
+from analysis.errors import AnalysisError
+from analysis.segments import Chunk, Segment, chunk_segments, segment_video
+from stores.db import Analysis, FeedbackRow, Video
+from service.fetch import FetchError, fetched
+from service.settings import Settings
 from keye_model.config import IM_END_TOKEN_ID
 from keye_model.processor import MediaError, ProcessorInputError, VideoInput
 from training import answers as A
@@ -110,7 +110,7 @@ class ChunkPrompt:
 
 
 def chunk_prompt(processor, video: VideoInput, chunk: Chunk) -> ChunkPrompt:
-    from keye.analysis.analyzer import chunk_video
+    from analysis.analyzer import chunk_video
 
     inputs = prompts.prefix_inputs(processor, chunk_video(video, chunk))
     ids = inputs.pop("input_ids")[0]

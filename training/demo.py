@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import corpus
-from keye.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
-from keye.schemas import utcnow
+from service.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
+from service.schemas import utcnow
 from training.demo_spec import DEMO, DemoSpec
 
 log = logging.getLogger("training.demo")
@@ -164,7 +164,7 @@ def _made_corpus(folder: Path, spec: DemoSpec) -> Path:
 
 def demo_items(processor, spec: DemoSpec, folder: Path) -> tuple[list, dict, dict]:
     """The supervised examples, the captions of their clips (AnswersAndCaptions) and a description."""
-    from keye.analysis.config import load_config
+    from analysis.config import load_config
     from training.contrastive import caption_table
     from training.corpus_examples import corpus_examples
 
@@ -351,7 +351,7 @@ def register(settings: Settings, name: str, folder: Path, info: dict) -> None:
     active, and otherwise a candidate that `keye train promote` can activate."""
     from sqlmodel import Session
 
-    from keye.db import ModelVersion
+    from stores.db import ModelVersion
     from training import registry
     from training.runner import migrated_engine
 

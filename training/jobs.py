@@ -15,7 +15,7 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from keye.settings import Settings, get_settings
+from service.settings import Settings, get_settings
 from training.errors import TrainingError
 from training.runner import execute_run, fail_unsent, migrated_engine, queue_run, summary
 from training.sft import TrainConfig

@@ -18,9 +18,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from keye.db import ModelVersion, model_version_name
-from keye.schemas import utcnow
-from keye.settings import Settings
+from stores.db import ModelVersion, model_version_name
+from service.schemas import utcnow
+from service.settings import Settings
 from training.errors import RegistryError
 
 

@@ -28,9 +28,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from keye.db import FeedbackRow, TrainingRun, engine_from, migrate
-from keye.schemas import utcnow
-from keye.settings import MODEL_ANALYSIS_CONFIG, Settings
+from stores.db import FeedbackRow, TrainingRun, engine_from, migrate
+from service.schemas import utcnow
+from service.settings import MODEL_ANALYSIS_CONFIG, Settings
 from evaluation import store
 from training import registry
 from training.errors import TrainConfigError, TrainingError
@@ -137,7 +137,7 @@ def models_dir(settings: Settings) -> Path:
 
 
 def _base_path(session: Session, run: TrainingRun, settings: Settings) -> str:
-    from keye.db import ModelVersion
+    from stores.db import ModelVersion
 
     base = session.get(ModelVersion, run.base_version)
     return base.path if base is not None else str(settings.model)
@@ -145,7 +145,7 @@ def _base_path(session: Session, run: TrainingRun, settings: Settings) -> str:
 
 def _train_and_register(session: Session, settings: Settings, run: TrainingRun, export: Path, log) -> None:
     import keye_model
-    from keye.analysis.config import load_config
+    from analysis.config import load_config
     from keye_model.processor import KeyeProcessor
     from training.dataset import build_dataset, unused_feedback
     from training.lora import merge_lora
@@ -230,7 +230,7 @@ class _Measure:
 
     def __call__(self, model, version: str, skip_if_known: bool = False) -> dict | None:
         from evaluation.harness import evaluate
-        from keye.analysis import VideoAnalyzer
+        from analysis import VideoAnalyzer
 
         if not self.labelled.videos:
             return None

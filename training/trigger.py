@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, func, select
 
-from keye.db import FeedbackRow, TrainingRun
+from stores.db import FeedbackRow, TrainingRun
 
 SUPERVISED_KINDS = ("moderation_decision", "tag_correction", "summary_rating", "summary_edit")
 

@@ -8,9 +8,9 @@ import argparse
 import importlib
 import os
 
-from keye.logs import setup_logging
-from keye.settings import Settings
-from workers.analysis import load_analyzer
+from service.logs import setup_logging
+from service.settings import Settings
+from analysis.serving import load_analyzer
 from workers.consumer import WorkerConfig, instance_id_for, run_worker
 
 parser = argparse.ArgumentParser(prog="python -m workers")
@@ -20,7 +20,7 @@ parser.add_argument("--max-attempts", type=int, default=3)
 parser.add_argument("--session-timeout-ms", type=int, default=30000)
 parser.add_argument("--metrics-port", type=int, default=None)
 parser.add_argument("--analyzer", default=None, help="module:Class of an Analyzer, built as Class(settings, **options)")
-parser.add_argument("--basic", action="store_true", help="summary + embedding only (workers/analysis.py KeyeAnalyzer)")
+parser.add_argument("--basic", action="store_true", help="summary + embedding only (analysis/serving.py KeyeAnalyzer)")
 parser.add_argument("--max-frames", type=int, default=None, help="basic analyzer: frames per video")
 parser.add_argument("--max-pixels", type=int, default=None, help="basic analyzer: pixels per frame")
 parser.add_argument("--max-new-tokens", type=int, default=None, help="basic analyzer: summary length in tokens")

@@ -39,18 +39,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from keye import kafka as kk
-from keye.db import engine_from, migrate
-from keye.retry import RetryPolicy
-from keye.schemas import (AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, dead_letter_id, decode,
+from service import kafka as kk
+from stores.db import engine_from, migrate
+from service.retry import RetryPolicy
+from service.schemas import (AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, dead_letter_id, decode,
                           video_id_hint)
-from keye.settings import Settings
-from keye.vectors import VectorStore
-from workers import metrics
-from workers.analysis import Analyzer
-from workers.errors import Failure, StoreUnavailableError, classify
-from workers.stages import VideoProcessor, timed
-from workers.waiting import Stopped, database_label, kafka_label, until_available
+from service.settings import Settings
+from stores.vectors import VectorStore
+from service import metrics
+from analysis.serving import Analyzer
+from service.failures import Failure, StoreUnavailableError, classify
+from analysis.stages import VideoProcessor, timed
+from service.waiting import Stopped, database_label, kafka_label, until_available
 
 log = logging.getLogger("keye.worker")
 
@@ -397,7 +397,7 @@ class Worker:
 
 def run_worker(settings: Settings, analyzer: Analyzer | None = None, config: WorkerConfig | None = None) -> None:
     """`keye worker`: consume `videos.work` until SIGTERM/SIGINT."""
-    from workers.analysis import load_analyzer
+    from analysis.serving import load_analyzer
 
     config = config or WorkerConfig()
     if config.metrics_port:

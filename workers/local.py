@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from keye.db import engine_from, migrate
-from keye.kafka import to_uri, video_id_for
-from keye.schemas import AnalysisRecord, Submission, utcnow
-from keye.settings import Settings
-from keye.vectors import VectorStore
-from workers.analysis import Analyzer, load_analyzer
-from workers.errors import Failure, classify
-from workers.stages import VideoProcessor
+from stores.db import engine_from, migrate
+from service.kafka import to_uri, video_id_for
+from service.schemas import AnalysisRecord, Submission, utcnow
+from service.settings import Settings
+from stores.vectors import VectorStore
+from analysis.serving import Analyzer, load_analyzer
+from service.failures import Failure, classify
+from analysis.stages import VideoProcessor
 
 
 @dataclass
@@ -31,7 +31,7 @@ class FileResult:
 def analyze_files(paths: list[str | Path], settings: Settings | None = None,
                   analyzer: Analyzer | None = None) -> list[FileResult]:
     """Analyze each file, store it (SQL + Qdrant), and return one result per file (errors included)."""
-    from keye.settings import get_settings
+    from service.settings import get_settings
 
     settings = settings or get_settings()
     files = [Path(p).resolve() for p in paths]

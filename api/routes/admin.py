@@ -14,7 +14,7 @@ from api.problems import NotFound, responses
 from api.search import active_version
 from api.tables import ApiKey
 from api.types import UtcDatetime
-from keye.db import ModelVersion
+from stores.db import ModelVersion
 
 ADMIN = Roles("admin")
 router = APIRouter(prefix="/v1/admin", tags=["admin"])

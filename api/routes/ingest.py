@@ -18,9 +18,9 @@ from api.boundary import STREAMED_BODY
 from api.deps import Services, db, services
 from api.problems import Invalid, responses
 from api.types import CreatorId, Label, LanguageTag, UtcDatetime
-from keye.db import Video
-from keye.uploads import discard
-from keye.schemas import Submission, VideoId, utcnow
+from stores.db import Video
+from service.uploads import discard
+from service.schemas import Submission, VideoId, utcnow
 
 INGEST = Roles("ingest")
 router = APIRouter(prefix="/v1/videos", tags=["ingest"])
@@ -84,7 +84,7 @@ def _accepted(row: Video, duplicate: bool) -> JSONResponse:
              "(allowed file roots; no private, loopback or link-local hosts unless configured) before acceptance.")
 def submit(body: SubmitRequest, session: Session = Depends(db), svc: Services = Depends(services),
            _: Principal = Depends(INGEST)) -> JSONResponse:
-    from keye.kafka import video_id_for
+    from service.kafka import video_id_for
 
     media.check_uri(body.uri, svc.settings)
     fields = body.model_dump()

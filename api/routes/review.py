@@ -28,7 +28,7 @@ from api.deps import Services, db, services
 from api.problems import Invalid, Problem
 from api.review_security import PageHeaders, csp_nonce, is_review_path, same_origin
 from api.review_session import COOKIE, LoginRequired, Page
-from keye.schemas import MODERATION_CATEGORIES
+from service.schemas import MODERATION_CATEGORIES
 
 PAGE = Page("moderator")
 templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))

@@ -1,5 +1,5 @@
 """Synchronous summary of a short clip (role `product`), on the workers' own analysis path
-(`workers.analysis`), so a clip summarized here reads like one summarized by the pipeline."""
+(`analysis.serving`), so a clip summarized here reads like one summarized by the pipeline."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from api.boundary import STREAMED_BODY
 from api.deps import Services, services
 from api.problems import Invalid, TooLarge, UnsafeURI, Unavailable, UnsupportedMedia, responses
 from api.routes.videos import SummaryView, summary_of
-from keye.schemas import Submission, utcnow
+from service.schemas import Submission, utcnow
 
 PRODUCT = Roles("product")
 router = APIRouter(prefix="/v1/summaries", tags=["summaries"])
@@ -85,7 +85,7 @@ async def summarize_upload(request: Request, svc: Services = Depends(services),
              description="Fetched under the same policy as the workers: allowed file roots, "
                          "no private/loopback/link-local targets, redirects re-checked at every hop.")
 def summarize_uri(body: ClipByUri, svc: Services = Depends(services), _: Principal = Depends(PRODUCT)) -> SummaryView:
-    from keye.fetch import FetchError, FetchTooLargeError, UnsafeURIError, fetched
+    from service.fetch import FetchError, FetchTooLargeError, UnsafeURIError, fetched
 
     media.check_uri(body.uri, svc.settings)
     try:

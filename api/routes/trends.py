@@ -14,7 +14,7 @@ from api.auth import Principal, Roles
 from api.deps import db
 from api.problems import responses
 from api.types import UtcDatetime
-from keye.db import CreatorFlagRate, TagTrend
+from stores.db import CreatorFlagRate, TagTrend
 
 READERS = Roles("product", "recommender", "moderator")
 router = APIRouter(prefix="/v1/trends", tags=["trends"])

@@ -17,8 +17,8 @@ from api.deps import Services, db, services
 from api.problems import NotFound, responses
 from api.search import active_version
 from api.types import UtcDatetime
-from keye.db import Analysis, Tag, Video
-from keye.schemas import FeedbackEvent, utcnow
+from stores.db import Analysis, Tag, Video
+from service.schemas import FeedbackEvent, utcnow
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 STATUS = Roles("product", "ingest")

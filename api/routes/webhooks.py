@@ -18,7 +18,7 @@ from api.problems import NotFound, UnsafeURI, responses
 from api.tables import Webhook, WebhookDelivery
 from api.types import UtcDatetime
 from api.webhooks import new_secret
-from keye.schemas import utcnow
+from service.schemas import utcnow
 
 PRODUCT = Roles("product")
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

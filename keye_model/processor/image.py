@@ -35,7 +35,7 @@ def open_image(src: Any, limits: MediaLimits) -> Image.Image:
         elif isinstance(src, (str, os.PathLike)):
             name = str(src)
             if name.startswith(("http://", "https://")):
-                raise UnsupportedMedia("URLs are not fetched here: download first (keye.fetch), then pass the file",
+                raise UnsupportedMedia("URLs are not fetched here: download first (service.fetch), then pass the file",
                                        name)
             path = Path(name[7:] if name.startswith("file://") else name)
             if not path.is_file():

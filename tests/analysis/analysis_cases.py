@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from keye.analysis import config as C
-from keye.analysis.schemas import max_output_tokens
+from analysis import config as C
+from analysis.schemas import max_output_tokens
 
 # Small answers: every bound stays in the tens of tokens, so a random model finishes quickly.
 TIGHT_LIMITS = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from keye.analysis import config as C
+from analysis import config as C
 from analysis_cases import tight_raw
 
 @pytest.fixture(scope="session")
@@ -36,6 +36,6 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def analyzer(tiny_model, processor, tight_config):
-    from keye.analysis import VideoAnalyzer
+    from analysis import VideoAnalyzer
 
     return VideoAnalyzer(tiny_model, processor, tight_config, model_version="keye-tiny")

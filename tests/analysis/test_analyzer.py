@@ -10,13 +10,13 @@ import jsonschema
 import pytest
 import torch
 
-from keye.analysis import prompts
-from keye.analysis.config import parse_config
-from keye.analysis.generation import generate_rows
-from keye.analysis.grammar import GrammarMasks
-from keye.analysis.schemas import task_schema
-from keye.analysis.segments import segment_video
-from keye.schemas import AnalysisRecord, Submission, utcnow
+from analysis import prompts
+from analysis.config import parse_config
+from analysis.generation import generate_rows
+from analysis.grammar import GrammarMasks
+from analysis.schemas import task_schema
+from analysis.segments import segment_video
+from service.schemas import AnalysisRecord, Submission, utcnow
 from keye_model.engine import SamplingParams
 from keye_model.processor import MediaError
 
@@ -112,7 +112,7 @@ def test_prefix_reuse_gives_the_same_answers_as_separate_full_prompts(analyzer, 
 
 
 def test_long_videos_are_analyzed_per_chunk_and_merged(processor, tiny_model, clips):
-    from keye.analysis import VideoAnalyzer
+    from analysis import VideoAnalyzer
 
     raw = tight_raw()
     raw["video"]["frames_per_pass"] = 4
@@ -142,7 +142,7 @@ def test_text_queries_share_the_video_space(analyzer, batch):
 
 
 def test_bad_inputs_raise_typed_errors(analyzer, tmp_path):
-    from keye.analysis.errors import AnalysisError
+    from analysis.errors import AnalysisError
 
     with pytest.raises(AnalysisError, match="non-empty"):
         analyzer.embed_text("  ")
@@ -154,8 +154,8 @@ def test_bad_inputs_raise_typed_errors(analyzer, tmp_path):
 
 
 def test_query_framing_matches_the_video_prefix_framing(analyzer, processor, tiny_model):
-    from keye.analysis import embed_text
-    from keye.analysis.errors import AnalysisError
+    from analysis import embed_text
+    from analysis.errors import AnalysisError
 
     vec = torch.tensor(embed_text(tiny_model, processor, "bikes"))
     ids = processor.tokenizer.encode("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nbikes")
@@ -165,8 +165,8 @@ def test_query_framing_matches_the_video_prefix_framing(analyzer, processor, tin
 
 
 def test_from_settings_with_a_config_path(tmp_path):
-    from keye.analysis import VideoAnalyzer
-    from keye.settings import Settings
+    from analysis import VideoAnalyzer
+    from service.settings import Settings
 
     raw = tight_raw()
     raw["version"] = "tight-1"
@@ -177,7 +177,7 @@ def test_from_settings_with_a_config_path(tmp_path):
 
 
 def test_batches_respect_the_cache_limits_without_changing_answers(tiny_model, processor, tight_config, batch, clips):
-    from keye.analysis import VideoAnalyzer
+    from analysis import VideoAnalyzer
 
     small = VideoAnalyzer(tiny_model, processor, tight_config, model_version="keye-tiny", max_batch_tokens=4000)
     rows = [(object(), 0, t) for t in ("tags", "summary", "moderation", "products")]

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from keye.analysis import config as C
-from keye.analysis.errors import AnalysisConfigError
-from keye.analysis.schemas import max_output_tokens
-from keye.schemas import MODERATION_CATEGORIES
+from analysis import config as C
+from analysis.errors import AnalysisConfigError
+from analysis.schemas import max_output_tokens
+from service.schemas import MODERATION_CATEGORIES
 
 
 def test_default_config_has_the_spec_taxonomy_and_thinking_defaults():

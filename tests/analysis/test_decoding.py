@@ -7,13 +7,13 @@ import pytest
 import torch
 import xgrammar as xgr
 
-from keye.analysis import prompts
-from keye.analysis.allowed import RowGrammar, admitted_ids
-from keye.analysis.generation import PLAIN, DecodeOptions, DecodeStats, generate_rows
-from keye.analysis.grammar import STOP_ID
-from keye.analysis.output import parse_output
-from keye.analysis.schemas import task_schema
-from keye.analysis.segments import segment_video
+from analysis import prompts
+from analysis.allowed import RowGrammar, admitted_ids
+from analysis.generation import PLAIN, DecodeOptions, DecodeStats, generate_rows
+from analysis.grammar import STOP_ID
+from analysis.output import parse_output
+from analysis.schemas import task_schema
+from analysis.segments import segment_video
 from keye_model.engine import SamplingParams
 from keye_model.errors import InputError
 

@@ -6,10 +6,10 @@ import jsonschema
 import pytest
 import torch
 
-from keye.analysis import config as C
-from keye.analysis.grammar import STOP_ID, GrammarBook, GrammarMasks, prelude_ebnf
-from keye.analysis.output import parse_output
-from keye.analysis.schemas import max_output_tokens, task_schema
+from analysis import config as C
+from analysis.grammar import STOP_ID, GrammarBook, GrammarMasks, prelude_ebnf
+from analysis.output import parse_output
+from analysis.schemas import max_output_tokens, task_schema
 
 from analysis_cases import tight_raw
 

@@ -1,8 +1,8 @@
 """From parsed answers to record fields: shot-to-time mapping, merging and the moderation policy."""
 
-from keye.analysis.merge import ChunkAnswers, moderation, products, summary, tags
-from keye.analysis.output import parse_output
-from keye.analysis.segments import Segment
+from analysis.merge import ChunkAnswers, moderation, products, summary, tags
+from analysis.output import parse_output
+from analysis.segments import Segment
 
 SEGS = [Segment(0, 0.0, 2.0, (0, 1, 2, 3)), Segment(1, 2.0, 5.0, (4, 5)), Segment(2, 5.0, 6.5, (6, 7))]
 

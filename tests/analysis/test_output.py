@@ -2,7 +2,7 @@
 
 import pytest
 
-from keye.analysis.output import parse_output
+from analysis.output import parse_output
 
 ANSWER = '{"tags": [{"label": "bike", "score": 90, "shots": [0]}]}'
 

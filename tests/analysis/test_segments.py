@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from keye.analysis.config import SegmentationConfig
-from keye.analysis.errors import SegmentationError
-from keye.analysis.segments import change_scores, chunk_segments, segment_video
+from analysis.config import SegmentationConfig
+from analysis.errors import SegmentationError
+from analysis.segments import change_scores, chunk_segments, segment_video
 
 CFG = SegmentationConfig(threshold=0.3, min_shot_s=1.0, max_segments=12)
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from keye.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, analysis_id_for
+from service.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, analysis_id_for
 
 MODEL_VERSION = "keye-tiny"
 

@@ -1,5 +1,5 @@
 """Fixtures for the API tests: an app over a fresh SQLite file and a local Qdrant folder, keys per
-role, and analyses written through the same `keye.db.write_analysis` the workers use."""
+role, and analyses written through the same `stores.db.write_analysis` the workers use."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from api.app import create_app
 from api.embedder import KeyeTextEmbedder
 from api.keys import ROLES, create_key
 from api_testing import make_record
-from keye.db import write_analysis
-from keye.schemas import AnalysisRecord, Submission
-from keye.settings import Settings
+from stores.db import write_analysis
+from service.schemas import AnalysisRecord, Submission
+from service.settings import Settings
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def text_embedder() -> KeyeTextEmbedder:
 
 @pytest.fixture
 def app(api_settings: Settings, text_embedder: KeyeTextEmbedder):
-    from keye.vectors import VectorStore
+    from stores.vectors import VectorStore
 
     store = VectorStore(path=api_settings.resolved_qdrant_path)
     application = create_app(api_settings, vectors=store, embedder=text_embedder, max_upload_bytes=2_000_000)

@@ -9,8 +9,8 @@ from api_testing import auth
 from evaluation.labelled import LabelledSet, LabelledVideo
 from evaluation.report import build_report
 from evaluation.store import save_report
-from keye.db import ModelVersion
-from keye.schemas import TagScore, utcnow
+from stores.db import ModelVersion
+from service.schemas import TagScore, utcnow
 
 
 def test_each_version_returns_its_report(client: TestClient, session: Session, keys) -> None:

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from api.keys import create_key
 from api.tables import Outbox
 from api_testing import at_once, auth, live_server
-from keye.db import Review
+from stores.db import Review
 
 PARALLEL = 20
 

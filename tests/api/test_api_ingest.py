@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 from api.tables import Outbox
 from api_testing import auth
-from keye.db import Video
-from keye.schemas import Submission, decode
+from stores.db import Video
+from service.schemas import Submission, decode
 
 
 def _outbox(session: Session, topic: str = "videos.ingest") -> list[Outbox]:

@@ -10,8 +10,8 @@ from sqlmodel import Session, select
 
 from api.tables import Outbox
 from api_testing import auth
-from keye.analysis.config import load_config
-from keye.db import Analysis, ModerationFlag, Review
+from analysis.config import load_config
+from stores.db import Analysis, ModerationFlag, Review
 from training.answers import corrected_moderation
 
 

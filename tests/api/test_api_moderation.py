@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from api.keys import create_key
 from api.tables import Outbox
 from api_testing import auth
-from keye.db import Analysis, ModerationFlag, Review
+from stores.db import Analysis, ModerationFlag, Review
 
 
 def test_queue_orders_by_severity_then_age_and_filters(client: TestClient, keys, seed) -> None:

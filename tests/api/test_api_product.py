@@ -15,8 +15,8 @@ from api.app import create_app
 from api.keys import create_key
 from api.tables import Outbox
 from api_testing import auth
-from keye.db import ModelVersion, Tag, write_analysis
-from keye.schemas import FeedbackEvent, TagScore, decode, utcnow
+from stores.db import ModelVersion, Tag, write_analysis
+from service.schemas import FeedbackEvent, TagScore, decode, utcnow
 
 
 def test_status_analysis_and_summary(client: TestClient, session: Session, keys, seed) -> None:
@@ -68,7 +68,7 @@ def test_tag_corrections_and_ratings_are_applied_and_published(client: TestClien
 def test_trends_read_the_stream_tables(client: TestClient, session: Session, keys) -> None:
     from datetime import timedelta
 
-    from keye.db import CreatorFlagRate, TagTrend
+    from stores.db import CreatorFlagRate, TagTrend
 
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     for start, label, n in [(now - timedelta(hours=1), "old", 50), (now, "cat", 7), (now, "dog", 9), (now, "car", 1)]:

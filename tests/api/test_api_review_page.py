@@ -17,7 +17,7 @@ import uvicorn
 from sqlmodel import Session, select
 
 from api.tables import CaseClaim, ReviewSession
-from keye.db import Analysis, Review, Video
+from stores.db import Analysis, Review, Video
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

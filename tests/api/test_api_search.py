@@ -139,7 +139,7 @@ def test_text_queries_use_the_model_of_the_version_searched(tmp_path) -> None:
     import torch
 
     from api.embedder import KeyeTextEmbedder
-    from keye.settings import Settings
+    from service.settings import Settings
 
     tuned = keye_model.load("keye-tiny")
     with torch.no_grad():

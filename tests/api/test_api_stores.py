@@ -18,8 +18,8 @@ from api.cases import claim
 from api.keys import ROLES, create_key
 from api.problems import Conflict
 from api_testing import auth, make_record
-from keye.db import write_analysis
-from keye.schemas import FeedbackEvent, Submission, decode
+from stores.db import write_analysis
+from service.schemas import FeedbackEvent, Submission, decode
 
 
 @pytest.fixture
@@ -35,10 +35,10 @@ def _script_heads() -> set[str]:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    import keye.db
+    import stores.db
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(keye.db.__file__).with_name("migrations")))
+    cfg.set_main_option("script_location", str(Path(stores.db.__file__).with_name("migrations")))
     return set(ScriptDirectory.from_config(cfg).get_heads())
 
 
@@ -141,7 +141,7 @@ def test_serving_process_indexes_analyses_and_calls_webhooks(api_settings, kafka
     video) and the webhook dispatcher (the receiver gets a signed POST)."""
     import http.server
 
-    from keye import kafka as kk
+    from service import kafka as kk
 
     got: list[tuple[dict, bytes]] = []
 

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from api.app import create_app
 from api.tables import Outbox
 from api_testing import auth
-from keye import uploads
+from service import uploads
 
 REPO = Path(__file__).resolve().parents[2]
 

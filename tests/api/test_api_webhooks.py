@@ -20,7 +20,7 @@ from api.keys import ROLES, create_key
 from api.tables import Webhook
 from api.webhooks import MAX_ATTEMPTS, RETRY, deliver_due, fanout_message
 from api_testing import auth, make_record
-from keye.schemas import FlagMessage, encode, utcnow
+from service.schemas import FlagMessage, encode, utcnow
 
 
 class Receiver:

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from api import review_session
 from api.tables import ReviewSession
-from keye.db import Review
+from stores.db import Review
 
 ORIGIN = {"Origin": "http://testserver"}
 
@@ -240,8 +240,8 @@ def test_a_remote_video_is_fetched_once_for_the_player(api_settings, sample_clip
     from api.app import create_app
     from api.keys import create_key
     from api_testing import make_record
-    from keye.db import write_analysis
-    from keye.schemas import Submission
+    from stores.db import write_analysis
+    from service.schemas import Submission
 
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(sample_clips[0].parent))
     source = ThreadingHTTPServer(("127.0.0.1", 0), handler)

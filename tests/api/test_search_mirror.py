@@ -14,9 +14,9 @@ from sqlmodel import Session
 from api.app import create_app
 from api.keys import create_key
 from api_testing import auth, make_record, random_vector
-from keye.db import write_analysis
-from keye.schemas import Submission
-from keye.vectors import VectorStore
+from stores.db import write_analysis
+from service.schemas import Submission
+from stores.vectors import VectorStore
 
 DIM = 16
 

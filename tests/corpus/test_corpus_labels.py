@@ -10,9 +10,9 @@ import pytest
 
 from corpus import concepts as C
 from corpus.labels import GroundTruth, load_corpus_info, load_labels, write_labels
-from keye.schemas import AnalysisRecord, analysis_id_for
+from service.schemas import AnalysisRecord, analysis_id_for
 
-CONFIG = json.loads((Path(__file__).parents[2] / "keye/analysis/default_config.json").read_text())
+CONFIG = json.loads((Path(__file__).parents[2] / "analysis/default_config.json").read_text())
 LIMITS = CONFIG["tasks"]["summary"]["limits"]
 
 

@@ -14,7 +14,7 @@ import corpus
 from corpus.make import SEED_RANGES, CorpusError
 from corpus.plan import plan_corpus
 from corpus.render import encode
-from keye.cli import app
+from cli.main import app
 from keye_model.processor.config import MediaLimits
 from keye_model.processor.decode import open_video
 from keye_model.processor.video import load_video

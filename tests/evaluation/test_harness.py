@@ -15,7 +15,7 @@ import pytest
 
 from evaluation.harness import truth_records
 from evaluation.report import HEADLINE, build_report
-from keye.analysis.config import load_config
+from analysis.config import load_config
 
 CPU_CONFIG = Path(__file__).resolve().parents[2] / "evaluation" / "cpu_config.json"  # the packaged CPU budget
 PERFECT = {"tags.micro_f1": 1.0, "tags.temporal_iou": 1.0, "moderation.precision": 1.0, "moderation.recall": 1.0,
@@ -89,7 +89,7 @@ def test_keye_tiny_through_the_cli_scores_near_chance(corpus_dir, tmp_path):
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_ANALYSIS_CONFIG": str(CPU_CONFIG),
            "KEYE_MODEL": "keye-tiny"}
     out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "keye.cli", "eval", "run", str(small), "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "cli.main", "eval", "run", str(small), "--out", str(out),
                            "--records", str(tmp_path / "records.jsonl")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -110,7 +110,7 @@ def test_keye_tiny_through_the_cli_scores_near_chance(corpus_dir, tmp_path):
     from sqlmodel import Session
 
     from evaluation.store import latest
-    from keye.db import make_engine
+    from stores.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'keye.db'}")
     with Session(engine) as s:
@@ -121,7 +121,7 @@ def test_keye_tiny_through_the_cli_scores_near_chance(corpus_dir, tmp_path):
 
 def _cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "keye.cli", "eval", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", "eval", *args], env=env, capture_output=True, text=True,
                           timeout=300)
 
 

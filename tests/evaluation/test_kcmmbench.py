@@ -91,7 +91,7 @@ def test_keye_tiny_answers_a_file_and_writes_its_predictions(tmp_path):
     rows = [{k: v for k, v in row.items()} | {"image": _png("green")} for row, _, _ in ROWS[:4:2] + ROWS[4:5]]
     src = _write(tmp_path / "Tiny.tsv", rows)
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "keye.cli", "eval", "kcmmbench", str(src), "--model", "keye-tiny",
+    done = subprocess.run([sys.executable, "-m", "cli.main", "eval", "kcmmbench", str(src), "--model", "keye-tiny",
                            "--out", str(tmp_path / "s.json"), "--max-new-tokens", "8"], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr

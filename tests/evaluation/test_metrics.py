@@ -10,8 +10,8 @@ from evaluation.ranges import iou, union
 from evaluation.retrieval import groups, near_duplicates, text_to_video
 from evaluation.tags import TagCase, tag_metrics
 from evaluation.text import FactItem, SummaryCase, fact_scores, lcs_length, rouge_l, summary_metrics
-from keye.analysis.config import Thresholds
-from keye.schemas import CategoryFlag, Evidence, Moderation, Summary, TagScore
+from analysis.config import Thresholds
+from service.schemas import CategoryFlag, Evidence, Moderation, Summary, TagScore
 
 
 def tag(label, a=None, b=None):

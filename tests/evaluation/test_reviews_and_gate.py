@@ -13,9 +13,9 @@ from evaluation.labelled import LabelledSet, LabelledVideo
 from evaluation.report import build_report
 from evaluation.reviews import from_reviews
 from evaluation.store import EvalReport, comparable, latest, reports_of, save_report
-from keye import db
-from keye.analysis.config import load_config
-from keye.schemas import (AnalysisRecord, CategoryFlag, Evidence, FeedbackEvent, Moderation, Submission, Summary,
+from stores import db
+from analysis.config import load_config
+from service.schemas import (AnalysisRecord, CategoryFlag, Evidence, FeedbackEvent, Moderation, Submission, Summary,
                           TagScore, analysis_id_for)
 from training import registry
 
@@ -127,7 +127,7 @@ def test_the_table_matches_its_migration(session):
 
 
 def _registry(session, tmp_path, settings_model="keye-tiny"):
-    from keye.settings import Settings
+    from service.settings import Settings
 
     registry.ensure_base(session, Settings(model=settings_model, data_dir=tmp_path))
     (tmp_path / "ck").mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from pipeline_support import ANALYZER, Pipeline, make_pipeline, read_topic
 
-from keye.settings import Settings
+from service.settings import Settings
 
 KINDS = ("worker-a", "worker-b", "streams", "sink")
 BAD = ("undecodable", "missing", "outside-roots")
@@ -58,24 +58,24 @@ class PrivateStack:
 
     @property
     def database_url(self) -> str:
-        from keye.stack import postgres
+        from devstack import postgres
 
         return postgres.url(self.settings)
 
     def restart_broker(self) -> None:
-        from keye.stack import kafka
+        from devstack import kafka
 
         kafka.down(self.settings)
         time.sleep(2)
         kafka.up(self.settings)
 
     def postgres_down(self) -> None:
-        from keye.stack import postgres
+        from devstack import postgres
 
         postgres.down(self.settings)
 
     def postgres_up(self) -> None:
-        from keye.stack import postgres
+        from devstack import postgres
 
         postgres.up(self.settings)
 
@@ -84,7 +84,7 @@ class PrivateStack:
 def private_stack(root: Path, stack_settings: Settings, *, postgres_too: bool = True) -> Iterator[PrivateStack]:
     """A private Kafka (and PostgreSQL), stopped and deleted afterwards. PostgreSQL runs as the
     `postgres` user when we are root, so its folder lives in a world-traversable temporary folder."""
-    from keye.stack import kafka, postgres
+    from devstack import kafka, postgres
 
     if shutil.which("java") is None:
         raise RuntimeError("java is needed to run a private Kafka broker (it runs the stack's broker too)")
@@ -180,7 +180,7 @@ class FaultRun:
                     {"KEYE_TEST_ANALYZE_DELAY_S": str(self.delay_s)})
         if kind == "streams":
             return ["-m", "streams", "--app-id", f"{s.topic_ingest}-streams", "--loglevel", "warning"], {}
-        return ["-m", "keye.cli", "vector-sink"], {}
+        return ["-m", "cli.main", "vector-sink"], {}
 
     def _start(self, kind: str) -> None:
         n = self.incarnation[kind] = self.incarnation.get(kind, 0) + 1
@@ -224,7 +224,7 @@ class FaultRun:
     # ---- inputs ------------------------------------------------------------------------------------
 
     def _ingest(self, ids: list[str]) -> None:
-        from keye.kafka import ingest
+        from service.kafka import ingest
 
         ingest([self.clips[int(v.rsplit("-", 1)[1]) % len(self.clips)].as_uri() for v in ids], self.p.settings,
                video_ids=ids, creator_id="creator-faults")
@@ -232,7 +232,7 @@ class FaultRun:
     def _ingest_bad(self) -> None:
         import json
 
-        from keye.kafka import ingest, producer
+        from service.kafka import ingest, producer
 
         s, media = self.p.settings, self.p.tmp / "media"
         (media / "broken.mp4").write_bytes(b"not a video")
@@ -365,7 +365,7 @@ class FaultRun:
         self.p.stop_all()
 
     def _read_stores(self) -> None:
-        from keye.vectors import VectorStore
+        from stores.vectors import VectorStore
 
         s = self.p.settings
         engine = self._engine()

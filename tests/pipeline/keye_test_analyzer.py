@@ -13,9 +13,9 @@ import os
 import time
 from pathlib import Path
 
-from keye.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Submission
-from keye.settings import Settings
-from workers.analysis import KeyeAnalyzer
+from service.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Submission
+from service.settings import Settings
+from analysis.serving import KeyeAnalyzer
 
 SMALL = {"max_frames": 4, "max_pixels": 4 * 56 * 56, "max_new_tokens": 8}
 
@@ -39,7 +39,7 @@ class TestKeyeAnalyzer(KeyeAnalyzer):
 
 
 class BatchingTestAnalyzer(TestKeyeAnalyzer):
-    """Adds `analyze_many` (as keye.analysis.VideoAnalyzer has) and remembers each call's size."""
+    """Adds `analyze_many` (as analysis.VideoAnalyzer has) and remembers each call's size."""
 
     def __init__(self, settings: Settings, **options: int) -> None:
         super().__init__(settings, **options)

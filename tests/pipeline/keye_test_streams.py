@@ -11,7 +11,7 @@ import os
 import runpy
 import time
 
-from keye import db
+from stores import db
 
 _delay_s = float(os.environ.get("KEYE_TEST_GATE_DELAY_S", "0"))
 _record_submission = db.record_submission

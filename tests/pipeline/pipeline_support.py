@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from keye.settings import Settings
+from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -80,7 +80,7 @@ def make_pipeline(bootstrap: str, database_url: str, tmp_path: Path, clips_dir: 
            "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_FILE_ROOTS": json.dumps(roots),
            "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "OMP_NUM_THREADS": "1",
            **{f"KEYE_TOPIC_{k.upper()}": v for k, v in topics.items()}}
-    from keye.kafka import ensure_topics
+    from service.kafka import ensure_topics
 
     ensure_topics(settings, partitions=3)
     return Pipeline(settings, env, tmp_path)
@@ -99,14 +99,14 @@ class VectorSinkThread:
     """The single owner of the test's local Qdrant folder, consuming `videos.analyzed`."""
 
     def __init__(self, settings: Settings) -> None:
-        from keye.vectors import VectorStore
+        from stores.vectors import VectorStore
 
         self.store = VectorStore.from_settings(settings)
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
         def run() -> None:
-            from workers.vector_sink import run_vector_sink
+            from stores.vector_sink import run_vector_sink
 
             try:
                 run_vector_sink(settings, self.stop, group_id=f"{settings.topic_analyzed}-vectors", store=self.store)
@@ -180,8 +180,8 @@ def analysis_counts(settings: Settings) -> dict[str, int]:
 
 def submit_work(settings: Settings, clips: list[Path], copies: int = 1, prefix: str = "vid") -> list[str]:
     """Accepted submissions straight onto the work topic (the streams gate is not under test here)."""
-    from keye.kafka import producer, send
-    from keye.schemas import WorkItem, utcnow
+    from service.kafka import producer, send
+    from service.schemas import WorkItem, utcnow
 
     prod = producer(settings)
     ids = []

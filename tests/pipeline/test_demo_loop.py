@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from demo.loop import Actions, LoopError, LoopSizes, moderator_actions, run_loop, summary_lines, table
-from keye.db import Analysis, FeedbackRow, ModelVersion, Review, TrainingRun
-from keye.settings import Settings
+from stores.db import Analysis, FeedbackRow, ModelVersion, Review, TrainingRun
+from service.settings import Settings
 from training.demo_spec import ANALYSIS_CONFIG, DEMO
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -28,8 +28,8 @@ SHAPE = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "
 
 def short_answers(folder: Path) -> Path:
     """The demo's analysis configuration with short answers (an untrained model writes up to the limits)."""
-    from keye.analysis.config import parse_config
-    from keye.analysis.schemas import max_output_tokens
+    from analysis.config import parse_config
+    from analysis.schemas import max_output_tokens
 
     raw = json.loads(ANALYSIS_CONFIG.read_text())
     raw["version"] = "demo-loop-test"

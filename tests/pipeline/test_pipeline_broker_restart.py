@@ -15,14 +15,14 @@ import pytest
 from fault_support import private_settings
 from pipeline_support import Pipeline, analysis_counts, make_pipeline, read_topic, submit_work, wait_for
 
-from keye.settings import Settings
+from service.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
 def private_kafka(kafka_bootstrap: str, stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    from keye.stack import kafka
+    from devstack import kafka
 
     if shutil.which("java") is None:
         pytest.fail("java is needed to run a private Kafka broker (it runs the stack's broker too)")
@@ -36,7 +36,7 @@ def private_kafka(kafka_bootstrap: str, stack_settings: Settings, tmp_path: Path
 
 def test_broker_restart_mid_batch(private_kafka: Settings, pg_database: str, tmp_path: Path,
                                   sample_clips: list[Path]) -> None:
-    from keye.stack import kafka
+    from devstack import kafka
 
     pipeline: Pipeline = make_pipeline(private_kafka.kafka_bootstrap, pg_database, tmp_path, sample_clips[0].parent)
     try:

@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 from pipeline_support import Pipeline, VectorSinkThread, analysis_counts, read_topic, video_states, wait_for
 
-from keye.kafka import ingest, producer
-from keye.schemas import FeedbackEvent, encode, utcnow
+from service.kafka import ingest, producer
+from service.schemas import FeedbackEvent, encode, utcnow
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fault_support import FaultRun, private_stack
 
-from keye.settings import Settings
+from service.settings import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 

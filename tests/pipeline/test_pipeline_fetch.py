@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from keye.fetch import FetchError, FetchTooLargeError, UnsafeURIError, check_address, fetched
-from keye.settings import Settings
+from service.fetch import FetchError, FetchTooLargeError, UnsafeURIError, check_address, fetched
+from service.settings import Settings
 
 BODY = b"0123456789" * 1000
 TRICKLE_BYTES = 40

@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from keye.fetch import FetchError, UnsafeURIError
-from keye.schemas import SchemaError
-from keye.settings import Settings
-from keye.vectors import VectorStore
-from workers.errors import Failure, StoreUnavailableError, classify
+from service.fetch import FetchError, UnsafeURIError
+from service.schemas import SchemaError
+from service.settings import Settings
+from stores.vectors import VectorStore
+from service.failures import Failure, StoreUnavailableError, classify
 
 
 def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: list[Path]) -> None:
     from keye_test_analyzer import SMALL
 
-    from workers.analysis import load_analyzer
+    from analysis.serving import load_analyzer
     from workers.local import analyze_files
 
     settings = Settings(data_dir=tmp_path / "data", file_roots=[tmp_path])
@@ -50,9 +50,9 @@ def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: 
 
 
 def test_the_default_analyzer_is_the_full_analysis(tmp_path: Path) -> None:
-    from keye.analysis import VideoAnalyzer
+    from analysis import VideoAnalyzer
 
-    from workers.analysis import Analyzer, load_analyzer
+    from analysis.serving import Analyzer, load_analyzer
 
     analyzer = load_analyzer(Settings(data_dir=tmp_path))
     assert isinstance(analyzer, VideoAnalyzer) and isinstance(analyzer, Analyzer)
@@ -68,9 +68,9 @@ def test_workers_serve_the_registry_active_version(tmp_path: Path) -> None:
     import torch
     from sqlmodel import Session
 
-    from keye.db import ModelVersion, engine_from, migrate
-    from keye.schemas import utcnow
-    from workers.analysis import load_analyzer
+    from stores.db import ModelVersion, engine_from, migrate
+    from service.schemas import utcnow
+    from analysis.serving import load_analyzer
 
     settings = Settings(data_dir=tmp_path / "data")
     tuned = keye_model.load("keye-tiny")
@@ -113,7 +113,7 @@ def test_ingest_publishes_validated_submissions_keyed_by_video_id(kafka_bootstra
 
     from pipeline_support import read_topic
 
-    from keye.kafka import ensure_topics, ingest, video_id_for
+    from service.kafka import ensure_topics, ingest, video_id_for
 
     s = Settings(kafka_bootstrap=kafka_bootstrap, topic_ingest=f"t{uuid.uuid4().hex[:10]}.videos.ingest")
     ensure_topics(s, [s.topic_ingest], partitions=1)
@@ -136,8 +136,8 @@ def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kaf
     from pipeline_support import read_topic, wait_for
     from test_pipeline_stores import record
 
-    from keye.kafka import ensure_topics, producer, send
-    from workers.vector_sink import run_vector_sink
+    from service.kafka import ensure_topics, producer, send
+    from stores.vector_sink import run_vector_sink
 
     prefix = f"t{uuid.uuid4().hex[:10]}"
     s = Settings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path, topic_analyzed=f"{prefix}.videos.analyzed",

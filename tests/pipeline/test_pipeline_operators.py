@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pipeline_support import Pipeline, TcpProxy, analysis_counts, submit_work, wait_for
 from test_pipeline_stores import record
 
-from keye.kafka import producer, send
+from service.kafka import producer, send
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -29,7 +29,7 @@ def test_keye_worker_waits_for_the_database_then_logs_each_video_and_commit(
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))  # not started: a closed port
     pipeline.env["KEYE_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
         hide_password=False)
-    worker = pipeline.spawn("keye-worker", ["-m", "keye.cli", "worker", "--group", f"{s.topic_work}-operators",
+    worker = pipeline.spawn("keye-worker", ["-m", "cli.main", "worker", "--group", f"{s.topic_work}-operators",
                                             "--batch-size", "1"])
     try:
         wait_for(lambda: "waiting, retry 2" in _text(worker), 60, "the worker to wait for the database", pipeline)
@@ -55,10 +55,10 @@ def test_keye_worker_waits_for_the_database_then_logs_each_video_and_commit(
 
 
 def test_keye_vector_sink_logs_each_point_and_commit(pipeline: Pipeline) -> None:
-    from keye.vectors import VectorStore
+    from stores.vectors import VectorStore
 
     s = pipeline.settings
-    sink = pipeline.spawn("keye-vector-sink", ["-m", "keye.cli", "vector-sink"])
+    sink = pipeline.spawn("keye-vector-sink", ["-m", "cli.main", "vector-sink"])
     try:
         wait_for(lambda: "vector sink consuming" in _text(sink), 60, "the sink to start", pipeline)
         prod = producer(s)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from keye.schemas import (SCHEMA_VERSION, AnalysisRecord, DeadLetter, FeedbackEvent, FlagMessage, SchemaError,
+from service.schemas import (SCHEMA_VERSION, AnalysisRecord, DeadLetter, FeedbackEvent, FlagMessage, SchemaError,
                           Submission, WorkItem, analysis_id_for, check_feedback, decode, encode, video_id_hint)
 
 AT = datetime(2026, 5, 1, 12, 30, tzinfo=timezone.utc)

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from keye import db
-from keye.schemas import AnalysisRecord, FeedbackEvent, Submission, analysis_id_for
-from keye.vectors import PAYLOAD_INDEXES, VectorStore, VectorStoreError
+from stores import db
+from service.schemas import AnalysisRecord, FeedbackEvent, Submission, analysis_id_for
+from stores.vectors import PAYLOAD_INDEXES, VectorStore, VectorStoreError
 
 AT = datetime(2026, 5, 1, 12, 30, tzinfo=timezone.utc)
 OURS = {"videos", "analyses", "tags", "moderation_flags", "reviews", "feedback_events", "model_versions",

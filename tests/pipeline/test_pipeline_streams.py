@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pipeline_support import Pipeline, read_topic, video_states, wait_for
 
-from keye.kafka import ingest
+from service.kafka import ingest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -58,8 +58,8 @@ def rows(engine, table: str, columns: str) -> list[tuple]:
 
 def publish_decisions(s, ids: list[str]) -> None:
     """Moderator confirmations of vid-a, one feedback event per id."""
-    from keye.kafka import producer, send
-    from keye.schemas import FeedbackEvent, utcnow
+    from service.kafka import producer, send
+    from service.schemas import FeedbackEvent, utcnow
 
     prod = producer(s)
     for i in ids:
@@ -145,8 +145,8 @@ def test_a_dlq_record_carries_the_dedup_id_of_its_source_message(pipeline: Pipel
 
     from kafka import KafkaConsumer
 
-    from keye.kafka import producer
-    from keye.schemas import dead_letter_id
+    from service.kafka import producer
+    from service.schemas import dead_letter_id
 
     s = pipeline.settings
     prod = producer(s)

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qdrant_client import models
 
-from keye.vector_mirror import Query
-from keye.vectors import VECTOR, VectorStore, VectorStoreError
+from stores.vector_mirror import Query
+from stores.vectors import VECTOR, VectorStore, VectorStoreError
 
 DIM = 8
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import pytest
 from pipeline_support import Pipeline, read_topic, wait_for
 from test_pipeline_streams import committed
 
-from keye.kafka import ingest
+from service.kafka import ingest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pipeline_support import Pipeline
 
-from keye.kafka import ingest, producer
-from keye.reconcile import repair, unreached
-from keye.schemas import DeadLetter, SchemaError, WorkItem, encode, key_of, utcnow
+from service.kafka import ingest, producer
+from service.reconcile import repair, unreached
+from service.schemas import DeadLetter, SchemaError, WorkItem, encode, key_of, utcnow
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

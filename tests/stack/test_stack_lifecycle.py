@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from stack_support import free_port, keye_stack
 
-from keye.settings import Settings
+from service.settings import Settings
 
 
 @pytest.mark.redis

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from stack_support import free_port, keye_stack
 
-from keye.settings import Settings
-from keye.stack import postgres
-from keye.stack.process import port_open
+from service.settings import Settings
+from devstack import postgres
+from devstack.process import port_open
 
 pytestmark = pytest.mark.postgres
 

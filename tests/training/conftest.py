@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from keye.analysis import config as C
-from keye.settings import Settings
+from analysis import config as C
+from service.settings import Settings
 from training_support import seed_feedback, tight_raw
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,7 @@ def settings(tmp_path, tight_config_path, sample_clips) -> Settings:
 
 @pytest.fixture
 def engine(settings):
-    from keye.db import engine_from, migrate
+    from stores.db import engine_from, migrate
 
     eng = engine_from(settings)
     migrate(eng)
@@ -58,7 +58,7 @@ def clip_dataset(tmp_path_factory, sample_clips, tight_config, processor):
     """A dataset from seeded feedback on real clips (built once per test module)."""
     from sqlmodel import Session
 
-    from keye.db import engine_from, migrate
+    from stores.db import engine_from, migrate
     from training.dataset import build_dataset, unused_feedback
 
     tmp = tmp_path_factory.mktemp("clips")

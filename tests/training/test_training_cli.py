@@ -17,7 +17,7 @@ def _keye(settings, *args: str, **extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **extra, "KEYE_DATA_DIR": str(settings.data_dir), "KEYE_DATABASE_URL": settings.database_url,
            "KEYE_ANALYSIS_CONFIG": str(settings.analysis_config), "KEYE_MODEL": "keye-tiny",
            "KEYE_FILE_ROOTS": json.dumps([str(p) for p in settings.file_roots]), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "keye.cli", "train", *args], env=env, cwd=settings.data_dir.parent,
+    return subprocess.run([sys.executable, "-m", "cli.main", "train", *args], env=env, cwd=settings.data_dir.parent,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -10,13 +10,13 @@ import torch
 from sqlmodel import Session
 
 from training_support import RECORD, store_feedback, store_video
-from keye.analysis import prompts
-from keye.analysis.analyzer import chunk_video
-from keye.analysis.grammar import STOP_ID, GrammarBook
-from keye.analysis.output import parse_output
-from keye.analysis.segments import chunk_segments, segment_video
-from keye.db import FeedbackRow
-from keye.schemas import utcnow
+from analysis import prompts
+from analysis.analyzer import chunk_video
+from analysis.grammar import STOP_ID, GrammarBook
+from analysis.output import parse_output
+from analysis.segments import chunk_segments, segment_video
+from stores.db import FeedbackRow
+from service.schemas import utcnow
 from training.dataset import IGNORE, build_dataset, unused_feedback
 
 
@@ -145,7 +145,7 @@ def test_a_video_analyzed_in_several_passes(engine, settings, processor, sample_
     """One example per pass; moments map to that pass's shots and stay out of passes they are not in;
     a whole-video summary edit has no single-pass answer and is skipped."""
     from training_support import tight_raw
-    from keye.analysis import config as C
+    from analysis import config as C
 
     cfg = C.parse_config(tight_raw(max_frames=8, frames_per_pass=4))
     bikes = [c for c in sample_clips if c.name == "bikes.mp4"][0]  # 10 s: 8 frames at 1 fps, two passes

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import corpus
 import keye_model
-from keye.settings import Settings
+from service.settings import Settings
 from keye_model.checkpoint import from_config
 from keye_model.config import shaped_config
 from keye_model.processor import KeyeProcessor
@@ -214,7 +214,7 @@ def test_keye_train_demo_from_the_command_line(tmp_path):
     env.pop("KEYE_ANALYSIS_CONFIG", None)
 
     def demo(*args):
-        done = subprocess.run([sys.executable, "-m", "keye.cli", "train", "demo", "--clips", "2", "--steps", "1",
+        done = subprocess.run([sys.executable, "-m", "cli.main", "train", "demo", "--clips", "2", "--steps", "1",
                                "--no-progress", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -226,7 +226,7 @@ def test_keye_train_demo_from_the_command_line(tmp_path):
     assert info["spec"]["shape"] == DEMO.shape and info["spec"]["steps"] == 1 and info["corpus"]["clips"] == 2
     assert info["corpus"]["examples"] == 8 and not info["corpus"]["skipped"]  # every task of both clips
     assert "reused" in demo()
-    listed = subprocess.run([sys.executable, "-m", "keye.cli", "train", "list"], env=env, cwd=tmp_path,
+    listed = subprocess.run([sys.executable, "-m", "cli.main", "train", "list"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "keye-demo" in listed.stdout and "active" in listed.stdout
 
@@ -259,7 +259,7 @@ def test_a_changed_spec_retrains(first, spec):
     assert build_demo(s, other, progress=False).reused
     from sqlmodel import Session
 
-    from keye.db import ModelVersion
+    from stores.db import ModelVersion
     from training.runner import migrated_engine
 
     with migrated_engine(s) as engine, Session(engine) as session:  # the same version, its new figures

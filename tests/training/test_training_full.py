@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 
 import corpus
 import keye_model
-from keye.analysis import prompts
-from keye.analysis.analyzer import chunk_video
-from keye.analysis.grammar import GrammarBook
-from keye.analysis.output import parse_output
-from keye.analysis.segments import chunk_segments, segment_video
+from analysis import prompts
+from analysis.analyzer import chunk_video
+from analysis.grammar import GrammarBook
+from analysis.output import parse_output
+from analysis.segments import chunk_segments, segment_video
 from training import answers as A
 from training.contrastive import Contrastive, _embed, caption_pairs, caption_ranks
 from training.corpus_examples import corpus_examples

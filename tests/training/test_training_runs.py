@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 import keye_model
 from training_support import RECORD, seed_feedback, store_feedback, store_video
-from keye.db import FeedbackRow, ModelVersion, TrainingRun
+from stores.db import FeedbackRow, ModelVersion, TrainingRun
 from training import registry
 from training.errors import RegistryError
 from training.lora import LoraConfig
@@ -111,7 +111,7 @@ def test_a_failing_run_is_recorded_and_leaves_feedback_unused(engine, settings, 
 
 
 def test_promote_and_rollback(engine, settings, tmp_path):
-    from keye.db import serving_model
+    from stores.db import serving_model
 
     with Session(engine) as s:
         base = registry.ensure_base(s, settings)
@@ -162,8 +162,8 @@ def test_celery_worker_runs_the_train_task_through_redis(pg_database, redis_url,
                                                          tight_config_path, sample_clips):
     from celery.contrib.testing.worker import start_worker
 
-    from keye.db import engine_from, migrate
-    from keye.settings import Settings
+    from stores.db import engine_from, migrate
+    from service.settings import Settings
     from training.jobs import make_app, submit
 
     env = {"KEYE_DATABASE_URL": pg_database, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_REDIS_URL": redis_url,

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from keye.analysis import config as C
+from analysis import config as C
 
 TIGHT_LIMITS = {
     "tags": {"max_items": 3, "text_chars": 12, "max_segments": 2},
@@ -28,7 +28,7 @@ def tight_raw(**video) -> dict:
         raw["tasks"][name]["limits"] = dict(limits)
         raw["tasks"][name]["max_new_tokens"] = 100_000
     cfg = C.parse_config(raw)
-    from keye.analysis.schemas import max_output_tokens
+    from analysis.schemas import max_output_tokens
 
     for name in TIGHT_LIMITS:
         raw["tasks"][name]["max_new_tokens"] = max_output_tokens(cfg, name)
@@ -42,8 +42,8 @@ T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 def store_video(session, video_id: str, path: Path | str, record: dict | None = None,
                 model_version: str = "keye-tiny") -> str:
     """A video row and (unless record is None) its analysis; returns the analysis id."""
-    from keye.db import record_submission, write_analysis
-    from keye.schemas import AnalysisRecord, Submission, analysis_id_for
+    from stores.db import record_submission, write_analysis
+    from service.schemas import AnalysisRecord, Submission, analysis_id_for
 
     uri = path if isinstance(path, str) else Path(path).resolve().as_uri()
     sub = Submission(video_id=video_id, uri=uri, submitted_at=T0)
@@ -58,8 +58,8 @@ def store_video(session, video_id: str, path: Path | str, record: dict | None = 
 
 
 def store_feedback(session, video_id: str, kind: str, payload: dict, minutes: int = 0) -> str:
-    from keye.db import write_feedback
-    from keye.schemas import FeedbackEvent
+    from stores.db import write_feedback
+    from service.schemas import FeedbackEvent
 
     event = FeedbackEvent(event_id=str(uuid.uuid4()), video_id=video_id, kind=kind, actor="tester",
                           payload=payload, at=T0 + timedelta(minutes=minutes))

@@ -1,0 +1,1 @@
+"""Shared service code: settings, message schemas, Kafka, fetching, uploads, retries, failure classes."""
