@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.checkout import CHECKOUT
+from cli.demo_loop import demo_loop
 from cli.stack import stack_app
 from corpus.cli import corpus_app
 from demo.showcase import DEFAULT_CLIPS, FREE_QUERIES
@@ -22,6 +23,7 @@ from training.cli import train_app
 app = typer.Typer(help="Keye video intelligence: analyze short videos with Keye-VL.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")  # cli/stack.py: the development servers (checkout only)
 app.add_typer(train_app, name="train")  # training/cli.py: runs, versions, promotion, rollback, job worker
+train_app.command("demo-loop")(demo_loop)  # cli/demo_loop.py: the demo drives training, so it joins up here
 app.add_typer(corpus_app, name="corpus")  # corpus/cli.py: generated labelled corpora
 app.add_typer(eval_app, name="eval")  # evaluation/cli.py: accuracy on corpora, reviews, KC-MMBench
 console = Console()
