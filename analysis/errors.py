@@ -15,5 +15,9 @@ class GrammarError(ValueError):
     """A constrained-decoding grammar could not be built or a token broke it."""
 
 
+class UnusableEvent(ValueError):
+    """A feedback event that cannot become a corrected answer (its reason is recorded, never raised out)."""
+
+
 class SegmentationError(AnalysisError, ValueError):
     """Frames and timestamps given to shot detection are inconsistent."""

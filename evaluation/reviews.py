@@ -1,7 +1,7 @@
 """A labelled set from production: the moderators' decisions and tag corrections stored in SQL.
 
 Each video with a final decision (confirm / clear; escalations have none) or a tag correction is
-labelled with what the training targets use (training.answers): the analysis the moderator saw,
+labelled with what the training targets use (analysis.answers): the analysis the moderator saw,
 corrected by the decisions and corrections in time order. Only what someone looked at is
 labelled: moderation when there is a decision, tags when there is a correction, never summaries.
 A category counts as a violation when its corrected severity reaches the flagging threshold; a
@@ -21,7 +21,7 @@ from evaluation.labelled import LabelledSet, LabelledVideo
 from analysis.config import AnalysisConfig
 from stores.db import Analysis, FeedbackRow, Review, Video
 from service.schemas import CategoryFlag, Evidence, Moderation, TagScore
-from training.answers import corrected_moderation, corrected_tags
+from analysis.answers import corrected_moderation, corrected_tags
 
 FINAL = ("confirm", "clear")
 

@@ -5,7 +5,7 @@
     made.clips      # video_id -> the clip's visual passes (prompt prefix + pixels), for contrastive pairs
     made.skipped    # (video_id, task, reason) for what could not be taught
 
-The targets are the clip's ground-truth record read by training/answers.py exactly as it reads a
+The targets are the clip's ground-truth record read by analysis/answers.py exactly as it reads a
 stored analysis record, so they are written in the form the analyzer's grammar admits; the clip is
 decoded, segmented and chunked with the analysis configuration's budgets like the analyzer does.
 """
@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus.labels import LabelledClip, load_labels
+from analysis import answers as A
 from analysis.config import TASK_NAMES, AnalysisConfig
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, UnusableEvent
 from keye_model.processor import MediaError, ProcessorInputError
-from training import answers as A
 from training.dataset import ChunkPrompt, Example, Targets, decode_video, task_examples, video_chunks
-from training.errors import UnusableEvent
 
 
 @dataclass

@@ -25,17 +25,16 @@ import sqlalchemy as sa
 import torch
 from sqlmodel import Session, select
 
+from analysis import answers as A
 from analysis import prompts
 from analysis.config import AnalysisConfig
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, UnusableEvent
 from analysis.segments import Chunk, Segment, chunk_segments, segment_video
 from stores.db import Analysis, FeedbackRow, Video
 from service.fetch import FetchError, fetched
 from service.settings import Settings
 from keye_model.config import IM_END_TOKEN_ID
 from keye_model.processor import MediaError, ProcessorInputError, VideoInput
-from training import answers as A
-from training.errors import UnusableEvent
 
 IGNORE = -100  # label of a token that carries no loss (prompt, vision pads)
 KIND_ORDER = {k: i for i, k in enumerate(("tag_correction", "moderation_decision", "summary_edit", "summary_rating",

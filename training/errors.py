@@ -7,10 +7,6 @@ class TrainingError(Exception):
     """Base class: something a fine-tuning run cannot do, with a human reason."""
 
 
-class UnusableEvent(TrainingError):
-    """A feedback event that cannot become a training example (the reason is recorded, never raised out)."""
-
-
 class TrainConfigError(TrainingError, ValueError):
     """A training configuration value out of range."""
 

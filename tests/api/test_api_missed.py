@@ -12,7 +12,7 @@ from api.tables import Outbox
 from api_testing import auth
 from analysis.config import load_config
 from stores.db import Analysis, ModerationFlag, Review
-from training.answers import corrected_moderation
+from analysis.answers import corrected_moderation
 
 
 def test_a_missed_violation_on_a_clear_video_flags_it_and_is_feedback(client: TestClient, session: Session, keys,

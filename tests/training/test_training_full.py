@@ -20,7 +20,7 @@ from analysis.analyzer import chunk_video
 from analysis.grammar import GrammarBook
 from analysis.output import parse_output
 from analysis.segments import chunk_segments, segment_video
-from training import answers as A
+from analysis import answers as A
 from training.contrastive import Contrastive, _embed, caption_pairs, caption_ranks
 from training.corpus_examples import corpus_examples
 from training.distributed import join_from_env

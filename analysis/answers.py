@@ -29,7 +29,7 @@ from typing import Any
 
 from analysis.config import AnalysisConfig
 from analysis.segments import Segment
-from training.errors import UnusableEvent
+from analysis.errors import UnusableEvent
 
 _UNSAFE = re.compile(r'["\\\x00-\x1f]')  # what the grammar's text pattern refuses
 SUMMARY_FIELDS = ("title", "short", "long")
