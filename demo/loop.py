@@ -302,7 +302,7 @@ def _served_variant(settings: Settings, spec, category: str) -> Path:
     from stores.db import ModelVersion
     from training import registry
     from training.demo import ensure_demo
-    from training.runner import migrated_engine
+    from stores.db import migrated_engine
 
     name = f"keye-demo-no-{category.replace('_', '-')}"
     log.info("1/5 the base model: %s, trained without %s clips", name, category)

@@ -43,7 +43,7 @@ def _finish(report: dict, out: Path, store: bool) -> None:
         from sqlmodel import Session
 
         from evaluation.store import save_report
-        from training.runner import migrated_engine
+        from stores.db import migrated_engine
 
         with migrated_engine(get_settings()) as engine, Session(engine) as session:
             save_report(session, report["model_version"], report)
@@ -121,7 +121,7 @@ def reviews(model: Model = None, out: Out = Path("eval-reviews.json"), limit: Li
 
     from evaluation.reviews import from_reviews
     from analysis.config import load_config
-    from training.runner import migrated_engine
+    from stores.db import migrated_engine
 
     s = get_settings()
     with migrated_engine(s) as engine, Session(engine) as session:

@@ -8,6 +8,8 @@ creates a second row.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,17 @@ def migrate(engine: sa.Engine) -> None:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7413001)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # every branch (the API owns one)
+
+
+@contextmanager
+def migrated_engine(settings: Settings) -> Iterator[sa.Engine]:
+    """An engine on the migrated database, disposed on the way out."""
+    engine = engine_from(settings)
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 # ---- the model to serve ------------------------------------------------------------------------------

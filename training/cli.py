@@ -27,7 +27,7 @@ def _session() -> Iterator:
     """A session on the migrated database; the engine is disposed on the way out."""
     from sqlmodel import Session
 
-    from training.runner import migrated_engine
+    from stores.db import migrated_engine
 
     with migrated_engine(get_settings()) as engine, Session(engine) as session:
         yield session

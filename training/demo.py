@@ -353,7 +353,7 @@ def register(settings: Settings, name: str, folder: Path, info: dict) -> None:
 
     from stores.db import ModelVersion
     from training import registry
-    from training.runner import migrated_engine
+    from stores.db import migrated_engine
 
     metrics = {"demo": {k: info.get(k) for k in ("fingerprint", "train_seconds", "losses", "parameters")}}
     with migrated_engine(settings) as engine, Session(engine) as session:

@@ -17,7 +17,8 @@ from sqlmodel import Session
 
 from service.settings import Settings, get_settings
 from training.errors import TrainingError
-from training.runner import execute_run, fail_unsent, migrated_engine, queue_run, summary
+from stores.db import migrated_engine
+from training.runner import execute_run, fail_unsent, queue_run, summary
 from training.sft import TrainConfig
 from training.trigger import due
 

@@ -20,15 +20,13 @@ import json
 import shutil
 import traceback
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from stores.db import FeedbackRow, TrainingRun, engine_from, migrate
+from stores.db import FeedbackRow, TrainingRun, migrated_engine
 from service.schemas import utcnow
 from service.settings import MODEL_ANALYSIS_CONFIG, Settings
 from evaluation import store
@@ -93,17 +91,6 @@ def _claim(session: Session, run_id: str) -> TrainingRun:
         raise RunStateError(f"training run {run_id} is {run.status}, not queued")
     session.refresh(run)
     return run
-
-
-@contextmanager
-def migrated_engine(settings: Settings) -> Iterator[sa.Engine]:
-    """An engine on the migrated database, disposed on the way out."""
-    engine = engine_from(settings)
-    try:
-        migrate(engine)
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def execute_run(settings: Settings, run_id: str, log=None) -> TrainingRun:

@@ -125,7 +125,7 @@ def test_the_registry_holds_the_version_without_changing_the_active_one(first):
     from sqlmodel import Session
 
     from training.registry import active_version, list_versions
-    from training.runner import migrated_engine
+    from stores.db import migrated_engine
 
     s, made = first
     with migrated_engine(s) as engine, Session(engine) as session:
@@ -260,7 +260,7 @@ def test_a_changed_spec_retrains(first, spec):
     from sqlmodel import Session
 
     from stores.db import ModelVersion
-    from training.runner import migrated_engine
+    from stores.db import migrated_engine
 
     with migrated_engine(s) as engine, Session(engine) as session:  # the same version, its new figures
         assert session.get(ModelVersion, "keye-demo").metrics["demo"]["fingerprint"] == other.fingerprint()
