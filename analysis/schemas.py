@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from analysis.config import AnalysisConfig, TaskConfig
+from analysis.config_types import AnalysisConfig, TaskConfig
 from analysis.errors import AnalysisConfigError
 
 # UTF-8 needs at most 4 bytes per character; byte-level tokens may split a character.
