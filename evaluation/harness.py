@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evaluation.labelled import LabelledSet
+from evaluation.report import build_report
 from service.schemas import AnalysisRecord, Submission, utcnow
 from service.settings import Settings
 
@@ -77,22 +78,9 @@ def run_analyzer(analyzer, labelled: LabelledSet, settings: Settings, batch_size
     return run
 
 
-def truth_records(labelled: LabelledSet, model_version: str = "ground-truth") -> dict[str, AnalysisRecord]:
-    """The labels as if an analyzer had answered them (a perfect model), for checking the metrics."""
-    from service.schemas import Moderation, Summary, analysis_id_for
-
-    return {v.video_id: AnalysisRecord(
-        analysis_id=analysis_id_for(v.video_id, model_version), video_id=v.video_id, model_version=model_version,
-        prompt_version="labels", duration_s=v.duration_s, frames_used=0, tags=list(v.tags or ()),
-        summary=v.summary or Summary(), moderation=v.moderation or Moderation(), embedding_dim=0,
-        created_at=utcnow()) for v in labelled.videos}
-
-
 def evaluate(analyzer, labelled: LabelledSet, settings: Settings, config=None, batch_size: int = 4,
              progress: Callable[[int, int], None] | None = None, **score_options: Any) -> dict:
     """Run and score: the report (see report.py for its keys)."""
-    from evaluation.report import build_report
-
     run = run_analyzer(analyzer, labelled, settings, batch_size, progress)
     embed = getattr(analyzer, "embed_text", None)
     return build_report(labelled, run.records, config=config, text_embed=embed, run=run,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evaluation.text import FactItem
 from service.kafka import to_uri
-from service.schemas import MODERATION_CATEGORIES, Moderation, Summary, TagScore
+from service.schemas import MODERATION_CATEGORIES, AnalysisRecord, Moderation, Summary, TagScore, analysis_id_for, utcnow
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,12 @@ def from_corpus(folder: str | Path, split: str | None = None, limit: int | None 
         facts=tuple(_fact(f) for f in c.facts), caption=c.caption,
         duplicate_of=c.duplicate_of) for c in clips)
     return LabelledSet(f"corpus:{root.name}" + (f"/{split}" if split else ""), videos, (root,))
+
+
+def truth_records(labelled: LabelledSet, model_version: str = "ground-truth") -> dict[str, AnalysisRecord]:
+    """The labels as if an analyzer had answered them (a perfect model), for checking the metrics."""
+    return {v.video_id: AnalysisRecord(
+        analysis_id=analysis_id_for(v.video_id, model_version), video_id=v.video_id, model_version=model_version,
+        prompt_version="labels", duration_s=v.duration_s, frames_used=0, tags=list(v.tags or ()),
+        summary=v.summary or Summary(), moderation=v.moderation or Moderation(), embedding_dim=0,
+        created_at=utcnow()) for v in labelled.videos}

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.counts import mean
-from evaluation.labelled import LabelledSet
+from evaluation.labelled import LabelledSet, truth_records
 from evaluation.moderation import ModerationCase, moderation_metrics
 from evaluation.retrieval import DUPLICATE_SIMILARITY, groups, near_duplicates, text_to_video
 from evaluation.tags import TagCase, tag_metrics
@@ -109,8 +109,6 @@ def _cost(labelled: LabelledSet, run) -> dict:
 
 def shuffled_labels(labelled: LabelledSet, config) -> dict[str, float | None]:
     """Headline metrics of the labels shifted by one video (a derangement of the truth)."""
-    from evaluation.harness import truth_records
-
     truth = truth_records(labelled)
     ids = [v.video_id for v in labelled.videos]
     shifted = {a: truth[b] for a, b in zip(ids, ids[1:] + ids[:1])} if len(ids) > 1 else {}

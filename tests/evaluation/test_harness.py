@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.harness import truth_records
+from evaluation.labelled import truth_records
 from evaluation.report import HEADLINE, build_report
 from analysis.config import load_config
 

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import Session, select
 
-from evaluation.harness import truth_records
-from evaluation.labelled import LabelledSet, LabelledVideo
+from evaluation.labelled import LabelledSet, LabelledVideo, truth_records
 from evaluation.report import build_report
 from evaluation.reviews import from_reviews
 from evaluation.store import EvalReport, comparable, latest, reports_of, save_report
