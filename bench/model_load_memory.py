@@ -41,7 +41,7 @@ def write_checkpoint(folder: Path, layers: int, shard_gb: float) -> int:
     import torch
 
     from keye_model import safetensors_io as st
-    from keye_model.checkpoint import GENERATION_CONFIG, INDEX
+    from keye_model.layout import GENERATION_CONFIG, INDEX
     from keye_model.config import preset_config
     from keye_model.model import KeyeModel
     from dataclasses import replace

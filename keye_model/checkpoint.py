@@ -1,4 +1,4 @@
-"""Load and save the released HF layout; random-weight presets.
+"""Load the released HF layout (layout.py writes it); random-weight presets.
 
 Loading builds the model on the meta device, then reads each shard tensor by tensor straight
 into freshly allocated parameters in the requested dtype: peak memory stays near the weights'
@@ -14,23 +14,13 @@ import torch
 from torch import nn
 
 from keye_model import safetensors_io as st
+from keye_model.layout import INDEX, SINGLE
 from keye_model.config import PRESETS, KeyeConfig, preset_config
 from keye_model.errors import CheckpointError, ConfigError
 from keye_model.model import KeyeModel
 from keye_model.rope import text_inv_freq
 
 DEMO_NAME = "keye-demo"  # the model `keye train demo` trains (training/demo.py), selected by KEYE_MODEL=keye-demo
-INDEX = "model.safetensors.index.json"
-SINGLE = "model.safetensors"
-GENERATION_CONFIG = {
-    "bos_token_id": 151643,
-    "do_sample": True,
-    "eos_token_id": [151645, 151643],
-    "pad_token_id": 151643,
-    "temperature": 0.6,
-    "top_k": 20,
-    "top_p": 0.95,
-}
 
 
 def _on_meta(cfg: KeyeConfig) -> KeyeModel:
@@ -143,34 +133,3 @@ def load(path_or_preset: str | Path, dtype=None, device=None, seed: int = 0) -> 
     if isinstance(path_or_preset, str) and path_or_preset in PRESETS:
         return from_preset(path_or_preset, dtype, device, seed)
     return from_folder(path_or_preset, dtype, device)
-
-
-def save(model: KeyeModel, folder: str | Path, max_shard_size: int = 5 * 2**30) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = list(model.state_dict(keep_vars=False).items())
-    shards: list[list[tuple[str, torch.Tensor]]] = [[]]
-    size = 0
-    for name, t in tensors:
-        nbytes = t.numel() * t.element_size()
-        if shards[-1] and size + nbytes > max_shard_size:
-            shards.append([])
-            size = 0
-        shards[-1].append((name, t))
-        size += nbytes
-    for stale in list(folder.glob("model*.safetensors")) + [folder / INDEX]:
-        stale.unlink(missing_ok=True)
-    if len(shards) == 1:
-        st.write(folder / SINGLE, shards[0])
-    else:
-        weight_map, total = {}, 0
-        for i, shard in enumerate(shards, 1):
-            fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            st.write(folder / fname, shard)
-            for name, t in shard:
-                weight_map[name] = fname
-                total += t.numel() * t.element_size()
-        (folder / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    cfg = model.config.with_dtype(model.dtype)
-    (folder / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    (folder / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2))

@@ -19,6 +19,7 @@ from keye_model.attention import Attend, PackedCausal
 from keye_model.config import KeyeConfig
 from keye_model.decoder import Decoder
 from keye_model.errors import InputError
+from keye_model.layout import save
 from keye_model.projector import Projector
 from keye_model.rope import VisionGrids, mrope_cos_sin, mrope_positions, text_inv_freq
 from keye_model.vision import VisionModel
@@ -234,6 +235,4 @@ class KeyeModel(nn.Module):
 
     # ---- checkpoint ----------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path, max_shard_size: int = 5 * 2**30) -> None:
-        from keye_model.checkpoint import save
-
         save(self, folder, max_shard_size=max_shard_size)
