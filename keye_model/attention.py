@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from kernels import decode_attention, varlen_attention
-from keye_model.engine.cache import KVCache
+from keye_model.kv_cache import KVCache
 
 
 class Attend(Protocol):

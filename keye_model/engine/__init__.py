@@ -1,15 +1,7 @@
 """Generation engine: KV cache, sampling, batched prefill/decode, prefix reuse, streaming."""
 
-from keye_model.engine.cache import KVCache
+from keye_model.engine.engine import Engine, GenerationResult, Prefix, StepOutput, text_deltas
 from keye_model.engine.sampling import LogitsProcessor, SamplingParams
+from keye_model.kv_cache import KVCache  # the engine's cache; kv_cache.py so that attention.py can use it too
 
 __all__ = ["Engine", "GenerationResult", "KVCache", "LogitsProcessor", "Prefix", "SamplingParams", "StepOutput", "text_deltas"]
-
-
-def __getattr__(name: str):
-    # Lazy: engine.engine imports the attention plans, which import this package's cache module.
-    if name in ("Engine", "GenerationResult", "Prefix", "StepOutput", "text_deltas"):
-        from keye_model.engine import engine
-
-        return getattr(engine, name)
-    raise AttributeError(name)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from keye_model.attention import CachedDecode, CachedPrefill
-from keye_model.engine.cache import KVCache
+from keye_model.kv_cache import KVCache
 from keye_model.engine.head import project, screened_head
 from keye_model.engine.sampling import LogitsProcessor, SamplingParams, choose
 from keye_model.errors import InputError
