@@ -12,6 +12,7 @@ import pickle
 import resource
 import threading
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from .config import MediaLimits, PixelBudgets
@@ -31,15 +32,13 @@ def _context() -> Any:
         return _CTX
 
 
-def _child(conn: Any, src: str, budgets: PixelBudgets, limits: MediaLimits, threads: int,
-           options: dict[str, Any]) -> None:
+def _child(conn: Any, decode: Callable[..., Any], src: str, budgets: PixelBudgets, limits: MediaLimits,
+           threads: int, options: dict[str, Any]) -> None:
     try:
         if limits.max_memory_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory_bytes, limits.max_memory_bytes))
-        from .video import load_video
-
-        result: tuple[str, Any] = ("ok", load_video(src, budgets, replace(limits, isolate=False), threads=threads,
-                                                    **options))
+        result: tuple[str, Any] = ("ok", decode(src, budgets, replace(limits, isolate=False), threads=threads,
+                                                **options))
     except (MediaError, ProcessorInputError) as e:
         result = ("err", e)
     except MemoryError:
@@ -55,11 +54,13 @@ def _child(conn: Any, src: str, budgets: PixelBudgets, limits: MediaLimits, thre
     conn.close()
 
 
-def load_video_isolated(src: str, budgets: PixelBudgets, limits: MediaLimits, threads: int,
-                        options: dict[str, Any]) -> Any:
+def load_video_isolated(decode: Callable[..., Any], src: str, budgets: PixelBudgets, limits: MediaLimits,
+                        threads: int, options: dict[str, Any]) -> Any:
+    """`decode(src, budgets, limits, threads=, **options)` in a child process under the memory cap and
+    time budget (video.load_video passes itself: a module function, sent to the child by name)."""
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, src, budgets, limits, threads, options), daemon=True)
+    proc = ctx.Process(target=_child, args=(send, decode, src, budgets, limits, threads, options), daemon=True)
     proc.start()
     send.close()
     try:

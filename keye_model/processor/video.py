@@ -22,6 +22,7 @@ from .config import MediaLimits, PixelBudgets
 from .decode import FrameSink, check_frame_count, cores, decode_sequential, decode_targets, index_packets, open_video
 from .errors import DecodeTimeout, MediaError, ProcessorInputError, VideoDecodeError, VideoTooLarge
 from .image import requested_size
+from .isolate import load_video_isolated
 from .sizing import frame_range, sample_count, sample_indices, smart_resize, video_frame_pixels
 
 __all__ = ["VideoInput", "VideoRequest", "load_video", "load_videos"]
@@ -107,9 +108,7 @@ def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
         req = VideoRequest.from_item(options, budgets)
     name = str(src)
     if limits.isolate:
-        from .isolate import load_video_isolated
-
-        return load_video_isolated(name, budgets, limits, max(1, threads), {"request": req})
+        return load_video_isolated(load_video, name, budgets, limits, max(1, threads), {"request": req})
     path = Path(name[7:] if name.startswith("file://") else name)
     deadline = time.monotonic() + limits.decode_timeout_s
     try:
