@@ -362,8 +362,7 @@ def _update_vector_payload(svc: Services, analysis_id: str, status: str) -> None
     if store is None:
         return
     try:
-        if store.client.collection_exists(store.collection):
-            store.client.set_payload(store.collection, payload={"moderation_status": status}, points=[analysis_id])
+        store.set_payload([analysis_id], {"moderation_status": status})
     except Exception:  # noqa: BLE001
         pass
 

@@ -41,9 +41,9 @@ class Services:
 
                 try:
                     store = VectorStore.from_settings(self.settings)
-                except Exception as e:  # noqa: BLE001 - local mode may be locked by another process
+                    store.warm()  # open the embedded shard now (a log replay after a crash), not in the first search
+                except Exception as e:  # noqa: BLE001 - an embedded shard may be locked by another process
                     raise Unavailable(f"the vector store cannot be opened: {e}") from None
-                store.warm()  # local mode: load the search mirror now, not in the first search
                 self.vectors = store
             return self.vectors
 

@@ -1,12 +1,12 @@
-"""The vector sink: the single owner of an embedded (local-mode) Qdrant folder.
+"""The vector sink: the single owner of the embedded vector store (a Qdrant Edge shard folder).
 
-qdrant-client's local mode locks its folder to one process, so workers do not write it. This
-consumer reads `videos.analyzed` and upserts one point per analysis; run it in the process that
-serves search (the API) or alone. With a Qdrant server (KEYE_QDRANT_URL) workers write directly
-and this sink is optional (running it too is harmless: point ids are deterministic).
+An embedded shard is locked by one process, so workers do not write it. This consumer reads
+`videos.analyzed` and upserts one point per analysis; run it in the process that serves search
+(the API) or alone. With a Qdrant server (KEYE_QDRANT_URL) workers write directly and this sink is
+optional (running it too is harmless: point ids are deterministic).
 
-Offsets are committed only after the points are written; a failing write is retried with
-backoff, never skipped.
+Offsets are committed only after the points are written (an upsert that returned is in the
+shard's write-ahead log); a failing write is retried with backoff, never skipped.
 """
 
 from __future__ import annotations

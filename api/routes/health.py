@@ -38,7 +38,7 @@ def readyz(request: Request) -> JSONResponse:
         checks["sql"] = f"down: {type(e).__name__}: {str(e)[:200]}"
     try:
         store = svc.vector_store()
-        store.client.get_collections()
+        store.ping()
         checks["vectors"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["vectors"] = f"down: {getattr(e, 'detail', None) or e}"[:300]

@@ -42,7 +42,7 @@ def test_a_missed_violation_on_a_clear_video_flags_it_and_is_feedback(client: Te
     target = corrected_moderation(load_config(), a.record, [event["payload"]])
     assert [(f.category, f.severity, f.confidence) for f in target.flags] == [("weapons", 3, 100)]
     store = app.state.services.vectors
-    (point,) = store.client.retrieve(store.collection, ids=[r.analysis_id], with_payload=True)
+    (point,) = store.retrieve([r.analysis_id])
     assert point.payload["moderation_status"] == "flagged"
 
     again = client.post(url, json={"category": "weapons"}, headers=h)

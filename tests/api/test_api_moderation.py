@@ -77,7 +77,7 @@ def test_decision_is_stored_published_and_changes_status(client: TestClient, ses
     assert event["event_id"] == out.json()["event_id"]
 
     store = app.state.services.vectors  # the search filter on moderation status follows the decision
-    (point,) = store.client.retrieve(store.collection, ids=[r.analysis_id], with_payload=True)
+    (point,) = store.retrieve([r.analysis_id])
     assert point.payload["moderation_status"] == "clear"
 
     assert client.get("/v1/moderation/queue", headers=h).json()["total"] == 0

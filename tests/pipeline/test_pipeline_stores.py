@@ -1,4 +1,4 @@
-"""SQL tables and migrations (SQLite and PostgreSQL), and the Qdrant store (local mode)."""
+"""SQL tables and migrations (SQLite and PostgreSQL), and the vector store (embedded, and the server engine)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_concurrent_migrations_on_postgres(pg_database: str) -> None:
             e.dispose()
 
 
-def test_local_qdrant_points_are_deterministic_and_filterable(tmp_path: Path) -> None:
+def test_embedded_points_are_deterministic_and_filterable(tmp_path: Path) -> None:
     store = VectorStore(path=tmp_path / "q")
     try:
         for _ in range(2):  # redelivery overwrites the same point
@@ -136,28 +136,38 @@ def test_local_qdrant_points_are_deterministic_and_filterable(tmp_path: Path) ->
 
 
 def test_server_path_creates_a_payload_index_per_filterable_field(tmp_path: Path) -> None:
-    """No Qdrant server can run here: drive the server branch through the same client API (local
-    mode accepts each create_payload_index call and validates its schema type, then ignores it)."""
+    """No Qdrant server can run here: drive the server engine through qdrant-client's local mode,
+    which speaks the same client API (it accepts each create_payload_index call and validates its
+    schema type, then ignores it)."""
     import warnings
 
-    store = VectorStore(path=tmp_path / "q")
-    store.local = False  # take the code path a server URL takes
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    store = VectorStore.with_client(client)
     try:
-        real, made = store.client.create_payload_index, []
+        real, made = client.create_payload_index, []
 
         def recording(collection, field_name, field_schema=None, **kw):
             made.append((field_name, field_schema.value))
             return real(collection, field_name, field_schema=field_schema, **kw)  # the real client call
 
-        store.client.create_payload_index = recording
+        client.create_payload_index = recording
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             store.ensure_collection(3)
         assert dict(made) == PAYLOAD_INDEXES
-        params = store.client.get_collection("videos").config.params.vectors
+        params = client.get_collection("videos").config.params.vectors
         assert params["keye"].size == 3 and params["keye"].distance.name == "COSINE"
         store.ensure_collection(3)  # idempotent
         with pytest.raises(VectorStoreError, match="holds 3-dim vectors, got 4"):
             store.ensure_collection(4)
+        # the same write path as the embedded engine: upsert, payload edit, delete, search
+        store.upsert([record("v1", embedding=(1.0, 0.0, 0.0)), record("v2", embedding=(0.0, 1.0, 0.0))])
+        store.set_payload([analysis_id_for("v2", "m1")], {"moderation_status": "clear"})
+        assert [h.payload["video_id"] for h in store.search([0.0, 1.0, 0.0], where={"moderation_status": "clear"})] \
+            == ["v2"]
+        store.delete([analysis_id_for("v1", "m1")])
+        assert store.count() == 1 and store.vector(analysis_id_for("v1", "m1")) is None
     finally:
         store.close()

@@ -1,5 +1,5 @@
-"""Search through the API on the embedded vector store's mirror: it follows writes made after it
-loaded (a moderation decision's payload edit, a re-analysis, a deleted point), and it serves the
+"""Search through the API on the embedded vector store: it follows writes made after the first
+search (a moderation decision's payload edit, a re-analysis, a deleted point), and it serves the
 same answers with the SQL side on PostgreSQL."""
 
 from __future__ import annotations
@@ -33,17 +33,15 @@ def _ids(client: TestClient, key: str, body: dict) -> list[str]:
     return [h["video_id"] for h in res.json()["hits"]]
 
 
-def test_the_mirror_follows_writes_after_it_loaded(client: TestClient, keys, seed, app) -> None:
+def test_search_follows_writes_after_the_first_search(client: TestClient, keys, seed, app) -> None:
     rng = random.Random(11)
     records = [seed(f"m{i}", embedding=random_vector(DIM, rng)) for i in range(8)]
     store: VectorStore = app.state.services.vectors
     key, q = keys["recommender"], random_vector(DIM, rng)
     assert _ids(client, key, {"vector": q, "limit": 20}) == _cos_ranking(q, records)
-    assert store.mirror is not None and len(store.mirror) == 8  # loaded by that search
 
     # A decision's payload edit, written the way api/cases.py writes it.
-    store.client.set_payload(store.collection, payload={"moderation_status": "flagged"},
-                             points=[records[2].analysis_id, records[5].analysis_id])
+    store.set_payload([records[2].analysis_id, records[5].analysis_id], {"moderation_status": "flagged"})
     flagged = _ids(client, key, {"vector": q, "limit": 20, "filters": {"moderation_status": ["flagged"]}})
     assert sorted(flagged) == ["m2", "m5"]
 
@@ -52,7 +50,7 @@ def test_the_mirror_follows_writes_after_it_loaded(client: TestClient, keys, see
     assert _ids(client, key, {"vector": q, "limit": 1}) == ["m0"]
     assert _ids(client, key, {"vector": q, "limit": 20, "filters": {"tags": ["dog"]}}) == ["m0"]
 
-    store.client.delete(store.collection, points_selector=[records[1].analysis_id])
+    store.delete([records[1].analysis_id])
     assert _ids(client, key, {"vector": q, "limit": 20}) == _cos_ranking(q, records[:1] + records[2:])
     missing = client.post("/v1/search", json={"video_id": "m1"}, headers=auth(key))
     assert missing.status_code == 404
