@@ -59,12 +59,12 @@ class KeyeModel(nn.Module):
         self.register_buffer("inv_freq", text_inv_freq(cfg), persistent=False)
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.lm_head.weight.dtype
+    def dtype(self) -> torch.dtype:  # the decoder's (training may swap the lm_head for its used rows)
+        return self.model.norm.weight.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.lm_head.weight.device
+        return self.model.norm.weight.device
 
     # ---- vision --------------------------------------------------------------------------------
     def encode_vision(

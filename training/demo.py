@@ -194,11 +194,19 @@ def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpo
     from keye_model.config import shaped_config
     from training.contrastive import AnswersAndCaptions
     from training.full import FullConfig, train_full
+    from training.vocab import used_ids, zero_unused
 
     processor = keye_model.KeyeProcessor()
     folder = train_corpus(settings, spec)
     items, captions, described = demo_items(processor, spec, folder)
     model = from_config(shaped_config(spec.shape), device=settings.device, seed=spec.seed)
+    vocab = None
+    if spec.used_vocab:
+        vocab = used_ids([*(ex.input_ids for ex in items), *(c[1] for c in captions.values())],
+                         model.config.vocab_size)
+        zero_unused(model, vocab)
+        log.info("%s: %d of %d token rows used by the data train; the lm_head's others are zero", name,
+                 vocab.numel(), model.config.vocab_size)
     cfg = FullConfig(steps=spec.steps, batch_size=spec.batch_size, grad_accum=spec.grad_accum, lr=spec.lr,
                      warmup_steps=spec.warmup_steps, seed=spec.seed, checkpoint_every=checkpoint_every)
     objective = AnswersAndCaptions(captions, spec.contrastive_weight, spec.temperature, spec.sampled_vocab)
@@ -211,7 +219,7 @@ def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpo
     if start:
         log.info("%s: resuming the interrupted run at step %d of %d", name, start, spec.steps)
     with _StepReport(spec.steps, start, objective, progress, log_step, checkpoint_every) as report:
-        result = train_full(model, items, cfg, objective, checkpoint_dir=checkpoints, log_step=report)
+        result = train_full(model, items, cfg, objective, checkpoint_dir=checkpoints, log_step=report, vocab=vocab)
     model.requires_grad_(False)  # as keye_model.load gives it: ready to serve
     info = {"name": name, "fingerprint": spec.fingerprint(), "spec": _spec_json(spec), "parameters": n_params,
             "train_seconds": round(report.seconds, 1), "resumed_at": result.first_step,

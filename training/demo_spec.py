@@ -41,7 +41,8 @@ class DemoSpec:
     warmup_steps: int = 20
     contrastive_weight: float = 1.0  # of the InfoNCE term against the supervised answer NLL
     temperature: float = 0.07
-    sampled_vocab: int = 16384  # the answer loss's softmax over the answers and this many drawn tokens (0: all)
+    sampled_vocab: int = 0  # the answer loss's softmax over the answers and this many drawn tokens (0: all)
+    used_vocab: bool = True  # train only the token rows the data uses, the lm_head's others zero (training.vocab)
     withheld: tuple[str, ...] = ()  # moderation categories whose clips the model never sees (the loop's variant)
     seed: int = 0
 

@@ -34,6 +34,7 @@ from training.dataset import Example
 from training.distributed import World, barrier, sum_across, wrap
 from training.errors import TrainConfigError
 from training.sft import FrontCache, TrainConfig, answer_nll, answer_weight, batches, make_optimizer, optimizer_step
+from training.vocab import used_vocabulary
 
 log = logging.getLogger("training.full")
 CHECKPOINT = re.compile(r"^step-(\d{8})\.pt$")
@@ -115,8 +116,15 @@ class FullResult:
 
 def train_full(model: nn.Module, items: Sequence, cfg: FullConfig, objective: nn.Module,
                checkpoint_dir: str | Path | None = None, world: World = World(),
-               log_step: Callable[[int, float, float], None] | None = None) -> FullResult:
-    """Train every parameter of `model` (in place) on `items` under `objective`; resume when a checkpoint exists."""
+               log_step: Callable[[int, float, float], None] | None = None,
+               vocab: torch.Tensor | None = None) -> FullResult:
+    """Train every parameter of `model` (in place) on `items` under `objective`; resume when a checkpoint exists.
+    `vocab`: the token ids the data uses; only their embedding and lm_head rows train (training.vocab)."""
+    with used_vocabulary(model, vocab) if vocab is not None else nullcontext():
+        return _train_full(model, items, cfg, objective, checkpoint_dir, world, log_step)
+
+
+def _train_full(model, items, cfg: FullConfig, objective, checkpoint_dir, world: World, log_step) -> FullResult:
     if len(items) < cfg.min_examples:
         raise TrainConfigError(f"{len(items)} item(s); the run needs at least {cfg.min_examples}")
     per_step = cfg.batch_size * world.size  # a global micro-batch: each rank takes its slice

@@ -27,6 +27,7 @@ from keye_model.attention import PackedCausal
 from training.dataset import IGNORE, Example, PreferencePair
 from training.errors import NotEnoughExamples, TrainConfigError
 from training.lora import LoraConfig, apply_lora, lora_parameters
+from training.vocab import UsedHead
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example
         owner.append(torch.full_like(where, i))
         start += ex.input_ids.shape[0]
     rows_t, targets_t = torch.cat(rows), torch.cat(targets)
+    if isinstance(model.lm_head, UsedHead):  # training.vocab: the exact full softmax over the used rows
+        return model.lm_head.logprobs(hidden[rows_t], targets_t), torch.cat(owner)
     w = model.lm_head.weight
     if sampled_vocab:
         drawn = torch.randint(0, w.shape[0], (sampled_vocab,)).to(dev)
