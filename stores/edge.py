@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from stores.vectors import VECTOR, Hit, VectorStoreError
+from stores.vector_types import VECTOR, Hit, VectorStoreError
 
 HNSW_M, HNSW_EF_CONSTRUCT = 16, 128
 FULL_SCAN_KB = 10_000  # filtered sets smaller than this (in vector bytes) are scanned exactly

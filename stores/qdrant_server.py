@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from stores.vectors import VECTOR, Hit, VectorStoreError
+from stores.vector_types import VECTOR, Hit, VectorStoreError
 
 
 class ServerEngine:

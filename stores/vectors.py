@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from stores.vector_types import VECTOR, Hit, VectorStoreError
 
 if TYPE_CHECKING:
     from service.schemas import AnalysisRecord
     from service.settings import Settings
 
 COLLECTION = "videos"
-VECTOR = "keye"
 
 # payload field -> index type; every filterable field of the spec is indexed.
 PAYLOAD_INDEXES = {
@@ -37,19 +37,6 @@ PAYLOAD_INDEXES = {
     "moderation_status": "keyword", "model_version": "keyword", "max_severity": "integer",
     "duration_s": "float", "created_at": "datetime",
 }
-
-
-class VectorStoreError(RuntimeError):
-    """The vector store refused a request (bad dimension, unsupported filter, unreachable server)."""
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A stored point as search and retrieval return it: its id (canonical UUID text), score, payload."""
-
-    id: str
-    score: float = 0.0
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class VectorStore:
