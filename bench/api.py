@@ -8,8 +8,8 @@ connections for a fixed time per scenario. The server times its phases (SQL stat
 vector search, the point lookup, the text embedding; the rest is HTTP, auth and (de)serialisation)
 and reports them per request.
 
-Baselines measured in the same run: the search itself in-process (no HTTP), and qdrant-client's
-own local search on the same folder (the path the mirror replaces).
+Baseline measured in the same run: the same store's search in-process (no HTTP), so the ratio is
+what HTTP, auth, SQL and serialisation add.
 
 Text queries: the random-weight keye-tiny model embeds the text (256-d); a fixed random projection
 lifts it to the stored width, so the search costs what a 4096-d query costs.
@@ -54,7 +54,6 @@ import api.search
 from api.app import create_app
 from api.embedder import KeyeTextEmbedder
 from service.settings import Settings
-from stores.vector_mirror import VectorMirror
 from stores.vectors import VectorStore
 
 settings = Settings(data_dir=Path({data!r}), qdrant_path=Path({qdrant!r}), database_url={db!r}, model="keye-tiny")
@@ -84,13 +83,6 @@ embedder = Lifted(KeyeTextEmbedder(settings), {dim})
 embedder.embed_text = timed("text_embed", embedder.embed_text)
 VectorStore.query = timed("vector_search", VectorStore.query)
 VectorStore.vector = timed("vector_lookup", VectorStore.vector)
-search_many = timed("mirror_compute", VectorMirror.search_many)  # inside vector_search, once per batch
-
-def counted(self, queries):
-    add("mirror_batches", 1)
-    return search_many(self, queries)
-
-VectorMirror.search_many = counted
 app = create_app(settings, embedder=embedder)
 
 def before(conn, cursor, statement, params, context, many):
@@ -136,11 +128,12 @@ def build_vectors(folder: Path, n: int, dim: int, seed: int) -> float:
 
     rng, now = np.random.default_rng(seed), datetime.now(timezone.utc)
     t = time.perf_counter()
-    store = VectorStore(path=folder, mirror=False)
-    for start in range(0, n, 1000):
-        idx = range(start, min(n, start + 1000))
-        store.upsert_points([analysis_id_for(f"bench-{i:06d}", VERSION) for i in idx],
-                            rng.standard_normal((len(idx), dim), dtype=np.float32), [payload(i, now) for i in idx])
+    store = VectorStore(path=folder)
+    with store.bulk_load():  # the HNSW index is built once, after the last point
+        for start in range(0, n, 1000):
+            idx = range(start, min(n, start + 1000))
+            store.upsert_points([analysis_id_for(f"bench-{i:06d}", VERSION) for i in idx],
+                                rng.standard_normal((len(idx), dim), dtype=np.float32), [payload(i, now) for i in idx])
     store.close()
     return time.perf_counter() - t
 
@@ -182,21 +175,20 @@ def build_sql(url: str, n: int) -> tuple[str, float]:
 
 
 def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
-    """Open times and per-query latency of the search without HTTP: the mirror, and qdrant-client's
-    own local search (a few queries: it takes seconds at 100k)."""
+    """Open times and per-query latency of the embedded store's search without HTTP."""
     from qdrant_client import models
 
-    from stores.vectors import VECTOR, VectorStore
+    from stores.vectors import VectorStore
 
     t = time.perf_counter()
     store = VectorStore(path=folder)
     opened = time.perf_counter() - t
     t = time.perf_counter()
     store.warm()
-    mirror_load = time.perf_counter() - t
+    warm_s = time.perf_counter() - t
     flt = models.Filter(must=[models.FieldCondition(key="model_version", match=models.MatchValue(value=VERSION))]
                         + [models.FieldCondition(key=k, match=models.MatchAny(any=v)) for k, v in FILTERS.items()])
-    out = {"qdrant_open_s": opened, "mirror_load_s": mirror_load}
+    out = {"store_open_s": opened, "store_warm_s": warm_s}
     for name, f in (("plain", None), ("filtered", flt)):
         lat, end, i = [], time.perf_counter() + seconds, 0
         while time.perf_counter() < end:
@@ -204,13 +196,7 @@ def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
             store.query(queries[i % len(queries)], query_filter=f, limit=10)
             lat.append(time.perf_counter() - t)
             i += 1
-        out[f"mirror_{name}_ms"] = statistics.median(lat) * 1000
-        lat = []
-        for q in queries[:3]:
-            t = time.perf_counter()
-            store.client.raw.query_points(store.collection, query=q.tolist(), using=VECTOR, query_filter=f, limit=10)
-            lat.append(time.perf_counter() - t)
-        out[f"qdrant_local_{name}_ms"] = statistics.median(lat) * 1000
+        out[f"store_{name}_ms"] = statistics.median(lat) * 1000
     store.close()
     del store
     gc.collect()
@@ -283,7 +269,7 @@ def serve_and_load(data: Path, folder: Path, db_url: str, key: str, n: int, dim:
     try:
         deadline = time.time() + 600
         t = time.perf_counter()
-        while True:  # readyz opens the vector store: Qdrant's reload and the mirror's load
+        while True:  # readyz opens the vector store: the embedded store's open
             try:
                 if httpx.get(url + "/readyz", timeout=600).status_code == 200:
                     break
@@ -333,18 +319,13 @@ def postgres_database() -> tuple[str, callable]:
 
 
 def phases_line(ms: dict) -> str:
-    """Mean ms per request by phase. Concurrent searches are answered in batches by whichever
-    thread holds the store's lock; vector_lock_wait is the rest of vector_search (waiting for the
-    lock, or for the thread answering the batch)."""
+    """Mean ms per request by phase."""
     ms = dict(ms)
     total = ms.pop("request", 0.0)
-    batches = ms.pop("mirror_batches", 0.0)  # per request, so its inverse is the mean batch size
-    if "mirror_compute" in ms:
-        ms["vector_lock_wait"] = ms.pop("vector_search", 0.0) - ms["mirror_compute"]
     rest = total - sum(ms.values())
     parts = [f"{k} {v:.2f}" for k, v in sorted(ms.items(), key=lambda kv: -kv[1]) if v >= 0.005]
     line = f"server {total:.2f} ms = " + " + ".join(parts + [f"http/auth/json {rest:.2f}"])
-    return line + (f"; {1000 / batches:.1f} searches per batch" if batches else "")
+    return line
 
 
 def main() -> None:
@@ -374,15 +355,11 @@ def main() -> None:
             folder = Path(tmp) / "qdrant"
             built = build_vectors(folder, n, args.dim, args.seed)
             mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
-            print(f"\n== {n} videos x {args.dim}: local Qdrant built by batched upserts in {built:.1f}s "
+            print(f"\n== {n} videos x {args.dim}: embedded store built by batched upserts in {built:.1f}s "
                   f"({built / n * 1000:.2f} ms/point, {mb:.0f} MB on disk)", flush=True)
             base = in_process(folder, queries, min(args.seconds, 3.0))
-            print(f"in-process: reopen {base['qdrant_open_s']:.1f}s, mirror load {base['mirror_load_s']:.1f}s; "
-                  f"mirror query p50 {base['mirror_plain_ms']:.2f} ms (filtered {base['mirror_filtered_ms']:.2f}); "
-                  f"qdrant-client local {base['qdrant_local_plain_ms']:.0f} ms (filtered "
-                  f"{base['qdrant_local_filtered_ms']:.0f}): mirror is "
-                  f"{base['qdrant_local_plain_ms'] / base['mirror_plain_ms']:.0f}x / "
-                  f"{base['qdrant_local_filtered_ms'] / base['mirror_filtered_ms']:.0f}x faster", flush=True)
+            print(f"in-process: reopen {base['store_open_s']:.1f}s, warm {base['store_warm_s']:.1f}s; "
+                  f"query p50 {base['store_plain_ms']:.2f} ms (filtered {base['store_filtered_ms']:.2f})", flush=True)
             entry = {"build_vectors_s": built, "disk_mb": mb, "in_process": base, "backends": {}}
             for backend in backends:
                 drop = None
@@ -398,11 +375,11 @@ def main() -> None:
                     if drop:
                         drop()
                 entry["backends"][backend] = {"build_sql_s": sql_s, "ready_s": ready, "results": results}
-                print(f"-- {backend}: SQL rows written in {sql_s:.1f}s; server ready (store open + mirror) "
+                print(f"-- {backend}: SQL rows written in {sql_s:.1f}s; server ready (store open) "
                       f"in {ready:.1f}s; {args.connections} connections, {args.seconds:g}s per scenario", flush=True)
                 print(f"{'scenario':<24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'p50/direct':>11}  where the time goes")
                 for name, r in results.items():
-                    direct = base["mirror_filtered_ms" if "filtered" in name else "mirror_plain_ms"]
+                    direct = base["store_filtered_ms" if "filtered" in name else "store_plain_ms"]
                     ratio = f"{r['p50_ms'] / direct:.1f}x" if name.startswith("search") else "-"
                     print(f"{name:<24}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>5}{ratio:>11}  "
                           f"{phases_line(r['server_ms'])}", flush=True)
