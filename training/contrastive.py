@@ -30,7 +30,7 @@ from keye_model.model import KeyeModel
 from training.dataset import ChunkPrompt, Example
 from training.errors import TrainConfigError
 from training.full import PassFront, Supervised
-from training.sft import answer_nll, packed_hidden
+from training.answer_loss import answer_nll, packed_hidden
 
 MAX_SCALE = 100.0  # the similarity scale's ceiling (temperature 0.01): keeps a learned one from diverging
 

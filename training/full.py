@@ -33,7 +33,8 @@ from keye_model.rope import VisionGrids, mrope_positions
 from training.dataset import Example
 from training.distributed import World, barrier, sum_across, wrap
 from training.errors import TrainConfigError
-from training.sft import FrontCache, TrainConfig, answer_nll, answer_weight, batches, make_optimizer, optimizer_step
+from training.answer_loss import FrontCache, answer_nll, answer_weight
+from training.sft import TrainConfig, batches, make_optimizer, optimizer_step
 from training.vocab import used_vocabulary
 
 log = logging.getLogger("training.full")

@@ -14,7 +14,7 @@ from torch import nn
 
 from training.dataset import PreferencePair
 from training.lora import set_lora_enabled
-from training.sft import FrontCache, answer_logprobs
+from training.answer_loss import FrontCache, answer_logprobs
 
 
 def sequence_logprobs(model: nn.Module, front: FrontCache, pair: PreferencePair) -> torch.Tensor:
