@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TAGS = ["cat", "dog", "car", "food", "music", "sport", "travel", "game"]
-LANGS = ["en", "fr", "de"]
-VERSION = "keye-tiny"
-FILTERS = {"tags": ["cat", "dog"], "language": ["en"]}
+from bench._points import FILTERS, VERSION, bench_filter, payload  # noqa: E402  (after the sys.path line)
 
 SERVER = """
 import collections, sys, threading, time
@@ -115,12 +112,6 @@ uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=
 """
 
 
-def payload(i: int, now: datetime) -> dict:
-    return {"video_id": f"bench-{i:06d}", "model_version": VERSION, "tags": [TAGS[i % 8], TAGS[(i // 8) % 8]],
-            "language": LANGS[i % 3], "creator_id": f"c{i % 100}", "duration_s": float(5 + i % 50),
-            "moderation_status": "clear", "max_severity": 0, "created_at": (now - timedelta(minutes=i)).isoformat()}
-
-
 def build_vectors(folder: Path, n: int, dim: int, seed: int) -> float:
     """n points in a local Qdrant folder by batched upserts; returns the seconds it took."""
     from service.schemas import analysis_id_for
@@ -176,8 +167,6 @@ def build_sql(url: str, n: int) -> tuple[str, float]:
 
 def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
     """Open times and per-query latency of the embedded store's search without HTTP."""
-    from qdrant_client import models
-
     from stores.vectors import VectorStore
 
     t = time.perf_counter()
@@ -186,8 +175,7 @@ def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
     t = time.perf_counter()
     store.warm()
     warm_s = time.perf_counter() - t
-    flt = models.Filter(must=[models.FieldCondition(key="model_version", match=models.MatchValue(value=VERSION))]
-                        + [models.FieldCondition(key=k, match=models.MatchAny(any=v)) for k, v in FILTERS.items()])
+    flt = bench_filter()
     out = {"store_open_s": opened, "store_warm_s": warm_s}
     for name, f in (("plain", None), ("filtered", flt)):
         lat, end, i = [], time.perf_counter() + seconds, 0

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TAGS = ["cat", "dog", "car", "food", "music", "sport", "travel", "game"]
-LANGS = ["en", "fr", "de"]
-VERSION = "keye-tiny"
-FILTERS = {"tags": ["cat", "dog"], "language": ["en"]}
+from bench._points import bench_filter  # noqa: E402  (after the sys.path line)
+from bench._points import payload as _payload  # noqa: E402
 LATENT, CLUSTERS, CHUNK, K = 64, 1000, 1000, 10
 NAMESPACE = uuid.UUID("5b0c3e9a-8a57-4d47-9a51-0c1f2f4c9b11")
 
@@ -54,9 +52,7 @@ def point_id(i: int) -> str:
 
 
 def payload(i: int, now: datetime) -> dict:
-    return {"video_id": f"bench-{i:07d}", "model_version": VERSION, "tags": [TAGS[i % 8], TAGS[(i // 8) % 8]],
-            "language": LANGS[i % 3], "creator_id": f"c{i % 100}", "duration_s": float(5 + i % 50),
-            "moderation_status": "clear", "max_severity": 0, "created_at": (now - timedelta(minutes=i)).isoformat()}
+    return _payload(i, now, digits=7)
 
 
 def filtered(idx: np.ndarray) -> np.ndarray:
@@ -161,8 +157,6 @@ def rss() -> dict:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from qdrant_client import models
-
     from stores.vectors import VectorStore
 
     folder = Path(args.folder)
@@ -180,8 +174,7 @@ def measure(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     store.query(queries[0], limit=K)
     out["first_query_ms"] = (time.perf_counter() - t) * 1000
-    flt = models.Filter(must=[models.FieldCondition(key="model_version", match=models.MatchValue(value=VERSION))]
-                        + [models.FieldCondition(key=k, match=models.MatchAny(any=v)) for k, v in FILTERS.items()])
+    flt = bench_filter()
     for name, f in (("plain", None), ("filtered", flt)):
         found = []
         for qi, q in enumerate(queries):

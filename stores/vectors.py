@@ -25,6 +25,8 @@ import numpy as np
 
 from stores.vector_types import VECTOR, Hit, VectorStoreError
 
+__all__ = ["COLLECTION", "PAYLOAD_INDEXES", "VECTOR", "Hit", "VectorStore", "VectorStoreError", "payload_of"]
+
 if TYPE_CHECKING:
     from service.schemas import AnalysisRecord
     from service.settings import Settings

@@ -12,6 +12,7 @@ from torch import nn
 from kernels import fused_linear_logprobs
 from keye_model.attention import PackedCausal
 from training.dataset import IGNORE, Example
+from training.errors import TrainConfigError
 from training.vocab import UsedHead
 
 

@@ -33,7 +33,7 @@ class UsedEmbedding(nn.Module):
     def __init__(self, full: nn.Embedding, used: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("used", used, persistent=False)
-        self.register_buffer("frozen", full.weight.detach().clone(), persistent=False)
+        self.register_buffer("frozen", full.weight.detach(), persistent=False)  # never written: rows train
         self.rows = nn.Parameter(full.weight.detach()[used].clone())
         index = torch.full((full.num_embeddings,), -1, dtype=torch.long, device=used.device)
         index[used] = torch.arange(used.numel(), device=used.device)
@@ -45,9 +45,7 @@ class UsedEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         at = self.index[ids]
-        out = F.embedding(at.clamp(min=0), self.rows)
-        known = (at >= 0).unsqueeze(-1)
-        return out if bool(known.all()) else torch.where(known, out, F.embedding(ids, self.frozen))
+        return torch.where((at >= 0).unsqueeze(-1), F.embedding(at.clamp(min=0), self.rows), F.embedding(ids, self.frozen))
 
     def restored(self) -> nn.Embedding:
         out = nn.Embedding(self.frozen.shape[0], self.frozen.shape[1], device=self.rows.device, dtype=self.rows.dtype)
