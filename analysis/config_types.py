@@ -5,7 +5,7 @@ schemas, which are built from these types)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from analysis.errors import AnalysisConfigError
 
