@@ -153,13 +153,27 @@ def test_openapi_documents_roles_errors_and_security(client: TestClient) -> None
     assert op["security"] and {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
 
 
+HOLD_SHARD = """import sys, time
+import numpy as np
+from stores.vectors import VectorStore
+store = VectorStore(path=sys.argv[1])
+store.upsert_points(["00000000-0000-0000-0000-000000000001"], np.ones((1, 8), dtype=np.float32), [{"video_id": "a"}])
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
 def test_readyz_reports_a_store_it_cannot_open(api_settings, tmp_path) -> None:
-    from qdrant_client import QdrantClient
+    import subprocess
+    import sys
 
     from api.app import create_app
 
     settings = api_settings.model_copy(update={"data_dir": tmp_path / "ready", "qdrant_path": tmp_path / "locked"})
-    holder = QdrantClient(path=str(tmp_path / "locked"))  # local mode: one process (and client) per folder
+    # an embedded shard is locked by the one process holding it: a child writes a point and keeps it open
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SHARD, str(tmp_path / "locked")], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
     app = create_app(settings)
     try:
         with TestClient(app) as c:
@@ -167,5 +181,6 @@ def test_readyz_reports_a_store_it_cannot_open(api_settings, tmp_path) -> None:
         assert resp.status_code == 503
         assert resp.json()["checks"]["sql"] == "ok" and resp.json()["checks"]["vectors"].startswith("down")
     finally:
-        holder.close()
+        holder.kill()
+        holder.wait()
         app.state.services.engine.dispose()
