@@ -304,7 +304,7 @@ class _Run:
 
         self.console.print(f"evaluating {BASELINE} on the same clips under the same configuration (once: "
                            "the report is kept)")
-        return evaluate(analyzer_for(self.s, BASELINE), self.labelled, self.s, config=config,
+        return evaluate(analyzer_for(self.s, BASELINE, self.s.analysis_config), self.labelled, self.s, config=config,
                         progress=self._progress(BASELINE))
 
     def search(self, queries: Sequence[str]) -> None:

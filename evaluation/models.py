@@ -27,15 +27,16 @@ def resolve(settings: Settings, model: str | None = None) -> tuple[str, str]:
         engine.dispose()
 
 
-def analyzer_for(settings: Settings, model: str | None = None):
-    """The analyzer workers build (analysis.VideoAnalyzer, see analysis.serving.load_analyzer)."""
+def analyzer_for(settings: Settings, model: str | None = None, analysis_config: Path | None = None):
+    """The analyzer workers build (analysis.VideoAnalyzer, see analysis.serving.load_analyzer);
+    `analysis_config` runs `model` under that configuration instead of its own."""
     from analysis import VideoAnalyzer
     from analysis.serving import load_analyzer
 
     if model is None:
         return load_analyzer(settings)
     path, version = resolve(settings, model)
-    return VideoAnalyzer.from_settings(settings.for_model(path), model_version=version)
+    return VideoAnalyzer.from_settings(settings.for_model(path, analysis_config), model_version=version)
 
 
 def load_model(settings: Settings, model: str | None = None):

@@ -88,9 +88,12 @@ class Settings(BaseSettings):
             self.analysis_config = own
         return self
 
-    def for_model(self, model: str) -> "Settings":
-        """A copy that serves `model`. Its analysis configuration follows the new model's folder unless
+    def for_model(self, model: str, analysis_config: Path | None = None) -> "Settings":
+        """A copy that serves `model`. Its analysis configuration is `analysis_config` when given (a
+        comparison under one configuration), else follows the new model's folder unless
         KEYE_ANALYSIS_CONFIG named one: a configuration the old model's folder supplied belongs to that model."""
+        if analysis_config is not None:
+            return self.model_copy(update={"model": model, "analysis_config": analysis_config})._model_folder()
         inherited = self.analysis_config == Path(self.model) / MODEL_ANALYSIS_CONFIG
         copy = self.model_copy(update={"model": model, **({"analysis_config": None} if inherited else {})})
         return copy._model_folder()

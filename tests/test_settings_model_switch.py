@@ -33,3 +33,9 @@ def test_for_model_keeps_an_explicit_configuration(tmp_path):
 def test_for_model_resolves_keye_demo_under_the_data_dir(tmp_path):
     served = Settings(model="keye-tiny", data_dir=tmp_path).for_model("keye-demo")
     assert served.model == str(tmp_path / "models" / "keye-demo")
+
+
+def test_for_model_runs_another_model_under_a_given_configuration(tmp_path):
+    a = _folder(tmp_path, "a")
+    served = Settings(model=str(a)).for_model("keye-tiny", analysis_config=a / MODEL_ANALYSIS_CONFIG)
+    assert served.model == "keye-tiny" and served.analysis_config == a / MODEL_ANALYSIS_CONFIG
