@@ -1,9 +1,10 @@
 # `make demo`: set up, train keye-demo once (cached), show what it does on held-out and sample clips.
 # `make test`: set up, start the stack, run every test.
+# `make lint`: ruff (lint and format check) and mypy over the packages; CI runs it before the tests.
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: demo test setup system-deps stack-up stack-down clean
+.PHONY: demo test lint setup system-deps stack-up stack-down clean
 
 demo: $(VENV_STAMP)
 	.venv/bin/keye demo
@@ -11,6 +12,11 @@ demo: $(VENV_STAMP)
 test: $(VENV_STAMP) system-deps
 	.venv/bin/keye stack up
 	$(PY) -m pytest -ra
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 
 setup: $(VENV_STAMP)
 

@@ -9,8 +9,21 @@ from analysis.errors import AnalysisConfigError, AnalysisError, GrammarError, Se
 from analysis.output import ParsedOutput, parse_output
 from analysis.segments import Segment, segment_video
 
-__all__ = ["AnalysisConfig", "AnalysisConfigError", "AnalysisError", "GrammarError", "ParsedOutput", "Segment",
-           "SegmentationError", "TaskConfig", "VideoAnalyzer", "embed_text", "load_config", "parse_output", "segment_video"]
+__all__ = [
+    "AnalysisConfig",
+    "AnalysisConfigError",
+    "AnalysisError",
+    "GrammarError",
+    "ParsedOutput",
+    "Segment",
+    "SegmentationError",
+    "TaskConfig",
+    "VideoAnalyzer",
+    "embed_text",
+    "load_config",
+    "parse_output",
+    "segment_video",
+]
 
 
 def __getattr__(name: str):

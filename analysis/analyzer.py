@@ -25,9 +25,9 @@ from analysis.generation import DecodeOptions, generate_rows
 from analysis.grammar import STOP_ID, GrammarBook
 from analysis.output import parse_output
 from analysis.segments import Chunk, Segment, chunk_segments, segment_video
-from service.schemas import AnalysisRecord, Submission, analysis_id_for, utcnow
 from keye_model.engine import Engine, SamplingParams
 from keye_model.processor import VideoInput
+from service.schemas import AnalysisRecord, Submission, analysis_id_for, utcnow
 
 
 @dataclass
@@ -54,16 +54,31 @@ def chunk_video(video: VideoInput, chunk: Chunk) -> VideoInput:
     if len(idx) % 2:
         idx.append(idx[-1])
     ts = [video.timestamps[i] for i in idx]
-    return VideoInput(video.frames[idx], ts, video.sample_fps, video.video_fps, video.total_frames,
-                      [video.indices[i] for i in idx] if video.indices else [], video.duration_s, video.source)
+    return VideoInput(
+        video.frames[idx],
+        ts,
+        video.sample_fps,
+        video.video_fps,
+        video.total_frames,
+        [video.indices[i] for i in idx] if video.indices else [],
+        video.duration_s,
+        video.source,
+    )
 
 
 class VideoAnalyzer:
     """Turns videos into analysis records; safe to share between threads (calls are serialized)."""
 
-    def __init__(self, model, processor, config: AnalysisConfig | None = None, model_version: str | None = None,
-                 max_batch_rows: int = 16, max_batch_tokens: int | None = 262_144,
-                 decode: DecodeOptions = DecodeOptions()) -> None:
+    def __init__(
+        self,
+        model,
+        processor,
+        config: AnalysisConfig | None = None,
+        model_version: str | None = None,
+        max_batch_rows: int = 16,
+        max_batch_tokens: int | None = 262_144,
+        decode: DecodeOptions = DecodeOptions(),
+    ) -> None:
         """`decode` picks the decoder's shortcuts (generation.py; PLAIN turns them off).
 
         max_batch_rows / max_batch_tokens bound one decoding batch: every task row holds its own
@@ -84,8 +99,9 @@ class VideoAnalyzer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings, config_path: str | Path | None = None,
-                      model_version: str | None = None) -> "VideoAnalyzer":
+    def from_settings(
+        cls, settings, config_path: str | Path | None = None, model_version: str | None = None
+    ) -> VideoAnalyzer:
         import keye_model
         from keye_model.processor import KeyeProcessor
 
@@ -96,7 +112,9 @@ class VideoAnalyzer:
         path = config_path or settings.analysis_config
         from stores.db import model_version_name
 
-        return cls(model, processor, load_config(path), model_version=model_version or model_version_name(settings.model))
+        return cls(
+            model, processor, load_config(path), model_version=model_version or model_version_name(settings.model)
+        )
 
     # ---- public --------------------------------------------------------------------------------
     def analyze(self, path: str | Path | VideoInput, submission: Submission) -> AnalysisRecord:
@@ -107,8 +125,9 @@ class VideoAnalyzer:
         """Several videos: each prefilled once, the tasks of all of them decoded in shared batches."""
         return [record for record, _ in self.analyze_with_answers(items)]
 
-    def analyze_with_answers(self, items: Sequence[tuple[str | Path | VideoInput, Submission]]
-                             ) -> list[tuple[AnalysisRecord, list[merge.ChunkAnswers]]]:
+    def analyze_with_answers(
+        self, items: Sequence[tuple[str | Path | VideoInput, Submission]]
+    ) -> list[tuple[AnalysisRecord, list[merge.ChunkAnswers]]]:
         """Records with the parsed raw answers of every chunk (for audits and tests)."""
         if not items:
             return []
@@ -133,8 +152,9 @@ class VideoAnalyzer:
         if isinstance(src, VideoInput):
             return src
         b = self.cfg.video
-        return self.processor.load_video(str(src), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
-                                         min_pixels=b.min_pixels)
+        return self.processor.load_video(
+            str(src), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels
+        )
 
     def _prepare(self, src, submission: Submission) -> _Video:
         t0 = time.perf_counter()
@@ -143,8 +163,14 @@ class VideoAnalyzer:
         t0 = time.perf_counter()
         segments = segment_video(video.frames, video.timestamps, video.duration_s, self.cfg.segmentation)
         chunks = chunk_segments(segments, video.timestamps, self.cfg.video.frames_per_pass)
-        v = _Video(submission, video, segments, chunks, self.tasks_for(submission),
-                   {"decode_ms": decode_ms, "segment_ms": _ms(t0)})
+        v = _Video(
+            submission,
+            video,
+            segments,
+            chunks,
+            self.tasks_for(submission),
+            {"decode_ms": decode_ms, "segment_ms": _ms(t0)},
+        )
         v.answers = [merge.ChunkAnswers(c.segments) for c in chunks]
         return v
 
@@ -175,8 +201,11 @@ class VideoAnalyzer:
             v, k, task = row
             need = len(prefixes[(id(v), k)].tokens) + 512 + self.cfg.task(task).max_new_tokens  # 512: the task prompt
             wider = max(width, need)
-            fits = out and len(out[-1]) < self.max_batch_rows and (
-                self.max_batch_tokens is None or wider * (len(out[-1]) + 1) <= self.max_batch_tokens)
+            fits = (
+                out
+                and len(out[-1]) < self.max_batch_rows
+                and (self.max_batch_tokens is None or wider * (len(out[-1]) + 1) <= self.max_batch_tokens)
+            )
             if fits:
                 out[-1].append(row)
                 width = wider
@@ -195,8 +224,9 @@ class VideoAnalyzer:
             grammars.append(self.grammars.compiled(task, len(segs)))
             budgets.append(self.cfg.task(task).max_new_tokens)
         s = self.cfg.sampling
-        params = SamplingParams(max_new_tokens=max(budgets), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                seed=s.seed)
+        params = SamplingParams(
+            max_new_tokens=max(budgets), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed
+        )
         result = generate_rows(self.engine, conts, grammars, budgets, params, self.decode)
         for (v, k, task), tokens in zip(rows, result.tokens):
             ids = [t for t in tokens if t != STOP_ID]
@@ -209,13 +239,21 @@ class VideoAnalyzer:
         failed = [t for ch in v.answers for t, o in ch.outputs.items() if not o.ok]
         total = sum(x for k, x in v.timings.items() if k.endswith("_ms"))
         return AnalysisRecord(
-            analysis_id=analysis_id_for(sub.video_id, self.model_version), video_id=sub.video_id,
-            model_version=self.model_version, prompt_version=self.prompt_version,
-            status="partial" if failed else "ok", duration_s=max(float(v.video.duration_s), 0.0),
+            analysis_id=analysis_id_for(sub.video_id, self.model_version),
+            video_id=sub.video_id,
+            model_version=self.model_version,
+            prompt_version=self.prompt_version,
+            status="partial" if failed else "ok",
+            duration_s=max(float(v.video.duration_s), 0.0),
             frames_used=len(v.video.timestamps),
             tags=merge.tags(self.cfg, v.answers) if "tags" in v.tasks else [],
             summary=merge.summary(v.answers) if "summary" in v.tasks else merge.Summary(),
             moderation=merge.moderation(self.cfg, v.answers) if "moderation" in v.tasks else merge.Moderation(),
             products=merge.products(v.answers) if "products" in v.tasks else [],
-            embedding_dim=len(emb), timings_ms={**v.timings, "total_ms": round(total, 3)}, created_at=utcnow(),
-            creator_id=sub.creator_id, language=sub.language, embedding=emb)
+            embedding_dim=len(emb),
+            timings_ms={**v.timings, "total_ms": round(total, 3)},
+            created_at=utcnow(),
+            creator_id=sub.creator_id,
+            language=sub.language,
+            embedding=emb,
+        )

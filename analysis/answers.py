@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analysis.config import AnalysisConfig
-from analysis.segments import Segment
 from analysis.errors import UnusableEvent
+from analysis.segments import Segment
 
 _UNSAFE = re.compile(r'["\\\x00-\x1f]')  # what the grammar's text pattern refuses
 SUMMARY_FIELDS = ("title", "short", "long")
@@ -134,8 +134,10 @@ def corrected_moderation(cfg: AnalysisConfig, record: dict, payloads: list[dict]
             raise UnusableEvent(f"moderation decision {decision!r} has no final answer")
         if p.get("note"):
             notes.append(str(p["note"]))
-    kept = sorted((f for f in flags.values() if f.category in cfg.moderation_categories),
-                  key=lambda f: (-f.severity, -f.confidence, f.category))
+    kept = sorted(
+        (f for f in flags.values() if f.category in cfg.moderation_categories),
+        key=lambda f: (-f.severity, -f.confidence, f.category),
+    )
     if kept:
         said = "; ".join(f"{f.category} (severity {f.severity})" for f in kept)
         verdict = f"The video shows content under {said}."
@@ -205,8 +207,14 @@ def moderation_answer(cfg: AnalysisConfig, target: ModerationTarget, segments: l
                 evidence.append({"shot": shots[0], "reason": text})
         if f.evidence and not evidence:  # evidence only outside this chunk
             continue
-        flags.append({"category": f.category, "severity": min(max(f.severity, 0), 3),
-                      "confidence": min(max(f.confidence, 0), 100), "evidence": evidence[: lim["max_evidence"]]})
+        flags.append(
+            {
+                "category": f.category,
+                "severity": min(max(f.severity, 0), 3),
+                "confidence": min(max(f.confidence, 0), 100),
+                "evidence": evidence[: lim["max_evidence"]],
+            }
+        )
     return _dumps({"categories": flags[: min(lim["max_items"], len(cfg.moderation_categories))]})
 
 
@@ -252,8 +260,17 @@ def products_answer(cfg: AnalysisConfig, items: list[ProductItem], segments: lis
         shots = sorted({s for a, b in p.ranges for s in _shots(a, b, segments)})
         if name is None or p.category not in cfg.product_categories or (p.ranges and not shots):
             continue
-        attrs = [{"name": k, "value": v} for k, v in ((clean_text(k, 20), clean_text(v, lim["text_chars"]))
-                                                     for k, v in p.attributes.items()) if k and v]
-        out.append({"name": name, "category": p.category, "attributes": attrs[: lim["max_attributes"]],
-                    "shots": shots[: min(lim["max_segments"], len(segments))]})
+        attrs = [
+            {"name": k, "value": v}
+            for k, v in ((clean_text(k, 20), clean_text(v, lim["text_chars"])) for k, v in p.attributes.items())
+            if k and v
+        ]
+        out.append(
+            {
+                "name": name,
+                "category": p.category,
+                "attributes": attrs[: lim["max_attributes"]],
+                "shots": shots[: min(lim["max_segments"], len(segments))],
+            }
+        )
     return _dumps({"products": out[: lim["max_items"]]})

@@ -51,8 +51,9 @@ def _sparse_logits(weight: torch.Tensor, h: torch.Tensor, ids: torch.Tensor) -> 
     return (weight.index_select(0, ids) @ h).float()
 
 
-def _screened(lm_head, hidden: torch.Tensor, admitted: Sequence[Admitted], rows: list[int], out: list[int],
-              stats: DecodeStats) -> list[int]:
+def _screened(
+    lm_head, hidden: torch.Tensor, admitted: Sequence[Admitted], rows: list[int], out: list[int], stats: DecodeStats
+) -> list[int]:
     """Greedy rows settled by the screened head (their token written to out); the rows left over."""
     head = screened_head(lm_head) if rows else None
     if head is None:
@@ -67,8 +68,16 @@ def _screened(lm_head, hidden: torch.Tensor, admitted: Sequence[Admitted], rows:
     return left
 
 
-def choose_tokens(lm_head, hidden: torch.Tensor, admitted: Sequence[Admitted], params: SamplingParams,
-                  generator: torch.Generator | None, sparse_limit: int, screen: bool, stats: DecodeStats) -> list[int]:
+def choose_tokens(
+    lm_head,
+    hidden: torch.Tensor,
+    admitted: Sequence[Admitted],
+    params: SamplingParams,
+    generator: torch.Generator | None,
+    sparse_limit: int,
+    screen: bool,
+    stats: DecodeStats,
+) -> list[int]:
     """One token per row of `hidden` (B, H) under `admitted[i]`.
 
     Greedy takes the argmax of the admitted logits (ties to the smallest id, as argmax over the

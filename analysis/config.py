@@ -14,8 +14,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from analysis.config_types import (TASK_NAMES, THINKING_MODES, AnalysisConfig, Sampling, SegmentationConfig, TaskConfig,
-                                    Thresholds, VideoBudget)
+from analysis.config_types import (
+    TASK_NAMES,
+    THINKING_MODES,
+    AnalysisConfig,
+    Sampling,
+    SegmentationConfig,
+    TaskConfig,
+    Thresholds,
+    VideoBudget,
+)
 from analysis.errors import AnalysisConfigError
 from analysis.schemas import check_budgets
 
@@ -48,13 +56,17 @@ def parse_config(raw: dict[str, Any]) -> AnalysisConfig:
     version = raw.get("version")
     _check(isinstance(version, str) and 0 < len(version) <= 64, "version must be a non-empty string (<= 64 chars)")
     cats = raw.get("moderation_categories")
-    _check(isinstance(cats, dict) and len(cats) > 0, "moderation_categories must be a non-empty object name -> description")
+    _check(
+        isinstance(cats, dict) and len(cats) > 0, "moderation_categories must be a non-empty object name -> description"
+    )
     for name, desc in cats.items():
         _check(bool(_NAME.match(name)), f"moderation category {name!r} must be lower_snake_case")
         _check(isinstance(desc, str) and desc.strip() != "", f"moderation category {name} needs a description")
     products = raw.get("product_categories", ["other"])
-    _check(isinstance(products, list) and products and all(isinstance(p, str) and _NAME.match(p) for p in products),
-           "product_categories must be a non-empty list of lower_snake_case names")
+    _check(
+        isinstance(products, list) and products and all(isinstance(p, str) and _NAME.match(p) for p in products),
+        "product_categories must be a non-empty list of lower_snake_case names",
+    )
     tasks_raw = raw.get("tasks")
     _check(isinstance(tasks_raw, dict), "tasks must be an object")
     unknown = set(tasks_raw) - set(TASK_NAMES)
@@ -64,24 +76,43 @@ def parse_config(raw: dict[str, Any]) -> AnalysisConfig:
         _check(isinstance(t, dict), f"tasks.{name} must be an object")
         task = _section(TaskConfig, {"name": name, **t}, f"tasks.{name}")
         _check(task.thinking in THINKING_MODES, f"tasks.{name}.thinking must be one of {', '.join(THINKING_MODES)}")
-        _check(isinstance(task.prompt, str) and task.prompt.strip() != "", f"tasks.{name}.prompt must be a non-empty string")
-        _check(isinstance(task.max_new_tokens, int) and task.max_new_tokens > 0, f"tasks.{name}.max_new_tokens must be > 0")
-        _check(all(isinstance(v, int) and v > 0 for v in task.limits.values()),
-               f"tasks.{name}.limits must be positive integers")
+        _check(
+            isinstance(task.prompt, str) and task.prompt.strip() != "",
+            f"tasks.{name}.prompt must be a non-empty string",
+        )
+        _check(
+            isinstance(task.max_new_tokens, int) and task.max_new_tokens > 0, f"tasks.{name}.max_new_tokens must be > 0"
+        )
+        _check(
+            all(isinstance(v, int) and v > 0 for v in task.limits.values()),
+            f"tasks.{name}.limits must be positive integers",
+        )
         tasks[name] = task
     cfg = AnalysisConfig(
-        version=version, moderation_categories=dict(cats), product_categories=tuple(products), tasks=tasks,
+        version=version,
+        moderation_categories=dict(cats),
+        product_categories=tuple(products),
+        tasks=tasks,
         thresholds=_section(Thresholds, raw.get("thresholds"), "thresholds"),
         segmentation=_section(SegmentationConfig, raw.get("segmentation"), "segmentation"),
         video=_section(VideoBudget, raw.get("video"), "video"),
-        sampling=_section(Sampling, raw.get("sampling"), "sampling"))
+        sampling=_section(Sampling, raw.get("sampling"), "sampling"),
+    )
     th, seg, vid = cfg.thresholds, cfg.segmentation, cfg.video
-    _check(0 <= th.review_severity <= th.flag_severity <= 3, "thresholds need 0 <= review_severity <= flag_severity <= 3")
+    _check(
+        0 <= th.review_severity <= th.flag_severity <= 3, "thresholds need 0 <= review_severity <= flag_severity <= 3"
+    )
     _check(0.0 <= th.flag_confidence <= 1.0 and 0.0 <= th.tag_min_score <= 1.0, "thresholds scores must lie in [0, 1]")
     _check(0.0 < seg.threshold <= 1.0, "segmentation.threshold must lie in (0, 1]")
-    _check(1 <= seg.max_segments <= 99 and seg.min_shot_s >= 0, "segmentation needs 1 <= max_segments <= 99, min_shot_s >= 0")
+    _check(
+        1 <= seg.max_segments <= 99 and seg.min_shot_s >= 0,
+        "segmentation needs 1 <= max_segments <= 99, min_shot_s >= 0",
+    )
     _check(2 <= seg.hist_bins <= 256 and 4 <= seg.thumb_side <= 256, "segmentation.hist_bins/thumb_side out of range")
-    _check(vid.fps > 0 and vid.max_frames >= 4 and vid.frames_per_pass >= 2, "video needs fps > 0, max_frames >= 4, frames_per_pass >= 2")
+    _check(
+        vid.fps > 0 and vid.max_frames >= 4 and vid.frames_per_pass >= 2,
+        "video needs fps > 0, max_frames >= 4, frames_per_pass >= 2",
+    )
     _check(0 < vid.min_pixels <= vid.max_pixels, "video needs 0 < min_pixels <= max_pixels")
     check_budgets(cfg)  # the bounds depend on the schemas
     return cfg
@@ -101,5 +132,7 @@ def load_config(path: str | Path | None = None) -> AnalysisConfig:
         else:
             raw = json.loads(text)
     except Exception as e:  # noqa: BLE001 - any parse failure is a config error
-        raise AnalysisConfigError(f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+        raise AnalysisConfigError(
+            f"{p}: not valid {'YAML' if p.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {e}"
+        ) from None
     return parse_config(raw)

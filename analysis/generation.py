@@ -50,8 +50,15 @@ class _Batch:
         cfg = model.config
         self.model = model
         longest = max(int(p.cache.lengths[0]) + len(c) for p, c in rows)
-        self.cache = KVCache.allocate(cfg.num_hidden_layers, len(rows), longest + room, cfg.num_key_value_heads,
-                                      cfg.head_dim, model.dtype, model.device)
+        self.cache = KVCache.allocate(
+            cfg.num_hidden_layers,
+            len(rows),
+            longest + room,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+            model.dtype,
+            model.device,
+        )
         positions, self.next_pos = [], []
         for i, (prefix, cont) in enumerate(rows):
             self.cache.copy_rows(prefix.cache, 0, [i])
@@ -65,8 +72,9 @@ class _Batch:
         lengths = [len(f) for f in feeds]
         model = self.model
         embeds = model.model.embed_tokens(torch.tensor([t for f in feeds for t in f], device=model.device))
-        hidden = model.run(embeds, positions.to(model.device),
-                           CachedPrefill(self.cache, list(range(len(feeds))), lengths))
+        hidden = model.run(
+            embeds, positions.to(model.device), CachedPrefill(self.cache, list(range(len(feeds))), lengths)
+        )
         self.cache.lengths += torch.tensor(lengths)
         return hidden[(torch.tensor(lengths).cumsum(0) - 1).to(hidden.device)]
 
@@ -86,16 +94,25 @@ class _Batch:
 
     def keep(self, idx: list[int]) -> None:
         sel = torch.tensor(idx, device=self.cache.device)
-        self.cache = KVCache([k.index_select(0, sel) for k in self.cache.k], [v.index_select(0, sel) for v in self.cache.v],
-                             self.cache.lengths[idx])
+        self.cache = KVCache(
+            [k.index_select(0, sel) for k in self.cache.k],
+            [v.index_select(0, sel) for v in self.cache.v],
+            self.cache.lengths[idx],
+        )
         self.next_pos = [self.next_pos[i] for i in idx]
         self.hidden = self.hidden[sel]
 
 
 @torch.no_grad()
-def generate_rows(engine, rows: Sequence[tuple[Prefix, Sequence[int]]], grammars: Sequence[xgr.CompiledGrammar],
-                  budgets: Sequence[int], params: SamplingParams, options: DecodeOptions = DecodeOptions(),
-                  stats: DecodeStats | None = None) -> GenerationResult:
+def generate_rows(
+    engine,
+    rows: Sequence[tuple[Prefix, Sequence[int]]],
+    grammars: Sequence[xgr.CompiledGrammar],
+    budgets: Sequence[int],
+    params: SamplingParams,
+    options: DecodeOptions = DecodeOptions(),
+    stats: DecodeStats | None = None,
+) -> GenerationResult:
     """Row i continues rows[i][0] with rows[i][1] under grammars[i], at most budgets[i] tokens."""
     if not rows:
         raise InputError("no rows to generate")
@@ -144,8 +161,16 @@ def generate_rows(engine, rows: Sequence[tuple[Prefix, Sequence[int]]], grammars
     batch = _Batch(model, [(rows[r][0], feeds[r]) for r in live], params.max_new_tokens)
     gen = torch.Generator(device=model.device).manual_seed(params.seed) if params.seed is not None else None
     while True:
-        toks = choose_tokens(model.lm_head, batch.hidden, [grams[r].admitted(limit) for r in live], params, gen,
-                             options.sparse_limit, options.screen, stats)
+        toks = choose_tokens(
+            model.lm_head,
+            batch.hidden,
+            [grams[r].admitted(limit) for r in live],
+            params,
+            gen,
+            options.sparse_limit,
+            options.screen,
+            stats,
+        )
         keep, feeds = [], []
         for i, (r, tok) in enumerate(zip(live, toks)):
             feed: list[int] = []

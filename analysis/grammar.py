@@ -38,8 +38,9 @@ def tokenizer_info(tokenizer, vocab_size: int = VOCAB_SIZE) -> xgr.TokenizerInfo
                 encoded[i] = piece
             for i in tokenizer.special_ids:
                 encoded[i] = ""  # special: only ever admitted as the stop token
-            info = xgr.TokenizerInfo(encoded, vocab_type=xgr.VocabType.BYTE_LEVEL, vocab_size=vocab_size,
-                                     stop_token_ids=[STOP_ID])
+            info = xgr.TokenizerInfo(
+                encoded, vocab_type=xgr.VocabType.BYTE_LEVEL, vocab_size=vocab_size, stop_token_ids=[STOP_ID]
+            )
             _INFO_CACHE[id(tokenizer)] = info
         return info
 
@@ -107,8 +108,13 @@ class GrammarMasks:
     parser reports it); with budgets from `schemas.check_budgets` that never happens.
     """
 
-    def __init__(self, grammars: Sequence[xgr.CompiledGrammar], budgets: Sequence[int], vocab_size: int = VOCAB_SIZE,
-                 stop_id: int = STOP_ID) -> None:
+    def __init__(
+        self,
+        grammars: Sequence[xgr.CompiledGrammar],
+        budgets: Sequence[int],
+        vocab_size: int = VOCAB_SIZE,
+        stop_id: int = STOP_ID,
+    ) -> None:
         if len(grammars) != len(budgets):
             raise GrammarError(f"{len(grammars)} grammars for {len(budgets)} budgets")
         self.rows = [_Row(xgr.GrammarMatcher(g), int(b)) for g, b in zip(grammars, budgets)]
@@ -121,7 +127,7 @@ class GrammarMasks:
         force_stop = []
         for i, row in enumerate(self.rows):
             toks = generated[i]
-            for t in toks[row.seen:]:
+            for t in toks[row.seen :]:
                 if not row.matcher.is_terminated() and not row.matcher.accept_token(int(t)):
                     raise GrammarError(f"row {i}: token {t} is not admitted by its grammar")
             row.seen = len(toks)

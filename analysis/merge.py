@@ -69,7 +69,9 @@ def summary(chunks: Sequence[ChunkAnswers]) -> Summary:
     if len(parts) == 1:
         return Summary(short=first.get("short", ""), long=first.get("long", ""), title=first.get("title", ""))
     # a long video: the first pass names it; the long summary tells each pass in order
-    long = "\n".join(f"[{ch.segments[0].start_s:.0f}s-{ch.segments[-1].end_s:.0f}s] {a.get('long', '')}" for ch, a in parts)
+    long = "\n".join(
+        f"[{ch.segments[0].start_s:.0f}s-{ch.segments[-1].end_s:.0f}s] {a.get('long', '')}" for ch, a in parts
+    )
     return Summary(short=first.get("short", ""), long=long, title=first.get("title", ""))
 
 
@@ -100,8 +102,10 @@ def moderation(cfg: AnalysisConfig, chunks: Sequence[ChunkAnswers]) -> Moderatio
                     e = Evidence(start_s=a, end_s=b, reason=str(ev.get("reason", "")).strip())
                     if e not in entry["evidence"]:
                         entry["evidence"].append(e)
-    flags = [CategoryFlag(category=n, severity=e["severity"], confidence=e["confidence"], evidence=e["evidence"])
-             for n, e in found.items()]
+    flags = [
+        CategoryFlag(category=n, severity=e["severity"], confidence=e["confidence"], evidence=e["evidence"])
+        for n, e in found.items()
+    ]
     flags.sort(key=lambda f: (-f.severity, -f.confidence, f.category))
     th = cfg.thresholds
     if any(f.severity >= th.flag_severity and f.confidence >= th.flag_confidence for f in flags):
@@ -120,8 +124,9 @@ def products(chunks: Sequence[ChunkAnswers]) -> list[dict[str, Any]]:
             name = " ".join(str(item.get("name", "")).split())
             if not name:
                 continue
-            p = merged.setdefault(name.lower(), {"name": name, "category": item.get("category", "other"),
-                                                 "attributes": {}, "moments": []})
+            p = merged.setdefault(
+                name.lower(), {"name": name, "category": item.get("category", "other"), "attributes": {}, "moments": []}
+            )
             for attr in item.get("attributes") or []:
                 p["attributes"].setdefault(str(attr.get("name", "")).strip(), str(attr.get("value", "")).strip())
             for a, b in _runs(item.get("shots") or [], ch.segments):

@@ -46,13 +46,14 @@ def messages(video, text: str | None) -> list[dict]:
 
 def continuation_ids(processor, cfg: AnalysisConfig, task: str, segments: Sequence[Segment]) -> list[int]:
     """Token ids that follow the prefix for one task: the rest of the whole prompt's text."""
-    whole = processor.apply_chat_template(messages(None, user_text(cfg, task, segments)),
-                                          thinking=MODE_SUFFIX[cfg.task(task).thinking])
+    whole = processor.apply_chat_template(
+        messages(None, user_text(cfg, task, segments)), thinking=MODE_SUFFIX[cfg.task(task).thinking]
+    )
     head = processor.apply_chat_template(messages(None, None), add_generation_prompt=False)
     head = head[: -len("<|im_end|>\n")]
     if not whole.startswith(head):
         raise AnalysisError("the chat template does not keep the video prefix at the start of the prompt")
-    return processor.tokenizer.encode(whole[len(head):])
+    return processor.tokenizer.encode(whole[len(head) :])
 
 
 def prefix_inputs(processor, video) -> dict:

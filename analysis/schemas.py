@@ -28,8 +28,12 @@ def text(max_chars: int) -> dict[str, Any]:
         raise AnalysisConfigError("a text field needs at least one character")
     body = '[^"\\\\\\u0000-\\u001f]'
     first = '[^ "\\\\\\u0000-\\u001f]'
-    return {"type": "string", "minLength": 1, "maxLength": max_chars,
-            "pattern": f"^{first}{body}{{0,{max_chars - 1}}}$"}
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_chars,
+        "pattern": f"^{first}{body}{{0,{max_chars - 1}}}$",
+    }
 
 
 def integer(lo: int, hi: int) -> dict[str, Any]:
@@ -53,22 +57,33 @@ def task_schema(cfg: AnalysisConfig, task: str, n_segments: int) -> dict[str, An
     t = cfg.task(task)
     shot = shot_index(n_segments)
     if task == "tags":
-        tag = obj(label=text(t.limit("text_chars")), score=integer(0, 100),
-                  shots=array(shot, min(t.limit("max_segments"), max(n_segments, 1))))
+        tag = obj(
+            label=text(t.limit("text_chars")),
+            score=integer(0, 100),
+            shots=array(shot, min(t.limit("max_segments"), max(n_segments, 1))),
+        )
         return obj(tags=array(tag, t.limit("max_items")))
     if task == "summary":
-        return obj(title=text(t.limit("title_chars")), short=text(t.limit("short_chars")),
-                   long=text(t.limit("long_chars")))
+        return obj(
+            title=text(t.limit("title_chars")), short=text(t.limit("short_chars")), long=text(t.limit("long_chars"))
+        )
     if task == "moderation":
         evidence = obj(shot=shot, reason=text(t.limit("text_chars")))
-        flag = obj(category={"type": "string", "enum": list(cfg.categories)}, severity=integer(0, 3),
-                   confidence=integer(0, 100), evidence=array(evidence, t.limit("max_evidence")))
+        flag = obj(
+            category={"type": "string", "enum": list(cfg.categories)},
+            severity=integer(0, 3),
+            confidence=integer(0, 100),
+            evidence=array(evidence, t.limit("max_evidence")),
+        )
         return obj(categories=array(flag, min(t.limit("max_items"), len(cfg.categories))))
     if task == "products":
         attribute = obj(name=text(20), value=text(t.limit("text_chars")))
-        product = obj(name=text(t.limit("text_chars")), category={"type": "string", "enum": list(cfg.product_categories)},
-                      attributes=array(attribute, t.limit("max_attributes")),
-                      shots=array(shot, min(t.limit("max_segments"), max(n_segments, 1))))
+        product = obj(
+            name=text(t.limit("text_chars")),
+            category={"type": "string", "enum": list(cfg.product_categories)},
+            attributes=array(attribute, t.limit("max_attributes")),
+            shots=array(shot, min(t.limit("max_segments"), max(n_segments, 1))),
+        )
         return obj(products=array(product, t.limit("max_items")))
     raise AnalysisConfigError(f"no schema for task {task!r}")
 
@@ -120,4 +135,5 @@ def check_budgets(cfg: AnalysisConfig) -> None:
         if t.max_new_tokens < need:
             raise AnalysisConfigError(
                 f"task {name}: max_new_tokens {t.max_new_tokens} is below the {need} tokens its grammar may take; "
-                "raise it or lower the task's limits")
+                "raise it or lower the task's limits"
+            )

@@ -59,8 +59,9 @@ def _end_time(timestamps: Sequence[float], duration_s: float) -> float:
     return max(float(duration_s), float(timestamps[-1]))
 
 
-def segment_video(frames: torch.Tensor, timestamps: Sequence[float], duration_s: float,
-                  cfg: SegmentationConfig) -> list[Segment]:
+def segment_video(
+    frames: torch.Tensor, timestamps: Sequence[float], duration_s: float, cfg: SegmentationConfig
+) -> list[Segment]:
     _check(frames, timestamps)
     ts = [float(t) for t in timestamps]
     end = _end_time(ts, duration_s)
@@ -100,7 +101,7 @@ def chunk_segments(segments: list[Segment], timestamps: Sequence[float], frames_
     limit = max(2, frames_per_pass - frames_per_pass % 2)
     pieces: list[tuple[Segment, int]] = []  # (piece, index of the video-level segment it came from)
     for s in segments:
-        parts = [s.frames[i:i + limit] for i in range(0, len(s.frames), limit)]
+        parts = [s.frames[i : i + limit] for i in range(0, len(s.frames), limit)]
         for j, fr in enumerate(parts):
             a = s.start_s if j == 0 else float(timestamps[fr[0]])
             b = s.end_s if j == len(parts) - 1 else float(timestamps[parts[j + 1][0]])

@@ -18,10 +18,10 @@ import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from stores.db import engine_from, migrate, model_version_name, serving_model
 from service.schemas import AnalysisRecord, Submission, Summary, TagScore, analysis_id_for, utcnow
 from service.settings import Settings
 from service.waiting import database_label, until_available
+from stores.db import engine_from, migrate, model_version_name, serving_model
 
 PROMPT_VERSION = "summary-v0"
 SUMMARY_PROMPT = "Describe this video in one sentence."
@@ -62,8 +62,14 @@ class KeyeAnalyzer:
 
     prompt_version = PROMPT_VERSION
 
-    def __init__(self, settings: Settings, *, max_frames: int | None = None, max_pixels: int | None = None,
-                 max_new_tokens: int = SUMMARY_MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_frames: int | None = None,
+        max_pixels: int | None = None,
+        max_new_tokens: int = SUMMARY_MAX_NEW_TOKENS,
+    ) -> None:
         try:
             import torch
 
@@ -81,8 +87,10 @@ class KeyeAnalyzer:
         # The whole video is one attention segment in the vision tower: bound it, tighter on CPU
         # (where `keye analyze` of a sample clip should take seconds, not minutes).
         on_gpu = str(settings.device).startswith("cuda")
-        self.video_options = {"max_frames": max_frames or (32 if on_gpu else 8),
-                              "max_pixels": max_pixels or (256 * 28 * 28 if on_gpu else 64 * 28 * 28)}
+        self.video_options = {
+            "max_frames": max_frames or (32 if on_gpu else 8),
+            "max_pixels": max_pixels or (256 * 28 * 28 if on_gpu else 64 * 28 * 28),
+        }
         self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
 
@@ -90,21 +98,35 @@ class KeyeAnalyzer:
         import torch
 
         video = self.processor.load_video(path, **self.video_options)
-        ask = [{"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": SUMMARY_PROMPT}]}]
+        ask = [
+            {"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": SUMMARY_PROMPT}]}
+        ]
         alone = [{"role": "user", "content": [{"type": "video", "video": video}]}]
         device = self.model.device
         with self._lock, torch.inference_mode():
             inputs = {k: v.to(device) for k, v in self.processor(ask).model_inputs().items()}
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens)
             summary = self.processor.decode(out[0], skip_special_tokens=True).strip()
-            inputs = {k: v.to(device) for k, v in self.processor(alone, add_generation_prompt=False).model_inputs().items()}
+            inputs = {
+                k: v.to(device) for k, v in self.processor(alone, add_generation_prompt=False).model_inputs().items()
+            }
             embedding = self.model.embed(**inputs)[0].float().cpu().tolist()
         return AnalysisRecord(
-            analysis_id=analysis_id_for(submission.video_id, self.model_version), video_id=submission.video_id,
-            model_version=self.model_version, prompt_version=self.prompt_version, status="partial",
-            duration_s=float(video.duration_s), frames_used=len(video.timestamps), tags=hashtag_tags(submission),
-            summary=Summary(short=summary[:2000]), embedding_dim=len(embedding), created_at=utcnow(),
-            creator_id=submission.creator_id, language=submission.language, embedding=embedding)
+            analysis_id=analysis_id_for(submission.video_id, self.model_version),
+            video_id=submission.video_id,
+            model_version=self.model_version,
+            prompt_version=self.prompt_version,
+            status="partial",
+            duration_s=float(video.duration_s),
+            frames_used=len(video.timestamps),
+            tags=hashtag_tags(submission),
+            summary=Summary(short=summary[:2000]),
+            embedding_dim=len(embedding),
+            created_at=utcnow(),
+            creator_id=submission.creator_id,
+            language=submission.language,
+            embedding=embedding,
+        )
 
 
 def serving_settings(settings: Settings) -> tuple[Settings, str]:
@@ -142,6 +164,7 @@ def load_analyzer(settings: Settings, kind: str = "full", **options: int) -> Ana
     try:
         from analysis import VideoAnalyzer
     except ImportError as e:
-        raise AnalyzerUnavailableError(f"the full analysis (analysis) cannot be imported: {e}; "
-                                       "use the basic analyzer") from e
+        raise AnalyzerUnavailableError(
+            f"the full analysis (analysis) cannot be imported: {e}; use the basic analyzer"
+        ) from e
     return VideoAnalyzer.from_settings(settings, model_version=version)

@@ -14,15 +14,15 @@ from contextlib import ExitStack, contextmanager
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from analysis.serving import Analyzer
 from service import uploads
-from stores import db
+from service.failures import StoreUnavailableError
 from service.fetch import fetched
+from service.metrics import STAGE
 from service.schemas import AnalysisRecord, Submission
 from service.settings import Settings
+from stores import db
 from stores.vectors import VectorStore
-from analysis.serving import Analyzer
-from service.failures import StoreUnavailableError
-from service.metrics import STAGE
 
 log = logging.getLogger("keye.worker")
 
@@ -42,8 +42,9 @@ def timed(stage: str, timings: dict[str, float] | None = None) -> Iterator[None]
 class VideoProcessor:
     """Runs one video through the stages. `vectors` is None when another process owns the index."""
 
-    def __init__(self, settings: Settings, analyzer: Analyzer, engine: sa.Engine,
-                 vectors: VectorStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, analyzer: Analyzer, engine: sa.Engine, vectors: VectorStore | None = None
+    ) -> None:
         self.settings, self.analyzer, self.engine, self.vectors = settings, analyzer, engine, vectors
 
     def analyze(self, work: Submission) -> AnalysisRecord:
@@ -61,9 +62,13 @@ class VideoProcessor:
     def _complete(record: AnalysisRecord, work: Submission, timings: dict[str, float]) -> AnalysisRecord:
         # The Qdrant payload filters on creator and language: take them from the submission when the
         # analyzer did not set them.
-        return record.model_copy(update={"timings_ms": {**record.timings_ms, **timings},
-                                         "creator_id": record.creator_id or work.creator_id,
-                                         "language": record.language or work.language})
+        return record.model_copy(
+            update={
+                "timings_ms": {**record.timings_ms, **timings},
+                "creator_id": record.creator_id or work.creator_id,
+                "language": record.language or work.language,
+            }
+        )
 
     def analyze_many(self, works: list[Submission]) -> dict[str, AnalysisRecord]:
         """Analyze several videos in one call when the analyzer batches (`analyze_many`), e.g. one
@@ -90,8 +95,9 @@ class VideoProcessor:
         out = {}
         for (_, w), r, size in done:
             STAGE.labels("analyze").observe(analyze_s)
-            out[w.video_id] = self._complete(r, w, {"fetch": round(fetch_ms, 3), "analyze": round(analyze_s * 1000, 3),
-                                                    "batch_videos": float(size)})
+            out[w.video_id] = self._complete(
+                r, w, {"fetch": round(fetch_ms, 3), "analyze": round(analyze_s * 1000, 3), "batch_videos": float(size)}
+            )
         return out
 
     def persist(self, record: AnalysisRecord, work: Submission | None = None) -> None:

@@ -44,8 +44,13 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
                 stop()
             svc.relay = None
 
-    app = FastAPI(title="Keye video intelligence API", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  max_body_size=settings.api_max_json_bytes)
+    app = FastAPI(
+        title="Keye video intelligence API",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.api_max_json_bytes,
+    )
     app.state.services = svc
     app.add_middleware(boundary.RefuseNul)  # added first: it runs inside the request-id middleware
     app.state.metrics = observability.install(app)
@@ -61,8 +66,11 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
 
 def _from_settings(settings: Settings) -> dict[str, Any]:
     """API options from KEYE_API_* settings."""
-    return {"max_upload_bytes": settings.api_max_upload_bytes, "max_clip_seconds": settings.api_max_clip_seconds,
-            "claim_ttl_s": settings.api_claim_ttl_s}
+    return {
+        "max_upload_bytes": settings.api_max_upload_bytes,
+        "max_clip_seconds": settings.api_max_clip_seconds,
+        "claim_ttl_s": settings.api_claim_ttl_s,
+    }
 
 
 def _start_background(svc: Services) -> list:
@@ -80,8 +88,13 @@ def _start_background(svc: Services) -> list:
         from stores.vector_sink import run_vector_sink
 
         done = threading.Event()
-        sink = threading.Thread(target=run_vector_sink, args=(svc.settings, done),
-                                kwargs={"store": svc.vector_store()}, name="keye-vector-sink", daemon=True)
+        sink = threading.Thread(
+            target=run_vector_sink,
+            args=(svc.settings, done),
+            kwargs={"store": svc.vector_store()},
+            name="keye-vector-sink",
+            daemon=True,
+        )
         sink.start()
         stops.append(lambda: (done.set(), sink.join(timeout=10)))
     return stops
@@ -98,8 +111,14 @@ def server_config(app: FastAPI, settings: Settings, host: str, port: int, **kw: 
     KEYE_API_FORWARDED_ALLOW_IPS (default loopback), so an https proxy makes cookies Secure."""
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, proxy_headers=True,
-                          forwarded_allow_ips=settings.api_forwarded_allow_ips, **{"log_level": "info", **kw})
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.api_forwarded_allow_ips,
+        **{"log_level": "info", **kw},
+    )
 
 
 def route_table(app: FastAPI) -> list[tuple[str, str, Any]]:

@@ -41,17 +41,22 @@ class Roles:
             raise ValueError(f"unknown roles {unknown}")
         self.roles = frozenset(roles)
 
-    def __call__(self, request: Request, session: Session = Depends(db),
-                 bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                 header: str | None = Depends(_header)) -> Principal:
+    def __call__(
+        self,
+        request: Request,
+        session: Session = Depends(db),
+        bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+        header: str | None = Depends(_header),
+    ) -> Principal:
         plaintext = header or (bearer.credentials if bearer else None)
         if not plaintext:
-            raise Unauthorized("send an API key in `Authorization: Bearer <key>` or `X-API-Key`",
-                               headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized(
+                "send an API key in `Authorization: Bearer <key>` or `X-API-Key`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         row = keys.verify(session, plaintext)
         if row is None:
-            raise Unauthorized("the API key is unknown, malformed or revoked",
-                               headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized("the API key is unknown, malformed or revoked", headers={"WWW-Authenticate": "Bearer"})
         return self.admit(request, row)
 
     def admit(self, request: Request, row: ApiKey) -> Principal:

@@ -76,11 +76,15 @@ class RefuseNul:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        where = "path" if "\x00" in scope["path"] else (
-            "query string" if b"\x00" in unquote_to_bytes(scope.get("query_string", b"")) else None)
+        where = (
+            "path"
+            if "\x00" in scope["path"]
+            else ("query string" if b"\x00" in unquote_to_bytes(scope.get("query_string", b"")) else None)
+        )
         if where:
-            response = problem_response(Request(scope), Invalid.status, Invalid.slug, Invalid.title,
-                                        f"the {where} holds a NUL byte: {REFUSED}")
+            response = problem_response(
+                Request(scope), Invalid.status, Invalid.slug, Invalid.title, f"the {where} holds a NUL byte: {REFUSED}"
+            )
             await response(scope, receive, send)
             return
         scanner = scanner_for(Headers(scope=scope).get("content-type"))

@@ -26,12 +26,16 @@ def queue_context(session: Session, queue: Queue, per_case: int = 4) -> dict[str
     flags: dict[str, list[ModerationFlag]] = {}
     for f in session.exec(select(ModerationFlag).where(ModerationFlag.analysis_id.in_(ids))):
         flags.setdefault(f.analysis_id, []).append(f)
-    videos = {v.video_id: v for v in session.exec(select(Video).where(
-        Video.video_id.in_({item.video_id for item in queue.items})))}
+    videos = {
+        v.video_id: v
+        for v in session.exec(select(Video).where(Video.video_id.in_({item.video_id for item in queue.items})))
+    }
     out = {}
     for item in queue.items:
         video = videos.get(item.video_id)
-        out[item.analysis_id] = QueueContext(title=video.title if video else None,
-                                             creator_id=video.creator_id if video else None,
-                                             thumbnails=evidence_times(flags.get(item.analysis_id, []), per_case))
+        out[item.analysis_id] = QueueContext(
+            title=video.title if video else None,
+            creator_id=video.creator_id if video else None,
+            thumbnails=evidence_times(flags.get(item.analysis_id, []), per_case),
+        )
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +24,8 @@ from api.deps import Services
 from api.problems import AlreadyDecided, Conflict, Invalid, NotFound, Unavailable
 from api.tables import CaseClaim
 from api.types import UtcDatetime
-from stores.db import Analysis, ModerationFlag, Review, Video
 from service.schemas import MODERATION_CATEGORIES, FeedbackEvent, utcnow
+from stores.db import Analysis, ModerationFlag, Review, Video
 
 Decision = Literal["confirm", "clear", "escalate"]
 QueueState = Literal["open", "escalated"]
@@ -118,7 +118,7 @@ class DecisionOut(BaseModel):
 
 def _aware(dt: datetime) -> datetime:
     # SQLite hands back naive datetimes; every stored time is UTC.
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _claims(session: Session, ids: list[str]) -> dict[str, ClaimInfo]:
@@ -126,9 +126,13 @@ def _claims(session: Session, ids: list[str]) -> dict[str, ClaimInfo]:
         return {}
     now = utcnow()
     rows = session.exec(select(CaseClaim).where(CaseClaim.analysis_id.in_(ids)))
-    return {c.analysis_id: ClaimInfo(moderator=c.moderator, key_id=c.key_id, claimed_at=_aware(c.claimed_at),
-                                     expires_at=_aware(c.expires_at))
-            for c in rows if _aware(c.expires_at) > now}
+    return {
+        c.analysis_id: ClaimInfo(
+            moderator=c.moderator, key_id=c.key_id, claimed_at=_aware(c.claimed_at), expires_at=_aware(c.expires_at)
+        )
+        for c in rows
+        if _aware(c.expires_at) > now
+    }
 
 
 def _decided(final: bool) -> Any:
@@ -136,38 +140,70 @@ def _decided(final: bool) -> Any:
     return select(Review.analysis_id).where(Review.decision.in_(decisions))
 
 
-def queue(session: Session, *, state: QueueState = "open", category: str | None = None,
-          min_age_s: float | None = None, max_age_s: float | None = None, min_severity: int = 0,
-          limit: int = 50, offset: int = 0) -> Queue:
+def queue(
+    session: Session,
+    *,
+    state: QueueState = "open",
+    category: str | None = None,
+    min_age_s: float | None = None,
+    max_age_s: float | None = None,
+    min_severity: int = 0,
+    limit: int = 50,
+    offset: int = 0,
+) -> Queue:
     """Open (or escalated) cases, most severe first, then oldest first."""
     now = utcnow()
-    where = [Analysis.moderation_status.in_(["flagged", "needs_review"]), Analysis.max_severity >= min_severity,
-             Analysis.analysis_id.not_in(_decided(final=True))]
-    where.append(Analysis.analysis_id.not_in(_decided(final=False)) if state == "open"
-                 else Analysis.analysis_id.in_(_decided(final=False)))
+    where = [
+        Analysis.moderation_status.in_(["flagged", "needs_review"]),
+        Analysis.max_severity >= min_severity,
+        Analysis.analysis_id.not_in(_decided(final=True)),
+    ]
+    where.append(
+        Analysis.analysis_id.not_in(_decided(final=False))
+        if state == "open"
+        else Analysis.analysis_id.in_(_decided(final=False))
+    )
     if category:
-        where.append(Analysis.analysis_id.in_(select(ModerationFlag.analysis_id)
-                                              .where(ModerationFlag.category == category)))
+        where.append(
+            Analysis.analysis_id.in_(select(ModerationFlag.analysis_id).where(ModerationFlag.category == category))
+        )
     if min_age_s is not None:
         where.append(Analysis.created_at <= now - timedelta(seconds=min_age_s))
     if max_age_s is not None:
         where.append(Analysis.created_at >= now - timedelta(seconds=max_age_s))
     total = session.exec(select(sa.func.count()).select_from(Analysis).where(*where)).one()
-    rows = list(session.exec(select(Analysis).where(*where)
-                             .order_by(Analysis.max_severity.desc(), Analysis.created_at, Analysis.analysis_id)
-                             .limit(limit).offset(offset)))
+    rows = list(
+        session.exec(
+            select(Analysis)
+            .where(*where)
+            .order_by(Analysis.max_severity.desc(), Analysis.created_at, Analysis.analysis_id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
     ids = [r.analysis_id for r in rows]
     cats: dict[str, list[str]] = {}
     if ids:
-        for f in session.exec(select(ModerationFlag).where(ModerationFlag.analysis_id.in_(ids))
-                              .order_by(ModerationFlag.severity.desc())):
+        for f in session.exec(
+            select(ModerationFlag).where(ModerationFlag.analysis_id.in_(ids)).order_by(ModerationFlag.severity.desc())
+        ):
             cats.setdefault(f.analysis_id, []).append(f.category)
     claims = _claims(session, ids)
-    items = [CaseSummary(analysis_id=r.analysis_id, video_id=r.video_id, model_version=r.model_version,
-                         moderation_status=r.moderation_status, max_severity=r.max_severity,
-                         categories=cats.get(r.analysis_id, []), summary_short=r.summary_short,
-                         created_at=_aware(r.created_at), age_s=(now - _aware(r.created_at)).total_seconds(),
-                         claim=claims.get(r.analysis_id)) for r in rows]
+    items = [
+        CaseSummary(
+            analysis_id=r.analysis_id,
+            video_id=r.video_id,
+            model_version=r.model_version,
+            moderation_status=r.moderation_status,
+            max_severity=r.max_severity,
+            categories=cats.get(r.analysis_id, []),
+            summary_short=r.summary_short,
+            created_at=_aware(r.created_at),
+            age_s=(now - _aware(r.created_at)).total_seconds(),
+            claim=claims.get(r.analysis_id),
+        )
+        for r in rows
+    ]
     return Queue(items=items, total=total, limit=limit, offset=offset)
 
 
@@ -193,22 +229,42 @@ def evidence_times(flags: list[ModerationFlag], limit: int = 12) -> list[float]:
 def get_case(session: Session, analysis_id: str, thumb_url: str) -> Case:
     """`thumb_url` is a format string with {analysis_id} and {t}."""
     a = _analysis(session, analysis_id)
-    flags = list(session.exec(select(ModerationFlag).where(ModerationFlag.analysis_id == analysis_id)
-                              .order_by(ModerationFlag.severity.desc())))
+    flags = list(
+        session.exec(
+            select(ModerationFlag)
+            .where(ModerationFlag.analysis_id == analysis_id)
+            .order_by(ModerationFlag.severity.desc())
+        )
+    )
     reviews = list(session.exec(select(Review).where(Review.analysis_id == analysis_id).order_by(Review.id)))
     video = session.get(Video, a.video_id)
     moderation = (a.record or {}).get("moderation") or {}
     return Case(
-        analysis_id=a.analysis_id, video_id=a.video_id, state=_state(session, analysis_id),
-        moderation_status=a.moderation_status, max_severity=a.max_severity, reasoning=moderation.get("reasoning"),
-        flags=[FlagView(category=f.category, severity=f.severity, confidence=f.confidence,
-                        review_status=f.review_status, evidence=list(f.evidence)) for f in flags],
+        analysis_id=a.analysis_id,
+        video_id=a.video_id,
+        state=_state(session, analysis_id),
+        moderation_status=a.moderation_status,
+        max_severity=a.max_severity,
+        reasoning=moderation.get("reasoning"),
+        flags=[
+            FlagView(
+                category=f.category,
+                severity=f.severity,
+                confidence=f.confidence,
+                review_status=f.review_status,
+                evidence=list(f.evidence),
+            )
+            for f in flags
+        ],
         thumbnails=[Thumbnail(t=t, url=thumb_url.format(analysis_id=analysis_id, t=t)) for t in evidence_times(flags)],
-        reviews=[ReviewView(decision=r.decision, reviewer=r.reviewer, note=r.note, category=r.category,
-                            at=_aware(r.at)) for r in reviews],
+        reviews=[
+            ReviewView(decision=r.decision, reviewer=r.reviewer, note=r.note, category=r.category, at=_aware(r.at))
+            for r in reviews
+        ],
         claim=_claims(session, [analysis_id]).get(analysis_id),
         video=video.model_dump(mode="json", exclude={"uri"}) if video else {"video_id": a.video_id},
-        record=a.record or {})
+        record=a.record or {},
+    )
 
 
 def claim(session: Session, analysis_id: str, who: Principal, ttl_s: float) -> ClaimInfo:
@@ -218,14 +274,22 @@ def claim(session: Session, analysis_id: str, who: Principal, ttl_s: float) -> C
         raise AlreadyDecided(f"case {analysis_id} is already decided")
     now = utcnow()
     # An expired claim is anyone's: drop it first so the insert below can win.
-    session.execute(sa.delete(CaseClaim.__table__).where(CaseClaim.analysis_id == analysis_id,
-                                                        CaseClaim.expires_at <= now))
-    session.execute(sa.update(CaseClaim.__table__).where(CaseClaim.analysis_id == analysis_id,
-                                                        CaseClaim.key_id == who.key_id)
-                    .values(expires_at=now + timedelta(seconds=ttl_s)))
+    session.execute(
+        sa.delete(CaseClaim.__table__).where(CaseClaim.analysis_id == analysis_id, CaseClaim.expires_at <= now)
+    )
+    session.execute(
+        sa.update(CaseClaim.__table__)
+        .where(CaseClaim.analysis_id == analysis_id, CaseClaim.key_id == who.key_id)
+        .values(expires_at=now + timedelta(seconds=ttl_s))
+    )
     session.commit()
-    row = CaseClaim(analysis_id=analysis_id, key_id=who.key_id, moderator=who.name, claimed_at=now,
-                    expires_at=now + timedelta(seconds=ttl_s))
+    row = CaseClaim(
+        analysis_id=analysis_id,
+        key_id=who.key_id,
+        moderator=who.name,
+        claimed_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
     if session.get(CaseClaim, analysis_id) is None:
         session.add(row)
         try:
@@ -237,8 +301,12 @@ def claim(session: Session, analysis_id: str, who: Principal, ttl_s: float) -> C
     if held is None or held.key_id != who.key_id:
         by = held.moderator if held else "another moderator"
         raise Conflict(f"case {analysis_id} is claimed by {by}")
-    return ClaimInfo(moderator=held.moderator, key_id=held.key_id, claimed_at=_aware(held.claimed_at),
-                     expires_at=_aware(held.expires_at))
+    return ClaimInfo(
+        moderator=held.moderator,
+        key_id=held.key_id,
+        claimed_at=_aware(held.claimed_at),
+        expires_at=_aware(held.expires_at),
+    )
 
 
 def release(session: Session, analysis_id: str, who: Principal) -> None:
@@ -263,8 +331,14 @@ def _take_claim(session: Session, analysis_id: str, who: Principal, expired_too:
     return session.execute(sa.delete(CaseClaim.__table__).where(*where)).rowcount == 1
 
 
-def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, who: Principal,
-           idempotency_key: idempotency.Key | None = None) -> DecisionOut:
+def decide(
+    svc: Services,
+    session: Session,
+    analysis_id: str,
+    body: DecisionIn,
+    who: Principal,
+    idempotency_key: idempotency.Key | None = None,
+) -> DecisionOut:
     """Store the decision of the claim's holder; the claim is used up by it, so a second decision
     on the same claim (a double click, a retry) stores nothing and answers 409. With
     `idempotency_key` the response is recorded in the same transaction, for replays."""
@@ -285,8 +359,17 @@ def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, 
         raise AlreadyDecided(f"case {analysis_id}: a concurrent decision used this claim first; nothing was stored")
     now = utcnow()
     status = _MODERATION_STATUS[body.decision]
-    session.add(Review(analysis_id=analysis_id, video_id=a.video_id, category=body.category,
-                       decision=body.decision, reviewer=who.name, note=body.note, at=now))
+    session.add(
+        Review(
+            analysis_id=analysis_id,
+            video_id=a.video_id,
+            category=body.category,
+            decision=body.decision,
+            reviewer=who.name,
+            note=body.note,
+            at=now,
+        )
+    )
     for f in flags:
         if body.category is None or f.category == body.category:
             f.review_status = _FLAG_STATUS[body.decision]
@@ -295,14 +378,30 @@ def decide(svc: Services, session: Session, analysis_id: str, body: DecisionIn, 
     record["moderation"] = {**(record.get("moderation") or {}), "status": status}
     a.moderation_status, a.record = status, record
     session.add(a)
-    event = FeedbackEvent(event_id=str(uuid.uuid4()), video_id=a.video_id, kind="moderation_decision",
-                          actor=who.name, at=now,
-                          payload={"analysis_id": analysis_id, "model_version": a.model_version,
-                                   "decision": body.decision, "note": body.note, "category": body.category,
-                                   "categories": [f.category for f in flags], "moderation_status": status})
+    event = FeedbackEvent(
+        event_id=str(uuid.uuid4()),
+        video_id=a.video_id,
+        kind="moderation_decision",
+        actor=who.name,
+        at=now,
+        payload={
+            "analysis_id": analysis_id,
+            "model_version": a.model_version,
+            "decision": body.decision,
+            "note": body.note,
+            "category": body.category,
+            "categories": [f.category for f in flags],
+            "moderation_status": status,
+        },
+    )
     outbox.enqueue(session, svc.settings.topic_feedback, a.video_id, event)
-    out = DecisionOut(analysis_id=analysis_id, video_id=a.video_id, decision=body.decision,
-                      moderation_status=status, event_id=event.event_id)
+    out = DecisionOut(
+        analysis_id=analysis_id,
+        video_id=a.video_id,
+        decision=body.decision,
+        moderation_status=status,
+        event_id=event.event_id,
+    )
     if idempotency_key is not None:
         idempotency.remember(session, idempotency_key, 200, out)
     try:
@@ -330,20 +429,50 @@ def report_missed(svc: Services, session: Session, analysis_id: str, body: Misse
     if body.category in {f.category for f in flags}:
         raise Conflict(f"case {analysis_id} already has a {body.category} flag; confirm it with a decision")
     now = utcnow()
-    session.add(ModerationFlag(analysis_id=analysis_id, category=body.category, video_id=a.video_id,
-                               severity=body.severity, confidence=1.0, evidence=[], review_status="confirmed"))
-    session.add(Review(analysis_id=analysis_id, video_id=a.video_id, category=body.category, decision="confirm",
-                       reviewer=who.name, note=body.note, at=now))
+    session.add(
+        ModerationFlag(
+            analysis_id=analysis_id,
+            category=body.category,
+            video_id=a.video_id,
+            severity=body.severity,
+            confidence=1.0,
+            evidence=[],
+            review_status="confirmed",
+        )
+    )
+    session.add(
+        Review(
+            analysis_id=analysis_id,
+            video_id=a.video_id,
+            category=body.category,
+            decision="confirm",
+            reviewer=who.name,
+            note=body.note,
+            at=now,
+        )
+    )
     record = dict(a.record or {})
     record["moderation"] = {**(record.get("moderation") or {}), "status": "flagged"}
     a.moderation_status, a.max_severity, a.record = "flagged", max(a.max_severity, body.severity), record
     session.add(a)
-    event = FeedbackEvent(event_id=str(uuid.uuid4()), video_id=a.video_id, kind="moderation_decision",
-                          actor=who.name, at=now,
-                          payload={"analysis_id": analysis_id, "model_version": a.model_version, "decision": "confirm",
-                                   "note": body.note, "category": body.category, "severity": body.severity,
-                                   "missed": True, "categories": [f.category for f in flags],
-                                   "moderation_status": "flagged"})
+    event = FeedbackEvent(
+        event_id=str(uuid.uuid4()),
+        video_id=a.video_id,
+        kind="moderation_decision",
+        actor=who.name,
+        at=now,
+        payload={
+            "analysis_id": analysis_id,
+            "model_version": a.model_version,
+            "decision": "confirm",
+            "note": body.note,
+            "category": body.category,
+            "severity": body.severity,
+            "missed": True,
+            "categories": [f.category for f in flags],
+            "moderation_status": "flagged",
+        },
+    )
     outbox.enqueue(session, svc.settings.topic_feedback, a.video_id, event)
     try:
         session.commit()
@@ -351,8 +480,13 @@ def report_missed(svc: Services, session: Session, analysis_id: str, body: Misse
         session.rollback()
         raise Conflict(f"case {analysis_id} already has a {body.category} flag") from None
     _update_vector_payload(svc, analysis_id, "flagged")
-    return DecisionOut(analysis_id=analysis_id, video_id=a.video_id, decision="confirm", moderation_status="flagged",
-                       event_id=event.event_id)
+    return DecisionOut(
+        analysis_id=analysis_id,
+        video_id=a.video_id,
+        decision="confirm",
+        moderation_status="flagged",
+        event_id=event.event_id,
+    )
 
 
 def _update_vector_payload(svc: Services, analysis_id: str, status: str) -> None:
@@ -375,7 +509,7 @@ def thumbnail(svc: Services, session: Session, analysis_id: str, t: float, width
     a = _analysis(session, analysis_id)
     if not 0.0 <= t <= max(a.duration_s, 0.0) + 1.0:
         raise Invalid(f"t={t} is outside the video (0..{a.duration_s:.2f}s)")
-    cache = (svc.settings.data_dir / "thumbs" / analysis_id / f"{int(round(t * 1000))}.jpg")
+    cache = svc.settings.data_dir / "thumbs" / analysis_id / f"{int(round(t * 1000))}.jpg"
     if cache.is_file():
         return cache.read_bytes()
     video = session.get(Video, a.video_id)

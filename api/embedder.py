@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.problems import Invalid, Unavailable
-from stores.db import model_version_name
 from service.settings import Settings
+from stores.db import model_version_name
 
 
 class TextEmbedder(Protocol):
@@ -64,7 +64,9 @@ class KeyeTextEmbedder:
                     import keye_model
                     from keye_model.processor import KeyeProcessor
 
-                    model = keye_model.load(path, device=self.settings.device, dtype=getattr(torch, self.settings.dtype))
+                    model = keye_model.load(
+                        path, device=self.settings.device, dtype=getattr(torch, self.settings.dtype)
+                    )
                     # A checkpoint folder brings its own tokenizer files; a preset uses the packaged ones.
                     processor = KeyeProcessor.from_pretrained(path) if Path(path).is_dir() else KeyeProcessor()
                 except Exception as e:  # noqa: BLE001 - any failure means text search is down

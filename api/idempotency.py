@@ -24,9 +24,15 @@ from service.schemas import utcnow
 
 RETAIN = timedelta(hours=24)  # a key is honoured at least this long
 
-HeaderParam = Header(None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-                     description="retries with the same key and body get the first response back "
-                                 f"(kept at least {RETAIN.total_seconds() / 3600:.0f} h)")
+HeaderParam = Header(
+    None,
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=255,
+    pattern=r"^[\x21-\x7e]+$",
+    description="retries with the same key and body get the first response back "
+    f"(kept at least {RETAIN.total_seconds() / 3600:.0f} h)",
+)
 
 
 class IdempotentRequest(SQLModel, table=True):
@@ -57,8 +63,9 @@ def replay(session: Session, key: Key) -> JSONResponse | None:
     if row is None:
         return None
     if row.fingerprint != key.fingerprint:
-        raise IdempotencyKeyReused(f"Idempotency-Key {key.value!r} was used for a different request; "
-                                   "send a new key for a new request")
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {key.value!r} was used for a different request; send a new key for a new request"
+        )
     return JSONResponse(json.loads(row.body), status_code=row.status, headers={"Idempotent-Replayed": "true"})
 
 
@@ -66,5 +73,13 @@ def remember(session: Session, key: Key, status: int, body: BaseModel) -> None:
     """Add the response to the session's transaction (and drop records past their retention)."""
     now = utcnow()
     session.execute(sa.delete(IdempotentRequest.__table__).where(IdempotentRequest.created_at < now - RETAIN))
-    session.add(IdempotentRequest(key_id=key.key_id, idempotency_key=key.value, fingerprint=key.fingerprint,
-                                  status=status, body=body.model_dump_json(), created_at=now))
+    session.add(
+        IdempotentRequest(
+            key_id=key.key_id,
+            idempotency_key=key.value,
+            fingerprint=key.fingerprint,
+            status=status,
+            body=body.model_dump_json(),
+            created_at=now,
+        )
+    )

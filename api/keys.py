@@ -36,8 +36,9 @@ def create_key(session: Session, roles: Iterable[str], name: str = "admin") -> t
     """A new key; the plaintext is returned once and never stored."""
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    row = ApiKey(key_id=key_id, secret_sha256=_digest(secret), name=name[:128], roles=check_roles(roles),
-                 created_at=utcnow())
+    row = ApiKey(
+        key_id=key_id, secret_sha256=_digest(secret), name=name[:128], roles=check_roles(roles), created_at=utcnow()
+    )
     session.add(row)
     session.commit()
     session.refresh(row)
@@ -47,7 +48,7 @@ def create_key(session: Session, roles: Iterable[str], name: str = "admin") -> t
 def parse(plaintext: str) -> tuple[str, str] | None:
     if not plaintext.startswith(PREFIX):
         return None
-    key_id, sep, secret = plaintext[len(PREFIX):].partition("_")
+    key_id, sep, secret = plaintext[len(PREFIX) :].partition("_")
     if not sep or not key_id or not secret or len(key_id) > 32:
         return None
     return key_id, secret

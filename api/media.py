@@ -19,10 +19,29 @@ from api.problems import Invalid, Problem, TooLarge, UnsafeURI, UnsupportedMedia
 from service.settings import Settings
 
 # Container signatures: (offset, bytes) -> extension.
-_SIGNATURES = [(4, b"ftyp", ".mp4"), (0, b"\x1aE\xdf\xa3", ".mkv"), (0, b"RIFF", ".avi"), (0, b"\x00\x00\x01\xba", ".mpg"),
-               (0, b"FLV", ".flv"), (0, b"OggS", ".ogv"), (0, b"GIF87a", ".gif"), (0, b"GIF89a", ".gif")]
-MEDIA_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo", "video/avi",
-               "video/mpeg", "video/x-flv", "video/ogg", "image/gif", "application/octet-stream")
+_SIGNATURES = [
+    (4, b"ftyp", ".mp4"),
+    (0, b"\x1aE\xdf\xa3", ".mkv"),
+    (0, b"RIFF", ".avi"),
+    (0, b"\x00\x00\x01\xba", ".mpg"),
+    (0, b"FLV", ".flv"),
+    (0, b"OggS", ".ogv"),
+    (0, b"GIF87a", ".gif"),
+    (0, b"GIF89a", ".gif"),
+]
+MEDIA_TYPES = (
+    "video/mp4",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+    "video/x-msvideo",
+    "video/avi",
+    "video/mpeg",
+    "video/x-flv",
+    "video/ogg",
+    "image/gif",
+    "application/octet-stream",
+)
 
 
 class QuotaExceeded(Problem):
@@ -31,7 +50,7 @@ class QuotaExceeded(Problem):
 
 def sniff(head: bytes) -> str | None:
     for offset, magic, ext in _SIGNATURES:
-        if head[offset:offset + len(magic)] == magic:
+        if head[offset : offset + len(magic)] == magic:
             if magic == b"RIFF" and head[8:12] != b"AVI ":
                 continue
             return ext
@@ -41,7 +60,9 @@ def sniff(head: bytes) -> str | None:
 def check_content_type(content_type: str | None) -> None:
     base = (content_type or "").split(";", 1)[0].strip().lower()
     if base not in MEDIA_TYPES:
-        raise UnsupportedMedia(f"Content-Type {base or '(none)'!r} is not a video; send one of {', '.join(MEDIA_TYPES)}")
+        raise UnsupportedMedia(
+            f"Content-Type {base or '(none)'!r} is not a video; send one of {', '.join(MEDIA_TYPES)}"
+        )
 
 
 def quota_left(settings: Settings) -> int:
@@ -51,13 +72,16 @@ def quota_left(settings: Settings) -> int:
 
     left = settings.api_max_upload_total_bytes - stored_bytes(settings)
     if left <= 0:
-        raise QuotaExceeded(f"stored uploads reached the quota of {settings.api_max_upload_total_bytes} bytes; "
-                            "retry when space is freed")
+        raise QuotaExceeded(
+            f"stored uploads reached the quota of {settings.api_max_upload_total_bytes} bytes; "
+            "retry when space is freed"
+        )
     return left
 
 
-async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int, declared: str | None,
-                      quota: int | None = None) -> Path:
+async def save_stream(
+    chunks: AsyncIterator[bytes], folder: Path, limit: int, declared: str | None, quota: int | None = None
+) -> Path:
     """Write the body to a new file in `folder`, refusing it past `limit` bytes (413), past `quota`
     bytes (507: the storage's room, not this upload, is the problem) or when it is not a video;
     returns the file (named by a fresh uuid and the sniffed extension)."""
@@ -82,8 +106,10 @@ async def save_stream(chunks: AsyncIterator[bytes], folder: Path, limit: int, de
                     if len(head) >= 16:
                         ext = sniff(head)
                         if ext is None:
-                            raise UnsupportedMedia("the upload is not a video container we read "
-                                                   "(MP4/MOV, Matroska/WebM, AVI, MPEG-PS, FLV, Ogg, animated GIF)")
+                            raise UnsupportedMedia(
+                                "the upload is not a video container we read "
+                                "(MP4/MOV, Matroska/WebM, AVI, MPEG-PS, FLV, Ogg, animated GIF)"
+                            )
                 out.write(chunk)
         if size == 0:
             raise Invalid("the upload is empty")
@@ -114,8 +140,12 @@ def check_uri(uri: str, settings: Settings) -> None:
             try:
                 ip = ipaddress.ip_address(host)
             except ValueError:
-                resolve_checked(host, parts.port or (443 if scheme == "https" else 80),
-                                settings.allow_private_addresses, settings.allow_loopback_addresses)
+                resolve_checked(
+                    host,
+                    parts.port or (443 if scheme == "https" else 80),
+                    settings.allow_private_addresses,
+                    settings.allow_loopback_addresses,
+                )
             else:
                 reason = check_address(ip, settings.allow_private_addresses, settings.allow_loopback_addresses)
                 if reason:

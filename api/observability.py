@@ -26,11 +26,16 @@ _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()  # per app: tests build many apps in one process
-        self.requests = Counter("keye_api_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("keye_api_request_seconds", "HTTP request latency", ["method", "route"],
-                                 registry=self.registry,
-                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "keye_api_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "keye_api_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
@@ -56,8 +61,9 @@ def install(app: FastAPI) -> Metrics:
 
 
 _QUERY_PAIR = re.compile(r"([?&])([^=&#\s]*)=([^&#\s]*)")
-_CREDENTIAL_NAMES = re.compile(r"(x[_-]?)?(api[_-]?)?key|token|access[_-]?token|secret|password|authorization|auth",
-                               re.IGNORECASE)
+_CREDENTIAL_NAMES = re.compile(
+    r"(x[_-]?)?(api[_-]?)?key|token|access[_-]?token|secret|password|authorization|auth", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:

@@ -87,8 +87,9 @@ class Relay:
                 if self._producer is None:
                     from kafka import KafkaProducer
 
-                    self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                                   linger_ms=5, retries=5, request_timeout_ms=15000)
+                    self._producer = KafkaProducer(
+                        bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, retries=5, request_timeout_ms=15000
+                    )
                 while relay_once(self.engine, self._producer):
                     pass
                 wait, failures = self.interval_s, 0

@@ -41,8 +41,15 @@ class Problem(Exception):
     slug = "bad-request"
     title = "Bad request"
 
-    def __init__(self, detail: str, *, status: int | None = None, slug: str | None = None,
-                 title: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        slug: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status or self.status
@@ -95,20 +102,35 @@ class Unavailable(Problem):
     status, slug, title = 503, "unavailable", "A store or the model is not available"
 
 
-def problem_response(request: Request, status: int, slug: str, title: str, detail: str | None,
-                     errors: list[dict[str, Any]] | None = None,
-                     headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ProblemBody(type=TYPE_PREFIX + slug, title=title, status=status, detail=detail,
-                       instance=request.url.path, request_id=getattr(request.state, "request_id", None),
-                       errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE,
-                        headers=headers)
+def problem_response(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ProblemBody(
+        type=TYPE_PREFIX + slug,
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        request_id=getattr(request.state, "request_id", None),
+        errors=errors,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-_HTTP_SLUGS = {401: ("unauthorized", "Missing or invalid API key"), 404: ("not-found", "Not found"),
-               405: ("method-not-allowed", "Method not allowed"), 413: ("payload-too-large", "Too large"),
-               415: ("unsupported-media", "Unsupported media type"),
-               422: ("invalid-request", "The request is not valid")}
+_HTTP_SLUGS = {
+    401: ("unauthorized", "Missing or invalid API key"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Too large"),
+    415: ("unsupported-media", "Unsupported media type"),
+    422: ("invalid-request", "The request is not valid"),
+}
 
 
 def install(app: FastAPI) -> None:
@@ -118,8 +140,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-                  for e in exc.errors()[:20]]
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()[:20]
+        ]
         first = "; ".join(f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:3])
         return problem_response(request, 422, "invalid-request", "The request is not valid", first, errors)
 
@@ -135,15 +159,33 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(request, 500, "internal", "Internal error",
-                                "an unexpected error occurred; quote the request id when reporting it")
+        return problem_response(
+            request,
+            500,
+            "internal",
+            "Internal error",
+            "an unexpected error occurred; quote the request id when reporting it",
+        )
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the problem statuses a route can answer."""
-    names = {400: "Bad request", 401: "Missing or invalid API key", 403: "The key lacks the role",
-             404: "Not found", 409: "Conflict", 413: "Too large", 415: "Unsupported media",
-             422: "Invalid request", 503: "A store or the model is unavailable"}
-    return {s: {"description": names.get(s, "Error"), "model": ProblemBody,
-                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}}
-            for s in statuses}
+    names = {
+        400: "Bad request",
+        401: "Missing or invalid API key",
+        403: "The key lacks the role",
+        404: "Not found",
+        409: "Conflict",
+        413: "Too large",
+        415: "Unsupported media",
+        422: "Invalid request",
+        503: "A store or the model is unavailable",
+    }
+    return {
+        s: {
+            "description": names.get(s, "Error"),
+            "model": ProblemBody,
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemBody"}}},
+        }
+        for s in statuses
+    }

@@ -42,9 +42,12 @@ def same_origin(request: Request) -> None:
     sent = request.headers.get("origin") or request.headers.get("referer")
     own = _origin(f"{request.url.scheme}://{request.url.netloc}")
     if sent is None or sent == "null" or _origin(sent) != own:
-        raise Forbidden(f"a {request.method} to the review page must come from the page itself; "
-                        f"it came from {sent or 'an unnamed origin'}", slug="cross-origin",
-                        title="Refused: not sent by the review page")
+        raise Forbidden(
+            f"a {request.method} to the review page must come from the page itself; "
+            f"it came from {sent or 'an unnamed origin'}",
+            slug="cross-origin",
+            title="Refused: not sent by the review page",
+        )
 
 
 def csp_nonce(request: Request) -> str:
@@ -64,8 +67,10 @@ class PageHeaders:
             return
         nonce = secrets.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
-        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self'; "
-               "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+        csp = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src 'self'; "
+            "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

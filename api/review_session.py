@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from fastapi import Depends, Request, Response
@@ -42,7 +42,7 @@ def _digest(token: str) -> str:
 
 
 def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)  # SQLite hands back naive UTC
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)  # SQLite hands back naive UTC
 
 
 def start(session: Session, key_id: str) -> tuple[str, ReviewSession]:
@@ -50,8 +50,13 @@ def start(session: Session, key_id: str) -> tuple[str, ReviewSession]:
     now = utcnow()
     session.execute(sa.delete(ReviewSession.__table__).where(ReviewSession.expires_at <= now))
     token = secrets.token_urlsafe(32)
-    row = ReviewSession(token_sha256=_digest(token), key_id=key_id, csrf_token=secrets.token_urlsafe(32),
-                        created_at=now, expires_at=now + timedelta(seconds=TTL_S))
+    row = ReviewSession(
+        token_sha256=_digest(token),
+        key_id=key_id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + timedelta(seconds=TTL_S),
+    )
     session.add(row)
     session.commit()
     session.refresh(row)
@@ -73,8 +78,15 @@ def end(session: Session, token: str) -> None:
 
 def set_cookie(response: Response, request: Request, token: str) -> None:
     # Secure whenever the request came over https (behind a trusted proxy: X-Forwarded-Proto).
-    response.set_cookie(COOKIE, token, max_age=TTL_S, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/review")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=TTL_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/review",
+    )
 
 
 def clear_cookie(response: Response) -> None:
@@ -97,8 +109,11 @@ async def sent_csrf(request: Request) -> str | None:
 
 def check_csrf(row: ReviewSession, sent: str | None) -> None:
     if not sent or not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), row.csrf_token.encode()):
-        raise Forbidden("this form is stale or was not sent by the review page: reload the page and try again",
-                        slug="csrf", title="Missing or wrong CSRF token")
+        raise Forbidden(
+            "this form is stale or was not sent by the review page: reload the page and try again",
+            slug="csrf",
+            title="Missing or wrong CSRF token",
+        )
 
 
 class Page(Roles):
@@ -108,7 +123,8 @@ class Page(Roles):
     page = True
 
     def __call__(  # type: ignore[override]  # reads the cookie, not the key headers
-            self, request: Request, session: Session = Depends(db), sent: str | None = Depends(sent_csrf)) -> Principal:
+        self, request: Request, session: Session = Depends(db), sent: str | None = Depends(sent_csrf)
+    ) -> Principal:
         row = find(session, request.cookies.get(COOKIE))
         key = keys.get_live(session, row.key_id) if row else None
         if row is None or key is None:

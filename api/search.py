@@ -16,8 +16,8 @@ from sqlmodel import Session
 from api.deps import Services
 from api.problems import Conflict, Invalid, NotFound, Problem, ProblemBody
 from api.types import CreatorId, Label, LanguageTag
-from stores.db import ModelVersion, model_version_name, serving_model
 from service.schemas import VideoId, analysis_id_for
+from stores.db import ModelVersion, model_version_name, serving_model
 
 MAX_DIM = 16384
 
@@ -112,11 +112,15 @@ def _filter(q: SearchQuery, version: str):  # noqa: ANN202 - qdrant models.Filte
     if f.max_severity is not None:
         must.append(models.FieldCondition(key="max_severity", range=models.Range(lte=f.max_severity)))
     if f.min_duration_s is not None or f.max_duration_s is not None:
-        must.append(models.FieldCondition(key="duration_s", range=models.Range(gte=f.min_duration_s,
-                                                                               lte=f.max_duration_s)))
+        must.append(
+            models.FieldCondition(key="duration_s", range=models.Range(gte=f.min_duration_s, lte=f.max_duration_s))
+        )
     if f.created_after is not None or f.created_before is not None:
-        must.append(models.FieldCondition(key="created_at", range=models.DatetimeRange(gte=f.created_after,
-                                                                                       lte=f.created_before)))
+        must.append(
+            models.FieldCondition(
+                key="created_at", range=models.DatetimeRange(gte=f.created_after, lte=f.created_before)
+            )
+        )
     must_not = []
     if q.video_id is not None:  # a video is not its own neighbour
         must_not.append(models.FieldCondition(key="video_id", match=models.MatchValue(value=q.video_id)))
@@ -137,8 +141,10 @@ def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
         embedder = svc.text_embedder()
         vector = embedder.embed_text(q.text, model=checkpoint_of(session, svc, version))
         if embedder.version != version:
-            raise Conflict(f"text queries are embedded by model {embedder.version!r}; its vectors cannot be "
-                           f"compared with those of {version!r}")
+            raise Conflict(
+                f"text queries are embedded by model {embedder.version!r}; its vectors cannot be "
+                f"compared with those of {version!r}"
+            )
     else:
         vector = store.vector(analysis_id_for(q.video_id, version))
         if vector is None:
@@ -146,12 +152,20 @@ def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
     if len(vector) != dim:
         raise Invalid(f"the vector has {len(vector)} dimensions; the collection holds {dim}-dimensional vectors")
     try:
-        points = store.query(vector, query_filter=_filter(q, version), limit=q.limit, offset=q.offset,
-                             score_threshold=q.score_threshold)
+        points = store.query(
+            vector, query_filter=_filter(q, version), limit=q.limit, offset=q.offset, score_threshold=q.score_threshold
+        )
     except VectorStoreError as e:
         raise Invalid(str(e)) from None
-    hits = [Hit(video_id=p.payload.get("video_id", ""), analysis_id=str(p.id), score=float(p.score),
-                payload=dict(p.payload or {})) for p in points]
+    hits = [
+        Hit(
+            video_id=p.payload.get("video_id", ""),
+            analysis_id=str(p.id),
+            score=float(p.score),
+            payload=dict(p.payload or {}),
+        )
+        for p in points
+    ]
     return SearchResult(model_version=version, hits=hits, limit=q.limit, offset=q.offset)
 
 
@@ -161,6 +175,15 @@ def batch(svc: Services, session: Session, body: BatchQuery, request_id: str | N
         try:
             out.append(BatchItem(result=search(svc, session, q)))
         except Problem as e:
-            out.append(BatchItem(error=ProblemBody(type=f"urn:keye:problem:{e.slug}", title=e.title, status=e.status,
-                                                   detail=f"query {i}: {e.detail}", request_id=request_id)))
+            out.append(
+                BatchItem(
+                    error=ProblemBody(
+                        type=f"urn:keye:problem:{e.slug}",
+                        title=e.title,
+                        status=e.status,
+                        detail=f"query {i}: {e.detail}",
+                        request_id=request_id,
+                    )
+                )
+            )
     return BatchResult(results=out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -10,7 +10,7 @@ from pydantic import AfterValidator, StringConstraints
 
 def _utc(value: datetime) -> datetime:
     # SQLite returns naive datetimes; every time we store is UTC, so say so in the output.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]

@@ -27,7 +27,7 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,14 +56,17 @@ def signing_key(secret: str) -> bytes:
     """The HMAC key of a webhook secret: the base64 after `whsec_`, or the UTF-8 bytes of a secret
     issued before the switch to Standard Webhooks (no prefix)."""
     if secret.startswith(SECRET_PREFIX):
-        return base64.b64decode(secret[len(SECRET_PREFIX):])
+        return base64.b64decode(secret[len(SECRET_PREFIX) :])
     return secret.encode()
 
 
 def signature_headers(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, str]:
     mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
 
 
 def _insert_ignore(session: Session, rows: list[dict]) -> None:
@@ -73,8 +76,9 @@ def _insert_ignore(session: Session, rows: list[dict]) -> None:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(WebhookDelivery.__table__).values(rows)
-                    .on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]))
+    session.execute(
+        insert(WebhookDelivery.__table__).values(rows).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
+    )
 
 
 def enqueue_event(session: Session, event: str, event_id: str, data: dict[str, Any]) -> int:
@@ -82,10 +86,27 @@ def enqueue_event(session: Session, event: str, event_id: str, data: dict[str, A
     redelivery) adds nothing. Returns the number of subscribed webhooks."""
     hooks = [h for h in session.exec(select(Webhook).where(Webhook.active == True)) if event in h.events]  # noqa: E712
     now = utcnow()
-    body = json.dumps({"id": event_id, "type": event, "created_at": now.isoformat(), "data": data},
-                      separators=(",", ":"), sort_keys=True)
-    _insert_ignore(session, [dict(webhook_id=h.webhook_id, event_id=event_id, event=event, body=body, status="pending",
-                                  attempts=0, next_attempt_at=now, created_at=now) for h in hooks])
+    body = json.dumps(
+        {"id": event_id, "type": event, "created_at": now.isoformat(), "data": data},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    _insert_ignore(
+        session,
+        [
+            dict(
+                webhook_id=h.webhook_id,
+                event_id=event_id,
+                event=event,
+                body=body,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for h in hooks
+        ],
+    )
     return len(hooks)
 
 
@@ -102,7 +123,7 @@ def fanout_message(session: Session, settings: Settings, topic: str, value: byte
 
 
 def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _post(client, url: str, body: str, headers: dict[str, str], settings: Settings):  # noqa: ANN001, ANN202
@@ -113,11 +134,19 @@ def _post(client, url: str, body: str, headers: dict[str, str], settings: Settin
 
     parts = urlsplit(url)
     https = parts.scheme.lower() == "https"
-    ip = resolve_checked(parts.hostname or "", parts.port or (443 if https else 80), settings.allow_private_addresses,
-                         settings.allow_loopback_addresses)
+    ip = resolve_checked(
+        parts.hostname or "",
+        parts.port or (443 if https else 80),
+        settings.allow_private_addresses,
+        settings.allow_loopback_addresses,
+    )
     pinned = httpx.URL(url).copy_with(host=ip)
-    return client.post(pinned, content=body.encode(), headers={**headers, "Host": parts.netloc},
-                       extensions={"sni_hostname": parts.hostname} if https else {})
+    return client.post(
+        pinned,
+        content=body.encode(),
+        headers={**headers, "Host": parts.netloc},
+        extensions={"sni_hostname": parts.hostname} if https else {},
+    )
 
 
 def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = None, limit: int = 50) -> int:
@@ -126,13 +155,20 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
 
     now = now or utcnow()
     with Session(engine) as session:
-        due = list(session.exec(select(WebhookDelivery).where(WebhookDelivery.status == "pending",
-                                                              WebhookDelivery.next_attempt_at <= now)
-                                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)))
+        due = list(
+            session.exec(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .limit(limit)
+            )
+        )
         if not due:
             return 0
-        hooks = {h.webhook_id: h for h in session.exec(select(Webhook).where(
-            Webhook.webhook_id.in_({d.webhook_id for d in due})))}
+        hooks = {
+            h.webhook_id: h
+            for h in session.exec(select(Webhook).where(Webhook.webhook_id.in_({d.webhook_id for d in due})))
+        }
         with httpx.Client(follow_redirects=False, trust_env=False, timeout=TIMEOUT_S) as client:
             for d in due:
                 hook = hooks.get(d.webhook_id)
@@ -140,9 +176,14 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
                     d.status, d.last_error = "failed", "the webhook was deleted"
                     session.add(d)
                     continue
-                headers = {"Content-Type": "application/json", "User-Agent": "keye-webhooks/1",
-                           "X-Keye-Event": d.event, "X-Keye-Delivery": str(d.id), "X-Keye-Event-Id": d.event_id,
-                           **signature_headers(hook.secret, d.event_id, int(time.time()), d.body)}
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": "keye-webhooks/1",
+                    "X-Keye-Event": d.event,
+                    "X-Keye-Delivery": str(d.id),
+                    "X-Keye-Event-Id": d.event_id,
+                    **signature_headers(hook.secret, d.event_id, int(time.time()), d.body),
+                }
                 d.attempts += 1
                 try:
                     resp = _post(client, hook.url, d.body, headers, settings)
@@ -156,13 +197,26 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
                     d.status, d.delivered_at = "delivered", now
                 elif RETRY.exhausted(d.attempts):
                     d.status = "failed"
-                    log.warning("webhook %s: delivery %d of %s failed for good after %d tries (%s)", hook.webhook_id,
-                                d.id, d.event_id, d.attempts, d.last_error)
+                    log.warning(
+                        "webhook %s: delivery %d of %s failed for good after %d tries (%s)",
+                        hook.webhook_id,
+                        d.id,
+                        d.event_id,
+                        d.attempts,
+                        d.last_error,
+                    )
                 else:
                     delay = RETRY.delay(d.attempts)
                     d.next_attempt_at = _aware(now) + timedelta(seconds=delay)
-                    log.warning("webhook %s: delivery %d of %s failed (%s); retry %d in %.0fs", hook.webhook_id, d.id,
-                                d.event_id, d.last_error, d.attempts, delay)
+                    log.warning(
+                        "webhook %s: delivery %d of %s failed (%s); retry %d in %.0fs",
+                        hook.webhook_id,
+                        d.id,
+                        d.event_id,
+                        d.last_error,
+                        d.attempts,
+                        delay,
+                    )
                 session.add(d)
         session.commit()
         return len(due)
@@ -174,8 +228,10 @@ class Dispatcher:
     def __init__(self, engine: sa.Engine, settings: Settings, interval_s: float = 1.0) -> None:
         self.engine, self.settings, self.interval_s = engine, settings, interval_s
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._consume, name="keye-webhook-events", daemon=True),
-                         threading.Thread(target=self._deliver, name="keye-webhook-delivery", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._consume, name="keye-webhook-events", daemon=True),
+            threading.Thread(target=self._deliver, name="keye-webhook-delivery", daemon=True),
+        ]
 
     def start(self) -> None:
         for t in self._threads:
@@ -201,10 +257,14 @@ class Dispatcher:
                 if consumer is None:
                     from kafka import KafkaConsumer
 
-                    consumer = KafkaConsumer(self.settings.topic_analyzed, self.settings.topic_flags,
-                                             bootstrap_servers=self.settings.kafka_bootstrap,
-                                             group_id="keye-api-webhooks", enable_auto_commit=False,
-                                             auto_offset_reset="earliest")
+                    consumer = KafkaConsumer(
+                        self.settings.topic_analyzed,
+                        self.settings.topic_flags,
+                        bootstrap_servers=self.settings.kafka_bootstrap,
+                        group_id="keye-api-webhooks",
+                        enable_auto_commit=False,
+                        auto_offset_reset="earliest",
+                    )
                 polled = consumer.poll(timeout_ms=1000, max_records=200)
                 if not polled:
                     continue

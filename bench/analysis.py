@@ -31,8 +31,8 @@ from analysis.config import DEFAULT_PATH, parse_config  # noqa: E402
 from analysis.generation import PLAIN, DecodeOptions, generate_rows  # noqa: E402
 from analysis.schemas import max_output_tokens  # noqa: E402
 from analysis.segments import segment_video  # noqa: E402
-from service.schemas import Submission, utcnow  # noqa: E402
 from keye_model.engine import SamplingParams  # noqa: E402
+from service.schemas import Submission, utcnow  # noqa: E402
 
 TASKS = ["tags", "summary", "moderation", "products"]
 
@@ -88,7 +88,9 @@ def _one_video(an: VideoAnalyzer, path: Path, options: DecodeOptions) -> dict:
     batched decoder with the same options; only the sharing of the prefix differs."""
     cfg, proc, engine = an.cfg, an.processor, an.engine
     b = cfg.video
-    video = proc.load_video(str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels)
+    video = proc.load_video(
+        str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels
+    )
     segs = segment_video(video.frames, video.timestamps, video.duration_s, cfg.segmentation)
     grammars = [an.grammars.compiled(t, len(segs)) for t in TASKS]  # compiled outside the timings
     budgets = [cfg.task(t).max_new_tokens for t in TASKS]
@@ -106,20 +108,34 @@ def _one_video(an: VideoAnalyzer, path: Path, options: DecodeOptions) -> dict:
     separate = generate_rows(engine, list(zip(own, conts)), grammars, budgets, params, options)
     sync(an.model)
     separate_s = time.perf_counter() - t0
-    return {"clip": path.name, "frames": len(video.timestamps), "prefix_tokens": len(prefix.tokens),
-            "answer_tokens": [len(t) for t in shared.tokens], "reuse_s": reuse_s, "separate_s": separate_s,
-            "speedup": separate_s / reuse_s, "identical": separate.tokens == shared.tokens, "tokens": shared.tokens}
+    return {
+        "clip": path.name,
+        "frames": len(video.timestamps),
+        "prefix_tokens": len(prefix.tokens),
+        "answer_tokens": [len(t) for t in shared.tokens],
+        "reuse_s": reuse_s,
+        "separate_s": separate_s,
+        "speedup": separate_s / reuse_s,
+        "identical": separate.tokens == shared.tokens,
+        "tokens": shared.tokens,
+    }
 
 
 def table(title: str, rows: list[dict]) -> float:
     print(title)
-    print(f"{'clip':24} {'frames':>6} {'prefix':>7} {'answer tokens':>20} {'reuse s':>8} {'separate s':>10} {'ratio':>6} same")
+    print(
+        f"{'clip':24} {'frames':>6} {'prefix':>7} {'answer tokens':>20} {'reuse s':>8} {'separate s':>10} {'ratio':>6} same"
+    )
     for r in rows:
-        print(f"{r['clip']:24} {r['frames']:>6} {r['prefix_tokens']:>7} {str(r['answer_tokens']):>20} "
-              f"{r['reuse_s']:>8.2f} {r['separate_s']:>10.2f} {r['speedup']:>6.2f} {r['identical']}")
+        print(
+            f"{r['clip']:24} {r['frames']:>6} {r['prefix_tokens']:>7} {str(r['answer_tokens']):>20} "
+            f"{r['reuse_s']:>8.2f} {r['separate_s']:>10.2f} {r['speedup']:>6.2f} {r['identical']}"
+        )
     total_reuse, total_sep = sum(r["reuse_s"] for r in rows), sum(r["separate_s"] for r in rows)
-    print(f"all tasks, prefix reuse vs separate full prompts: {total_sep / total_reuse:.2f}x "
-          f"({total_sep:.2f} s -> {total_reuse:.2f} s for {len(rows)} videos)")
+    print(
+        f"all tasks, prefix reuse vs separate full prompts: {total_sep / total_reuse:.2f}x "
+        f"({total_sep:.2f} s -> {total_reuse:.2f} s for {len(rows)} videos)"
+    )
     return total_reuse
 
 
@@ -129,13 +145,19 @@ def main() -> None:
     ap.add_argument("--config", help="an analysis configuration file (default: the packaged one)")
     ap.add_argument("--max-frames", type=int, default=0, help="0: the config's")
     ap.add_argument("--max-pixels", type=int, default=0, help="per-frame ceiling (0: the config's)")
-    ap.add_argument("--min-pixels", type=int, default=0,
-                    help="per-frame floor (0: the config's; the released processor's is 100352 = 128*28*28)")
+    ap.add_argument(
+        "--min-pixels",
+        type=int,
+        default=0,
+        help="per-frame floor (0: the config's; the released processor's is 100352 = 128*28*28)",
+    )
     ap.add_argument("--answer-chars", type=int, default=0, help="cap every text field (0: the config's limits)")
     ap.add_argument("--videos", type=int, default=0, help="use only the first N clips (0: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=2, help="runs per clip; the fastest counts")
-    ap.add_argument("--compare-plain", action="store_true", help="also time the plain decoder (full logits every token)")
+    ap.add_argument(
+        "--compare-plain", action="store_true", help="also time the plain decoder (full logits every token)"
+    )
     ap.add_argument("--sparse-limit", type=int, default=DecodeOptions().sparse_limit)
     ap.add_argument("--no-jump-forward", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -148,8 +170,10 @@ def main() -> None:
     options = DecodeOptions(jump_forward=not args.no_jump_forward, sparse_limit=args.sparse_limit)
     an = VideoAnalyzer(model, KeyeProcessor(), config(args), model_version=args.preset, decode=options)
     paths = clips()[: args.videos or None]
-    print(f"preset {args.preset} on {args.device}, {args.threads} thread(s), max_frames {args.max_frames or 'config'}, "
-          f"max_pixels {args.max_pixels or 'config'}, min_pixels {args.min_pixels or 'config'}, answer_chars {args.answer_chars or 'config'}, best of {args.repeat}, {options}")
+    print(
+        f"preset {args.preset} on {args.device}, {args.threads} thread(s), max_frames {args.max_frames or 'config'}, "
+        f"max_pixels {args.max_pixels or 'config'}, min_pixels {args.min_pixels or 'config'}, answer_chars {args.answer_chars or 'config'}, best of {args.repeat}, {options}"
+    )
     _one_video(an, paths[0], an.decode)  # warm-up (grammar compilation, allocator)
     rows = [one_video(an, p, args.repeat, an.decode) for p in paths]
     fast = table(f"decoder: {an.decode}", rows)
@@ -158,14 +182,18 @@ def main() -> None:
         slow = table("decoder: plain (full logits + mask every token)", plain)
         same = all(a["tokens"] == b["tokens"] for a, b in zip(rows, plain))
         print(f"fast decoder vs plain, prefix reuse: {slow / fast:.2f}x faster, identical tokens: {same}")
-    subs = [Submission(video_id=f"v{i}", uri="file:///v.mp4", submitted_at=utcnow(),
-                       tasks=TASKS + ["embedding"]) for i in range(len(paths))]
+    subs = [
+        Submission(video_id=f"v{i}", uri="file:///v.mp4", submitted_at=utcnow(), tasks=TASKS + ["embedding"])
+        for i in range(len(paths))
+    ]
     t0 = time.perf_counter()
     an.analyze_many(list(zip(paths, subs)))
     sync(model)
     dt = time.perf_counter() - t0
-    print(f"analyze_many, {len(paths)} videos batched, all tasks + embedding: {dt:.2f} s, "
-          f"{60.0 * len(paths) / dt:.1f} videos/min")
+    print(
+        f"analyze_many, {len(paths)} videos batched, all tasks + embedding: {dt:.2f} s, "
+        f"{60.0 * len(paths) / dt:.1f} videos/min"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -117,14 +117,17 @@ def build_vectors(folder: Path, n: int, dim: int, seed: int) -> float:
     from service.schemas import analysis_id_for
     from stores.vectors import VectorStore
 
-    rng, now = np.random.default_rng(seed), datetime.now(timezone.utc)
+    rng, now = np.random.default_rng(seed), datetime.now(UTC)
     t = time.perf_counter()
     store = VectorStore(path=folder)
     with store.bulk_load():  # the HNSW index is built once, after the last point
         for start in range(0, n, 1000):
             idx = range(start, min(n, start + 1000))
-            store.upsert_points([analysis_id_for(f"bench-{i:06d}", VERSION) for i in idx],
-                                rng.standard_normal((len(idx), dim), dtype=np.float32), [payload(i, now) for i in idx])
+            store.upsert_points(
+                [analysis_id_for(f"bench-{i:06d}", VERSION) for i in idx],
+                rng.standard_normal((len(idx), dim), dtype=np.float32),
+                [payload(i, now) for i in idx],
+            )
     store.close()
     return time.perf_counter() - t
 
@@ -136,11 +139,11 @@ def build_sql(url: str, n: int) -> tuple[str, float]:
 
     from api.keys import ROLES, create_key
     from api.storage import open_engine
-    from stores.db import Analysis, Tag, Video, upsert
     from service.schemas import analysis_id_for
     from service.settings import Settings
+    from stores.db import Analysis, Tag, Video, upsert
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     t = time.perf_counter()
     engine = open_engine(Settings(database_url=url))
     with Session(engine) as session:
@@ -148,18 +151,59 @@ def build_sql(url: str, n: int) -> tuple[str, float]:
         for start in range(0, n, 1000):
             idx = range(start, min(n, start + 1000))
             pl = [payload(i, now) for i in idx]
-            upsert(session, Video, [dict(video_id=p["video_id"], uri=f"file:///videos/{p['video_id']}.mp4",
-                                         hashtags=[], creator_id=p["creator_id"], language=p["language"],
-                                         status="analyzed", submitted_at=now, updated_at=now) for p in pl], ["video_id"])
-            upsert(session, Analysis, [dict(analysis_id=analysis_id_for(p["video_id"], VERSION), video_id=p["video_id"],
-                                            model_version=VERSION, prompt_version="p", moderation_status="clear",
-                                            max_severity=0, summary_short=f"video {p['video_id']}",
-                                            duration_s=p["duration_s"], record={"video_id": p["video_id"]},
-                                            created_at=datetime.fromisoformat(p["created_at"])) for p in pl],
-                   ["analysis_id"])
-            upsert(session, Tag, [dict(analysis_id=analysis_id_for(p["video_id"], VERSION), label=label,
-                                       video_id=p["video_id"], score=0.9) for p in pl for label in set(p["tags"])],
-                   ["analysis_id", "label"])
+            upsert(
+                session,
+                Video,
+                [
+                    dict(
+                        video_id=p["video_id"],
+                        uri=f"file:///videos/{p['video_id']}.mp4",
+                        hashtags=[],
+                        creator_id=p["creator_id"],
+                        language=p["language"],
+                        status="analyzed",
+                        submitted_at=now,
+                        updated_at=now,
+                    )
+                    for p in pl
+                ],
+                ["video_id"],
+            )
+            upsert(
+                session,
+                Analysis,
+                [
+                    dict(
+                        analysis_id=analysis_id_for(p["video_id"], VERSION),
+                        video_id=p["video_id"],
+                        model_version=VERSION,
+                        prompt_version="p",
+                        moderation_status="clear",
+                        max_severity=0,
+                        summary_short=f"video {p['video_id']}",
+                        duration_s=p["duration_s"],
+                        record={"video_id": p["video_id"]},
+                        created_at=datetime.fromisoformat(p["created_at"]),
+                    )
+                    for p in pl
+                ],
+                ["analysis_id"],
+            )
+            upsert(
+                session,
+                Tag,
+                [
+                    dict(
+                        analysis_id=analysis_id_for(p["video_id"], VERSION),
+                        label=label,
+                        video_id=p["video_id"],
+                        score=0.9,
+                    )
+                    for p in pl
+                    for label in set(p["tags"])
+                ],
+                ["analysis_id", "label"],
+            )
             session.commit()
     engine.dispose()
     return key, time.perf_counter() - t
@@ -235,24 +279,48 @@ def scenarios(n: int, queries: list[list[float]]) -> dict:
     return {
         "status": lambda i: ("GET", f"/v1/videos/{vid(i)}", None),
         "search_vector": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10}),
-        "search_vector_filtered": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10,
-                                                                    "filters": FILTERS}),
+        "search_vector_filtered": lambda i: (
+            "POST",
+            "/v1/search",
+            {"vector": queries[i % len(queries)], "limit": 10, "filters": FILTERS},
+        ),
         "search_video": lambda i: ("POST", "/v1/search", {"video_id": vid(i), "limit": 10}),
-        "search_video_filtered": lambda i: ("POST", "/v1/search", {"video_id": vid(i), "limit": 10, "filters": FILTERS}),
+        "search_video_filtered": lambda i: (
+            "POST",
+            "/v1/search",
+            {"video_id": vid(i), "limit": 10, "filters": FILTERS},
+        ),
         "search_text": lambda i: ("POST", "/v1/search", {"text": texts[i % 4], "limit": 10}),
-        "search_text_filtered": lambda i: ("POST", "/v1/search", {"text": texts[i % 4], "limit": 10, "filters": FILTERS}),
+        "search_text_filtered": lambda i: (
+            "POST",
+            "/v1/search",
+            {"text": texts[i % 4], "limit": 10, "filters": FILTERS},
+        ),
     }
 
 
-def serve_and_load(data: Path, folder: Path, db_url: str, key: str, n: int, dim: int, queries: list[list[float]],
-                   args: argparse.Namespace) -> tuple[float, dict]:
+def serve_and_load(
+    data: Path,
+    folder: Path,
+    db_url: str,
+    key: str,
+    n: int,
+    dim: int,
+    queries: list[list[float]],
+    args: argparse.Namespace,
+) -> tuple[float, dict]:
     import httpx
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT), data=str(data), qdrant=str(folder),
-                                                                  db=db_url, port=port, dim=dim)])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVER.format(root=str(ROOT), data=str(data), qdrant=str(folder), db=db_url, port=port, dim=dim),
+        ]
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 600
@@ -274,8 +342,14 @@ def serve_and_load(data: Path, folder: Path, db_url: str, key: str, n: int, dim:
             lat, errors, wall = load(url, key, make, args.seconds, args.connections)
             ph = httpx.get(url + "/__bench/phases?reset=true").json()
             count = max(ph.pop("requests", 0), 1)
-            results[name] = {"requests": len(lat), "errors": errors, "rps": len(lat) / wall, "p50_ms": pct(lat, 50),
-                             "p99_ms": pct(lat, 99), "server_ms": {k: v / count * 1000 for k, v in ph.items()}}
+            results[name] = {
+                "requests": len(lat),
+                "errors": errors,
+                "rps": len(lat) / wall,
+                "p50_ms": pct(lat, 50),
+                "p99_ms": pct(lat, 99),
+                "server_ms": {k: v / count * 1000 for k, v in ph.items()},
+            }
         return ready, results
     finally:
         server.terminate()
@@ -289,8 +363,8 @@ def postgres_database() -> tuple[str, callable]:
 
     import sqlalchemy as sa
 
-    from service.settings import Settings
     from devstack import postgres
+    from service.settings import Settings
 
     server = postgres.url(Settings())
     name = f"keye_bench_{uuid.uuid4().hex[:8]}"
@@ -326,9 +400,12 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="2k and 10k videos, 2 s per scenario")
-    ap.add_argument("--tmp", default="/dev/shm" if Path("/dev/shm").is_dir() else None,
-                    help="where the stores are built (default tmpfs: local Qdrant commits every point, and "
-                         "fsync on a shared disk would make the 100k build take half an hour)")
+    ap.add_argument(
+        "--tmp",
+        default="/dev/shm" if Path("/dev/shm").is_dir() else None,
+        help="where the stores are built (default tmpfs: local Qdrant commits every point, and "
+        "fsync on a shared disk would make the 100k build take half an hour)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.seconds = "2000,10000", 2.0
@@ -343,11 +420,17 @@ def main() -> None:
             folder = Path(tmp) / "qdrant"
             built = build_vectors(folder, n, args.dim, args.seed)
             mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
-            print(f"\n== {n} videos x {args.dim}: embedded store built by batched upserts in {built:.1f}s "
-                  f"({built / n * 1000:.2f} ms/point, {mb:.0f} MB on disk)", flush=True)
+            print(
+                f"\n== {n} videos x {args.dim}: embedded store built by batched upserts in {built:.1f}s "
+                f"({built / n * 1000:.2f} ms/point, {mb:.0f} MB on disk)",
+                flush=True,
+            )
             base = in_process(folder, queries, min(args.seconds, 3.0))
-            print(f"in-process: reopen {base['store_open_s']:.1f}s, warm {base['store_warm_s']:.1f}s; "
-                  f"query p50 {base['store_plain_ms']:.2f} ms (filtered {base['store_filtered_ms']:.2f})", flush=True)
+            print(
+                f"in-process: reopen {base['store_open_s']:.1f}s, warm {base['store_warm_s']:.1f}s; "
+                f"query p50 {base['store_plain_ms']:.2f} ms (filtered {base['store_filtered_ms']:.2f})",
+                flush=True,
+            )
             entry = {"build_vectors_s": built, "disk_mb": mb, "in_process": base, "backends": {}}
             for backend in backends:
                 drop = None
@@ -357,24 +440,36 @@ def main() -> None:
                     db_url = f"sqlite:///{Path(tmp) / 'keye.sqlite'}"
                 try:
                     key, sql_s = build_sql(db_url, n)
-                    ready, results = serve_and_load(Path(tmp) / backend, folder, db_url, key, n, args.dim,
-                                                    queries.tolist(), args)
+                    ready, results = serve_and_load(
+                        Path(tmp) / backend, folder, db_url, key, n, args.dim, queries.tolist(), args
+                    )
                 finally:
                     if drop:
                         drop()
                 entry["backends"][backend] = {"build_sql_s": sql_s, "ready_s": ready, "results": results}
-                print(f"-- {backend}: SQL rows written in {sql_s:.1f}s; server ready (store open) "
-                      f"in {ready:.1f}s; {args.connections} connections, {args.seconds:g}s per scenario", flush=True)
-                print(f"{'scenario':<24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'p50/direct':>11}  where the time goes")
+                print(
+                    f"-- {backend}: SQL rows written in {sql_s:.1f}s; server ready (store open) "
+                    f"in {ready:.1f}s; {args.connections} connections, {args.seconds:g}s per scenario",
+                    flush=True,
+                )
+                print(
+                    f"{'scenario':<24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'p50/direct':>11}  where the time goes"
+                )
                 for name, r in results.items():
                     direct = base["store_filtered_ms" if "filtered" in name else "store_plain_ms"]
                     ratio = f"{r['p50_ms'] / direct:.1f}x" if name.startswith("search") else "-"
-                    print(f"{name:<24}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>5}{ratio:>11}  "
-                          f"{phases_line(r['server_ms'])}", flush=True)
+                    print(
+                        f"{name:<24}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>5}{ratio:>11}  "
+                        f"{phases_line(r['server_ms'])}",
+                        flush=True,
+                    )
             if len(backends) == 2:
                 a, b = (entry["backends"][k]["results"] for k in backends)
-                print(f"-- {backends[1]} / {backends[0]} req/s: " + ", ".join(
-                    f"{name} {b[name]['rps'] / a[name]['rps']:.2f}x" for name in a), flush=True)
+                print(
+                    f"-- {backends[1]} / {backends[0]} req/s: "
+                    + ", ".join(f"{name} {b[name]['rps'] / a[name]['rps']:.2f}x" for name in a),
+                    flush=True,
+                )
             report["sizes"][n] = entry
     print(json.dumps(report))
 

@@ -27,10 +27,20 @@ from training.demo_spec import DEMO, DEMO_SHAPE  # noqa: E402
 
 def _shape(hidden: int, layers: int, vision_hidden: int, vision_layers: int) -> dict:
     heads = hidden // 32  # head_dim 32, as DEMO_SHAPE
-    return {**DEMO_SHAPE, "hidden_size": hidden, "intermediate_size": 3 * hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": max(1, heads // 2),
-            "vision_config": {"hidden_size": vision_hidden, "intermediate_size": 2 * vision_hidden,
-                              "num_hidden_layers": vision_layers, "num_attention_heads": max(1, vision_hidden // 48)}}
+    return {
+        **DEMO_SHAPE,
+        "hidden_size": hidden,
+        "intermediate_size": 3 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": max(1, heads // 2),
+        "vision_config": {
+            "hidden_size": vision_hidden,
+            "intermediate_size": 2 * vision_hidden,
+            "num_hidden_layers": vision_layers,
+            "num_attention_heads": max(1, vision_hidden // 48),
+        },
+    }
 
 
 SHAPES = {
@@ -40,8 +50,15 @@ SHAPES = {
     "wide": _shape(256, 2, 192, 2),
 }
 
-HEADLINE = ("tags.micro_f1", "moderation.precision", "moderation.recall", "moderation.severity_accuracy",
-            "summary.fact_recall", "retrieval.recall@5", "near_duplicates.f1")
+HEADLINE = (
+    "tags.micro_f1",
+    "moderation.precision",
+    "moderation.recall",
+    "moderation.severity_accuracy",
+    "summary.fact_recall",
+    "retrieval.recall@5",
+    "near_duplicates.f1",
+)
 
 
 def test_corpus(data_dir: Path, clips: int) -> Path:
@@ -52,10 +69,10 @@ def test_corpus(data_dir: Path, clips: int) -> Path:
 
 
 def evaluate(settings: Settings, folder: Path, test: Path) -> dict:
+    from analysis.config import load_config
     from evaluation.harness import evaluate as run_eval
     from evaluation.labelled import from_corpus
     from evaluation.models import analyzer_for
-    from analysis.config import load_config
 
     s = Settings(**{**settings.model_dump(), "model": str(folder)})  # the folder's analysis_config.json
     analyzer = analyzer_for(s, str(folder))
@@ -86,12 +103,19 @@ def main() -> None:
         t0 = time.perf_counter()
         made = build_demo(settings, spec, name=f"shape-{name}", progress=False)
         report = evaluate(settings, made.path, test)
-        rows[name] = {"shape": SHAPES[name], "parameters": made.info["parameters"],
-                      "train_seconds": made.info["train_seconds"], "build_seconds": round(time.perf_counter() - t0, 1),
-                      "headline": report["headline"], "videos_per_minute": report["cost"]["videos_per_minute"]}
+        rows[name] = {
+            "shape": SHAPES[name],
+            "parameters": made.info["parameters"],
+            "train_seconds": made.info["train_seconds"],
+            "build_seconds": round(time.perf_counter() - t0, 1),
+            "headline": report["headline"],
+            "videos_per_minute": report["cost"]["videos_per_minute"],
+        }
         print(json.dumps({name: rows[name]}), flush=True)
     args.out.write_text(json.dumps({"steps": args.steps, "test_clips": args.test_clips, "shapes": rows}, indent=1))
-    print(f"\n{'shape':8} {'params M':>8} {'train s':>8} " + " ".join(f"{k.split('.', 1)[1][:14]:>14}" for k in HEADLINE))
+    print(
+        f"\n{'shape':8} {'params M':>8} {'train s':>8} " + " ".join(f"{k.split('.', 1)[1][:14]:>14}" for k in HEADLINE)
+    )
     for name, r in rows.items():
         vals = " ".join(f"{r['headline'].get(k, float('nan')) or 0:>14.3f}" for k in HEADLINE)
         print(f"{name:8} {r['parameters'] / 1e6:>8.1f} {r['train_seconds']:>8.0f} {vals}")

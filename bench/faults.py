@@ -100,10 +100,22 @@ def restart_phase(args, db_url: str, tmp: Path) -> list[dict]:
 
     def start(name: str):
         incarnation[name] += 1
-        return p.spawn(f"worker-{name}-{incarnation[name]}", [
-            "-m", "workers", "--group", group, "--batch-size", str(args.batch_size), "--analyzer", ANALYZER,
-            "--session-timeout-ms", str(args.session_timeout_ms)],
-            {"KEYE_TEST_ANALYZE_DELAY_S": str(args.delay), "KEYE_WORKER_INSTANCE_ID": f"bench-worker-{name}"})
+        return p.spawn(
+            f"worker-{name}-{incarnation[name]}",
+            [
+                "-m",
+                "workers",
+                "--group",
+                group,
+                "--batch-size",
+                str(args.batch_size),
+                "--analyzer",
+                ANALYZER,
+                "--session-timeout-ms",
+                str(args.session_timeout_ms),
+            ],
+            {"KEYE_TEST_ANALYZE_DELAY_S": str(args.delay), "KEYE_WORKER_INSTANCE_ID": f"bench-worker-{name}"},
+        )
 
     submit_work(p.settings, [c for c in clips() if c.name != "bigbuckbunny.mp4"], copies=args.backlog // 5 + 1)
     watch = CommitWatch(p.settings, group)
@@ -130,11 +142,20 @@ def restart_phase(args, db_url: str, tmp: Path) -> list[dict]:
                 time.sleep(0.1)
             before = watch.gaps(others, max(0.0, t_kill - 30), t_kill)[1:-1] or [float("nan")]
             stall = max(watch.gaps(others, t_kill, t_first))
-            results.append({"restart_to_commit_s": t_first - t_spawn, "kill_to_commit_s": t_first - t_kill,
-                            "survivor_stall_s": stall, "survivor_ratio": stall / statistics.median(before)})
-            print(f"  restart {r + 1}: worker {victim} (partitions {sorted(owned)}): restart->commit "
-                  f"{t_first - t_spawn:.1f} s, survivor's longest gap {stall:.1f} s "
-                  f"({results[-1]['survivor_ratio']:.1f}x its median before)", flush=True)
+            results.append(
+                {
+                    "restart_to_commit_s": t_first - t_spawn,
+                    "kill_to_commit_s": t_first - t_kill,
+                    "survivor_stall_s": stall,
+                    "survivor_ratio": stall / statistics.median(before),
+                }
+            )
+            print(
+                f"  restart {r + 1}: worker {victim} (partitions {sorted(owned)}): restart->commit "
+                f"{t_first - t_spawn:.1f} s, survivor's longest gap {stall:.1f} s "
+                f"({results[-1]['survivor_ratio']:.1f}x its median before)",
+                flush=True,
+            )
     finally:
         watch.close()
         p.stop_all()
@@ -149,15 +170,26 @@ def faults_phase(args, tmp: Path) -> None:
         runs = {}
         for name, faults in (("baseline", False), ("faults", True)):
             # The window is when the faults fall: one of each kind, then a worker kill every ~30 s.
-            run = FaultRun(stack, tmp / name, good, seed=args.seed, good=args.fault_videos, faults=faults,
-                           fault_window_s=args.fault_window_s, extra_worker_kills=int(args.fault_window_s // 30),
-                           delay_s=args.delay, waves=1)
+            run = FaultRun(
+                stack,
+                tmp / name,
+                good,
+                seed=args.seed,
+                good=args.fault_videos,
+                faults=faults,
+                fault_window_s=args.fault_window_s,
+                extra_worker_kills=int(args.fault_window_s // 30),
+                delay_s=args.delay,
+                waves=1,
+            )
             runs[name] = run.run(timeout_s=args.fault_timeout_s)
             print(f"  {name}: {runs[name].summary()}", flush=True)
     base, hit = runs["baseline"], runs["faults"]
-    print(f"videos/min: {base.videos_per_min:.1f} without faults, {hit.videos_per_min:.1f} under faults "
-          f"({hit.videos_per_min / base.videos_per_min:.2f}x); restart->first commit of workers under faults: "
-          f"median {statistics.median(hit.worker_restart_to_commit_s or [float('nan')]):.1f} s")
+    print(
+        f"videos/min: {base.videos_per_min:.1f} without faults, {hit.videos_per_min:.1f} under faults "
+        f"({hit.videos_per_min / base.videos_per_min:.2f}x); restart->first commit of workers under faults: "
+        f"median {statistics.median(hit.worker_restart_to_commit_s or [float('nan')]):.1f} s"
+    )
 
 
 def main() -> None:
@@ -169,26 +201,36 @@ def main() -> None:
     ap.add_argument("--session-timeout-ms", type=int, default=30000)
     ap.add_argument("--min-gap", type=float, default=20.0, help="seconds between faults, at least")
     ap.add_argument("--max-gap", type=float, default=40.0)
-    ap.add_argument("--fault-videos", type=int, default=0,
-                    help="good videos of the faults phase, all queued at the start (0: skip it)")
+    ap.add_argument(
+        "--fault-videos",
+        type=int,
+        default=0,
+        help="good videos of the faults phase, all queued at the start (0: skip it)",
+    )
     ap.add_argument("--fault-window-s", type=float, default=240, help="seconds over which the faults fall")
     ap.add_argument("--fault-timeout-s", type=float, default=1800)
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--database-url", default=os.environ.get(
-        "KEYE_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/keye"))
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get("KEYE_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/keye"),
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="keye-faults-"))
-    print(f"{os.cpu_count()} CPUs, batch {args.batch_size}, {args.delay} s per video, session timeout "
-          f"{args.session_timeout_ms} ms, faults every {args.min_gap:.0f}-{args.max_gap:.0f} s, seed {args.seed}")
+    print(
+        f"{os.cpu_count()} CPUs, batch {args.batch_size}, {args.delay} s per video, session timeout "
+        f"{args.session_timeout_ms} ms, faults every {args.min_gap:.0f}-{args.max_gap:.0f} s, seed {args.seed}"
+    )
     if args.restarts:
         name = create_database(args.database_url)
         try:
             res = restart_phase(args, admin_url(args.database_url, name), tmp / "restart")
         finally:
             drop_database(args.database_url, name)
-        print(f"worker restart -> first commit: median {statistics.median(r['restart_to_commit_s'] for r in res):.1f} s"
-              f" (max {max(r['restart_to_commit_s'] for r in res):.1f} s) over {len(res)} SIGKILLs; survivor's "
-              f"longest gap: median {statistics.median(r['survivor_ratio'] for r in res):.1f}x its median gap")
+        print(
+            f"worker restart -> first commit: median {statistics.median(r['restart_to_commit_s'] for r in res):.1f} s"
+            f" (max {max(r['restart_to_commit_s'] for r in res):.1f} s) over {len(res)} SIGKILLs; survivor's "
+            f"longest gap: median {statistics.median(r['survivor_ratio'] for r in res):.1f}x its median gap"
+        )
     if args.fault_videos:
         faults_phase(args, tmp / "faults")
 

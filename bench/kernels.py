@@ -16,9 +16,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,10 @@ def device_peaks(device: torch.device, smoke: bool) -> tuple[float, float]:
 
 def with_backward(name: str, shape: str, amount: float, fn: Callable, args: list, grad_idx: tuple[int, ...]) -> Case:
     """A fwd+bwd case: `amount` is the minimal traffic of both passes (inputs, outputs, their grads)."""
-    leaves = [a.detach().clone().requires_grad_(i in grad_idx) if isinstance(a, torch.Tensor) else a
-              for i, a in enumerate(args)]
+    leaves = [
+        a.detach().clone().requires_grad_(i in grad_idx) if isinstance(a, torch.Tensor) else a
+        for i, a in enumerate(args)
+    ]
     with torch.no_grad():
         outs = fn(*leaves)
     ups = [torch.randn_like(o) for o in (outs if isinstance(outs, tuple) else (outs,))]
@@ -112,7 +114,9 @@ def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
     out.append(Case("rms_norm", f"({T},{D})", "GB/s", 2 * T * D * e, lambda: kernels.rms_norm(x, w, 1e-6)))
     out.append(Case("add_rms_norm", f"({T},{D})", "GB/s", 4 * T * D * e, lambda: kernels.add_rms_norm(x, res, w, 1e-6)))
     xv, wv, bv = r(TV, DV), r(DV), r(DV)
-    out.append(Case("layer_norm", f"({TV},{DV})", "GB/s", 2 * TV * DV * e, lambda: kernels.layer_norm(xv, wv, bv, 1e-6)))
+    out.append(
+        Case("layer_norm", f"({TV},{DV})", "GB/s", 2 * TV * DV * e, lambda: kernels.layer_norm(xv, wv, bv, 1e-6))
+    )
     g = r(TV, FFV, scale=3)
     out.append(Case("gelu_tanh", f"({TV},{FFV})", "GB/s", 2 * TV * FFV * e, lambda: kernels.gelu_tanh(g)))
     gate, up = r(T, FF), r(T, FF)
@@ -121,14 +125,27 @@ def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
     qw, kw = r(HD), r(HD)
     ang = torch.rand(T, HD // 2, device=device) * 100
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    out.append(Case("qk_norm_rope", f"q({T},{HQ},{HD}) k({T},{HKV},{HD})", "GB/s",
-                    2 * T * (HQ + HKV) * HD * e + 2 * T * HD * 4,
-                    lambda: kernels.qk_norm_rope(q, k, qw, kw, cos, sin, 1e-6)))
+    out.append(
+        Case(
+            "qk_norm_rope",
+            f"q({T},{HQ},{HD}) k({T},{HKV},{HD})",
+            "GB/s",
+            2 * T * (HQ + HKV) * HD * e + 2 * T * HD * 4,
+            lambda: kernels.qk_norm_rope(q, k, qw, kw, cos, sin, 1e-6),
+        )
+    )
     qv, kv = r(TV, HV, HDV), r(TV, HV, HDV)
     vang = torch.rand(TV, HDV // 2, device=device) * 30
     vcos, vsin = torch.cat([vang, vang], -1).cos(), torch.cat([vang, vang], -1).sin()
-    out.append(Case("vision_rope", f"({TV},{HV},{HDV}) x2", "GB/s", 4 * TV * HV * HDV * e + 2 * TV * HDV * 4,
-                    lambda: kernels.vision_rope(qv, kv, vcos, vsin)))
+    out.append(
+        Case(
+            "vision_rope",
+            f"({TV},{HV},{HDV}) x2",
+            "GB/s",
+            4 * TV * HV * HDV * e + 2 * TV * HDV * 4,
+            lambda: kernels.vision_rope(qv, kv, vcos, vsin),
+        )
+    )
     qkv = T * (HQ + HKV) * HD
     out += [
         with_backward("rms_norm", f"({T},{D})", 5 * T * D * e, kernels.rms_norm, [x, w, 1e-6], (0, 1)),
@@ -136,10 +153,22 @@ def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
         with_backward("layer_norm", f"({TV},{DV})", 5 * TV * DV * e, kernels.layer_norm, [xv, wv, bv, 1e-6], (0, 1, 2)),
         with_backward("gelu_tanh", f"({TV},{FFV})", 5 * TV * FFV * e, kernels.gelu_tanh, [g], (0,)),
         with_backward("swiglu", f"({T},{FF})", 8 * T * FF * e, kernels.swiglu, [gate, up], (0, 1)),
-        with_backward("qk_norm_rope", f"q({T},{HQ},{HD}) k({T},{HKV},{HD})", 5 * qkv * e + 4 * T * HD * 4,
-                      kernels.qk_norm_rope, [q, k, qw, kw, cos, sin, 1e-6], (0, 1, 2, 3)),
-        with_backward("vision_rope", f"({TV},{HV},{HDV}) x2", 8 * TV * HV * HDV * e + 4 * TV * HDV * 4,
-                      kernels.vision_rope, [qv, kv, vcos, vsin], (0, 1)),
+        with_backward(
+            "qk_norm_rope",
+            f"q({T},{HQ},{HD}) k({T},{HKV},{HD})",
+            5 * qkv * e + 4 * T * HD * 4,
+            kernels.qk_norm_rope,
+            [q, k, qw, kw, cos, sin, 1e-6],
+            (0, 1, 2, 3),
+        ),
+        with_backward(
+            "vision_rope",
+            f"({TV},{HV},{HDV}) x2",
+            8 * TV * HV * HDV * e + 4 * TV * HDV * 4,
+            kernels.vision_rope,
+            [qv, kv, vcos, vsin],
+            (0, 1),
+        ),
     ]
 
     # Attention: equal segments so SDPA can run the same work as one dense batch.
@@ -154,20 +183,20 @@ def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
         flops = 4 * pairs * hq * hd
 
         def call(qa=qa, ka=ka, va=va, cu=cu, seg=seg, causal=causal, hd=hd):
-            return kernels.varlen_attention(qa, ka, va, cu, cu, seg, seg, causal, hd ** -0.5)
+            return kernels.varlen_attention(qa, ka, va, cu, cu, seg, seg, causal, hd**-0.5)
 
         def sdpa(qa=qa, ka=ka, va=va, n_seg=n_seg, seg=seg, causal=causal, hq=hq, hkv=hkv, hd=hd):
             qb = qa.view(n_seg, seg, hq, hd).transpose(1, 2)
             kb = ka.view(n_seg, seg, hkv, hd).transpose(1, 2)
             vb = va.view(n_seg, seg, hkv, hd).transpose(1, 2)
-            return F.scaled_dot_product_attention(qb, kb, vb, is_causal=causal, scale=hd ** -0.5, enable_gqa=hq != hkv)
+            return F.scaled_dot_product_attention(qb, kb, vb, is_causal=causal, scale=hd**-0.5, enable_gqa=hq != hkv)
 
         out.append(Case(label, f"{n_seg}x{seg} tok, {hq}/{hkv} heads, d{hd}", "TFLOP/s", flops, call, sdpa))
         qg, kg, vg = (t.detach().requires_grad_() for t in (qa, ka, va))
         dout = torch.randn_like(qa)
 
         def fwd_bwd(qg=qg, kg=kg, vg=vg, cu=cu, seg=seg, causal=causal, hd=hd, dout=dout):
-            o = kernels.varlen_attention(qg, kg, vg, cu, cu, seg, seg, causal, hd ** -0.5)
+            o = kernels.varlen_attention(qg, kg, vg, cu, cu, seg, seg, causal, hd**-0.5)
             return torch.autograd.grad(o, (qg, kg, vg), dout)
 
         out.append(Case(label + " fwd+bwd", f"{n_seg}x{seg} tok", "TFLOP/s", flops * 3.5, fwd_bwd))
@@ -175,8 +204,15 @@ def cases(device: torch.device, dtype: torch.dtype, smoke: bool) -> list[Case]:
     b, s_max = (3, 40) if smoke else (32, 8192)
     qd, kc, vc = r(b, HQ, HD), r(b, s_max, HKV, HD), r(b, s_max, HKV, HD)
     lens = torch.full((b,), s_max, dtype=torch.int32, device=device)
-    out.append(Case("decode_attention", f"B{b} x {s_max} cached, {HQ}/{HKV} heads", "GB/s",
-                    2 * b * s_max * HKV * HD * e, lambda: kernels.decode_attention(qd, kc, vc, lens, HD ** -0.5)))
+    out.append(
+        Case(
+            "decode_attention",
+            f"B{b} x {s_max} cached, {HQ}/{HKV} heads",
+            "GB/s",
+            2 * b * s_max * HKV * HD * e,
+            lambda: kernels.decode_attention(qd, kc, vc, lens, HD**-0.5),
+        )
+    )
 
     n, v = (16, 1000) if smoke else (4096, 151_936)
     hidden = r(n, D).requires_grad_()
@@ -200,16 +236,20 @@ def ce_peak_memory(device: torch.device, dtype: torch.dtype, smoke: bool) -> Non
     head = (torch.randn(v, h, device=device) * 0.02).to(dtype).requires_grad_()
     targets = torch.randint(0, v, (n,), device=device)
     peaks = {}
-    for name, fn in (("unfused", lambda: linear_cross_entropy_reference(hidden, head, targets)),
-                     ("fused", lambda: kernels.fused_linear_cross_entropy(hidden, head, targets, chunk_size=1024))):
+    for name, fn in (
+        ("unfused", lambda: linear_cross_entropy_reference(hidden, head, targets)),
+        ("fused", lambda: kernels.fused_linear_cross_entropy(hidden, head, targets, chunk_size=1024)),
+    ):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         torch.autograd.grad(fn(), (hidden, head))
         torch.cuda.synchronize()
         peaks[name] = (torch.cuda.max_memory_allocated() - base) / 2**30
-    print(f"fused cross-entropy peak extra memory (N{n} H{h} V{v}): unfused {peaks['unfused']:.2f} GiB, "
-          f"fused {peaks['fused']:.2f} GiB, ratio {peaks['unfused'] / max(peaks['fused'], 1e-9):.1f}x")
+    print(
+        f"fused cross-entropy peak extra memory (N{n} H{h} V{v}): unfused {peaks['unfused']:.2f} GiB, "
+        f"fused {peaks['fused']:.2f} GiB, ratio {peaks['unfused'] / max(peaks['fused'], 1e-9):.1f}x"
+    )
 
 
 def main() -> None:
@@ -228,7 +268,9 @@ def main() -> None:
     copy_gbs, mm_tflops = device_peaks(device, args.smoke)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu (Triton interpreter)"
     print(f"device: {name}; {dtype}; measured copy {copy_gbs:.3g} GB/s, matmul {mm_tflops:.3g} TFLOP/s")
-    header = f"{'kernel':38s} {'shape':36s} {'torch':>10s} {'triton':>10s} {'sdpa':>10s} {'speedup':>8s} {'of peak':>8s}"
+    header = (
+        f"{'kernel':38s} {'shape':36s} {'torch':>10s} {'triton':>10s} {'sdpa':>10s} {'speedup':>8s} {'of peak':>8s}"
+    )
     print(header)
     print("-" * len(header))
     for case in cases(device, dtype, args.smoke):
@@ -246,8 +288,10 @@ def main() -> None:
         rate = lambda ms: case.amount / (ms * 1e-3) / scale  # noqa: E731
         peak = copy_gbs if case.unit == "GB/s" else mm_tflops
         sdpa = f"{rate(t_sdpa):10.3g}" if t_sdpa else f"{'-':>10s}"
-        print(f"{case.name:38s} {case.shape:36s} {rate(t_torch):10.3g} {rate(t_triton):10.3g} {sdpa} "
-              f"{t_torch / t_triton:7.2f}x {rate(t_triton) / peak:7.1%}  {case.unit}  max|diff| {diff:.2e}")
+        print(
+            f"{case.name:38s} {case.shape:36s} {rate(t_torch):10.3g} {rate(t_triton):10.3g} {sdpa} "
+            f"{t_torch / t_triton:7.2f}x {rate(t_triton) / peak:7.1%}  {case.unit}  max|diff| {diff:.2e}"
+        )
     ce_peak_memory(device, dtype, args.smoke)
     os.environ.pop("KEYE_KERNELS", None)
 

@@ -69,7 +69,9 @@ def matmul_flops(dtype: torch.dtype, n: int = 1536) -> float:
 
 def decoder_params(model) -> tuple[int, int]:
     """(decoder-layer weights, lm_head weights): what one token multiplies through (not the embedding table)."""
-    layers = sum(p.numel() for n, p in model.named_parameters() if n.startswith("model.layers") or n.startswith("model.norm"))
+    layers = sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith("model.layers") or n.startswith("model.norm")
+    )
     return layers, model.lm_head.weight.numel()
 
 
@@ -93,8 +95,9 @@ def measure(model, engine, prompts: dict, prompt: int, steps: int) -> dict[int, 
     return out
 
 
-def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, official: dict | None = None,
-        rounds: int = 1) -> list[str]:
+def run(
+    preset: str, prompt: int, steps: int, dtype: torch.dtype, official: dict | None = None, rounds: int = 1
+) -> list[str]:
     """Rounds alternate our measurement, the machine's limits and the baseline; each figure is the
     best over the rounds, so on a shared, noisy machine every side gets the same chances."""
     model = keye_model.load(preset, dtype=dtype)
@@ -117,23 +120,32 @@ def run(preset: str, prompt: int, steps: int, dtype: torch.dtype, official: dict
             for ref in run_official(model, prompts, steps, dtype, official):
                 old = base.get(ref["batch"], ref)
                 base[ref["batch"]] = {k: max(ref[k], old[k]) for k in ("prefill_tps", "decode_tps")}
-    rows = [f"machine (best of {rounds} round(s)): copy {bw:.1f} GB/s, {str(dtype).split('.')[-1]} matmul {gflops:.1f} GFLOP/s"]
+    rows = [
+        f"machine (best of {rounds} round(s)): copy {bw:.1f} GB/s, {str(dtype).split('.')[-1]} matmul {gflops:.1f} GFLOP/s"
+    ]
     for b, (pre_tps, dec_tps) in ours.items():
         flops = 2 * p_layers * b * prompt + 2 * p_head * b  # attention FLOPs are small at this length
         pre_limit = b * prompt / (flops / (gflops * 1e9))
         limits = []
         for nbytes in (wbytes, wbytes - p_head * (model.lm_head.weight.element_size() - screen_bytes)):
             bw_limit = b * bw * 1e9 / nbytes
-            limits.append((bw_limit, "bandwidth") if b == 1 or bw_limit < gflops * 1e9 / (2 * p)
-                          else (gflops * 1e9 / (2 * p), "matmul"))
+            limits.append(
+                (bw_limit, "bandwidth")
+                if b == 1 or bw_limit < gflops * 1e9 / (2 * p)
+                else (gflops * 1e9 / (2 * p), "matmul")
+            )
         (full, full_kind), (screened, screened_kind) = limits
-        rows.append(f"{preset:10s} b={b}  prefill {pre_tps:9.1f} tok/s = {pre_tps / pre_limit:6.1%} of {pre_limit:9.1f} (matmul)"
-                    f" | decode {dec_tps:8.1f} tok/s = {dec_tps / full:6.1%} of {full:8.1f} (all weights, {full_kind})"
-                    f" = {dec_tps / screened:6.1%} of {screened:8.1f} (bf16 lm_head screen, {screened_kind})")
+        rows.append(
+            f"{preset:10s} b={b}  prefill {pre_tps:9.1f} tok/s = {pre_tps / pre_limit:6.1%} of {pre_limit:9.1f} (matmul)"
+            f" | decode {dec_tps:8.1f} tok/s = {dec_tps / full:6.1%} of {full:8.1f} (all weights, {full_kind})"
+            f" = {dec_tps / screened:6.1%} of {screened:8.1f} (bf16 lm_head screen, {screened_kind})"
+        )
     for b, ref in base.items():
         pre, dec = ours[b]
-        rows.append(f"{preset:10s} b={b}  official prefill {ref['prefill_tps']:9.1f} tok/s, ours x{pre / ref['prefill_tps']:5.2f}"
-                    f" | official decode {ref['decode_tps']:8.1f} tok/s, ours x{dec / ref['decode_tps']:5.2f}")
+        rows.append(
+            f"{preset:10s} b={b}  official prefill {ref['prefill_tps']:9.1f} tok/s, ours x{pre / ref['prefill_tps']:5.2f}"
+            f" | official decode {ref['decode_tps']:8.1f} tok/s, ours x{dec / ref['decode_tps']:5.2f}"
+        )
     return rows
 
 
@@ -145,12 +157,26 @@ def run_official(model, prompts: dict, steps: int, dtype: torch.dtype, official:
         for b, ids in prompts.items():
             paths.append(str(Path(d) / f"ids{b}.pt"))
             torch.save(ids, paths[-1])
-        job = {"official_dir": official["dir"], "preload": official["preload"], "checkpoint": str(Path(d) / "ckpt"),
-               "ids": paths, "steps": steps, "threads": torch.get_num_threads(), "dtype": str(dtype).split(".")[-1]}
+        job = {
+            "official_dir": official["dir"],
+            "preload": official["preload"],
+            "checkpoint": str(Path(d) / "ckpt"),
+            "ids": paths,
+            "steps": steps,
+            "threads": torch.get_num_threads(),
+            "dtype": str(dtype).split(".")[-1],
+        }
         (Path(d) / "job.json").write_text(json.dumps(job))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (official["pythonpath"], os.environ.get("PYTHONPATH")) if p))
-        out = subprocess.run([sys.executable, str(Path(__file__).with_name("official_generate.py")), str(Path(d) / "job.json")],
-                             env=env, capture_output=True, text=True)
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(p for p in (official["pythonpath"], os.environ.get("PYTHONPATH")) if p),
+        )
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("official_generate.py")), str(Path(d) / "job.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     if out.returncode != 0:
         raise RuntimeError(f"official baseline failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])["points"]
@@ -163,28 +189,46 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--rounds", type=int, default=1,
-                    help="alternate ours / limits / baseline this many times, keep each side's best (noisy machines)")
-    ap.add_argument("--official-dir", default=os.environ.get("KEYE_OFFICIAL_DIR"),
-                    help="folder with the release's configuration_keye.py and modeling_keye.py (baseline)")
-    ap.add_argument("--official-pythonpath", default=os.environ.get("KEYE_OFFICIAL_PYTHONPATH", ""),
-                    help="prepended to PYTHONPATH for the baseline: transformers 4.x, einops, flash_attn stand-ins")
-    ap.add_argument("--official-preload", default=os.environ.get("KEYE_OFFICIAL_PRELOAD", ""),
-                    help="comma-separated modules the baseline imports first (flash_attn stand-ins)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate ours / limits / baseline this many times, keep each side's best (noisy machines)",
+    )
+    ap.add_argument(
+        "--official-dir",
+        default=os.environ.get("KEYE_OFFICIAL_DIR"),
+        help="folder with the release's configuration_keye.py and modeling_keye.py (baseline)",
+    )
+    ap.add_argument(
+        "--official-pythonpath",
+        default=os.environ.get("KEYE_OFFICIAL_PYTHONPATH", ""),
+        help="prepended to PYTHONPATH for the baseline: transformers 4.x, einops, flash_attn stand-ins",
+    )
+    ap.add_argument(
+        "--official-preload",
+        default=os.environ.get("KEYE_OFFICIAL_PRELOAD", ""),
+        help="comma-separated modules the baseline imports first (flash_attn stand-ins)",
+    )
     args = ap.parse_args()
     official = None
     if args.official_dir:
         if not (Path(args.official_dir) / "modeling_keye.py").is_file():
             ap.error(f"--official-dir {args.official_dir} has no modeling_keye.py")
-        official = {"dir": str(Path(args.official_dir).resolve()), "pythonpath": args.official_pythonpath,
-                    "preload": [m for m in args.official_preload.split(",") if m]}
+        official = {
+            "dir": str(Path(args.official_dir).resolve()),
+            "pythonpath": args.official_pythonpath,
+            "preload": [m for m in args.official_preload.split(",") if m],
+        }
     else:
         print("official baseline skipped: pass --official-dir (or KEYE_OFFICIAL_DIR); see this file's docstring")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    print(f"{torch.get_num_threads()} threads, prompt {args.prompt} tokens, {args.steps} decode steps, {args.dtype}, "
-          "text only, greedy")
+    print(
+        f"{torch.get_num_threads()} threads, prompt {args.prompt} tokens, {args.steps} decode steps, {args.dtype}, "
+        "text only, greedy"
+    )
     for preset in args.presets:
         for row in run(preset, args.prompt, args.steps, dtype, official, args.rounds):
             print(row, flush=True)

@@ -38,13 +38,14 @@ print(json.dumps(dict(before=before, peak=peak, after=rss(), weights=weights, se
 
 
 def write_checkpoint(folder: Path, layers: int, shard_gb: float) -> int:
+    from dataclasses import replace
+
     import torch
 
     from keye_model import safetensors_io as st
-    from keye_model.layout import GENERATION_CONFIG, INDEX
     from keye_model.config import preset_config
+    from keye_model.layout import GENERATION_CONFIG, INDEX
     from keye_model.model import KeyeModel
-    from dataclasses import replace
 
     cfg = replace(preset_config("keye-vl-8b"), num_hidden_layers=layers)
     with torch.device("meta"):
@@ -88,14 +89,22 @@ def main() -> None:
     try:
         t = time.perf_counter()
         total = write_checkpoint(folder, args.layers, args.shard_gb)
-        print(f"wrote {total / 1e9:.2f} GB bf16 ({args.layers} of 36 decoder layers, full vision tower, "
-              f"embedding, lm_head) in {time.perf_counter() - t:.0f} s")
-        out = subprocess.run([sys.executable, "-c", CHILD.format(root=root, folder=str(folder))],
-                             capture_output=True, text=True, check=True)
+        print(
+            f"wrote {total / 1e9:.2f} GB bf16 ({args.layers} of 36 decoder layers, full vision tower, "
+            f"embedding, lm_head) in {time.perf_counter() - t:.0f} s"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD.format(root=root, folder=str(folder))],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         ratio = (r["peak"] - r["before"]) / r["weights"]
-        print(f"load: {r['seconds']:.1f} s, weights {r['weights'] / 1e9:.2f} GB, RSS before {r['before'] / 1e9:.2f} GB, "
-              f"peak {r['peak'] / 1e9:.2f} GB -> (peak - before) / weights = {ratio:.3f} (target <= 1.1)")
+        print(
+            f"load: {r['seconds']:.1f} s, weights {r['weights'] / 1e9:.2f} GB, RSS before {r['before'] / 1e9:.2f} GB, "
+            f"peak {r['peak'] / 1e9:.2f} GB -> (peak - before) / weights = {ratio:.3f} (target <= 1.1)"
+        )
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

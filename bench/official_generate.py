@@ -19,7 +19,6 @@ import sys
 import types
 
 import torch
-
 from _timing import best_of  # bench/, stdlib only
 
 
@@ -39,8 +38,12 @@ def main(job_path: str) -> None:
     for name in job["preload"]:  # flash_attn stand-ins must be registered before the official import
         importlib.import_module(name)
     Config, Model = official_package(job["official_dir"])
-    model = Model.from_pretrained(job["checkpoint"], config=Config.from_pretrained(job["checkpoint"]),
-                                  torch_dtype=getattr(torch, job["dtype"]), attn_implementation="sdpa").eval()
+    model = Model.from_pretrained(
+        job["checkpoint"],
+        config=Config.from_pretrained(job["checkpoint"]),
+        torch_dtype=getattr(torch, job["dtype"]),
+        attn_implementation="sdpa",
+    ).eval()
     points = []
     for path in job["ids"]:
         ids = torch.load(path)
@@ -53,15 +56,25 @@ def main(job_path: str) -> None:
 
         def gen(n):
             with torch.no_grad():
-                model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
-                               do_sample=False, eos_token_id=None, pad_token_id=0,
-                               temperature=None, top_k=None, top_p=None)
+                model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    eos_token_id=None,
+                    pad_token_id=0,
+                    temperature=None,
+                    top_k=None,
+                    top_p=None,
+                )
 
         t_pre = best_of(prefill)
         t_all = best_of(lambda: gen(job["steps"] + 1))
         t_first = best_of(lambda: gen(1))
-        points.append({"batch": b, "prefill_tps": b * prompt / t_pre,
-                       "decode_tps": b * job["steps"] / max(t_all - t_first, 1e-9)})
+        points.append(
+            {"batch": b, "prefill_tps": b * prompt / t_pre, "decode_tps": b * job["steps"] / max(t_all - t_first, 1e-9)}
+        )
     print(json.dumps({"points": points}))
 
 

@@ -41,12 +41,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.settings import Settings  # noqa: E402
 from analysis.serving import KeyeAnalyzer  # noqa: E402
 from service.metrics import STAGE  # noqa: E402
+from service.settings import Settings  # noqa: E402
 
-TOPICS = (("ingest", "videos.ingest"), ("work", "videos.work"), ("analyzed", "videos.analyzed"),
-          ("flags", "moderation.flags"), ("feedback", "feedback.events"), ("dlq", "videos.dlq"))
+TOPICS = (
+    ("ingest", "videos.ingest"),
+    ("work", "videos.work"),
+    ("analyzed", "videos.analyzed"),
+    ("flags", "moderation.flags"),
+    ("feedback", "feedback.events"),
+    ("dlq", "videos.dlq"),
+)
 
 
 class TimedAnalyzer(KeyeAnalyzer):
@@ -69,6 +75,7 @@ def _timed_call(stage: str, fn):
             return fn(*a, **k)
         finally:
             STAGE.labels(stage).observe(time.perf_counter() - t0)
+
     return call
 
 
@@ -93,7 +100,10 @@ def free_port() -> int:
 def scrape(port: int) -> dict[str, float]:
     """keye_stage_seconds_sum per stage, and the analyzed count, from one worker's /metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {m.group(1): float(m.group(2)) for m in re.finditer(r'^keye_stage_seconds_sum\{stage="(\w+)"\} (\S+)$', text, re.M)}
+    out = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'^keye_stage_seconds_sum\{stage="(\w+)"\} (\S+)$', text, re.M)
+    }
     m = re.search(r"^keye_worker_analyzed_total (\S+)$", text, re.M)
     out["_analyzed"] = float(m.group(1)) if m else 0.0
     return out
@@ -126,40 +136,75 @@ def drop_database(server_url: str, name: str) -> None:
 def run_phase(n_workers: int, args, db_url: str, tmp: Path) -> dict:
     import sqlalchemy as sa
 
-    from stores.db import engine_from, migrate
     from service.kafka import ensure_topics, producer, send
     from service.schemas import WorkItem, utcnow
+    from stores.db import engine_from, migrate
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topics = {k: f"{prefix}.{v}" for k, v in TOPICS}
     roots = [str(clips()[0].parent)]
-    s = Settings(database_url=db_url, data_dir=tmp / prefix, file_roots=[Path(r) for r in roots],
-                 **{f"topic_{k}": v for k, v in topics.items()})
+    s = Settings(
+        database_url=db_url,
+        data_dir=tmp / prefix,
+        file_roots=[Path(r) for r in roots],
+        **{f"topic_{k}": v for k, v in topics.items()},
+    )
     ensure_topics(s, partitions=args.partitions)
     engine = engine_from(s)
     migrate(engine)
-    env = {**os.environ, "KEYE_DATABASE_URL": db_url, "KEYE_DATA_DIR": str(tmp / prefix),
-           "KEYE_FILE_ROOTS": json.dumps(roots), "KEYE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]), "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "KEYE_BENCH_THREADS": "1",
-           **{f"KEYE_TOPIC_{k.upper()}": v for k, v in topics.items()}}
+    env = {
+        **os.environ,
+        "KEYE_DATABASE_URL": db_url,
+        "KEYE_DATA_DIR": str(tmp / prefix),
+        "KEYE_FILE_ROOTS": json.dumps(roots),
+        "KEYE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "KEYE_BENCH_THREADS": "1",
+        **{f"KEYE_TOPIC_{k.upper()}": v for k, v in topics.items()},
+    }
     procs, ports, logs = [], [], []
     for i in range(n_workers):
         port = free_port()
         log = tmp / f"{prefix}-worker{i}.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "workers", "--group", f"{prefix}-workers", "--batch-size", str(args.batch_size),
-             "--analyzer", "pipeline:TimedAnalyzer", "--max-frames", str(args.max_frames),
-             "--max-pixels", str(args.max_pixels), "--max-new-tokens", str(args.max_new_tokens),
-             "--metrics-port", str(port), "--session-timeout-ms", "6000"],
-            cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "workers",
+                    "--group",
+                    f"{prefix}-workers",
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--analyzer",
+                    "pipeline:TimedAnalyzer",
+                    "--max-frames",
+                    str(args.max_frames),
+                    "--max-pixels",
+                    str(args.max_pixels),
+                    "--max-new-tokens",
+                    str(args.max_new_tokens),
+                    "--metrics-port",
+                    str(port),
+                    "--session-timeout-ms",
+                    "6000",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=open(log, "wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         ports.append(port)
         logs.append(log)
 
     def rows(tag: str) -> int:
         with engine.connect() as c:
-            return c.execute(sa.text("SELECT count(*) FROM analyses WHERE video_id LIKE :p"),
-                             {"p": f"{prefix}-{tag}-%"}).scalar_one()
+            return c.execute(
+                sa.text("SELECT count(*) FROM analyses WHERE video_id LIKE :p"), {"p": f"{prefix}-{tag}-%"}
+            ).scalar_one()
 
     def wait(cond, what: str, limit: float = 300) -> None:
         t0 = time.monotonic()
@@ -179,8 +224,16 @@ def run_phase(n_workers: int, args, db_url: str, tmp: Path) -> dict:
         cs = clips()
         prod = producer(s)
         for i in range(n):
-            send(prod, s.topic_work, WorkItem(video_id=f"{prefix}-{tag}-{i}", uri=cs[i % len(cs)].as_uri(),
-                                              submitted_at=utcnow(), accepted_at=utcnow()))
+            send(
+                prod,
+                s.topic_work,
+                WorkItem(
+                    video_id=f"{prefix}-{tag}-{i}",
+                    uri=cs[i % len(cs)].as_uri(),
+                    submitted_at=utcnow(),
+                    accepted_at=utcnow(),
+                ),
+            )
         prod.flush()
         prod.close()
 
@@ -212,12 +265,20 @@ def run_phase(n_workers: int, args, db_url: str, tmp: Path) -> dict:
             if not k.startswith("_"):
                 stage[k] = stage.get(k, 0.0) + a[k] - b.get(k, 0.0)
     analyze = stage.get("analyze", 0.0)
-    groups = {"fetch": stage.get("fetch", 0.0), "decode": stage.get("decode", 0.0),
-              "prep": max(0.0, analyze - stage.get("decode", 0.0) - stage.get("model", 0.0)),
-              "model": stage.get("model", 0.0),
-              "sinks": stage.get("sql", 0.0) + stage.get("qdrant", 0.0) + stage.get("produce", 0.0)}
-    return {"workers": n_workers, "wall_s": wall, "vpm": args.videos / wall * 60, "stages": groups,
-            "per_worker": per_worker}
+    groups = {
+        "fetch": stage.get("fetch", 0.0),
+        "decode": stage.get("decode", 0.0),
+        "prep": max(0.0, analyze - stage.get("decode", 0.0) - stage.get("model", 0.0)),
+        "model": stage.get("model", 0.0),
+        "sinks": stage.get("sql", 0.0) + stage.get("qdrant", 0.0) + stage.get("produce", 0.0),
+    }
+    return {
+        "workers": n_workers,
+        "wall_s": wall,
+        "vpm": args.videos / wall * 60,
+        "stages": groups,
+        "per_worker": per_worker,
+    }
 
 
 def main() -> None:
@@ -230,9 +291,11 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=4)
     ap.add_argument("--max-pixels", type=int, default=4 * 56 * 56)
     ap.add_argument("--max-new-tokens", type=int, default=8)
-    ap.add_argument("--database-url", default=os.environ.get(
-        "KEYE_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/keye"),
-        help="a PostgreSQL server URL; a throwaway database is created next to its database")
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get("KEYE_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/keye"),
+        help="a PostgreSQL server URL; a throwaway database is created next to its database",
+    )
     args = ap.parse_args()
     if max(args.workers) > args.partitions:
         sys.exit("--partitions must be at least the largest --workers (Kafka gives a partition to one member)")
@@ -244,22 +307,29 @@ def main() -> None:
     finally:
         drop_database(args.database_url, name)
     s = Settings()
-    print(f"model {s.model} on {s.device}, {args.videos} videos per phase (+{args.warmup} warm-up), batch "
-          f"{args.batch_size}, {args.max_frames} frames x {args.max_pixels} px, {args.max_new_tokens} new tokens, "
-          f"{args.partitions} partitions, 1 torch thread per worker, {os.cpu_count()} CPUs")
-    print(f"{'workers':>7} {'wall s':>7} {'videos/min':>10} {'per worker':>10} | "
-          + " ".join(f"{k:>7}" for k in ("fetch", "decode", "prep", "model", "sinks")) + " | other/worker-s")
+    print(
+        f"model {s.model} on {s.device}, {args.videos} videos per phase (+{args.warmup} warm-up), batch "
+        f"{args.batch_size}, {args.max_frames} frames x {args.max_pixels} px, {args.max_new_tokens} new tokens, "
+        f"{args.partitions} partitions, 1 torch thread per worker, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'workers':>7} {'wall s':>7} {'videos/min':>10} {'per worker':>10} | "
+        + " ".join(f"{k:>7}" for k in ("fetch", "decode", "prep", "model", "sinks"))
+        + " | other/worker-s"
+    )
     for r in results:
         total = sum(r["stages"].values()) or float("nan")
         other = 1 - total / (r["wall_s"] * r["workers"])
-        print(f"{r['workers']:>7} {r['wall_s']:>7.1f} {r['vpm']:>10.1f} {'/'.join(map(str, r['per_worker'])):>10} | "
-              + " ".join(f"{100 * v / total:>6.1f}%" for v in r["stages"].values()) + f" | {100 * other:.1f}%")
+        print(
+            f"{r['workers']:>7} {r['wall_s']:>7.1f} {r['vpm']:>10.1f} {'/'.join(map(str, r['per_worker'])):>10} | "
+            + " ".join(f"{100 * v / total:>6.1f}%" for v in r["stages"].values())
+            + f" | {100 * other:.1f}%"
+        )
     by = {r["workers"]: r["vpm"] for r in results}
     if 1 in by and 2 in by:
         print(f"scaling 2 vs 1 workers: {by[2] / by[1]:.2f}x (ideal 2.00x)")
     for r in results:
-        print(f"  {r['workers']} worker(s) stage seconds: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()))
+        print(f"  {r['workers']} worker(s) stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()))
 
 
 if __name__ == "__main__":

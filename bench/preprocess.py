@@ -142,7 +142,7 @@ def make_clip(name: str, seconds: int, w: int, h: int, fps: int, gop: int) -> Pa
         s.options = {"preset": "veryfast", "g": str(gop), "crf": "23"}
         for i in range(seconds * fps):
             x, y = (3 * i) % w, (2 * i) % h  # a panning camera over a noisy texture
-            frame = texture[y:y + h, x:x + w].copy()
+            frame = texture[y : y + h, x : x + w].copy()
             frame[:, :, 2] = (frame[:, :, 2] // 2 + (i % 128)).astype(np.uint8)
             for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 out.mux(p)
@@ -175,18 +175,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--long-only", action="store_true")
-    ap.add_argument("--full", action="store_true",
-                    help="also time the official image-processor stage (needs transformers; slow)")
+    ap.add_argument(
+        "--full", action="store_true", help="also time the official image-processor stage (needs transformers; slow)"
+    )
     ap.add_argument("--no-batch", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="FFmpeg decoder threads, the same in both arms")
-    ap.add_argument("--cores", type=int, default=1,
-                    help="pin the process to this many cores (0: leave as is); FFmpeg's slice threads "
-                         "and swscale's threads otherwise spread both arms over every core")
+    ap.add_argument(
+        "--cores",
+        type=int,
+        default=1,
+        help="pin the process to this many cores (0: leave as is); FFmpeg's slice threads "
+        "and swscale's threads otherwise spread both arms over every core",
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile each arm on the first long clip")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.cores:  # every thread of the process, those started already and (inherited) later ones
-        mask = sorted(os.sched_getaffinity(0))[:args.cores]
+        mask = sorted(os.sched_getaffinity(0))[: args.cores]
         for tid in os.listdir("/proc/self/task"):
             os.sched_setaffinity(int(tid), mask)
 
@@ -196,27 +201,33 @@ def main() -> None:
         data = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
         clips += sorted(data.glob("*.mp4"))
     print("generating long clips (cached in /tmp) ...", file=sys.stderr)
-    long_clips = [make_clip("pan_45s_720p_g250.mp4", 45, 1280, 720, 30, 250),
-                  make_clip("pan_60s_480p_g60.mp4", 60, 854, 480, 30, 60)]
+    long_clips = [
+        make_clip("pan_45s_720p_g250.mp4", 45, 1280, 720, 30, 250),
+        make_clip("pan_60s_480p_g60.mp4", 60, 854, 480, 30, 60),
+    ]
     clips += long_clips
     if args.profile:
         profile(f"baseline, {long_clips[0].name}", lambda: baseline(long_clips[0], args.threads))
         profile(f"ours, {long_clips[0].name}", lambda: load_video(long_clips[0], threads=args.threads))
 
     print(f"decoder threads per arm: {args.threads}, cores: {cores()}")
-    print(f"{'clip':26s} {'dur_s':>5s} {'frames':>6s} {'sampled':>7s} {'base_wall':>9s} {'ours_wall':>9s} "
-          f"{'base_cpu':>8s} {'ours_cpu':>8s} {'base_vid/s':>10s} {'ours_vid/s':>10s} {'base_fr/s':>9s} "
-          f"{'ours_fr/s':>9s} {'wall_x':>6s} {'cpu_x':>6s} {'px_diff':>7s}")
+    print(
+        f"{'clip':26s} {'dur_s':>5s} {'frames':>6s} {'sampled':>7s} {'base_wall':>9s} {'ours_wall':>9s} "
+        f"{'base_cpu':>8s} {'ours_cpu':>8s} {'base_vid/s':>10s} {'ours_vid/s':>10s} {'base_fr/s':>9s} "
+        f"{'ours_fr/s':>9s} {'wall_x':>6s} {'cpu_x':>6s} {'px_diff':>7s}"
+    )
     long_wall, long_cpu = [], []
     full: list[tuple[float, float]] = []
     for clip in clips:
         need, free = baseline_peak_bytes(clip), available_bytes()
         if need > 0.7 * free:  # other processes share this machine: never push it into the OOM killer
-            print(f"{clip.name:26s} skipped: the baseline needs ~{need / 2**30:.1f} GiB, "
-                  f"{free / 2**30:.1f} GiB available")
+            print(
+                f"{clip.name:26s} skipped: the baseline needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB available"
+            )
             continue
-        (bw, bc), (ow, oc), ref, v = timed_pair(lambda: baseline(clip, args.threads),
-                                                lambda: load_video(clip, threads=args.threads), args.repeat)
+        (bw, bc), (ow, oc), ref, v = timed_pair(
+            lambda: baseline(clip, args.threads), lambda: load_video(clip, threads=args.threads), args.repeat
+        )
         assert v.frames.shape == ref.shape, f"frame shapes differ on {clip.name}"
         diff = (v.frames.int() - ref.int()).abs()
         assert diff.max() <= 1, f"frames differ by more than one level on {clip.name}"
@@ -224,9 +235,11 @@ def main() -> None:
         if v.duration_s >= 30:
             long_wall.append(bw / ow)
             long_cpu.append(bc / oc)
-        print(f"{clip.name:26s} {v.duration_s:5.1f} {v.total_frames:6d} {n:7d} {bw:9.3f} {ow:9.3f} "
-              f"{bc:8.3f} {oc:8.3f} {1 / bw:10.3f} {1 / ow:10.3f} {n / bw:9.1f} {n / ow:9.1f} "
-              f"{bw / ow:5.2f}x {bc / oc:5.2f}x {(diff > 0).float().mean().item():7.1e}")
+        print(
+            f"{clip.name:26s} {v.duration_s:5.1f} {v.total_frames:6d} {n:7d} {bw:9.3f} {ow:9.3f} "
+            f"{bc:8.3f} {oc:8.3f} {1 / bw:10.3f} {1 / ow:10.3f} {n / bw:9.1f} {n / ow:9.1f} "
+            f"{bw / ow:5.2f}x {bc / oc:5.2f}x {(diff > 0).float().mean().item():7.1e}"
+        )
         if args.full:
             # whole preprocessing, up to pixel_values_videos: decode stage + processor stage
             c0 = time.process_time()
@@ -240,8 +253,10 @@ def main() -> None:
                 assert np.abs(ours_processor_stage(ref).numpy() - ref_pv).max() <= 1e-6, "pixel values differ"
                 assert np.abs(pv.numpy() - ref_pv).max() <= 2 / 255 + 1e-6, "pixel values differ"
                 full.append(((bc + pb) / (oc + po), v.duration_s))
-                print(f"{'  + processor stage':26s} cpu base {pb:.3f}s ours {po:.3f}s -> full pipeline cpu "
-                      f"{bc + pb:.3f}s vs {oc + po:.3f}s = {(bc + pb) / (oc + po):.2f}x")
+                print(
+                    f"{'  + processor stage':26s} cpu base {pb:.3f}s ours {po:.3f}s -> full pipeline cpu "
+                    f"{bc + pb:.3f}s vs {oc + po:.3f}s = {(bc + pb) / (oc + po):.2f}x"
+                )
 
     # a batch through the decode pool (one thread per core) against the baseline one after another:
     # what a worker gains from using every core, not a like-for-like ratio
@@ -255,16 +270,22 @@ def main() -> None:
         res = load_videos([(str(c), {}) for c in batch])
         t_pool = time.perf_counter() - w0
         assert all(not isinstance(r, Exception) for r in res)
-        print(f"batch of {len(batch)} long clips: baseline one by one {len(batch) / t_base:.3f} videos/s, "
-              f"pool on {cores()} cores {len(batch) / t_pool:.3f} videos/s, ratio {t_base / t_pool:.2f}x")
+        print(
+            f"batch of {len(batch)} long clips: baseline one by one {len(batch) / t_base:.3f} videos/s, "
+            f"pool on {cores()} cores {len(batch) / t_pool:.3f} videos/s, ratio {t_base / t_pool:.2f}x"
+        )
     if long_wall:
-        print(f"clips >= 30 s, decode+sample+resize: speedup wall min {min(long_wall):.2f}x mean "
-              f"{statistics.mean(long_wall):.2f}x, cpu min {min(long_cpu):.2f}x mean {statistics.mean(long_cpu):.2f}x "
-              f"(target 3x)")
+        print(
+            f"clips >= 30 s, decode+sample+resize: speedup wall min {min(long_wall):.2f}x mean "
+            f"{statistics.mean(long_wall):.2f}x, cpu min {min(long_cpu):.2f}x mean {statistics.mean(long_cpu):.2f}x "
+            f"(target 3x)"
+        )
     long_full = [r for r, d in full if d >= 30]
     if long_full:
-        print(f"clips >= 30 s, full preprocessing to pixel_values_videos: cpu speedup min {min(long_full):.2f}x "
-              f"mean {statistics.mean(long_full):.2f}x")
+        print(
+            f"clips >= 30 s, full preprocessing to pixel_values_videos: cpu speedup min {min(long_full):.2f}x "
+            f"mean {statistics.mean(long_full):.2f}x"
+        )
 
 
 if __name__ == "__main__":

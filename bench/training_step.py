@@ -40,8 +40,13 @@ def step_seconds(preset: str, examples, steps: int) -> tuple[float, float]:
     """Median (wall, CPU) seconds of a step after the first; CPU time is steadier on a shared machine."""
     model = keye_model.load(preset, seed=0)
     marks = [(time.perf_counter(), time.process_time())]
-    train_full(model, examples, FullConfig(steps=steps, batch_size=len(examples), lr=1e-4),
-               Supervised(), log_step=lambda *_: marks.append((time.perf_counter(), time.process_time())))
+    train_full(
+        model,
+        examples,
+        FullConfig(steps=steps, batch_size=len(examples), lr=1e-4),
+        Supervised(),
+        log_step=lambda *_: marks.append((time.perf_counter(), time.process_time())),
+    )
     per = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])][1:]
     return statistics.median(w for w, _ in per), statistics.median(c for _, c in per)
 
@@ -64,8 +69,10 @@ def main() -> None:
             tokens = sorted({int(e.input_ids.shape[0]) for e in ex})
             frames = int(ex[0].vision["video_grid_thw"][:, 0].sum()) * 2  # temporal patch of 2 frames
             wall, cpu = results[name] = step_seconds(args.preset, ex, args.steps)
-            print(f"{args.preset} {name}: {frames} frames, {len(ex)} examples of {tokens[0]}-{tokens[-1]} tokens, "
-                  f"{wall:.2f} s wall, {cpu:.2f} s CPU per full-training step")
+            print(
+                f"{args.preset} {name}: {frames} frames, {len(ex)} examples of {tokens[0]}-{tokens[-1]} tokens, "
+                f"{wall:.2f} s wall, {cpu:.2f} s CPU per full-training step"
+            )
         big, small = results["analysis budget"], results["a quarter of the frames"]
         print(f"ratio analysis / quarter: {big[0] / small[0]:.2f} wall, {big[1] / small[1]:.2f} CPU")
 

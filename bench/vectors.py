@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._points import bench_filter  # noqa: E402  (after the sys.path line)
 from bench._points import payload as _payload  # noqa: E402
+
 LATENT, CLUSTERS, CHUNK, K = 64, 1000, 1000, 10
 NAMESPACE = uuid.UUID("5b0c3e9a-8a57-4d47-9a51-0c1f2f4c9b11")
 
@@ -98,7 +99,7 @@ class TopK:
 def build(folder: Path, n: int, gen: Clustered, queries: np.ndarray, incremental: int) -> dict:
     from stores.vectors import VectorStore
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     plain, flt = TopK(len(queries)), TopK(len(queries))
     q64 = queries.astype(np.float64)
     store = VectorStore(path=folder)
@@ -121,8 +122,13 @@ def build(folder: Path, n: int, gen: Clustered, queries: np.ndarray, incremental
                 print(f"  {start + len(rows)} points written ({write_s:.0f}s)", flush=True)
         t = time.perf_counter()
     index_s = time.perf_counter() - t  # bulk_load's exit indexes and flushes
-    out = {"write_s": write_s, "index_s": index_s, "build_s": write_s + index_s, "exact_topk_s": exact_s,
-           "wall_s": time.perf_counter() - t0}
+    out = {
+        "write_s": write_s,
+        "index_s": index_s,
+        "build_s": write_s + index_s,
+        "exact_topk_s": exact_s,
+        "wall_s": time.perf_counter() - t0,
+    }
     if incremental:  # the truth covers these points too
         spent = 0.0
         for start in range(n, n + incremental, CHUNK):
@@ -202,9 +208,13 @@ def measure(args: argparse.Namespace) -> dict:
             th.start()
         for th in threads:
             th.join()
-        out[name] = {"recall_at_10": float(np.mean(found)), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
-                     "sequential_rps": len(lat) / args.seconds,
-                     f"rps_{args.threads}_threads": done[0] / (time.perf_counter() - t)}
+        out[name] = {
+            "recall_at_10": float(np.mean(found)),
+            "p50_ms": _pct(lat, 50),
+            "p99_ms": _pct(lat, 99),
+            "sequential_rps": len(lat) / args.seconds,
+            f"rps_{args.threads}_threads": done[0] / (time.perf_counter() - t),
+        }
     out["rss_gib"] = rss()
     store.close()
     return out
@@ -238,25 +248,53 @@ def main() -> None:
         gen = Clustered(args.dim, args.seed)
         print(f"== {args.n} x {args.dim} into {folder}", flush=True)
         built = build(folder / "store", args.n, gen, gen.queries(args.queries), args.incremental)
-        print(f"built: written {built['write_s']:.1f}s + indexed {built['index_s']:.1f}s = {built['build_s']:.1f}s, "
-              f"{built['disk_gb']:.2f} GB on disk" + (f"; +{built['incremental']['points']} points indexed "
-                                                     f"incrementally in {built['incremental']['s']:.1f}s"
-                                                     if "incremental" in built else ""), flush=True)
-        child = subprocess.run([sys.executable, __file__, "--measure", "--folder", str(folder), "--dim", str(args.dim),
-                                "--queries", str(args.queries), "--seconds", str(args.seconds),
-                                "--threads", str(args.threads), "--seed", str(args.seed)],
-                               capture_output=True, text=True, env=os.environ)
+        print(
+            f"built: written {built['write_s']:.1f}s + indexed {built['index_s']:.1f}s = {built['build_s']:.1f}s, "
+            f"{built['disk_gb']:.2f} GB on disk"
+            + (
+                f"; +{built['incremental']['points']} points indexed incrementally in {built['incremental']['s']:.1f}s"
+                if "incremental" in built
+                else ""
+            ),
+            flush=True,
+        )
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                "--folder",
+                str(folder),
+                "--dim",
+                str(args.dim),
+                "--queries",
+                str(args.queries),
+                "--seconds",
+                str(args.seconds),
+                "--threads",
+                str(args.threads),
+                "--seed",
+                str(args.seed),
+            ],
+            capture_output=True,
+            text=True,
+            env=os.environ,
+        )
         if child.returncode:
             raise SystemExit(child.stderr)
         res = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"reopen {res['reopen_s']:.2f}s, first query {res['first_query_ms']:.1f} ms; resident "
-              f"{res['rss_gib']['VmRSS']:.2f} GiB (anonymous {res['rss_gib']['RssAnon']:.2f}, "
-              f"file-backed {res['rss_gib']['RssFile']:.2f})")
+        print(
+            f"reopen {res['reopen_s']:.2f}s, first query {res['first_query_ms']:.1f} ms; resident "
+            f"{res['rss_gib']['VmRSS']:.2f} GiB (anonymous {res['rss_gib']['RssAnon']:.2f}, "
+            f"file-backed {res['rss_gib']['RssFile']:.2f})"
+        )
         for name in ("plain", "filtered"):
             r = res[name]
-            print(f"{name:<9} recall@10 {r['recall_at_10']:.4f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                  f"{r['sequential_rps']:.0f} req/s sequential, {r[f'rps_{args.threads}_threads']:.0f} req/s "
-                  f"from {args.threads} threads")
+            print(
+                f"{name:<9} recall@10 {r['recall_at_10']:.4f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+                f"{r['sequential_rps']:.0f} req/s sequential, {r[f'rps_{args.threads}_threads']:.0f} req/s "
+                f"from {args.threads} threads"
+            )
         print(json.dumps({"n": args.n, "dim": args.dim, "build": built, "search": res}))
     finally:
         if tmp:

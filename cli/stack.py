@@ -15,8 +15,9 @@ from rich.table import Table
 from cli.checkout import CHECKOUT
 from service.settings import get_settings
 
-stack_app = typer.Typer(help="The development stack: Kafka (KRaft), PostgreSQL, Redis on loopback.",
-                        no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The development stack: Kafka (KRaft), PostgreSQL, Redis on loopback.", no_args_is_help=True
+)
 console = Console()
 
 Services = Annotated[list[str] | None, typer.Argument(help="kafka, postgres, redis (default: all)")]
@@ -29,8 +30,10 @@ def devstack() -> ModuleType:
         return importlib.import_module("devstack")
     except ModuleNotFoundError as e:
         if e.name != "devstack" or not (CHECKOUT / "devstack" / "__init__.py").is_file():
-            console.print("[red]keye stack needs a source checkout:[/red] this install has no devstack package "
-                          "(the development servers are not part of the wheel)")
+            console.print(
+                "[red]keye stack needs a source checkout:[/red] this install has no devstack package "
+                "(the development servers are not part of the wheel)"
+            )
             raise typer.Exit(2) from e
     sys.path.append(str(CHECKOUT))  # appended: installed packages still come first
     return importlib.import_module("devstack")

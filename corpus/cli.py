@@ -14,19 +14,27 @@ console = Console()
 
 
 @corpus_app.command("make")
-def make_cmd(out: Annotated[Path, typer.Argument(help="new folder for clips/, labels.jsonl and corpus.json")],
-             seed: Annotated[int, typer.Option(help="corpus seed: train 0..999, test 1000..1999, val 2000..2999")],
-             clips: Annotated[int, typer.Option(help="number of clips")] = 200,
-             split: Annotated[str, typer.Option(help="train, val or test")] = "test",
-             violating_share: Annotated[float | None, typer.Option(
-                 help="share of clips with a moderation cue (default: the platform-like 0.17; raise it for training)")] = None) -> None:
+def make_cmd(
+    out: Annotated[Path, typer.Argument(help="new folder for clips/, labels.jsonl and corpus.json")],
+    seed: Annotated[int, typer.Option(help="corpus seed: train 0..999, test 1000..1999, val 2000..2999")],
+    clips: Annotated[int, typer.Option(help="number of clips")] = 200,
+    split: Annotated[str, typer.Option(help="train, val or test")] = "test",
+    violating_share: Annotated[
+        float | None,
+        typer.Option(
+            help="share of clips with a moderation cue (default: the platform-like 0.17; raise it for training)"
+        ),
+    ] = None,
+) -> None:
     """Generate N clips of one split from a seed; the same seed always gives the same corpus."""
     from corpus.make import CorpusError, counts, make
     from service.logs import setup_logging
 
     setup_logging()
     try:
-        labels = make(out, seed, clips, split, **({} if violating_share is None else {"violating_share": violating_share}))
+        labels = make(
+            out, seed, clips, split, **({} if violating_share is None else {"violating_share": violating_share})
+        )
     except CorpusError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

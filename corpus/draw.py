@@ -71,8 +71,11 @@ def background(scene: str, w: int, h: int, rng: np.random.Generator) -> Image.Im
         d = ImageDraw.Draw(img)
         for i in range(3):
             x0 = int(w * (0.05 + 0.32 * i))
-            d.rectangle([x0, int(h * 0.05), x0 + int(w * 0.27), int(h * 0.25)], fill=_jitter((160, 110, 70), rng),
-                        outline=(90, 60, 40))
+            d.rectangle(
+                [x0, int(h * 0.05), x0 + int(w * 0.27), int(h * 0.25)],
+                fill=_jitter((160, 110, 70), rng),
+                outline=(90, 60, 40),
+            )
         tile = max(8, w // 10)
         a, b = _jitter((250, 250, 250), rng, 5), _jitter((60, 150, 150), rng)
         for ty in range(int(h * 0.55), h, tile):
@@ -114,8 +117,9 @@ def sprite(obj: str, rgb: RGB, s: int) -> Image.Image:
         d.ellipse(f(0.1, 0.1, 0.9, 0.9), fill=rgb, outline=ol, width=lw)
         d.arc(f(0.1, 0.35, 0.9, 0.65), 0, 180, fill=ol, width=lw)
     elif obj == "car":
-        d.polygon([tuple(f(0.25, 0.35)), tuple(f(0.7, 0.35)), tuple(f(0.82, 0.5)), tuple(f(0.15, 0.5))], fill=rgb,
-                  outline=ol)
+        d.polygon(
+            [tuple(f(0.25, 0.35)), tuple(f(0.7, 0.35)), tuple(f(0.82, 0.5)), tuple(f(0.15, 0.5))], fill=rgb, outline=ol
+        )
         d.rectangle(f(0.05, 0.5, 0.95, 0.72), fill=rgb, outline=ol, width=lw)
         for x in (0.25, 0.75):
             d.ellipse(f(x - 0.1, 0.62, x + 0.1, 0.82), fill=(20, 20, 20), outline=(200, 200, 200))
@@ -133,23 +137,35 @@ def sprite(obj: str, rgb: RGB, s: int) -> Image.Image:
         d.polygon([tuple(f(0.05, 0.47)), tuple(f(0.5, 0.08)), tuple(f(0.95, 0.47))], fill=(120, 40, 30), outline=ol)
         d.rectangle(f(0.42, 0.65, 0.58, 0.95), fill=(70, 45, 25))
     elif obj == "cup":
-        d.polygon([tuple(f(0.15, 0.2)), tuple(f(0.7, 0.2)), tuple(f(0.62, 0.9)), tuple(f(0.23, 0.9))], fill=rgb,
-                  outline=ol)
+        d.polygon(
+            [tuple(f(0.15, 0.2)), tuple(f(0.7, 0.2)), tuple(f(0.62, 0.9)), tuple(f(0.23, 0.9))], fill=rgb, outline=ol
+        )
         d.arc(f(0.55, 0.35, 0.9, 0.7), 270, 90, fill=ol if sum(rgb) > 200 else rgb, width=max(2, s // 16))
     elif obj == "phone":
         d.rounded_rectangle(f(0.28, 0.05, 0.72, 0.95), radius=max(2, s // 12), fill=rgb, outline=ol, width=lw)
         d.rectangle(f(0.32, 0.13, 0.68, 0.82), fill=(25, 30, 45))
     elif obj == "shoe":
-        d.polygon([tuple(f(0.1, 0.45)), tuple(f(0.4, 0.45)), tuple(f(0.55, 0.6)), tuple(f(0.9, 0.68)),
-                   tuple(f(0.92, 0.8)), tuple(f(0.08, 0.8))], fill=rgb, outline=ol)
+        d.polygon(
+            [
+                tuple(f(0.1, 0.45)),
+                tuple(f(0.4, 0.45)),
+                tuple(f(0.55, 0.6)),
+                tuple(f(0.9, 0.68)),
+                tuple(f(0.92, 0.8)),
+                tuple(f(0.08, 0.8)),
+            ],
+            fill=rgb,
+            outline=ol,
+        )
         d.rectangle(f(0.08, 0.8, 0.92, 0.87), fill=(240, 240, 240) if sum(rgb) < 600 else (40, 40, 40))
     elif obj == "bag":
         d.arc(f(0.3, 0.1, 0.7, 0.55), 180, 360, fill=ol, width=max(2, s // 18))
         d.rectangle(f(0.15, 0.33, 0.85, 0.9), fill=rgb, outline=ol, width=lw)
     elif obj == "bottle":
         d.rectangle(f(0.33, 0.35, 0.67, 0.95), fill=rgb, outline=ol, width=lw)
-        d.polygon([tuple(f(0.33, 0.36)), tuple(f(0.44, 0.2)), tuple(f(0.56, 0.2)), tuple(f(0.67, 0.36))], fill=rgb,
-                  outline=ol)
+        d.polygon(
+            [tuple(f(0.33, 0.36)), tuple(f(0.44, 0.2)), tuple(f(0.56, 0.2)), tuple(f(0.67, 0.36))], fill=rgb, outline=ol
+        )
         d.rectangle(f(0.43, 0.08, 0.57, 0.2), fill=(60, 60, 60))
     elif obj == "flower":
         d.line(f(0.5, 0.5, 0.5, 0.97), fill=(40, 140, 40), width=max(2, s // 20))
@@ -167,8 +183,7 @@ def sprite(obj: str, rgb: RGB, s: int) -> Image.Image:
 
 
 def _text(d: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int, fill: RGB, anchor: str = "mm") -> None:
-    d.text(xy, text, font=font(size), fill=fill, anchor=anchor, stroke_width=max(1, size // 12),
-           stroke_fill=(0, 0, 0))
+    d.text(xy, text, font=font(size), fill=fill, anchor=anchor, stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
 
 
 def word(overlay: Image.Image, text: str) -> None:
@@ -178,17 +193,29 @@ def word(overlay: Image.Image, text: str) -> None:
 
 
 def _knife(d: ImageDraw.ImageDraw, x: int, y: int, s: int) -> None:
-    d.polygon([(x, y), (x + int(s * 0.7), y - s // 8), (x + int(s * 0.7), y + s // 10)], fill=(200, 205, 210),
-              outline=(60, 60, 60))
+    d.polygon(
+        [(x, y), (x + int(s * 0.7), y - s // 8), (x + int(s * 0.7), y + s // 10)],
+        fill=(200, 205, 210),
+        outline=(60, 60, 60),
+    )
     d.rectangle([x + int(s * 0.7), y - s // 10, x + s, y + s // 12], fill=(40, 25, 15))
 
 
 def _gun(d: ImageDraw.ImageDraw, x: int, y: int, s: int) -> None:
     dark = (25, 25, 28)
     d.rectangle([x, y, x + s, y + s // 5], fill=dark)  # barrel + slide
-    d.polygon([(x + int(s * 0.62), y + s // 5), (x + int(s * 0.9), y + s // 5), (x + int(s * 0.98), y + int(s * 0.7)),
-               (x + int(s * 0.74), y + int(s * 0.7))], fill=dark)  # grip
-    d.arc([x + int(s * 0.45), y + s // 8, x + int(s * 0.68), y + int(s * 0.42)], 0, 180, fill=dark, width=max(2, s // 30))
+    d.polygon(
+        [
+            (x + int(s * 0.62), y + s // 5),
+            (x + int(s * 0.9), y + s // 5),
+            (x + int(s * 0.98), y + int(s * 0.7)),
+            (x + int(s * 0.74), y + int(s * 0.7)),
+        ],
+        fill=dark,
+    )  # grip
+    d.arc(
+        [x + int(s * 0.45), y + s // 8, x + int(s * 0.68), y + int(s * 0.42)], 0, 180, fill=dark, width=max(2, s // 30)
+    )
     d.ellipse([x - s // 14, y + s // 40, x + s // 14, y + s // 5 - s // 40], fill=(90, 90, 90))  # the muzzle
 
 
@@ -252,8 +279,11 @@ def cue(overlay: Image.Image, category: str, severity: int, rng: np.random.Gener
         if big:
             _figure(d, edge + int(w * 0.15), roof + int(h * 0.05), s, arms_up=True)
             for k in range(3):
-                d.line([edge + int(w * 0.05), roof - s + k * s // 3, edge + int(w * 0.1), roof - s + k * s // 3],
-                       fill=(255, 255, 255), width=2)
+                d.line(
+                    [edge + int(w * 0.05), roof - s + k * s // 3, edge + int(w * 0.1), roof - s + k * s // 3],
+                    fill=(255, 255, 255),
+                    width=2,
+                )
         else:
             _figure(d, edge - s // 5, roof, s, arms_up=False)
     elif category == "hate":
@@ -280,6 +310,7 @@ def watermark(img: Image.Image, text: str) -> Image.Image:
     """A near-duplicate's corner watermark, half transparent."""
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     w, h = img.size
-    ImageDraw.Draw(layer).text((int(w * 0.04), int(h * 0.03)), text, font=font(int(w * 0.07)),
-                               fill=(255, 255, 255, 150))
+    ImageDraw.Draw(layer).text(
+        (int(w * 0.04), int(h * 0.03)), text, font=font(int(w * 0.07)), fill=(255, 255, 255, 150)
+    )
     return Image.alpha_composite(img.convert("RGBA"), layer).convert("RGB")

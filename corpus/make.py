@@ -34,8 +34,10 @@ def check_request(out: Path, seed: int, clips: int, split: str) -> None:
         raise CorpusError(f"split must be one of {', '.join(SEED_RANGES)}, got {split!r}")
     r = SEED_RANGES[split]
     if seed not in r:
-        raise CorpusError(f"seed {seed} is not a {split} seed: {split} seeds are {r.start}..{r.stop - 1} "
-                          "(disjoint seed ranges keep the splits apart)")
+        raise CorpusError(
+            f"seed {seed} is not a {split} seed: {split} seeds are {r.start}..{r.stop - 1} "
+            "(disjoint seed ranges keep the splits apart)"
+        )
     if clips < 1:
         raise CorpusError(f"clips must be at least 1, got {clips}")
     if out.exists() and any(out.iterdir()):
@@ -55,13 +57,16 @@ def counts(clips: list[LabelledClip]) -> dict:
         "duplicates": sum(c.duplicate_of is not None for c in clips),
         "vp9": sum(c.codec == "vp9" for c in clips),
         "seconds": round(sum(c.duration_s for c in clips), 2),
-        "tags": dict(sorted(Counter(t.label for c in clips for t in {x.label: x for x in c.record.tags}.values()).items())),
+        "tags": dict(
+            sorted(Counter(t.label for c in clips for t in {x.label: x for x in c.record.tags}.values()).items())
+        ),
         "moderation": dict(sorted(cats.items())),
     }
 
 
-def make(out: str | Path, seed: int, clips: int, split: str,
-         violating_share: float = VIOLATING_SHARE) -> list[LabelledClip]:
+def make(
+    out: str | Path, seed: int, clips: int, split: str, violating_share: float = VIOLATING_SHARE
+) -> list[LabelledClip]:
     """Generate `clips` clips of `split` from `seed` into the new folder `out`; returns their labels."""
     out = Path(out)
     check_request(out, seed, clips, split)
@@ -77,8 +82,15 @@ def make(out: str | Path, seed: int, clips: int, split: str,
         if n % 25 == 0 or n == clips:
             log.info("corpus %s seed %d: %d/%d clips in %.1f s", split, seed, n, clips, time.monotonic() - started)
     write_labels(out, labels)
-    info = {"generator": GENERATOR_VERSION, "seed": seed, "split": split, "violating_share": violating_share, "seed_range": [
-        SEED_RANGES[split].start, SEED_RANGES[split].stop - 1], "concepts": {"tags": list(C.TAGS),
-        "moderation": list(C.MODERATION)}, "counts": counts(labels), "sha256": hashes}
+    info = {
+        "generator": GENERATOR_VERSION,
+        "seed": seed,
+        "split": split,
+        "violating_share": violating_share,
+        "seed_range": [SEED_RANGES[split].start, SEED_RANGES[split].stop - 1],
+        "concepts": {"tags": list(C.TAGS), "moderation": list(C.MODERATION)},
+        "counts": counts(labels),
+        "sha256": hashes,
+    }
     (out / CORPUS_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return labels

@@ -101,8 +101,16 @@ def _shot(rng: np.random.Generator, previous: str | None, cue: tuple[str, int] |
         if _allowed(colour, obj, cue, scene):
             break
     word = str(_pick(rng, C.WORDS)) if rng.random() < 0.3 else None
-    return ShotSpec(scene, obj, colour, str(_pick(rng, list(C.MOTIONS))), word, cue, float(rng.uniform(0.1, 0.5)),
-                    int(rng.integers(1 << 30)))
+    return ShotSpec(
+        scene,
+        obj,
+        colour,
+        str(_pick(rng, list(C.MOTIONS))),
+        word,
+        cue,
+        float(rng.uniform(0.1, 0.5)),
+        int(rng.integers(1 << 30)),
+    )
 
 
 def _force_novel(rng: np.random.Generator, shots: list[ShotSpec], cue_at: int | None) -> None:
@@ -114,7 +122,7 @@ def _force_novel(rng: np.random.Generator, shots: list[ShotSpec], cue_at: int | 
             shots[cue_at] = replace(shots[cue_at], scene=scenes[0])
             for j in (cue_at - 1, cue_at + 1):  # neighbours keep a different scene: every boundary shows
                 if 0 <= j < len(shots) and shots[j].scene == scenes[0]:
-                    near = {x.scene for x in shots[max(0, j - 1):j + 2]}
+                    near = {x.scene for x in shots[max(0, j - 1) : j + 2]}
                     shots[j] = replace(shots[j], scene=next(s for s in C.SCENES if s not in near))
             return
     i = int(rng.integers(len(shots)))
@@ -141,8 +149,21 @@ def plan_clip(split: str, seed: int, index: int, cue: tuple[str, int] | None = N
     if split == "test" and rng.random() < NOVEL_SHARE:
         _force_novel(rng, shots, cue_at)
     fades = tuple(i > 0 and bool(rng.random() < 0.3) for i in range(len(starts)))
-    return ClipPlan(f"{split}-s{seed}-{index:04d}", split, seed, index, width, height, fps, codec, frames,
-                    tuple(shots), tuple(starts), fades, novel=is_novel(shots))
+    return ClipPlan(
+        f"{split}-s{seed}-{index:04d}",
+        split,
+        seed,
+        index,
+        width,
+        height,
+        fps,
+        codec,
+        frames,
+        tuple(shots),
+        tuple(starts),
+        fades,
+        novel=is_novel(shots),
+    )
 
 
 def plan_duplicate(original: ClipPlan, split: str, seed: int, index: int) -> ClipPlan:
@@ -150,16 +171,27 @@ def plan_duplicate(original: ClipPlan, split: str, seed: int, index: int) -> Cli
     rng = clip_rng(split, seed, index)
     kinds = ["reencode", "crop", "watermark"] + (["speed"] if original.duration_s >= 3.0 else [])
     kind = str(_pick(rng, kinds))
-    t = Transform(kind, speed=float(_pick(rng, (1.25, 1.5))) if kind == "speed" else 1.0,
-                  crop=0.85 if kind == "crop" else 1.0)
+    t = Transform(
+        kind, speed=float(_pick(rng, (1.25, 1.5))) if kind == "speed" else 1.0, crop=0.85 if kind == "crop" else 1.0
+    )
     frames = math.floor(original.frames / t.speed)
     starts = tuple(math.ceil(s / t.speed - 1e-9) for s in original.starts)
     width, height = original.width, original.height
     if kind == "crop":
         width, height = 2 * round(width * t.crop / 2), 2 * round(height * t.crop / 2)
     crf = 36 if kind == "reencode" else original.crf
-    return replace(original, video_id=f"{split}-s{seed}-{index:04d}", index=index, width=width, height=height,
-                   frames=frames, starts=starts, crf=crf, duplicate_of=original, transform=t)
+    return replace(
+        original,
+        video_id=f"{split}-s{seed}-{index:04d}",
+        index=index,
+        width=width,
+        height=height,
+        frames=frames,
+        starts=starts,
+        crf=crf,
+        duplicate_of=original,
+        transform=t,
+    )
 
 
 def plan_corpus(split: str, seed: int, clips: int, violating_share: float = VIOLATING_SHARE) -> list[ClipPlan]:

@@ -106,15 +106,21 @@ def encode(p: ClipPlan, path: Path) -> None:
     and x264 without MB-tree, whose propagation read memory left over from earlier encodes in the
     process (the same clip came out differently depending on what the process had encoded before)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", format="webm" if p.codec == "vp9" else "mp4",
-                 options={"fflags": "+bitexact"}) as out:
+    with av.open(
+        str(path), mode="w", format="webm" if p.codec == "vp9" else "mp4", options={"fflags": "+bitexact"}
+    ) as out:
         if p.codec == "vp9":
-            stream = out.add_stream("libvpx-vp9", rate=Fraction(p.fps),
-                                    options={"crf": str(p.crf + 9), "b": "0", "deadline": "realtime",
-                                             "cpu-used": "8"})
+            stream = out.add_stream(
+                "libvpx-vp9",
+                rate=Fraction(p.fps),
+                options={"crf": str(p.crf + 9), "b": "0", "deadline": "realtime", "cpu-used": "8"},
+            )
         else:
-            stream = out.add_stream("libx264", rate=Fraction(p.fps),
-                                    options={"crf": str(p.crf), "preset": "veryfast", "x264-params": "mbtree=0"})
+            stream = out.add_stream(
+                "libx264",
+                rate=Fraction(p.fps),
+                options={"crf": str(p.crf), "preset": "veryfast", "x264-params": "mbtree=0"},
+            )
         stream.width, stream.height, stream.pix_fmt = p.width, p.height, "yuv420p"
         stream.codec_context.thread_count = 1
         stream.codec_context.time_base = Fraction(1, p.fps)

@@ -90,40 +90,65 @@ def _moderation(p: ClipPlan, ranges: list[tuple[float, float]]) -> Moderation:
             flags.setdefault(s.cue, []).append(Evidence(start_s=a, end_s=b, reason=C.CUES[s.cue[0]][s.cue[1]][1]))
     if not flags:
         return Moderation(status="clear")
-    return Moderation(status="flagged", categories=[CategoryFlag(category=c, severity=sev, confidence=1.0, evidence=ev)
-                                                    for (c, sev), ev in flags.items()])
+    return Moderation(
+        status="flagged",
+        categories=[
+            CategoryFlag(category=c, severity=sev, confidence=1.0, evidence=ev) for (c, sev), ev in flags.items()
+        ],
+    )
 
 
 def _products(p: ClipPlan, ranges: list[tuple[float, float]]) -> list[dict]:
-    seen = sorted({(s.obj, s.colour) for s in p.shots if C.OBJECTS[s.obj]}, key=lambda k: next(
-        i for i, s in enumerate(p.shots) if (s.obj, s.colour) == k))
+    seen = sorted(
+        {(s.obj, s.colour) for s in p.shots if C.OBJECTS[s.obj]},
+        key=lambda k: next(i for i, s in enumerate(p.shots) if (s.obj, s.colour) == k),
+    )
     out = []
     for obj, colour in seen:
         for a, b in _runs(ranges, [(s.obj, s.colour) == (obj, colour) for s in p.shots]):
-            out.append({"name": obj, "category": C.OBJECTS[obj], "attributes": {"colour": colour},
-                        "start_s": a, "end_s": b})
+            out.append(
+                {"name": obj, "category": C.OBJECTS[obj], "attributes": {"colour": colour}, "start_s": a, "end_s": b}
+            )
     return out
 
 
 def _tags(p: ClipPlan, ranges: list[tuple[float, float]]) -> list[TagScore]:
     labels = {label for s in p.shots for label in _labels(s)}
-    tags = [TagScore(label=label, score=1.0, start_s=a, end_s=b) for label in labels
-            for a, b in _runs(ranges, [label in _labels(s) for s in p.shots])]
+    tags = [
+        TagScore(label=label, score=1.0, start_s=a, end_s=b)
+        for label in labels
+        for a, b in _runs(ranges, [label in _labels(s) for s in p.shots])
+    ]
     return sorted(tags, key=lambda t: (t.start_s, t.label))
 
 
 def labelled(p: ClipPlan) -> LabelledClip:
     ranges = shot_ranges(p)
     facts = _facts(p, ranges)
-    shots = [Shot(start_s=a, end_s=b, transition_in=None if i == 0 else ("fade" if p.fades[i] else "cut"),
-                  scene=s.scene) for i, (s, (a, b)) in enumerate(zip(p.shots, ranges))]
+    shots = [
+        Shot(start_s=a, end_s=b, transition_in=None if i == 0 else ("fade" if p.fades[i] else "cut"), scene=s.scene)
+        for i, (s, (a, b)) in enumerate(zip(p.shots, ranges))
+    ]
     return LabelledClip(
-        video_id=p.video_id, file=f"clips/{p.video_id}.{p.ext}", split=p.split, seed=p.seed,
-        duration_s=_t(p.frames, p.fps), fps=float(p.fps), width=p.width, height=p.height, codec=p.codec,
+        video_id=p.video_id,
+        file=f"clips/{p.video_id}.{p.ext}",
+        split=p.split,
+        seed=p.seed,
+        duration_s=_t(p.frames, p.fps),
+        fps=float(p.fps),
+        width=p.width,
+        height=p.height,
+        codec=p.codec,
         shots=shots,
-        record=GroundTruth(tags=_tags(p, ranges), summary=_summary(p, facts), moderation=_moderation(p, ranges),
-                           products=_products(p, ranges)),
-        facts=facts, caption=_caption(p),
+        record=GroundTruth(
+            tags=_tags(p, ranges),
+            summary=_summary(p, facts),
+            moderation=_moderation(p, ranges),
+            products=_products(p, ranges),
+        ),
+        facts=facts,
+        caption=_caption(p),
         duplicate_of=p.duplicate_of.video_id if p.duplicate_of else None,
         duplicate_kind=p.transform.kind if p.transform else None,  # type: ignore[arg-type]
-        novel=p.novel)
+        novel=p.novel,
+    )

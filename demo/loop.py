@@ -49,8 +49,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The fine-tuning a triggered run does (KEYE_TRAIN_CONFIG): every weight, so a small model can learn
 # a category its vision tower was never trained to see.
-TRAIN_CONFIG: dict[str, Any] = {"full": True, "steps": 100, "batch_size": 4, "lr": 5e-4, "warmup_steps": 5,
-                                "eval_fraction": 0.1, "max_events": 5000}
+TRAIN_CONFIG: dict[str, Any] = {
+    "full": True,
+    "steps": 100,
+    "batch_size": 4,
+    "lr": 5e-4,
+    "warmup_steps": 5,
+    "eval_fraction": 0.1,
+    "max_events": 5000,
+}
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,9 @@ def labelled_set(out: Path, seed: int, category: str, with_: int, without: int, 
     if (out / LABELS_FILE).is_file():
         return out
     if seed not in SEED_RANGES[split]:
-        raise LoopError(f"seed {seed} is not a {split} seed ({SEED_RANGES[split].start}..{SEED_RANGES[split].stop - 1})")
+        raise LoopError(
+            f"seed {seed} is not a {split} seed ({SEED_RANGES[split].start}..{SEED_RANGES[split].stop - 1})"
+        )
     planned = 4 * (with_ + without)
     while True:  # plans are prefix-stable: a longer plan starts with the shorter one
         plans = [p for p in plan_corpus(split, seed, planned) if p.duplicate_of is None]
@@ -111,8 +120,13 @@ def labelled_set(out: Path, seed: int, category: str, with_: int, without: int, 
         if n % 25 == 0 or n == len(chosen):
             log.info("labelled set %s: %d/%d clips", out.name, n, len(chosen))
     write_labels(tmp, clips)
-    info = {"generator": GENERATOR_VERSION, "seed": seed, "split": split, "selection": {
-        "category": category, "with": with_, "without": without, "planned": planned}, "counts": counts(clips)}
+    info = {
+        "generator": GENERATOR_VERSION,
+        "seed": seed,
+        "split": split,
+        "selection": {"category": category, "with": with_, "without": without, "planned": planned},
+        "counts": counts(clips),
+    }
     (tmp / "corpus.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     tmp.rename(out)
     return out
@@ -160,8 +174,9 @@ class Processes:
 
     def start(self, name: str, args: list[str]) -> None:
         with (self.logs / f"{name}.log").open("ab") as out:
-            self.procs[name] = subprocess.Popen([sys.executable, *args], cwd=REPO, env=self.env, stdout=out,
-                                                stderr=subprocess.STDOUT)
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, *args], cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
         log.info("started %s (pid %d): %s", name, self.procs[name].pid, " ".join(args))
 
     def stop(self, name: str, timeout_s: float = 60.0) -> None:
@@ -200,8 +215,10 @@ def wait_for(what: str, condition: Callable[[], Any], procs: Processes, timeout_
             return got
         procs.check()
         time.sleep(every_s)
-    raise LoopError(f"timed out after {timeout_s:.0f} s waiting for {what}\n"
-                    + "\n".join(f"--- {n}\n{procs.tail(n)}" for n in procs.procs))
+    raise LoopError(
+        f"timed out after {timeout_s:.0f} s waiting for {what}\n"
+        + "\n".join(f"--- {n}\n{procs.tail(n)}" for n in procs.procs)
+    )
 
 
 def _reachable(settings: Settings, server_url: str) -> None:
@@ -233,8 +250,9 @@ def _database(server_url: str, name: str, drop: bool = False) -> str:
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if drop
-                                 else f'CREATE DATABASE "{name}"'))
+            conn.execute(
+                sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if drop else f'CREATE DATABASE "{name}"')
+            )
     finally:
         admin.dispose()
     return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -243,8 +261,15 @@ def _database(server_url: str, name: str, drop: bool = False) -> str:
 # ---- the loop ----------------------------------------------------------------------------------------
 
 
-def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, postgres_url: str | None = None,
-             out: Path | None = None, keep: bool = False) -> dict:
+def run_loop(
+    settings: Settings,
+    sizes: LoopSizes = LoopSizes(),
+    spec=None,
+    *,
+    postgres_url: str | None = None,
+    out: Path | None = None,
+    keep: bool = False,
+) -> dict:
     """The whole loop; returns the report (also written to `out`, default the run folder's report.json).
     `spec` is the keye-demo recipe (training.demo_spec.DEMO by default); the category is withheld from it.
     `postgres_url`: the server the loop's database is made on (default the stack's); `keep` keeps that
@@ -260,14 +285,28 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
     _reachable(settings, server)
     spec = (spec or DEMO).with_(withheld=(sizes.category,))
     root = (Path(settings.data_dir) / "demo-loop").resolve()
-    moderated, held_out = (labelled_set(root / "sets" / f"{kind}-s{seed}-{sizes.category}-{n_with}-{n_without}",
-                                        seed, sizes.category, n_with, n_without)
-                           for kind, seed, n_with, n_without in (
-                               ("moderated", sizes.moderated_seed, sizes.moderated_with, sizes.moderated_without),
-                               ("eval", sizes.eval_seed, sizes.eval_with, sizes.eval_without)))
+    moderated, held_out = (
+        labelled_set(
+            root / "sets" / f"{kind}-s{seed}-{sizes.category}-{n_with}-{n_without}",
+            seed,
+            sizes.category,
+            n_with,
+            n_without,
+        )
+        for kind, seed, n_with, n_without in (
+            ("moderated", sizes.moderated_seed, sizes.moderated_with, sizes.moderated_without),
+            ("eval", sizes.eval_seed, sizes.eval_with, sizes.eval_without),
+        )
+    )
     if sizes.rehearsal:  # what the variant learned from, minus the category: so the run forgets nothing else
-        rehearsal = labelled_set(root / "sets" / f"rehearsal-s{spec.train_seed}-no-{sizes.category}-{sizes.rehearsal}",
-                                 spec.train_seed, sizes.category, 0, sizes.rehearsal, split="train")
+        rehearsal = labelled_set(
+            root / "sets" / f"rehearsal-s{spec.train_seed}-no-{sizes.category}-{sizes.rehearsal}",
+            spec.train_seed,
+            sizes.category,
+            0,
+            sizes.rehearsal,
+            split="train",
+        )
         sizes = replace(sizes, train_config={**sizes.train_config, "replay_corpus": str(rehearsal)})
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
@@ -278,7 +317,9 @@ def run_loop(settings: Settings, sizes: LoopSizes = LoopSizes(), spec=None, *, p
     try:
         base = _served_variant(settings.model_copy(update={"database_url": database}), spec, sizes.category)
         stack_redis.up(redis_settings)
-        loop = _Loop(settings, sizes, base, moderated, held_out, run_dir, tag, database, stack_redis.url(redis_settings))
+        loop = _Loop(
+            settings, sizes, base, moderated, held_out, run_dir, tag, database, stack_redis.url(redis_settings)
+        )
         report = loop.run()
     finally:
         if loop is not None:
@@ -299,10 +340,9 @@ def _served_variant(settings: Settings, spec, category: str) -> Path:
     the loop's database as the active version, so the workers serve it and runs start from it."""
     from sqlmodel import Session
 
-    from stores.db import ModelVersion
+    from stores.db import ModelVersion, migrated_engine
     from training import registry
     from training.demo import ensure_demo
-    from stores.db import migrated_engine
 
     name = f"keye-demo-no-{category.replace('_', '-')}"
     log.info("1/5 the base model: %s, trained without %s clips", name, category)
@@ -323,11 +363,21 @@ def _served_variant(settings: Settings, spec, category: str) -> Path:
 
 
 class _Loop:
-    def __init__(self, settings: Settings, sizes: LoopSizes, base: Path, moderated: Path, held_out: Path,
-                 run_dir: Path, tag: str, database: str, redis_url: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sizes: LoopSizes,
+        base: Path,
+        moderated: Path,
+        held_out: Path,
+        run_dir: Path,
+        tag: str,
+        database: str,
+        redis_url: str,
+    ) -> None:
         from corpus.labels import load_labels
-        from stores.db import engine_from, migrate
         from service.settings import MODEL_ANALYSIS_CONFIG
+        from stores.db import engine_from, migrate
         from training.demo_spec import ANALYSIS_CONFIG
 
         own = base / MODEL_ANALYSIS_CONFIG  # the configuration the model was trained for
@@ -337,27 +387,60 @@ class _Loop:
         self.moderated_dir, self.held_out_dir = moderated, held_out
         self.moderated = load_labels(moderated)
         self.held_out = load_labels(held_out)
-        topics = {f"topic_{k}": f"{tag}.{v}" for k, v in (
-            ("ingest", "videos.ingest"), ("work", "videos.work"), ("analyzed", "videos.analyzed"),
-            ("flags", "moderation.flags"), ("feedback", "feedback.events"), ("dlq", "videos.dlq"))}
+        topics = {
+            f"topic_{k}": f"{tag}.{v}"
+            for k, v in (
+                ("ingest", "videos.ingest"),
+                ("work", "videos.work"),
+                ("analyzed", "videos.analyzed"),
+                ("flags", "moderation.flags"),
+                ("feedback", "feedback.events"),
+                ("dlq", "videos.dlq"),
+            )
+        }
         train_config = run_dir / "train-config.json"
         train_config.write_text(json.dumps(sizes.train_config, indent=1) + "\n", encoding="utf-8")
         self.port = free_port()
         roots = [str(moderated / "clips"), str(held_out / "clips")]
-        self.settings = settings.model_copy(update={
-            "model": str(base), "analysis_config": analysis_config, "data_dir": run_dir / "data", "database_url": database,
-            "qdrant_url": None, "qdrant_path": None, "redis_url": redis_url, "file_roots": [Path(r) for r in roots],
-            "train_trigger_examples": len(self.moderated), "train_config": train_config, "eval_corpus": held_out,
-            "eval_limit": len(self.held_out), **topics})
+        self.settings = settings.model_copy(
+            update={
+                "model": str(base),
+                "analysis_config": analysis_config,
+                "data_dir": run_dir / "data",
+                "database_url": database,
+                "qdrant_url": None,
+                "qdrant_path": None,
+                "redis_url": redis_url,
+                "file_roots": [Path(r) for r in roots],
+                "train_trigger_examples": len(self.moderated),
+                "train_config": train_config,
+                "eval_corpus": held_out,
+                "eval_limit": len(self.held_out),
+                **topics,
+            }
+        )
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYE_")}
-        env.update({"KEYE_MODEL": str(base), "KEYE_ANALYSIS_CONFIG": str(analysis_config),
-                    "KEYE_DATA_DIR": str(s.data_dir), "KEYE_DATABASE_URL": database, "KEYE_REDIS_URL": redis_url,
-                    "KEYE_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "KEYE_FILE_ROOTS": json.dumps(roots),
-                    "KEYE_TRAIN_TRIGGER_EXAMPLES": str(s.train_trigger_examples), "KEYE_TRAIN_CONFIG": str(train_config),
-                    "KEYE_EVAL_CORPUS": str(held_out), "KEYE_EVAL_LIMIT": str(s.eval_limit),
-                    "KEYE_EVAL_TOLERANCE": str(s.eval_tolerance), "KEYE_DEVICE": s.device, "KEYE_DTYPE": s.dtype,
-                    "PYTHONPATH": str(REPO), **{f"KEYE_{k.upper()}": v for k, v in topics.items()}})
+        env.update(
+            {
+                "KEYE_MODEL": str(base),
+                "KEYE_ANALYSIS_CONFIG": str(analysis_config),
+                "KEYE_DATA_DIR": str(s.data_dir),
+                "KEYE_DATABASE_URL": database,
+                "KEYE_REDIS_URL": redis_url,
+                "KEYE_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+                "KEYE_FILE_ROOTS": json.dumps(roots),
+                "KEYE_TRAIN_TRIGGER_EXAMPLES": str(s.train_trigger_examples),
+                "KEYE_TRAIN_CONFIG": str(train_config),
+                "KEYE_EVAL_CORPUS": str(held_out),
+                "KEYE_EVAL_LIMIT": str(s.eval_limit),
+                "KEYE_EVAL_TOLERANCE": str(s.eval_tolerance),
+                "KEYE_DEVICE": s.device,
+                "KEYE_DTYPE": s.dtype,
+                "PYTHONPATH": str(REPO),
+                **{f"KEYE_{k.upper()}": v for k, v in topics.items()},
+            }
+        )
         if s.kernels:
             env["KEYE_KERNELS"] = s.kernels
         self.procs = Processes(env, run_dir / "logs")
@@ -377,8 +460,9 @@ class _Loop:
     def api(self, method: str, path: str, key: str, **kw) -> dict:
         import httpx
 
-        r = httpx.request(method, f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {key}"},
-                          timeout=60, **kw)
+        r = httpx.request(
+            method, f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {key}"}, timeout=60, **kw
+        )
         if r.status_code >= 300:
             raise LoopError(f"{method} {path}: {r.status_code} {r.text[:500]}")
         return r.json() if r.content else {}
@@ -390,8 +474,10 @@ class _Loop:
 
         with self.session() as s:
             rows = {a.video_id: a for a in s.exec(select(Analysis).where(Analysis.video_id.in_(video_ids)))}
-            failed = {v.video_id: v.error for v in s.exec(select(Video).where(Video.video_id.in_(video_ids),
-                                                                               Video.status == "failed"))}
+            failed = {
+                v.video_id: v.error
+                for v in s.exec(select(Video).where(Video.video_id.in_(video_ids), Video.status == "failed"))
+            }
             for a in rows.values():
                 s.expunge(a)
         if failed:
@@ -402,8 +488,12 @@ class _Loop:
         ids = []
         for clip in clips:
             vid = prefix + clip.video_id
-            self.api("POST", "/v1/videos", key, json={"uri": (folder / clip.file).as_uri(), "video_id": vid,
-                                                       "title": f"clip {clip.video_id}"})
+            self.api(
+                "POST",
+                "/v1/videos",
+                key,
+                json={"uri": (folder / clip.file).as_uri(), "video_id": vid, "title": f"clip {clip.video_id}"},
+            )
             ids.append(vid)
         return ids
 
@@ -426,12 +516,21 @@ class _Loop:
         self.procs.start("api", ["-m", "cli.main", "api", "--port", str(self.port)])
         wait_for("the API", self._api_up, self.procs, 120)
 
-        log.info("2/5 %d held-out clips (%d showing %s) through ingest -> streams -> worker -> SQL/Qdrant",
-                 len(self.moderated), sizes.moderated_with, sizes.category)
+        log.info(
+            "2/5 %d held-out clips (%d showing %s) through ingest -> streams -> worker -> SQL/Qdrant",
+            len(self.moderated),
+            sizes.moderated_with,
+            sizes.category,
+        )
         ids = self.submit(self.ingest_key, self.moderated, self.moderated_dir)
         started = time.monotonic()
-        analyses = wait_for(f"{len(ids)} analyses", lambda: (a := self.analyses(ids)) and len(a) == len(ids) and a,
-                            self.procs, sizes.wait_s, every_s=2.0)
+        analyses = wait_for(
+            f"{len(ids)} analyses",
+            lambda: (a := self.analyses(ids)) and len(a) == len(ids) and a,
+            self.procs,
+            sizes.wait_s,
+            every_s=2.0,
+        )
         before_flags = self._flag_counts(analyses)
         log.info("analyzed %d clips in %.0f s by %s", len(ids), time.monotonic() - started, base_version)
 
@@ -439,8 +538,12 @@ class _Loop:
         events, acted = self._moderate(analyses)
         wait_for(f"the {events} feedback events stored", lambda: self._stored_events() >= events, self.procs, 300)
         run_id = wait_for("the trigger's training run", self._queued_run, self.procs, 120)
-        log.info("the streams app's trigger queued %s after %d events (threshold %d)", run_id, events,
-                 s.train_trigger_examples)
+        log.info(
+            "the streams app's trigger queued %s after %d events (threshold %d)",
+            run_id,
+            events,
+            s.train_trigger_examples,
+        )
 
         log.info("4/5 `keye train worker` fine-tunes %s and evaluates base and candidate", base_version)
         self.procs.start("train-worker", ["-m", "cli.main", "train", "worker"])
@@ -455,10 +558,15 @@ class _Loop:
             log.info("restarting the worker; it serves %s", version)
             self.procs.stop("worker")
             self.procs.start("worker", ["-m", "workers", "--group", f"{tag}-workers", "--batch-size", "1"])
-            checks = self.held_out[:sizes.served_checks]
+            checks = self.held_out[: sizes.served_checks]
             new_ids = self.submit(self.ingest_key, checks, self.held_out_dir, prefix="served-")
-            got = wait_for("the restarted worker's analyses", lambda: (a := self.analyses(new_ids)) and
-                           len(a) == len(new_ids) and a, self.procs, sizes.wait_s, every_s=2.0)
+            got = wait_for(
+                "the restarted worker's analyses",
+                lambda: (a := self.analyses(new_ids)) and len(a) == len(new_ids) and a,
+                self.procs,
+                sizes.wait_s,
+                every_s=2.0,
+            )
             served = {vid: a.model_version for vid, a in got.items()}
         return self._report(run, base_version, version, promotion, served, events, acted, before_flags)
 
@@ -474,8 +582,11 @@ class _Loop:
         truth = {c.video_id: {f.category for f in c.record.moderation.categories} for c in self.moderated}
         cat = self.sizes.category
         showing = [v for v in analyses if cat in truth[v]]
-        return {"clips": len(analyses), "showing": len(showing),
-                "flagged_showing": sum(a.moderation_status == "flagged" for v, a in analyses.items() if v in showing)}
+        return {
+            "clips": len(analyses),
+            "showing": len(showing),
+            "flagged_showing": sum(a.moderation_status == "flagged" for v, a in analyses.items() if v in showing),
+        }
 
     def _moderate(self, analyses: dict) -> tuple[int, dict[str, int]]:
         truth = {c.video_id: {f.category: f.severity for f in c.record.moderation.categories} for c in self.moderated}
@@ -491,8 +602,12 @@ class _Loop:
                 events += 1
                 acted["audit" if not flagged else act.decision["decision"]] += 1
             for category, severity in act.missed:
-                self.api("POST", case + "/missed", key, json={"category": category, "severity": severity,
-                                                               "note": f"missed: {category}"})
+                self.api(
+                    "POST",
+                    case + "/missed",
+                    key,
+                    json={"category": category, "severity": severity, "note": f"missed: {category}"},
+                )
                 events += 1
                 acted["missed"] += 1
         log.info("moderators: %s (%d feedback events)", acted, events)
@@ -537,16 +652,26 @@ class _Loop:
             except registry.PromotionRefused as e:
                 s.rollback()
                 log.warning("%s", e)
-                verdict = registry.gate(s, s.get(ModelVersion, version), registry.active_version(s),
-                                        self.settings.eval_tolerance)
+                verdict = registry.gate(
+                    s, s.get(ModelVersion, version), registry.active_version(s), self.settings.eval_tolerance
+                )
                 return {"promoted": False, **verdict}
             verdict = dict(row.metrics["promotion"])
             s.commit()
         log.info("promoted %s: %s", version, verdict["reason"])
         return {"promoted": True, **verdict}
 
-    def _report(self, run, base_version: str, version: str, promotion: dict, served: dict | None, events: int,
-                acted: dict, before_flags: dict) -> dict:
+    def _report(
+        self,
+        run,
+        base_version: str,
+        version: str,
+        promotion: dict,
+        served: dict | None,
+        events: int,
+        acted: dict,
+        before_flags: dict,
+    ) -> dict:
         from evaluation.store import latest
         from stores.db import ModelVersion
 
@@ -558,23 +683,53 @@ class _Loop:
         if any(r is None for r in reports.values()):
             raise LoopError(f"the run left no evaluation reports on {self.settings.eval_corpus} for both versions")
         before, after = (_figures(reports[v].report, cat) for v in (base_version, version))
-        return {"category": cat, "base_version": base_version, "version": version, "run_id": run.run_id,
-                "run": {"examples": run.examples, **{k: (run.metrics or {}).get(k) for k in (
-                    "events", "replayed", "steps", "train_loss_first", "train_loss_last", "eval_loss_base",
-                    "eval_loss", "seconds")}},
-                "train_config": self.sizes.train_config,
-                "moderation": {"clips": len(self.moderated), "events": events, "actions": acted,
-                               "trigger_threshold": self.settings.train_trigger_examples,
-                               "base_model_on_them": before_flags},
-                "eval_set": {**ev.get("dataset", {}), "showing": sum(
-                    any(f.category == cat for f in c.record.moderation.categories) for c in self.held_out)},
-                "before": before, "after": after, "promotion": promotion, "served": served}
+        return {
+            "category": cat,
+            "base_version": base_version,
+            "version": version,
+            "run_id": run.run_id,
+            "run": {
+                "examples": run.examples,
+                **{
+                    k: (run.metrics or {}).get(k)
+                    for k in (
+                        "events",
+                        "replayed",
+                        "steps",
+                        "train_loss_first",
+                        "train_loss_last",
+                        "eval_loss_base",
+                        "eval_loss",
+                        "seconds",
+                    )
+                },
+            },
+            "train_config": self.sizes.train_config,
+            "moderation": {
+                "clips": len(self.moderated),
+                "events": events,
+                "actions": acted,
+                "trigger_threshold": self.settings.train_trigger_examples,
+                "base_model_on_them": before_flags,
+            },
+            "eval_set": {
+                **ev.get("dataset", {}),
+                "showing": sum(any(f.category == cat for f in c.record.moderation.categories) for c in self.held_out),
+            },
+            "before": before,
+            "after": after,
+            "promotion": promotion,
+            "served": served,
+        }
 
 
 def _figures(report: dict, category: str) -> dict[str, float | None]:
     per = (report.get("moderation") or {}).get("per_category", {}).get(category) or {}
-    return {f"{category}.recall": per.get("recall"), f"{category}.precision": per.get("precision"),
-            **report["headline"]}
+    return {
+        f"{category}.recall": per.get("recall"),
+        f"{category}.precision": per.get("precision"),
+        **report["headline"],
+    }
 
 
 def table(report: dict):
@@ -583,9 +738,14 @@ def table(report: dict):
 
     from evaluation.table import fmt
 
-    t = Table("metric", f"before ({report['base_version']})", f"after ({report['version']})", "change",
-              title=f"feedback loop on {report['eval_set'].get('name')} ({report['eval_set'].get('videos')} clips, "
-                    f"{report['eval_set'].get('showing')} showing {report['category']})")
+    t = Table(
+        "metric",
+        f"before ({report['base_version']})",
+        f"after ({report['version']})",
+        "change",
+        title=f"feedback loop on {report['eval_set'].get('name')} ({report['eval_set'].get('videos')} clips, "
+        f"{report['eval_set'].get('showing')} showing {report['category']})",
+    )
     for name, b in report["before"].items():
         a = report["after"].get(name)
         change = f"{a - b:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "-"
@@ -595,12 +755,12 @@ def table(report: dict):
 
 def summary_lines(report: dict) -> list[str]:
     p, served = report["promotion"], report["served"]
-    lines = [f"moderators: {report['moderation']['actions']} -> {report['moderation']['events']} feedback events; "
-             f"the trigger (threshold {report['moderation']['trigger_threshold']}) queued {report['run_id']}",
-             f"promotion of {report['version']}: {'promoted' if p['promoted'] else 'refused'} ({p['reason']})"]
+    lines = [
+        f"moderators: {report['moderation']['actions']} -> {report['moderation']['events']} feedback events; "
+        f"the trigger (threshold {report['moderation']['trigger_threshold']}) queued {report['run_id']}",
+        f"promotion of {report['version']}: {'promoted' if p['promoted'] else 'refused'} ({p['reason']})",
+    ]
     if served:
         lines.append(f"the restarted worker's records: {served}")
     lines.append(f"report: {report.get('path')}")
     return lines
-
-

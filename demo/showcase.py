@@ -89,10 +89,15 @@ def held_out(home: Path, clips: int) -> Path:
 
 
 def demo_settings(settings: Settings, model: Path, home: Path) -> Settings:
-    return settings.model_copy(update={
-        "model": str(model), "analysis_config": model / MODEL_ANALYSIS_CONFIG,
-        "database_url": f"sqlite:///{(home / 'keye.db').resolve()}", "qdrant_url": None,
-        "qdrant_path": home / "qdrant"})
+    return settings.model_copy(
+        update={
+            "model": str(model),
+            "analysis_config": model / MODEL_ANALYSIS_CONFIG,
+            "database_url": f"sqlite:///{(home / 'keye.db').resolve()}",
+            "qdrant_url": None,
+            "qdrant_path": home / "qdrant",
+        }
+    )
 
 
 class _Done:
@@ -138,8 +143,9 @@ def _stored(engine, vectors, version: str, ids: Sequence[str]) -> dict[str, Anal
 
     out = {}
     with Session(engine) as session:
-        rows = session.exec(select(Analysis).where(Analysis.model_version == version,
-                                                   Analysis.video_id.in_(list(ids)))).all()
+        rows = session.exec(
+            select(Analysis).where(Analysis.model_version == version, Analysis.video_id.in_(list(ids)))
+        ).all()
     for row in rows:
         vector = vectors.vector(row.analysis_id)
         if vector is not None:
@@ -147,9 +153,16 @@ def _stored(engine, vectors, version: str, ids: Sequence[str]) -> dict[str, Anal
     return out
 
 
-def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFAULT_CLIPS,
-                 samples: Sequence[Path] = (), queries: Sequence[str] = FREE_QUERIES,
-                 console: Console | None = None, progress: bool = True) -> Showcase:
+def run_showcase(
+    settings: Settings,
+    *,
+    spec: DemoSpec = DEMO,
+    clips: int = DEFAULT_CLIPS,
+    samples: Sequence[Path] = (),
+    queries: Sequence[str] = FREE_QUERIES,
+    console: Console | None = None,
+    progress: bool = True,
+) -> Showcase:
     from evaluation.labelled import from_corpus
     from evaluation.models import analyzer_for
     from stores.db import engine_from, migrate
@@ -160,13 +173,17 @@ def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFA
     home = settings.data_dir / "demo"
     home.mkdir(parents=True, exist_ok=True)
     if (read_info(settings.data_dir / "models" / NAME) or {}).get("fingerprint") != spec.fingerprint():
-        console.print(f"training {NAME} once: its corpus, then {spec.steps} steps (the first run's long part; "
-                      "resumed if interrupted)")
+        console.print(
+            f"training {NAME} once: its corpus, then {spec.steps} steps (the first run's long part; "
+            "resumed if interrupted)"
+        )
     made = build_demo(settings, spec, NAME, progress=progress)
     s = demo_settings(settings, made.path, home)
     shown = Showcase(model=made.path, trained=not made.reused, corpus=held_out(home, clips))
-    console.print(f"[bold]{NAME}[/bold]: {made.path} ({'trained now' if shown.trained else 'cached'}); "
-                  f"held-out clips: {shown.corpus}")
+    console.print(
+        f"[bold]{NAME}[/bold]: {made.path} ({'trained now' if shown.trained else 'cached'}); "
+        f"held-out clips: {shown.corpus}"
+    )
     analyzer = analyzer_for(s, str(made.path))
     # a retrained keye-demo keeps its name: the records of another training are not reused
     done = _Done(home / "analyzed.json", f"{made.info['fingerprint']}@{made.info['created_at']}")
@@ -182,10 +199,14 @@ def run_showcase(settings: Settings, *, spec: DemoSpec = DEMO, clips: int = DEFA
             run.show_records()
             run.evaluate(evaluated, done.stamp)
             run.search(queries)
-            console.print(f"the API searches them too: KEYE_MODEL={NAME} KEYE_DATABASE_URL={s.resolved_database_url} "
-                          f"KEYE_QDRANT_PATH={s.resolved_qdrant_path} keye api, then POST /v1/search "
-                          '{"text": "..."} with a recommender key (keye create-key recommender, same variables)',
-                          highlight=False, markup=False, soft_wrap=True)
+            console.print(
+                f"the API searches them too: KEYE_MODEL={NAME} KEYE_DATABASE_URL={s.resolved_database_url} "
+                f"KEYE_QDRANT_PATH={s.resolved_qdrant_path} keye api, then POST /v1/search "
+                '{"text": "..."} with a recommender key (keye create-key recommender, same variables)',
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         finally:
             run.vectors.close()
     finally:
@@ -223,10 +244,10 @@ class _Run:
         """The held-out clips not analyzed yet, through the evaluation harness (the workers' batched
         path), stored a batch at a time (an interrupted run keeps what it stored); returns the
         harness's run of them (None when every clip was reused)."""
+        from analysis.stages import VideoProcessor
         from evaluation.harness import AnalyzerRun, run_analyzer
         from evaluation.labelled import LabelledSet
         from service.schemas import Submission, utcnow
-        from analysis.stages import VideoProcessor
 
         fresh = tuple(v for v in self.labelled.videos if v.video_id not in done.ids)
         if not fresh:
@@ -234,13 +255,15 @@ class _Run:
         processor = VideoProcessor(self.s, self.analyzer, self.engine, self.vectors)
         total = AnalyzerRun()
         for start in range(0, len(fresh), BATCH):
-            part = fresh[start:start + BATCH]
-            run = run_analyzer(self.analyzer, LabelledSet(self.labelled.name, part, self.labelled.roots), self.s,
-                               batch_size=BATCH)
+            part = fresh[start : start + BATCH]
+            run = run_analyzer(
+                self.analyzer, LabelledSet(self.labelled.name, part, self.labelled.roots), self.s, batch_size=BATCH
+            )
             for v in part:
                 if v.video_id in run.records:
-                    processor.persist(run.records[v.video_id], Submission(video_id=v.video_id, uri=v.uri,
-                                                                          submitted_at=utcnow()))
+                    processor.persist(
+                        run.records[v.video_id], Submission(video_id=v.video_id, uri=v.uri, submitted_at=utcnow())
+                    )
                     self.shown.analyzed.append(v.video_id)
                 else:
                     self.shown.failed[v.video_id] = run.errors.get(v.video_id, "failed")
@@ -259,8 +282,10 @@ class _Run:
         ids = [*self.names, *(v.video_id for v in self.labelled.videos)]
         shown.records = _stored(self.engine, self.vectors, self.version, ids)
         shown.reused = [i for i in ids if i in shown.records and i not in shown.analyzed]
-        self.console.print(f"stored in {self.s.resolved_database_url} and {self.s.resolved_qdrant_path}: "
-                           f"{len(shown.analyzed)} analyzed now, {len(shown.reused)} reused")
+        self.console.print(
+            f"stored in {self.s.resolved_database_url} and {self.s.resolved_qdrant_path}: "
+            f"{len(shown.analyzed)} analyzed now, {len(shown.reused)} reused"
+        )
         truth = {v.video_id: v for v in self.labelled.videos}
         for vid in ids:
             name = self.names.get(vid, vid)
@@ -272,21 +297,30 @@ class _Run:
     def evaluate(self, run, stamp: str) -> None:
         """keye-demo's report from its stored records, keye-tiny's from the harness under the same
         analysis configuration; each kept for the next run."""
+        from analysis.config import load_config
+        from demo import render
         from evaluation.report import build_report
         from evaluation.table import tables
-        from analysis.config import load_config
-
-        from demo import render
 
         config = load_config(self.s.analysis_config)
         labels = {"labels": self.labelled.dataset_id, "config": _digest(Path(self.s.analysis_config))}
-        records = {v.video_id: self.shown.records[v.video_id] for v in self.labelled.videos
-                   if v.video_id in self.shown.records}
+        records = {
+            v.video_id: self.shown.records[v.video_id] for v in self.labelled.videos if v.video_id in self.shown.records
+        }
         whole = run is not None and len(run.records) == len(self.labelled.videos)  # its cost is the whole set's
         builders = {
-            self.version: ({"model": self.version, "stamp": stamp, **labels}, lambda: build_report(
-                self.labelled, records, config=config, text_embed=self.analyzer.embed_text,
-                run=run if whole else None, model_version=self.version, prompt_version=self.analyzer.prompt_version)),
+            self.version: (
+                {"model": self.version, "stamp": stamp, **labels},
+                lambda: build_report(
+                    self.labelled,
+                    records,
+                    config=config,
+                    text_embed=self.analyzer.embed_text,
+                    run=run if whole else None,
+                    model_version=self.version,
+                    prompt_version=self.analyzer.prompt_version,
+                ),
+            ),
             BASELINE: ({"model": BASELINE, **labels}, lambda: self._baseline(config)),
         }
         for version, (key, build) in builders.items():
@@ -302,10 +336,16 @@ class _Run:
         from evaluation.harness import evaluate
         from evaluation.models import analyzer_for
 
-        self.console.print(f"evaluating {BASELINE} on the same clips under the same configuration (once: "
-                           "the report is kept)")
-        return evaluate(analyzer_for(self.s, BASELINE, self.s.analysis_config), self.labelled, self.s, config=config,
-                        progress=self._progress(BASELINE))
+        self.console.print(
+            f"evaluating {BASELINE} on the same clips under the same configuration (once: the report is kept)"
+        )
+        return evaluate(
+            analyzer_for(self.s, BASELINE, self.s.analysis_config),
+            self.labelled,
+            self.s,
+            config=config,
+            progress=self._progress(BASELINE),
+        )
 
     def search(self, queries: Sequence[str]) -> None:
         from demo import render
@@ -325,13 +365,19 @@ def _searches(s: Settings, engine, vectors, analyzer, labelled, queries: Sequenc
     from api.embedder import ModelTextEmbedder
     from api.search import SearchQuery, search
 
-    svc = Services(settings=s, engine=engine, vectors=vectors,
-                   embedder=ModelTextEmbedder(analyzer.model, analyzer.processor, analyzer.model_version))
+    svc = Services(
+        settings=s,
+        engine=engine,
+        vectors=vectors,
+        embedder=ModelTextEmbedder(analyzer.model, analyzer.processor, analyzer.model_version),
+    )
     asked = [Search(q, []) for q in queries]
-    asked += [Search(v.caption, [], v.video_id) for v in labelled.videos
-              if v.caption and v.duplicate_of is None][:CAPTION_QUERIES]
+    asked += [Search(v.caption, [], v.video_id) for v in labelled.videos if v.caption and v.duplicate_of is None][
+        :CAPTION_QUERIES
+    ]
     with Session(engine) as session:
         for q in asked:
-            q.hits = search(svc, session, SearchQuery(text=q.query, limit=TOP_K,
-                                                      model_version=analyzer.model_version)).hits
+            q.hits = search(
+                svc, session, SearchQuery(text=q.query, limit=TOP_K, model_version=analyzer.model_version)
+            ).hits
     return asked

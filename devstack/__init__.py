@@ -7,9 +7,9 @@ Qdrant needs no server here: the embedded default is qdrant-client's local mode.
 
 from __future__ import annotations
 
-from service.settings import Settings
 from devstack import kafka, postgres, redis
 from devstack.process import StackError
+from service.settings import Settings
 
 SERVICES = {"kafka": kafka, "postgres": postgres, "redis": redis}
 

@@ -14,8 +14,8 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from service.settings import Settings
 from devstack.process import StackError, port_open, read_pid, spawn_detached, stop_pid, wait_until
+from service.settings import Settings
 
 NAME = "kafka"
 
@@ -43,11 +43,21 @@ def classpath(s: Settings) -> str:
     p["classpath"].parent.mkdir(parents=True, exist_ok=True)
     pom = resources.files("devstack") / "kafka-pom.xml"
     with resources.as_file(pom) as pom_path:
-        cmd = ["mvn", "-q", "-B", "-f", str(pom_path), f"-Dkafka.version={s.kafka_version}",
-               "dependency:build-classpath", f"-Dmdep.outputFile={p['classpath']}"]
+        cmd = [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom_path),
+            f"-Dkafka.version={s.kafka_version}",
+            "dependency:build-classpath",
+            f"-Dmdep.outputFile={p['classpath']}",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
-        raise StackError(f"Maven could not resolve Kafka {s.kafka_version}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        raise StackError(
+            f"Maven could not resolve Kafka {s.kafka_version}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
     return p["classpath"].read_text().strip()
 
 
@@ -59,33 +69,36 @@ def _write_config(s: Settings) -> Path:
     p = _paths(s)
     port, cport = s.kafka_port, s.kafka_controller_port
     p["config"].parent.mkdir(parents=True, exist_ok=True)
-    p["config"].write_text("\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{cport}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        f"log.dirs={p['data']}",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=true",
-        "num.partitions=1",
-        "",
-    ]))
+    p["config"].write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{cport}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={p['data']}",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "num.partitions=1",
+                "",
+            ]
+        )
+    )
     return p["config"]
 
 
 def _java(cp: str, main: str, *args: str) -> list[str]:
     with resources.as_file(resources.files("devstack") / "log4j2.properties") as log_cfg:
-        return ["java", "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log_cfg}",
-                "-cp", cp, main, *args]
+        return ["java", "-Xms256m", "-Xmx768m", f"-Dlog4j2.configurationFile={log_cfg}", "-cp", cp, main, *args]
 
 
 def up(s: Settings) -> None:
@@ -100,8 +113,12 @@ def up(s: Settings) -> None:
     config = _write_config(s)
     if not (p["data"] / "meta.properties").exists():
         p["data"].mkdir(parents=True, exist_ok=True)
-        fmt = subprocess.run(_java(cp, "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                                   "-c", str(config)), capture_output=True, text=True, timeout=120)
+        fmt = subprocess.run(
+            _java(cp, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if fmt.returncode != 0:
             raise StackError(f"formatting Kafka's storage failed:\n{fmt.stdout}{fmt.stderr}")
     spawn_detached(_java(cp, "kafka.Kafka", str(config)), p["log"], p["pid"])

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from service.settings import Settings
 from devstack.process import StackError, port_open, read_pid, spawn_detached, stop_pid, wait_until
+from service.settings import Settings
 
 NAME = "postgres"
 DATABASE = "keye"
@@ -34,8 +34,12 @@ def _user() -> str | None:
 
 def _paths(s: Settings) -> dict[str, Path]:
     root = s.stack_dir.resolve()
-    return {"data": root / "postgres", "pid": root / "postgres.pid", "log": root / "logs" / "postgres.log",
-            "sock": root / "run"}
+    return {
+        "data": root / "postgres",
+        "pid": root / "postgres.pid",
+        "log": root / "logs" / "postgres.log",
+        "sock": root / "run",
+    }
 
 
 def url(s: Settings) -> str:
@@ -63,17 +67,35 @@ def up(s: Settings) -> None:
         os.chmod(p["data"], 0o700)
         reach = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-w", str(p["data"])])
         if reach.returncode != 0:
-            raise StackError(f"the postgres user cannot reach {p['data']}: make its parent folders "
-                             "traversable (chmod o+x) or set KEYE_STACK_DIR elsewhere")
+            raise StackError(
+                f"the postgres user cannot reach {p['data']}: make its parent folders "
+                "traversable (chmod o+x) or set KEYE_STACK_DIR elsewhere"
+            )
     if not (p["data"] / "PG_VERSION").exists():
         done = _run([_bin("initdb"), "-D", str(p["data"]), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         if done.returncode != 0:
             raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
     # Log to stderr, which spawn_detached appends to our log folder (the server user may not own it).
-    spawn_detached([_bin("postgres"), "-D", str(p["data"]), "-p", str(s.postgres_port),
-                    "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={p['sock']}",
-                    "-c", "fsync=off", "-c", "max_connections=200"],
-                   p["log"], p["pid"], user=_user())
+    spawn_detached(
+        [
+            _bin("postgres"),
+            "-D",
+            str(p["data"]),
+            "-p",
+            str(s.postgres_port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={p['sock']}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        p["log"],
+        p["pid"],
+        user=_user(),
+    )
     wait_until(lambda: _ready(s), 60, f"PostgreSQL on 127.0.0.1:{s.postgres_port}", p["log"])
     _ensure_database(s)
 
@@ -85,8 +107,9 @@ def _ready(s: Settings) -> bool:
 def _ensure_database(s: Settings) -> None:
     import psycopg
 
-    with psycopg.connect(f"host=127.0.0.1 port={s.postgres_port} user=postgres dbname=postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        f"host=127.0.0.1 port={s.postgres_port} user=postgres dbname=postgres", autocommit=True
+    ) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
             conn.execute(f"CREATE DATABASE {DATABASE}")
 

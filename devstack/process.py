@@ -32,19 +32,28 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, log: Path
         time.sleep(0.5)
     tail = ""
     if log is not None and log.exists():
-        tail = "\n--- last lines of " + str(log) + " ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        tail = (
+            "\n--- last lines of " + str(log) + " ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        )
     raise StackError(f"{what} did not become healthy within {timeout_s:.0f}s{tail}")
 
 
-def spawn_detached(cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None,
-                   user: str | None = None) -> int:
+def spawn_detached(
+    cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None, user: str | None = None
+) -> int:
     """Start a long-running server in its own session, so it outlives the `keye stack up` call."""
     log.parent.mkdir(parents=True, exist_ok=True)
     if user is not None:
         cmd = ["runuser", "-u", user, "--", *cmd]
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
     pidfile.write_text(str(proc.pid))
     return proc.pid
 

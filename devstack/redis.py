@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from service.settings import Settings
 from devstack.process import StackError, port_open, read_pid, spawn_detached, stop_pid, wait_until
+from service.settings import Settings
 
 NAME = "redis"
 
@@ -30,9 +30,27 @@ def up(s: Settings) -> None:
     if server is None:
         raise StackError("redis-server was not found; install the Debian package 'redis-server'")
     p["data"].mkdir(parents=True, exist_ok=True)
-    spawn_detached([server, "--bind", "127.0.0.1", "--port", str(s.redis_port), "--dir", str(p["data"]),
-                    "--daemonize", "no", "--protected-mode", "yes", "--save", "", "--appendonly", "no"],
-                   p["log"], p["pid"])
+    spawn_detached(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(s.redis_port),
+            "--dir",
+            str(p["data"]),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        p["log"],
+        p["pid"],
+    )
     wait_until(lambda: healthy(s), 30, f"Redis on 127.0.0.1:{s.redis_port}", p["log"])
 
 

@@ -13,12 +13,17 @@ from rich.console import Console
 
 from service.settings import get_settings
 
-eval_app = typer.Typer(help="Measure how right the analyzer is: labelled corpora, reviews, KC-MMBench.",
-                       no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Measure how right the analyzer is: labelled corpora, reviews, KC-MMBench.", no_args_is_help=True
+)
 console = Console()
 
-Model = Annotated[str | None, typer.Option(help="a registered version, preset or checkpoint folder "
-                                                "(default: the active version, as workers serve it)")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="a registered version, preset or checkpoint folder (default: the active version, as workers serve it)"
+    ),
+]
 Out = Annotated[Path, typer.Option(help="the JSON report (the sweep PNG goes beside it)")]
 Limit = Annotated[int | None, typer.Option(help="evaluate the first N videos only")]
 Store = Annotated[bool, typer.Option(help="keep the report with the model version in SQL")]
@@ -35,8 +40,11 @@ def _finish(report: dict, out: Path, store: bool) -> None:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
-    png = plot_sweep(report["moderation"]["sweep"], out.with_name(out.stem + "-sweep.png"),
-                     title=f"{report['model_version']}: moderation precision vs recall")
+    png = plot_sweep(
+        report["moderation"]["sweep"],
+        out.with_name(out.stem + "-sweep.png"),
+        title=f"{report['model_version']}: moderation precision vs recall",
+    )
     for t in tables(report):
         console.print(t)
     if store:
@@ -52,10 +60,10 @@ def _finish(report: dict, out: Path, store: bool) -> None:
 
 
 def _evaluate(labelled, model: str | None, batch_size: int, records: Path | None) -> dict:
+    from analysis.config import load_config
     from evaluation.harness import run_analyzer
     from evaluation.models import analyzer_for
     from evaluation.report import build_report
-    from analysis.config import load_config
 
     if not labelled.videos:
         raise typer.BadParameter("the labelled set is empty")
@@ -65,16 +73,28 @@ def _evaluate(labelled, model: str | None, batch_size: int, records: Path | None
     result = run_analyzer(analyzer, labelled, s, batch_size, progress=_progress)
     if records is not None:
         records.write_text("".join(r.model_dump_json() + "\n" for r in result.records.values()))
-    return build_report(labelled, result.records, config=load_config(s.analysis_config), text_embed=analyzer.embed_text,
-                        run=result, model_version=analyzer.model_version, prompt_version=analyzer.prompt_version)
+    return build_report(
+        labelled,
+        result.records,
+        config=load_config(s.analysis_config),
+        text_embed=analyzer.embed_text,
+        run=result,
+        model_version=analyzer.model_version,
+        prompt_version=analyzer.prompt_version,
+    )
 
 
 @eval_app.command("run")
-def run(corpus: Annotated[Path, typer.Argument(help="a `keye corpus make` folder", exists=True, file_okay=False)],
-        model: Model = None, out: Out = Path("eval-report.json"), limit: Limit = None,
-        split: Annotated[str | None, typer.Option(help="only this split (train, val, test)")] = None,
-        batch_size: Annotated[int, typer.Option(help="videos per analyzer batch, as a worker's")] = 4,
-        store: Store = True, records: Records = None) -> None:
+def run(
+    corpus: Annotated[Path, typer.Argument(help="a `keye corpus make` folder", exists=True, file_okay=False)],
+    model: Model = None,
+    out: Out = Path("eval-report.json"),
+    limit: Limit = None,
+    split: Annotated[str | None, typer.Option(help="only this split (train, val, test)")] = None,
+    batch_size: Annotated[int, typer.Option(help="videos per analyzer batch, as a worker's")] = 4,
+    store: Store = True,
+    records: Records = None,
+) -> None:
     """Analyze a labelled corpus as the workers do and report every task's accuracy."""
     from evaluation.labelled import from_corpus
 
@@ -82,17 +102,26 @@ def run(corpus: Annotated[Path, typer.Argument(help="a `keye corpus make` folder
 
 
 @eval_app.command("score")
-def score(corpus: Annotated[Path, typer.Argument(help="the corpus folder the records are of", exists=True, file_okay=False)],
-          records: Annotated[Path, typer.Argument(help="analysis records (JSON lines, e.g. from run --records)",
-                                                  exists=True, dir_okay=False)],
-          model: Annotated[str | None, typer.Option(help="the model whose text embedding turns captions into "
-                                                         "queries (no retrieval scores without it)")] = None,
-          out: Out = Path("eval-report.json"), limit: Limit = None,
-          split: Annotated[str | None, typer.Option()] = None, store: Store = False) -> None:
+def score(
+    corpus: Annotated[Path, typer.Argument(help="the corpus folder the records are of", exists=True, file_okay=False)],
+    records: Annotated[
+        Path, typer.Argument(help="analysis records (JSON lines, e.g. from run --records)", exists=True, dir_okay=False)
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="the model whose text embedding turns captions into queries (no retrieval scores without it)"
+        ),
+    ] = None,
+    out: Out = Path("eval-report.json"),
+    limit: Limit = None,
+    split: Annotated[str | None, typer.Option()] = None,
+    store: Store = False,
+) -> None:
     """Score stored analysis records against a corpus without analyzing again."""
+    from analysis.config import load_config
     from evaluation.labelled import from_corpus
     from evaluation.report import build_report
-    from analysis.config import load_config
     from service.schemas import AnalysisRecord
 
     rows = [AnalysisRecord.model_validate_json(line) for line in records.read_text().splitlines() if line.strip()]
@@ -102,25 +131,35 @@ def score(corpus: Annotated[Path, typer.Argument(help="the corpus folder the rec
     embed = None
     if model is not None:
         from analysis import embed_text
-
         from evaluation.models import load_model
 
         net, processor, _ = load_model(s, model)
         embed = partial(embed_text, net, processor)
-    report = build_report(from_corpus(corpus, split, limit), {r.video_id: r for r in rows},
-                          config=load_config(s.analysis_config), text_embed=embed, model_version=rows[0].model_version,
-                          prompt_version=rows[0].prompt_version)
+    report = build_report(
+        from_corpus(corpus, split, limit),
+        {r.video_id: r for r in rows},
+        config=load_config(s.analysis_config),
+        text_embed=embed,
+        model_version=rows[0].model_version,
+        prompt_version=rows[0].prompt_version,
+    )
     _finish(report, out, store)
 
 
 @eval_app.command("reviews")
-def reviews(model: Model = None, out: Out = Path("eval-reviews.json"), limit: Limit = None,
-            batch_size: Annotated[int, typer.Option()] = 4, store: Store = True, records: Records = None) -> None:
+def reviews(
+    model: Model = None,
+    out: Out = Path("eval-reviews.json"),
+    limit: Limit = None,
+    batch_size: Annotated[int, typer.Option()] = 4,
+    store: Store = True,
+    records: Records = None,
+) -> None:
     """Measure a model on your own traffic: the moderators' decisions and tag corrections as labels."""
     from sqlmodel import Session
 
-    from evaluation.reviews import from_reviews
     from analysis.config import load_config
+    from evaluation.reviews import from_reviews
     from stores.db import migrated_engine
 
     s = get_settings()
@@ -130,9 +169,12 @@ def reviews(model: Model = None, out: Out = Path("eval-reviews.json"), limit: Li
 
 
 @eval_app.command("kcmmbench")
-def kcmmbench(tsv: Annotated[Path, typer.Argument(help="a file in VLMEvalKit's TSV layout", exists=True, dir_okay=False)],
-              model: Model = None, out: Annotated[Path | None, typer.Option(help="the scores as JSON")] = None,
-              max_new_tokens: Annotated[int, typer.Option()] = 64) -> None:
+def kcmmbench(
+    tsv: Annotated[Path, typer.Argument(help="a file in VLMEvalKit's TSV layout", exists=True, dir_okay=False)],
+    model: Model = None,
+    out: Annotated[Path | None, typer.Option(help="the scores as JSON")] = None,
+    max_new_tokens: Annotated[int, typer.Option()] = 64,
+) -> None:
     """Score a KC-MMBench TSV: its `prediction` column, else the model's answers (written beside it)."""
     from rich.table import Table
 
@@ -158,4 +200,3 @@ def kcmmbench(tsv: Annotated[Path, typer.Argument(help="a file in VLMEvalKit's T
     console.print(table)
     if out is not None:
         out.write_text(json.dumps(scores, indent=1))
-

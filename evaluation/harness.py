@@ -49,8 +49,13 @@ class _TokenCounter:
         return self.analyze_many([(path, submission)])[0]
 
 
-def run_analyzer(analyzer, labelled: LabelledSet, settings: Settings, batch_size: int = 4,
-                 progress: Callable[[int, int], None] | None = None) -> AnalyzerRun:
+def run_analyzer(
+    analyzer,
+    labelled: LabelledSet,
+    settings: Settings,
+    batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+) -> AnalyzerRun:
     """Analyze every video of the set; a video that fails is recorded with its reason, never fatal
     (a store is never touched, so there is no outage to propagate)."""
     from analysis.stages import VideoProcessor
@@ -62,7 +67,7 @@ def run_analyzer(analyzer, labelled: LabelledSet, settings: Settings, batch_size
     works = [Submission(video_id=v.video_id, uri=v.uri, submitted_at=utcnow()) for v in labelled.videos]
     start = time.perf_counter()
     for i in range(0, len(works), batch_size):
-        batch = works[i:i + batch_size]
+        batch = works[i : i + batch_size]
         run.records.update(processor.analyze_many(batch))
         for w in batch:
             if w.video_id in run.records:
@@ -78,11 +83,25 @@ def run_analyzer(analyzer, labelled: LabelledSet, settings: Settings, batch_size
     return run
 
 
-def evaluate(analyzer, labelled: LabelledSet, settings: Settings, config=None, batch_size: int = 4,
-             progress: Callable[[int, int], None] | None = None, **score_options: Any) -> dict:
+def evaluate(
+    analyzer,
+    labelled: LabelledSet,
+    settings: Settings,
+    config=None,
+    batch_size: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    **score_options: Any,
+) -> dict:
     """Run and score: the report (see report.py for its keys)."""
     run = run_analyzer(analyzer, labelled, settings, batch_size, progress)
     embed = getattr(analyzer, "embed_text", None)
-    return build_report(labelled, run.records, config=config, text_embed=embed, run=run,
-                        model_version=analyzer.model_version, prompt_version=analyzer.prompt_version, **score_options)
-
+    return build_report(
+        labelled,
+        run.records,
+        config=config,
+        text_embed=embed,
+        run=run,
+        model_version=analyzer.model_version,
+        prompt_version=analyzer.prompt_version,
+        **score_options,
+    )

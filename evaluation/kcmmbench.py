@@ -117,20 +117,32 @@ def read_tsv(path: str | Path) -> list[Item]:
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if rows and not {"index", "question", "answer"} <= set(rows[0]):
-        raise ValueError(f"{path}: a KC-MMBench TSV needs the columns index, question and answer; "
-                         f"it has {sorted(rows[0])}")
+        raise ValueError(
+            f"{path}: a KC-MMBench TSV needs the columns index, question and answer; it has {sorted(rows[0])}"
+        )
     items = []
     for row in rows:
-        options = {k: row[k].strip() for k in sorted(row) if k and len(k) == 1 and k.isupper()
-                   and (row[k] or "").strip() and row[k].strip().lower() != "nan"}
+        options = {
+            k: row[k].strip()
+            for k in sorted(row)
+            if k and len(k) == 1 and k.isupper() and (row[k] or "").strip() and row[k].strip().lower() != "nan"
+        }
         images: list[bytes | str] = [base64.b64decode(c) for c in _cells(row.get("image", ""))]
         images += [str(path.parent / c) for c in _cells(row.get("image_path", ""))]
         video = (row.get("video") or row.get("video_path") or "").strip()
         question = " ".join(x for x in ((row.get("hint") or "").strip(), row["question"].strip()) if x and x != "nan")
-        items.append(Item(index=str(row["index"]), question=question, answer=str(row["answer"]).strip(),
-                          category=(row.get("category") or "").strip() or path.stem, options=options, images=images,
-                          video=str(path.parent / video) if video else None,
-                          prediction=row["prediction"] if "prediction" in row else None))
+        items.append(
+            Item(
+                index=str(row["index"]),
+                question=question,
+                answer=str(row["answer"]).strip(),
+                category=(row.get("category") or "").strip() or path.stem,
+                options=options,
+                images=images,
+                video=str(path.parent / video) if video else None,
+                prediction=row["prediction"] if "prediction" in row else None,
+            )
+        )
     return items
 
 
@@ -144,11 +156,16 @@ def score(items: Iterable[Item], predictions: dict[str, str]) -> dict:
             tally[key][1] += 1
             tally[key][2] += not extracted
         kinds[item.category] = item.kind
-    per = {c: {"accuracy": ratio(t[0], t[1]), "correct": t[0], "items": t[1], "unextracted": t[2], "kind": kinds[c]}
-           for c, t in sorted(tally.items()) if c != "overall"}
+    per = {
+        c: {"accuracy": ratio(t[0], t[1]), "correct": t[0], "items": t[1], "unextracted": t[2], "kind": kinds[c]}
+        for c, t in sorted(tally.items())
+        if c != "overall"
+    }
     o = tally["overall"]
-    return {"overall": {"accuracy": ratio(o[0], o[1]), "correct": o[0], "items": o[1], "unextracted": o[2]},
-            "per_category": per}
+    return {
+        "overall": {"accuracy": ratio(o[0], o[1]), "correct": o[0], "items": o[1], "unextracted": o[2]},
+        "per_category": per,
+    }
 
 
 class ModelAnswerer:
@@ -170,8 +187,9 @@ class ModelAnswerer:
         return self.processor.decode(out[0], skip_special_tokens=True).strip()
 
 
-def run(path: str | Path, answer: Callable[[Item], str] | None = None,
-        progress: Callable[[int, int], None] | None = None) -> tuple[dict, dict[str, str]]:
+def run(
+    path: str | Path, answer: Callable[[Item], str] | None = None, progress: Callable[[int, int], None] | None = None
+) -> tuple[dict, dict[str, str]]:
     """Score a TSV: its own `prediction` column, else the answers of `answer`. Returns the scores
     and the predictions (to write back next to the file)."""
     items = read_tsv(path)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from evaluation.text import FactItem
 from service.kafka import to_uri
-from service.schemas import MODERATION_CATEGORIES, AnalysisRecord, Moderation, Summary, TagScore, analysis_id_for, utcnow
+from service.schemas import (
+    MODERATION_CATEGORIES,
+    AnalysisRecord,
+    Moderation,
+    Summary,
+    TagScore,
+    analysis_id_for,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -30,12 +38,16 @@ class LabelledVideo:
 
     def labels(self) -> dict:
         """The ground truth as plain JSON (what the dataset id hashes)."""
-        return {"video_id": self.video_id, "duration_s": self.duration_s,
-                "tags": None if self.tags is None else [t.model_dump() for t in self.tags],
-                "moderation": None if self.moderation is None else self.moderation.model_dump(),
-                "summary": None if self.summary is None else self.summary.model_dump(),
-                "facts": [[list(f.objects), f.text] for f in self.facts], "caption": self.caption,
-                "duplicate_of": self.duplicate_of}
+        return {
+            "video_id": self.video_id,
+            "duration_s": self.duration_s,
+            "tags": None if self.tags is None else [t.model_dump() for t in self.tags],
+            "moderation": None if self.moderation is None else self.moderation.model_dump(),
+            "summary": None if self.summary is None else self.summary.model_dump(),
+            "facts": [[list(f.objects), f.text] for f in self.facts],
+            "caption": self.caption,
+            "duplicate_of": self.duplicate_of,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,18 +80,38 @@ def from_corpus(folder: str | Path, split: str | None = None, limit: int | None 
     clips = [c for c in load_labels(root) if split is None or c.split == split]
     if limit is not None:
         clips = clips[:limit]
-    videos = tuple(LabelledVideo(
-        video_id=c.video_id, uri=to_uri(str(root / c.file)), duration_s=c.duration_s, tags=tuple(c.record.tags),
-        moderation=c.record.moderation, summary=c.record.summary,
-        facts=tuple(_fact(f) for f in c.facts), caption=c.caption,
-        duplicate_of=c.duplicate_of) for c in clips)
+    videos = tuple(
+        LabelledVideo(
+            video_id=c.video_id,
+            uri=to_uri(str(root / c.file)),
+            duration_s=c.duration_s,
+            tags=tuple(c.record.tags),
+            moderation=c.record.moderation,
+            summary=c.record.summary,
+            facts=tuple(_fact(f) for f in c.facts),
+            caption=c.caption,
+            duplicate_of=c.duplicate_of,
+        )
+        for c in clips
+    )
     return LabelledSet(f"corpus:{root.name}" + (f"/{split}" if split else ""), videos, (root,))
 
 
 def truth_records(labelled: LabelledSet, model_version: str = "ground-truth") -> dict[str, AnalysisRecord]:
     """The labels as if an analyzer had answered them (a perfect model), for checking the metrics."""
-    return {v.video_id: AnalysisRecord(
-        analysis_id=analysis_id_for(v.video_id, model_version), video_id=v.video_id, model_version=model_version,
-        prompt_version="labels", duration_s=v.duration_s, frames_used=0, tags=list(v.tags or ()),
-        summary=v.summary or Summary(), moderation=v.moderation or Moderation(), embedding_dim=0,
-        created_at=utcnow()) for v in labelled.videos}
+    return {
+        v.video_id: AnalysisRecord(
+            analysis_id=analysis_id_for(v.video_id, model_version),
+            video_id=v.video_id,
+            model_version=model_version,
+            prompt_version="labels",
+            duration_s=v.duration_s,
+            frames_used=0,
+            tags=list(v.tags or ()),
+            summary=v.summary or Summary(),
+            moderation=v.moderation or Moderation(),
+            embedding_dim=0,
+            created_at=utcnow(),
+        )
+        for v in labelled.videos
+    }

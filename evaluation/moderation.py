@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analysis.config import Thresholds
 from evaluation.counts import Counts, mean, ratio
 from evaluation.ranges import iou
-from analysis.config import Thresholds
 from service.schemas import CategoryFlag, Moderation
 
 SWEEP_STEPS = 20  # confidence thresholds 0, 0.05, ..., 1
@@ -59,14 +59,25 @@ class _Tally:
 
     def as_dict(self) -> dict:
         c = self.counts
-        return {"precision": c.precision, "recall": c.recall, "f1": c.f1,
-                "leakage": ratio(c.fn, c.tp + c.fn), "overkill": ratio(c.fp, self.negatives),
-                "severity_accuracy": mean(self.severity_hits), "evidence_iou": mean(self.evidence),
-                "tp": c.tp, "fp": c.fp, "fn": c.fn, "support": c.tp + c.fn, "negatives": self.negatives}
+        return {
+            "precision": c.precision,
+            "recall": c.recall,
+            "f1": c.f1,
+            "leakage": ratio(c.fn, c.tp + c.fn),
+            "overkill": ratio(c.fp, self.negatives),
+            "severity_accuracy": mean(self.severity_hits),
+            "evidence_iou": mean(self.evidence),
+            "tp": c.tp,
+            "fp": c.fp,
+            "fn": c.fn,
+            "support": c.tp + c.fn,
+            "negatives": self.negatives,
+        }
 
 
-def _score(cases: Sequence[ModerationCase], categories: Sequence[str], severity: int,
-           confidence: float) -> tuple[dict[str, _Tally], _Tally]:
+def _score(
+    cases: Sequence[ModerationCase], categories: Sequence[str], severity: int, confidence: float
+) -> tuple[dict[str, _Tally], _Tally]:
     """Per-category tallies, and the video-level tally (flagged at all vs violating at all)."""
     per = {c: _Tally() for c in categories}
     videos = _Tally()
@@ -84,8 +95,9 @@ def _point(counts: Counts, confidence: float) -> dict:
     return {"confidence": round(confidence, 4), "precision": counts.precision, "recall": counts.recall}
 
 
-def sweep(cases: Sequence[ModerationCase], categories: Sequence[str], severity: int,
-          steps: int = SWEEP_STEPS) -> dict[str, list[dict]]:
+def sweep(
+    cases: Sequence[ModerationCase], categories: Sequence[str], severity: int, steps: int = SWEEP_STEPS
+) -> dict[str, list[dict]]:
     """Precision and recall of each category (and of videos overall) as the confidence threshold
     goes from 0 to 1 at the configured severity threshold."""
     curves: dict[str, list[dict]] = {c: [] for c in (*categories, "overall")}
@@ -106,7 +118,11 @@ def moderation_metrics(cases: Sequence[ModerationCase], categories: Sequence[str
     statuses = {s: 0 for s in ("clear", "needs_review", "flagged")}
     for case in cases:
         statuses[case.predicted.status] += 1
-    return {"thresholds": {"flag_severity": thresholds.flag_severity, "flag_confidence": thresholds.flag_confidence},
-            "overall": overall, "per_category": {name: t.as_dict() for name, t in per.items()},
-            "predicted_status": statuses, "sweep": sweep(cases, categories, thresholds.flag_severity),
-            "videos": len(cases)}
+    return {
+        "thresholds": {"flag_severity": thresholds.flag_severity, "flag_confidence": thresholds.flag_confidence},
+        "overall": overall,
+        "per_category": {name: t.as_dict() for name, t in per.items()},
+        "predicted_status": statuses,
+        "sweep": sweep(cases, categories, thresholds.flag_severity),
+        "videos": len(cases),
+    }

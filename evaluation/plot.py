@@ -14,7 +14,9 @@ def plot_sweep(sweep: dict[str, list[dict]], path: str | Path, title: str = "mod
     fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
     try:
         for name, points in sweep.items():
-            pts = [(p["recall"], p["precision"]) for p in points if p["recall"] is not None and p["precision"] is not None]
+            pts = [
+                (p["recall"], p["precision"]) for p in points if p["recall"] is not None and p["precision"] is not None
+            ]
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker=".", linewidth=2.5 if name == "overall" else 1.2, label=name)

@@ -75,12 +75,18 @@ def headline(report: Mapping[str, Any]) -> dict[str, float | None]:
     return {name: lookup(report, path) for name, (path, _) in HEADLINE.items()}
 
 
-def _retrieval(labelled: LabelledSet, records: Mapping[str, AnalysisRecord],
-               text_embed: Callable[[str], list[float]] | None, threshold: float) -> dict:
+def _retrieval(
+    labelled: LabelledSet,
+    records: Mapping[str, AnalysisRecord],
+    text_embed: Callable[[str], list[float]] | None,
+    threshold: float,
+) -> dict:
     embedded = [v for v in labelled.videos if v.video_id in records and records[v.video_id].embedding]
     if not embedded:
-        return {"text_to_video": text_to_video(np.zeros((0, 1)), [], np.zeros((0, 1))),
-                "near_duplicates": near_duplicates(np.zeros((0, 1)), [], threshold)}
+        return {
+            "text_to_video": text_to_video(np.zeros((0, 1)), [], np.zeros((0, 1))),
+            "near_duplicates": near_duplicates(np.zeros((0, 1)), [], threshold),
+        }
     vectors = np.array([records[v.video_id].embedding for v in embedded])
     group = groups({v.video_id: v.duplicate_of for v in labelled.videos})
     group_of = [group[v.video_id] for v in embedded]
@@ -100,11 +106,22 @@ def _retrieval(labelled: LabelledSet, records: Mapping[str, AnalysisRecord],
 def _cost(labelled: LabelledSet, run) -> dict:
     n = len(labelled.videos)
     if run is None:
-        return {"videos": n, "analyzed": None, "failed": None, "seconds": None, "videos_per_minute": None,
-                "generated_tokens_per_video": None}
-    return {"videos": n, "analyzed": len(run.records), "failed": len(run.errors), "seconds": round(run.seconds, 3),
-            "videos_per_minute": 60.0 * len(run.records) / run.seconds if run.seconds > 0 else None,
-            "generated_tokens_per_video": mean(run.generated_tokens.values())}
+        return {
+            "videos": n,
+            "analyzed": None,
+            "failed": None,
+            "seconds": None,
+            "videos_per_minute": None,
+            "generated_tokens_per_video": None,
+        }
+    return {
+        "videos": n,
+        "analyzed": len(run.records),
+        "failed": len(run.errors),
+        "seconds": round(run.seconds, 3),
+        "videos_per_minute": 60.0 * len(run.records) / run.seconds if run.seconds > 0 else None,
+        "generated_tokens_per_video": mean(run.generated_tokens.values()),
+    }
 
 
 def shuffled_labels(labelled: LabelledSet, config) -> dict[str, float | None]:
@@ -115,10 +132,17 @@ def shuffled_labels(labelled: LabelledSet, config) -> dict[str, float | None]:
     return build_report(labelled, shifted, config, with_baseline=False)["headline"]
 
 
-def build_report(labelled: LabelledSet, records: Mapping[str, AnalysisRecord], config=None,
-                 text_embed: Callable[[str], list[float]] | None = None, run=None, model_version: str = "unknown",
-                 prompt_version: str = "unknown", duplicate_threshold: float = DUPLICATE_SIMILARITY,
-                 with_baseline: bool = True) -> dict:
+def build_report(
+    labelled: LabelledSet,
+    records: Mapping[str, AnalysisRecord],
+    config=None,
+    text_embed: Callable[[str], list[float]] | None = None,
+    run=None,
+    model_version: str = "unknown",
+    prompt_version: str = "unknown",
+    duplicate_threshold: float = DUPLICATE_SIMILARITY,
+    with_baseline: bool = True,
+) -> dict:
     """Score `records` (video_id -> what the analyzer answered) against the labelled set."""
     from analysis.config import load_config
 
@@ -139,8 +163,13 @@ def build_report(labelled: LabelledSet, records: Mapping[str, AnalysisRecord], c
         if v.summary is not None:
             sum_cases.append(SummaryCase(v.summary, summ, v.facts))
     report = {
-        "report_version": REPORT_VERSION, "model_version": model_version, "prompt_version": prompt_version,
-        "created_at": utcnow().isoformat(), "dataset": labelled.describe(), "headline": {}, "shuffled_labels": {},
+        "report_version": REPORT_VERSION,
+        "model_version": model_version,
+        "prompt_version": prompt_version,
+        "created_at": utcnow().isoformat(),
+        "dataset": labelled.describe(),
+        "headline": {},
+        "shuffled_labels": {},
         "tags": tag_metrics(tag_cases),
         "moderation": moderation_metrics(mod_cases, cfg.categories, cfg.thresholds),
         "summary": summary_metrics(sum_cases),

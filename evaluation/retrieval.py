@@ -31,8 +31,9 @@ def groups(duplicate_of: Mapping[str, str | None]) -> dict[str, str]:
     return out
 
 
-def text_to_video(queries: np.ndarray, relevant: Sequence[set[int]], videos: np.ndarray,
-                  ks: Sequence[int] = KS, seed: int = 0) -> dict:
+def text_to_video(
+    queries: np.ndarray, relevant: Sequence[set[int]], videos: np.ndarray, ks: Sequence[int] = KS, seed: int = 0
+) -> dict:
     """Rank every video for each query by cosine similarity; `relevant[q]` are the row numbers of
     the videos that answer query q. Ties are broken in a fixed random order, so constant vectors
     score at chance instead of favouring the first rows."""

@@ -17,11 +17,11 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from evaluation.labelled import LabelledSet, LabelledVideo
-from analysis.config import AnalysisConfig
-from stores.db import Analysis, FeedbackRow, Review, Video
-from service.schemas import CategoryFlag, Evidence, Moderation, TagScore
 from analysis.answers import corrected_moderation, corrected_tags
+from analysis.config import AnalysisConfig
+from evaluation.labelled import LabelledSet, LabelledVideo
+from service.schemas import CategoryFlag, Evidence, Moderation, TagScore
+from stores.db import Analysis, FeedbackRow, Review, Video
 
 FINAL = ("confirm", "clear")
 
@@ -55,8 +55,9 @@ def _analysis(session: Session, video_id: str, events: list[tuple]) -> Analysis 
         row = session.get(Analysis, aid) if isinstance(aid, str) else None
         if row is not None:
             return row
-    return session.exec(select(Analysis).where(Analysis.video_id == video_id)
-                        .order_by(sa.desc(Analysis.created_at))).first()
+    return session.exec(
+        select(Analysis).where(Analysis.video_id == video_id).order_by(sa.desc(Analysis.created_at))
+    ).first()
 
 
 def _tags(record: dict, payloads: list[dict]) -> tuple[TagScore, ...]:
@@ -69,9 +70,16 @@ def _tags(record: dict, payloads: list[dict]) -> tuple[TagScore, ...]:
 
 def _moderation(cfg: AnalysisConfig, record: dict, payloads: list[dict]) -> Moderation:
     target = corrected_moderation(cfg, record, payloads)
-    flags = [CategoryFlag(category=f.category, severity=f.severity, confidence=1.0,
-                          evidence=[Evidence(start_s=a, end_s=b, reason=r) for a, b, r in f.evidence])
-             for f in target.flags if f.severity >= cfg.thresholds.flag_severity]
+    flags = [
+        CategoryFlag(
+            category=f.category,
+            severity=f.severity,
+            confidence=1.0,
+            evidence=[Evidence(start_s=a, end_s=b, reason=r) for a, b, r in f.evidence],
+        )
+        for f in target.flags
+        if f.severity >= cfg.thresholds.flag_severity
+    ]
     return Moderation(status="flagged" if flags else "clear", categories=flags)
 
 
@@ -88,10 +96,15 @@ def from_reviews(session: Session, cfg: AnalysisConfig, limit: int | None = None
         if analysis is None or video is None:
             continue  # nothing to correct, or nothing to fetch
         record = analysis.record or {}
-        videos.append(LabelledVideo(
-            video_id=vid, uri=video.uri, duration_s=analysis.duration_s,
-            tags=_tags(record, _in_order(corrections[vid])) if vid in corrections else None,
-            moderation=_moderation(cfg, record, _in_order(decisions[vid])) if vid in decisions else None))
+        videos.append(
+            LabelledVideo(
+                video_id=vid,
+                uri=video.uri,
+                duration_s=analysis.duration_s,
+                tags=_tags(record, _in_order(corrections[vid])) if vid in corrections else None,
+                moderation=_moderation(cfg, record, _in_order(decisions[vid])) if vid in decisions else None,
+            )
+        )
         if limit is not None and len(videos) >= limit:
             break
     return LabelledSet("reviews", tuple(videos))

@@ -23,8 +23,13 @@ class EvalReport(SQLModel, table=True):
 def save_report(session: Session, model_version: str, report: dict) -> EvalReport:
     """Keep `report` as one of `model_version`'s (the caller commits)."""
     d = report["dataset"]
-    row = EvalReport(model_version=model_version, dataset_id=d["id"], dataset_name=d["name"][:256], report=report,
-                     created_at=utcnow())
+    row = EvalReport(
+        model_version=model_version,
+        dataset_id=d["id"],
+        dataset_name=d["name"][:256],
+        report=report,
+        created_at=utcnow(),
+    )
     session.add(row)
     session.flush()
     return row

@@ -13,8 +13,12 @@ def fmt(x) -> str:
 
 def tables(report: dict, top_tags: int = 15) -> list[Table]:
     d = report["dataset"]
-    head = Table("metric", "value", "shuffled labels", title=f"{report['model_version']} on {d['name']} ({d['videos']} videos, "
-                                          f"labels {d['id']})")
+    head = Table(
+        "metric",
+        "value",
+        "shuffled labels",
+        title=f"{report['model_version']} on {d['name']} ({d['videos']} videos, labels {d['id']})",
+    )
     for name, value in report["headline"].items():
         head.add_row(name, fmt(value), fmt(report.get("shuffled_labels", {}).get(name)))
     c = report["cost"]
@@ -22,11 +26,23 @@ def tables(report: dict, top_tags: int = 15) -> list[Table]:
         head.add_row(f"cost.{key}", fmt(c[key]), "")
     m = report["moderation"]
     th = m["thresholds"]
-    mod = Table("category", "support", "precision", "recall", "leakage", "overkill", "severity acc", "evidence IoU",
-                title=f"moderation at severity >= {th['flag_severity']}, confidence >= {th['flag_confidence']}")
+    mod = Table(
+        "category",
+        "support",
+        "precision",
+        "recall",
+        "leakage",
+        "overkill",
+        "severity acc",
+        "evidence IoU",
+        title=f"moderation at severity >= {th['flag_severity']}, confidence >= {th['flag_confidence']}",
+    )
     for name, row in [("overall (videos)", m["overall"]), *m["per_category"].items()]:
-        mod.add_row(name, fmt(row["support"]), *(fmt(row[k]) for k in ("precision", "recall", "leakage", "overkill",
-                                                                       "severity_accuracy", "evidence_iou")))
+        mod.add_row(
+            name,
+            fmt(row["support"]),
+            *(fmt(row[k]) for k in ("precision", "recall", "leakage", "overkill", "severity_accuracy", "evidence_iou")),
+        )
     tags = Table("tag", "support", "precision", "recall", "f1", "temporal IoU", title="tags (most frequent)")
     per = sorted(report["tags"]["per_tag"].items(), key=lambda kv: -kv[1]["support"])[:top_tags]
     for label, row in per:

@@ -48,5 +48,10 @@ def tag_metrics(cases: Sequence[TagCase]) -> dict:
             if label in truth and label in pred:
                 ious[label].append(iou(pred[label], truth[label]))
     per_tag = {label: {**counts.as_dict(), "temporal_iou": mean(ious[label])} for label, counts in per.items()}
-    return {"micro": micro.as_dict(), "macro_f1": mean(p["f1"] for p in per_tag.values()),
-            "temporal_iou": mean(v for vs in ious.values() for v in vs), "per_tag": per_tag, "videos": len(cases)}
+    return {
+        "micro": micro.as_dict(),
+        "macro_f1": mean(p["f1"] for p in per_tag.values()),
+        "temporal_iou": mean(v for vs in ious.values() for v in vs),
+        "per_tag": per_tag,
+        "videos": len(cases),
+    }

@@ -79,7 +79,11 @@ def fact_scores(predicted: Summary, facts: Sequence[FactItem]) -> tuple[float | 
 def summary_metrics(cases: Sequence[SummaryCase]) -> dict:
     per_field = {f: mean(rouge_l(getattr(c.predicted, f), getattr(c.reference, f)) for c in cases) for f in FIELDS}
     scores = [fact_scores(c.predicted, c.facts) for c in cases]
-    return {"rouge_l": mean(per_field.values()), "rouge_l_by_field": per_field,
-            "fact_recall": mean(s[0] for s in scores), "object_recall": mean(s[1] for s in scores),
-            "empty_predictions": sum(not any(getattr(c.predicted, f).strip() for f in FIELDS) for c in cases),
-            "videos": len(cases)}
+    return {
+        "rouge_l": mean(per_field.values()),
+        "rouge_l_by_field": per_field,
+        "fact_recall": mean(s[0] for s in scores),
+        "object_recall": mean(s[1] for s in scores),
+        "empty_predictions": sum(not any(getattr(c.predicted, f).strip() for f in FIELDS) for c in cases),
+        "videos": len(cases),
+    }

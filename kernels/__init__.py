@@ -14,15 +14,33 @@ import importlib
 
 import torch
 
-from . import attention, cross_entropy, decode_attention as _decode, gelu, layer_norm as _ln
-from . import qk_norm_rope as _qkr, rms_norm as _rms, swiglu as _swiglu, vision_rope as _vr
+from . import attention, cross_entropy, gelu
+from . import decode_attention as _decode
+from . import layer_norm as _ln
+from . import qk_norm_rope as _qkr
+from . import rms_norm as _rms
+from . import swiglu as _swiglu
+from . import vision_rope as _vr
 from .dispatch import backend, interpreting, use_triton
 from .errors import KernelBackendError, KernelError, KernelInputError
 
 __all__ = [
-    "backend", "interpreting", "KernelError", "KernelBackendError", "KernelInputError",
-    "rms_norm", "add_rms_norm", "qk_norm_rope", "vision_rope", "layer_norm", "gelu_tanh", "swiglu",
-    "varlen_attention", "decode_attention", "fused_linear_cross_entropy", "fused_linear_logprobs",
+    "backend",
+    "interpreting",
+    "KernelError",
+    "KernelBackendError",
+    "KernelInputError",
+    "rms_norm",
+    "add_rms_norm",
+    "qk_norm_rope",
+    "vision_rope",
+    "layer_norm",
+    "gelu_tanh",
+    "swiglu",
+    "varlen_attention",
+    "decode_attention",
+    "fused_linear_cross_entropy",
+    "fused_linear_logprobs",
 ]
 
 
@@ -40,12 +58,15 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return impl(x, weight, eps) if impl else _rms.rms_norm_torch(x, weight, eps)
 
 
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
-                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     _rms._check(x, weight)
     if not isinstance(residual, torch.Tensor) or x.shape != residual.shape or x.dtype != residual.dtype:
-        raise KernelInputError(f"x and residual must match in shape and dtype, got {tuple(x.shape)} {x.dtype} and "
-                               f"{tuple(getattr(residual, 'shape', ()))} {getattr(residual, 'dtype', type(residual).__name__)}")
+        raise KernelInputError(
+            f"x and residual must match in shape and dtype, got {tuple(x.shape)} {x.dtype} and "
+            f"{tuple(getattr(residual, 'shape', ()))} {getattr(residual, 'dtype', type(residual).__name__)}"
+        )
     impl = _triton("rms_norm", "add_rms_norm", x, residual, weight)
     return impl(x, residual, weight, eps) if impl else _rms.add_rms_norm_torch(x, residual, weight, eps)
 
@@ -80,12 +101,14 @@ def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return (impl or _swiglu.swiglu_torch)(gate, up)
 
 
-def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q: int, max_seqlen_k: int,
-                     causal: bool, scale: float) -> torch.Tensor:
+def varlen_attention(
+    q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q: int, max_seqlen_k: int, causal: bool, scale: float
+) -> torch.Tensor:
     attention._check(q, k, v, cu_seqlens_q, cu_seqlens_k)
     impl = _triton("attention", "varlen_attention", q, k, v, cu_seqlens_q, cu_seqlens_k)
     return (impl or attention.varlen_attention_torch)(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, scale)
+        q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, scale
+    )
 
 
 def decode_attention(q, k_cache, v_cache, cache_seqlens, scale: float) -> torch.Tensor:
@@ -94,8 +117,9 @@ def decode_attention(q, k_cache, v_cache, cache_seqlens, scale: float) -> torch.
     return (impl or _decode.decode_attention_torch)(q, k_cache, v_cache, cache_seqlens, scale)
 
 
-def fused_linear_cross_entropy(hidden, weight, targets, ignore_index: int = -100,
-                               chunk_size: int = cross_entropy.DEFAULT_CHUNK) -> torch.Tensor:
+def fused_linear_cross_entropy(
+    hidden, weight, targets, ignore_index: int = -100, chunk_size: int = cross_entropy.DEFAULT_CHUNK
+) -> torch.Tensor:
     cross_entropy._check(hidden, weight, targets, ignore_index, chunk_size)
     rows = _triton("cross_entropy", "rows_triton", hidden, weight, targets) or cross_entropy.rows_torch
     return cross_entropy.fused_linear_cross_entropy_with(rows, hidden, weight, targets, ignore_index, chunk_size)

@@ -35,9 +35,31 @@ def _config(dtype: torch.dtype, kernel: str) -> dict:
 
 
 @triton.jit
-def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_t, so_h, n_heads,
-              D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr, GROUP_P: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _attn_fwd(
+    Q,
+    K,
+    V,
+    O,
+    LSE,
+    CU_Q,
+    CU_K,
+    qk_scale,
+    sq_t,
+    sq_h,
+    sk_t,
+    sk_h,
+    so_t,
+    so_h,
+    n_heads,
+    D,
+    GROUP,
+    CAUSAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+    GROUP_P: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     # One program: BLOCK_M queries x all GROUP q heads of one kv head, as BLOCK_M * GROUP_P tile
     # rows (row = query * GROUP_P + head in group), so each K/V block is loaded once per group.
     m_block, seg, kvh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -59,8 +81,9 @@ def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
-    q = tl.load(q_base + (offs_m * sq_t + g * sq_h)[:, None] + offs_d[None, :],
-                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    q = tl.load(
+        q_base + (offs_m * sq_t + g * sq_h)[:, None] + offs_d[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0
+    )
     m_i = tl.full((BLOCK_M * GROUP_P,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M * GROUP_P,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M * GROUP_P, BLOCK_D), dtype=tl.float32)
@@ -88,17 +111,43 @@ def _attn_fwd(Q, K, V, O, LSE, CU_Q, CU_K, qk_scale, sq_t, sq_h, sk_t, sk_h, so_
     empty = l_i == 0.0  # a query that sees no key outputs zeros
     safe_l = tl.where(empty, 1.0, l_i)
     out = acc / safe_l[:, None]
-    tl.store(o_base + (offs_m * so_t + g * so_h)[:, None] + offs_d[None, :], out.to(O.dtype.element_ty),
-             mask=row_ok[:, None] & d_ok[None, :])
+    tl.store(
+        o_base + (offs_m * so_t + g * so_h)[:, None] + offs_d[None, :],
+        out.to(O.dtype.element_ty),
+        mask=row_ok[:, None] & d_ok[None, :],
+    )
     # +inf for empty rows makes every backward probability exp2(s - lse) exactly 0.
     lse = tl.where(empty, float("inf"), m_i + tl.log2(safe_l))
     tl.store(LSE + q0 * n_heads + kvh * GROUP + offs_m * n_heads + g, lse, mask=row_ok)
 
 
 @triton.jit
-def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_scale,
-                   sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _attn_bwd_dkdv(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DK,
+    DV,
+    CU_Q,
+    CU_K,
+    qk_scale,
+    sm_scale,
+    sq_t,
+    sq_h,
+    sk_t,
+    sk_h,
+    n_heads,
+    D,
+    GROUP,
+    CAUSAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     n_block, seg, kvh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     q0 = tl.load(CU_Q + seg).to(tl.int64)  # token * stride can pass 2**31 on long packs
     lq = tl.load(CU_Q + seg + 1) - q0
@@ -150,9 +199,31 @@ def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DK, DV, CU_Q, CU_K, qk_scale, sm_sca
 
 
 @triton.jit
-def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DQ, CU_Q, CU_K, qk_scale, sm_scale,
-                 sq_t, sq_h, sk_t, sk_h, n_heads, D, GROUP, CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _attn_bwd_dq(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DQ,
+    CU_Q,
+    CU_K,
+    qk_scale,
+    sm_scale,
+    sq_t,
+    sq_h,
+    sk_t,
+    sk_h,
+    n_heads,
+    D,
+    GROUP,
+    CAUSAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     m_block, seg, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     q0 = tl.load(CU_Q + seg).to(tl.int64)  # token * stride can pass 2**31 on long packs
     lq = tl.load(CU_Q + seg + 1) - q0
@@ -222,9 +293,30 @@ class _VarlenAttention(torch.autograd.Function):
         block_d = max(16, triton.next_power_of_2(d))
         if tq and n_seg and max_q > 0:
             grid = (triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hkv)
-            _attn_fwd[grid](q, k, v, o, lse, cu_q, cu_k, scale * LOG2E, q.stride(0), q.stride(1),
-                            k.stride(0), k.stride(1), o.stride(0), o.stride(1), hq, d, group,
-                            CAUSAL=causal, PRECISION=_precision(q), GROUP_P=group_p, BLOCK_D=block_d, **cfg)
+            _attn_fwd[grid](
+                q,
+                k,
+                v,
+                o,
+                lse,
+                cu_q,
+                cu_k,
+                scale * LOG2E,
+                q.stride(0),
+                q.stride(1),
+                k.stride(0),
+                k.stride(1),
+                o.stride(0),
+                o.stride(1),
+                hq,
+                d,
+                group,
+                CAUSAL=causal,
+                PRECISION=_precision(q),
+                GROUP_P=group_p,
+                BLOCK_D=block_d,
+                **cfg,
+            )
         ctx.save_for_backward(q, k, v, o, lse, cu_q, cu_k)
         ctx.meta = (max_q, max_k, causal, scale)
         return o
@@ -245,16 +337,27 @@ class _VarlenAttention(torch.autograd.Function):
         if n_seg and max_k > 0 and k.shape[0]:
             cfg = _config(q.dtype, "dkdv")
             _attn_bwd_dkdv[(triton.cdiv(max_k, cfg["BLOCK_N"]), n_seg, hkv)](
-                q, k, v, do, lse, delta, dk, dv, cu_q, cu_k, *args, **common, **cfg)
+                q, k, v, do, lse, delta, dk, dv, cu_q, cu_k, *args, **common, **cfg
+            )
         if n_seg and max_q > 0 and tq:
             cfg = _config(q.dtype, "dq")
             _attn_bwd_dq[(triton.cdiv(max_q, cfg["BLOCK_M"]), n_seg, hq)](
-                q, k, v, do, lse, delta, dq, cu_q, cu_k, *args, **common, **cfg)
+                q, k, v, do, lse, delta, dq, cu_q, cu_k, *args, **common, **cfg
+            )
         return dq, dk, dv, None, None, None, None, None, None
 
 
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal, scale):
     _check_max_seqlen(cu_seqlens_q, max_seqlen_q, "max_seqlen_q")
     _check_max_seqlen(cu_seqlens_k, max_seqlen_k, "max_seqlen_k")
-    return _VarlenAttention.apply(q, k, v, cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous(),
-                                  int(max_seqlen_q), int(max_seqlen_k), bool(causal), float(scale))
+    return _VarlenAttention.apply(
+        q,
+        k,
+        v,
+        cu_seqlens_q.contiguous(),
+        cu_seqlens_k.contiguous(),
+        int(max_seqlen_q),
+        int(max_seqlen_k),
+        bool(causal),
+        float(scale),
+    )

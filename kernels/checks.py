@@ -19,8 +19,10 @@ def require_float(name: str, t: torch.Tensor) -> None:
 
 def require_cu_seqlens(name: str, cu: torch.Tensor) -> None:
     """Offsets tensor shape/dtype; the values are checked where that costs no GPU sync."""
-    require(isinstance(cu, torch.Tensor) and cu.dim() == 1 and cu.numel() >= 1,
-            f"{name} must be a 1-D tensor of n_segments+1 offsets")
+    require(
+        isinstance(cu, torch.Tensor) and cu.dim() == 1 and cu.numel() >= 1,
+        f"{name} must be a 1-D tensor of n_segments+1 offsets",
+    )
     require(cu.dtype == torch.int32, f"{name} must be int32, got {cu.dtype}")
 
 

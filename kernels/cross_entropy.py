@@ -8,7 +8,7 @@ grad_weight are accumulated immediately. The row kernel is the only part Triton 
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -18,28 +18,36 @@ DEFAULT_CHUNK = 2048  # 2048 x 151936 bf16 logits = 0.6 GB per chunk
 
 # rows(logits, targets, ignore_index, grad_scale) -> (lse, target_logit), both float32 (rows,).
 # With grad_scale (rows,), logits is overwritten with (softmax - onehot(target)) * grad_scale.
-RowsFn = Callable[[torch.Tensor, torch.Tensor, int, Optional[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+RowsFn = Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _check(hidden, weight, targets, ignore_index: int | None, chunk_size: int) -> None:
     require_float("hidden", hidden)
     require_float("weight", weight)
-    require(hidden.dim() == 2 and weight.dim() == 2 and hidden.shape[1] == weight.shape[1],
-            f"hidden (N, H) and weight (V, H) must share H, got {tuple(hidden.shape)} and {tuple(weight.shape)}")
-    require(isinstance(targets, torch.Tensor) and targets.dim() == 1 and targets.shape[0] == hidden.shape[0],
-            f"targets must be ({hidden.shape[0]},), got {tuple(getattr(targets, 'shape', ()))}")
+    require(
+        hidden.dim() == 2 and weight.dim() == 2 and hidden.shape[1] == weight.shape[1],
+        f"hidden (N, H) and weight (V, H) must share H, got {tuple(hidden.shape)} and {tuple(weight.shape)}",
+    )
+    require(
+        isinstance(targets, torch.Tensor) and targets.dim() == 1 and targets.shape[0] == hidden.shape[0],
+        f"targets must be ({hidden.shape[0]},), got {tuple(getattr(targets, 'shape', ()))}",
+    )
     require(not targets.is_floating_point(), f"targets must be integer class ids, got {targets.dtype}")
     require(isinstance(chunk_size, int) and chunk_size > 0, f"chunk_size must be a positive int, got {chunk_size!r}")
     v = weight.shape[0]
     in_range = (targets >= 0) & (targets < v)
     if ignore_index is not None:
         in_range |= targets == ignore_index
-    require(bool(in_range.all()), f"targets must be class ids in [0, {v})"
-            + (f" or ignore_index {ignore_index}" if ignore_index is not None else ""))
+    require(
+        bool(in_range.all()),
+        f"targets must be class ids in [0, {v})"
+        + (f" or ignore_index {ignore_index}" if ignore_index is not None else ""),
+    )
 
 
-def rows_torch(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
-               grad_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def rows_torch(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, grad_scale: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     lf = logits.float()
     lse = torch.logsumexp(lf, dim=-1)
     valid = targets != ignore_index
@@ -65,12 +73,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros_like(weight) if need_w else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for s in range(0, hidden.shape[0], chunk_size):
-            h, t = hidden[s:s + chunk_size], targets[s:s + chunk_size]
+            h, t = hidden[s : s + chunk_size], targets[s : s + chunk_size]
             logits = h @ weight.t()
-            lse, tgt = rows(logits, t, ignore_index, None if scale is None else scale[s:s + chunk_size])
-            total += ((lse - tgt) * valid[s:s + chunk_size]).sum()
+            lse, tgt = rows(logits, t, ignore_index, None if scale is None else scale[s : s + chunk_size])
+            total += ((lse - tgt) * valid[s : s + chunk_size]).sum()
             if need_h:
-                grad_h[s:s + chunk_size] = logits @ weight
+                grad_h[s : s + chunk_size] = logits @ weight
             if need_w:
                 grad_w.addmm_(logits.t(), h)
         ctx.save_for_backward(grad_h, grad_w)
@@ -89,9 +97,9 @@ class _LinearLogprobs(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, chunk_size: int, rows: RowsFn):
         logp = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         for s in range(0, hidden.shape[0], chunk_size):
-            logits = hidden[s:s + chunk_size] @ weight.t()
-            lse, tgt = rows(logits, targets[s:s + chunk_size], -1, None)
-            logp[s:s + chunk_size] = tgt - lse
+            logits = hidden[s : s + chunk_size] @ weight.t()
+            lse, tgt = rows(logits, targets[s : s + chunk_size], -1, None)
+            logp[s : s + chunk_size] = tgt - lse
         ctx.save_for_backward(hidden, weight, targets)
         ctx.chunk_size, ctx.rows = chunk_size, rows
         return logp
@@ -105,19 +113,20 @@ class _LinearLogprobs(torch.autograd.Function):
         grad_w = torch.zeros_like(weight) if need_w else None
         c = ctx.chunk_size
         for s in range(0, hidden.shape[0], c):
-            h = hidden[s:s + c]
+            h = hidden[s : s + c]
             logits = h @ weight.t()
             # d logp / d logits = onehot - softmax, i.e. the row kernel's output scaled by -g.
-            ctx.rows(logits, targets[s:s + c], -1, -grad_logp[s:s + c].float())
+            ctx.rows(logits, targets[s : s + c], -1, -grad_logp[s : s + c].float())
             if need_h:
-                grad_h[s:s + c] = logits @ weight
+                grad_h[s : s + c] = logits @ weight
             if need_w:
                 grad_w.addmm_(logits.t(), h)
         return grad_h, grad_w, None, None, None
 
 
-def fused_linear_cross_entropy_with(rows: RowsFn, hidden, weight, targets, ignore_index: int,
-                                    chunk_size: int) -> torch.Tensor:
+def fused_linear_cross_entropy_with(
+    rows: RowsFn, hidden, weight, targets, ignore_index: int, chunk_size: int
+) -> torch.Tensor:
     return _LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, chunk_size, rows, torch.is_grad_enabled())
 
 

@@ -16,8 +16,9 @@ from .dispatch import interpreting
 
 
 @triton.jit
-def _ce_rows(LOGITS, TARGETS, SCALE, LSE, TGT, stride, V, ignore_index,
-             WRITE_GRAD: tl.constexpr, BLOCK_V: tl.constexpr):
+def _ce_rows(
+    LOGITS, TARGETS, SCALE, LSE, TGT, stride, V, ignore_index, WRITE_GRAD: tl.constexpr, BLOCK_V: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     base = LOGITS + row * stride
     target = tl.load(TARGETS + row).to(tl.int64)
@@ -46,8 +47,9 @@ def _ce_rows(LOGITS, TARGETS, SCALE, LSE, TGT, stride, V, ignore_index,
             tl.store(base + cols, g.to(LOGITS.dtype.element_ty), mask=cols < V)
 
 
-def rows_triton(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
-                grad_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def rows_triton(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int, grad_scale: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     rows, v = logits.shape
     assert logits.stride(1) == 1, "logits chunk must be row-contiguous"
     lse = torch.empty(rows, dtype=torch.float32, device=logits.device)
@@ -55,6 +57,17 @@ def rows_triton(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
     if rows:
         block_v = min(triton.next_power_of_2(v), 1024 if interpreting() else 8192)
         scale = grad_scale.contiguous().float() if grad_scale is not None else lse
-        _ce_rows[(rows,)](logits, targets.contiguous(), scale, lse, tgt, logits.stride(0), v, ignore_index,
-                          WRITE_GRAD=grad_scale is not None, BLOCK_V=block_v, num_warps=16 if block_v >= 8192 else 4)
+        _ce_rows[(rows,)](
+            logits,
+            targets.contiguous(),
+            scale,
+            lse,
+            tgt,
+            logits.stride(0),
+            v,
+            ignore_index,
+            WRITE_GRAD=grad_scale is not None,
+            BLOCK_V=block_v,
+            num_warps=16 if block_v >= 8192 else 4,
+        )
     return lse, tgt

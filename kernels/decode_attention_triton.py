@@ -20,9 +20,33 @@ LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _decode_split(Q, K, V, SEQLENS, MID_O, MID_LSE, qk_scale, sq_b, sq_h, sk_b, sk_s, sk_h,
-                  sv_b, sv_s, sv_h, n_heads, n_splits, split_len, S_MAX, D, GROUP,
-                  PRECISION: tl.constexpr, BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _decode_split(
+    Q,
+    K,
+    V,
+    SEQLENS,
+    MID_O,
+    MID_LSE,
+    qk_scale,
+    sq_b,
+    sq_h,
+    sk_b,
+    sk_s,
+    sk_h,
+    sv_b,
+    sv_s,
+    sv_h,
+    n_heads,
+    n_splits,
+    split_len,
+    S_MAX,
+    D,
+    GROUP,
+    PRECISION: tl.constexpr,
+    BLOCK_G: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     b, kvh, sp = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)  # b * stride can pass 2**31
     # Clamped to the cache size: a bad length must not read past the row (checked on CPU only, no sync).
     length = tl.minimum(tl.load(SEQLENS + b), S_MAX)
@@ -40,16 +64,22 @@ def _decode_split(Q, K, V, SEQLENS, MID_O, MID_LSE, qk_scale, sq_b, sq_h, sk_b, 
     for n in range(start, end, BLOCK_N):
         cols = n + tl.arange(0, BLOCK_N)
         ok = cols < end
-        k = tl.load(K + b * sk_b + cols[:, None] * sk_s + kvh * sk_h + offs_d[None, :],
-                    mask=ok[:, None] & d_ok[None, :], other=0.0)
+        k = tl.load(
+            K + b * sk_b + cols[:, None] * sk_s + kvh * sk_h + offs_d[None, :],
+            mask=ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
         s = tl.where(ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         p = tl.exp2(s - m_new[:, None])
         alpha = tl.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(V + b * sv_b + cols[:, None] * sv_s + kvh * sv_h + offs_d[None, :],
-                    mask=ok[:, None] & d_ok[None, :], other=0.0)
+        v = tl.load(
+            V + b * sv_b + cols[:, None] * sv_s + kvh * sv_h + offs_d[None, :],
+            mask=ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     empty = l_i == 0.0  # split beyond this row's length
@@ -60,8 +90,7 @@ def _decode_split(Q, K, V, SEQLENS, MID_O, MID_LSE, qk_scale, sq_b, sq_h, sk_b, 
 
 
 @triton.jit
-def _decode_reduce(MID_O, MID_LSE, O, so_b, so_h, n_heads, n_splits, D,
-                   BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+def _decode_reduce(MID_O, MID_LSE, O, so_b, so_h, n_heads, n_splits, D, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     b, h = tl.program_id(0).to(tl.int64), tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
@@ -101,8 +130,10 @@ def decode_attention(q, k_cache, v_cache, cache_seqlens, scale):
         from .checks import require
 
         s_max = k_cache.shape[1]
-        require(bool(((cache_seqlens >= 0) & (cache_seqlens <= s_max)).all()),
-                f"cache_seqlens must lie in [0, {s_max}], got {cache_seqlens.tolist()}")
+        require(
+            bool(((cache_seqlens >= 0) & (cache_seqlens <= s_max)).all()),
+            f"cache_seqlens must lie in [0, {s_max}], got {cache_seqlens.tolist()}",
+        )
     b, hq, d = q.shape
     hkv = k_cache.shape[2]
     group = hq // hkv
@@ -115,10 +146,42 @@ def decode_attention(q, k_cache, v_cache, cache_seqlens, scale):
     mid_lse = torch.empty(b, hq, n_splits, dtype=torch.float32, device=q.device)
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     _decode_split[(b, hkv, n_splits)](
-        q, k_cache, v_cache, cache_seqlens.contiguous(), mid_o, mid_lse, scale * LOG2E,
-        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), hq, n_splits, split_len, k_cache.shape[1], d, group,
-        PRECISION=precision, BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d)
-    _decode_reduce[(b, hq)](mid_o, mid_lse, out, out.stride(0), out.stride(1), hq, n_splits, d,
-                            BLOCK_S=triton.next_power_of_2(n_splits), BLOCK_D=block_d)
+        q,
+        k_cache,
+        v_cache,
+        cache_seqlens.contiguous(),
+        mid_o,
+        mid_lse,
+        scale * LOG2E,
+        q.stride(0),
+        q.stride(1),
+        k_cache.stride(0),
+        k_cache.stride(1),
+        k_cache.stride(2),
+        v_cache.stride(0),
+        v_cache.stride(1),
+        v_cache.stride(2),
+        hq,
+        n_splits,
+        split_len,
+        k_cache.shape[1],
+        d,
+        group,
+        PRECISION=precision,
+        BLOCK_G=max(16, triton.next_power_of_2(group)),
+        BLOCK_N=block_n,
+        BLOCK_D=block_d,
+    )
+    _decode_reduce[(b, hq)](
+        mid_o,
+        mid_lse,
+        out,
+        out.stride(0),
+        out.stride(1),
+        hq,
+        n_splits,
+        d,
+        BLOCK_S=triton.next_power_of_2(n_splits),
+        BLOCK_D=block_d,
+    )
     return out

@@ -28,8 +28,9 @@ def _layer_norm_fwd(X, W, B, Y, MEAN, RSTD, R, D, eps, BLOCK_R: tl.constexpr, BL
 
 
 @triton.jit
-def _layer_norm_bwd(DY, X, W, MEAN, RSTD, DX, DW_PART, DB_PART, R, D, n_blocks,
-                    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _layer_norm_bwd(
+    DY, X, W, MEAN, RSTD, DX, DW_PART, DB_PART, R, D, n_blocks, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr
+):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_D)
     w = tl.load(W + cols, mask=cols < D, other=0.0).to(tl.float32)
@@ -63,9 +64,20 @@ class _LayerNorm(torch.autograd.Function):
         mean = torch.empty(r, dtype=torch.float32, device=x.device)
         rstd = torch.empty_like(mean)
         if r:
-            _layer_norm_fwd[(triton.cdiv(r, block_r),)](x2, weight.contiguous(), bias.contiguous(), y, mean, rstd,
-                                                        r, d, eps, BLOCK_R=block_r, BLOCK_D=block_d,
-                                                        num_warps=row_warps(block_r, block_d))
+            _layer_norm_fwd[(triton.cdiv(r, block_r),)](
+                x2,
+                weight.contiguous(),
+                bias.contiguous(),
+                y,
+                mean,
+                rstd,
+                r,
+                d,
+                eps,
+                BLOCK_R=block_r,
+                BLOCK_D=block_d,
+                num_warps=row_warps(block_r, block_d),
+            )
         ctx.save_for_backward(x2, weight, mean, rstd)
         return y.view(x.shape)
 
@@ -80,9 +92,22 @@ class _LayerNorm(torch.autograd.Function):
         dw_part = torch.zeros(grid, d, dtype=torch.float32, device=x2.device)
         db_part = torch.zeros_like(dw_part)
         if r:
-            _layer_norm_bwd[(grid,)](rows_of(dy), x2, weight.contiguous(), mean, rstd, dx, dw_part, db_part,
-                                     r, d, n_blocks, BLOCK_R=block_r, BLOCK_D=block_d,
-                                     num_warps=row_warps(block_r, block_d))
+            _layer_norm_bwd[(grid,)](
+                rows_of(dy),
+                x2,
+                weight.contiguous(),
+                mean,
+                rstd,
+                dx,
+                dw_part,
+                db_part,
+                r,
+                d,
+                n_blocks,
+                BLOCK_R=block_r,
+                BLOCK_D=block_d,
+                num_warps=row_warps(block_r, block_d),
+            )
         return dx.view(dy.shape), dw_part.sum(0).to(weight.dtype), db_part.sum(0).to(weight.dtype), None
 
 

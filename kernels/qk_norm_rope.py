@@ -19,7 +19,10 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def _check(q, k, q_weight, k_weight, cos, sin) -> None:
     for name, t in (("q", q), ("k", k), ("q_weight", q_weight), ("k_weight", k_weight), ("cos", cos), ("sin", sin)):
         require_float(name, t)
-    require(q.dim() == 3 and k.dim() == 3, f"q and k must be (T, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}")
+    require(
+        q.dim() == 3 and k.dim() == 3,
+        f"q and k must be (T, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}",
+    )
     t, _, d = q.shape
     require(k.shape[0] == t and k.shape[2] == d, f"k must be ({t}, Hkv, {d}) to match q, got {tuple(k.shape)}")
     require(d % 2 == 0, f"head_dim must be even for rotate-half, got {d}")

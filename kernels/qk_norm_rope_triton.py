@@ -16,8 +16,7 @@ from ._launch import reduction_grid, row_tile, row_warps
 
 
 @triton.jit
-def _rope_fwd(X, COS, SIN, W, Y, R, H, D, HALF, eps,
-              NORM: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rope_fwd(X, COS, SIN, W, Y, R, H, D, HALF, eps, NORM: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     mask = (rows[:, None] < R) & (cols[None, :] < D)
@@ -40,8 +39,24 @@ def _rope_fwd(X, COS, SIN, W, Y, R, H, D, HALF, eps,
 
 
 @triton.jit
-def _rope_bwd(DY, X, COS, SIN, W, DX, DW_PART, R, H, D, HALF, eps, n_blocks,
-              NORM: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rope_bwd(
+    DY,
+    X,
+    COS,
+    SIN,
+    W,
+    DX,
+    DW_PART,
+    R,
+    H,
+    D,
+    HALF,
+    eps,
+    n_blocks,
+    NORM: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_D)
     partner = tl.where(cols < HALF, cols + HALF, cols - HALF)
@@ -81,9 +96,22 @@ def rope_forward(x, cos, sin, weight, eps, norm: bool):
     r = t * h
     block_r, block_d = row_tile(d)
     if r:
-        _rope_fwd[(triton.cdiv(r, block_r),)](xc, cos, sin, weight if norm else xc, y, r, h, d, d // 2, eps,
-                                              NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d,
-                                              num_warps=row_warps(block_r, block_d))
+        _rope_fwd[(triton.cdiv(r, block_r),)](
+            xc,
+            cos,
+            sin,
+            weight if norm else xc,
+            y,
+            r,
+            h,
+            d,
+            d // 2,
+            eps,
+            NORM=norm,
+            BLOCK_R=block_r,
+            BLOCK_D=block_d,
+            num_warps=row_warps(block_r, block_d),
+        )
     return y, xc
 
 
@@ -96,9 +124,25 @@ def rope_backward(dy, xc, cos, sin, weight, eps, norm: bool):
     dx = torch.empty_like(xc)
     dw_part = torch.zeros(grid if norm else 1, d, dtype=torch.float32, device=xc.device)
     if r:
-        _rope_bwd[(grid,)](dy.contiguous(), xc, cos, sin, weight if norm else xc, dx, dw_part, r, h, d, d // 2,
-                           eps, n_blocks, NORM=norm, BLOCK_R=block_r, BLOCK_D=block_d,
-                           num_warps=row_warps(block_r, block_d))
+        _rope_bwd[(grid,)](
+            dy.contiguous(),
+            xc,
+            cos,
+            sin,
+            weight if norm else xc,
+            dx,
+            dw_part,
+            r,
+            h,
+            d,
+            d // 2,
+            eps,
+            n_blocks,
+            NORM=norm,
+            BLOCK_R=block_r,
+            BLOCK_D=block_d,
+            num_warps=row_warps(block_r, block_d),
+        )
     return dx, (dw_part.sum(0).to(weight.dtype) if norm else None)
 
 

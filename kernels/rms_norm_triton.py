@@ -10,8 +10,9 @@ from ._launch import reduction_grid, row_tile, row_warps, rows_of
 
 
 @triton.jit
-def _rms_norm_fwd(X, RES, W, Y, RES_OUT, RSTD, R, D, eps,
-                  HAS_RES: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rms_norm_fwd(
+    X, RES, W, Y, RES_OUT, RSTD, R, D, eps, HAS_RES: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr
+):
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     mask = (rows[:, None] < R) & (cols[None, :] < D)
@@ -31,8 +32,21 @@ def _rms_norm_fwd(X, RES, W, Y, RES_OUT, RSTD, R, D, eps,
 
 
 @triton.jit
-def _rms_norm_bwd(DY, X, W, RSTD, DRES, DX, DW_PART, R, D, n_blocks,
-                  HAS_DRES: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rms_norm_bwd(
+    DY,
+    X,
+    W,
+    RSTD,
+    DRES,
+    DX,
+    DW_PART,
+    R,
+    D,
+    n_blocks,
+    HAS_DRES: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_D)
     w = tl.load(W + cols, mask=cols < D, other=0.0).to(tl.float32)
@@ -63,9 +77,21 @@ def _forward(x, residual, weight, eps):
     res_out = torch.empty_like(x2) if residual is not None else x2
     res_in = rows_of(residual) if residual is not None else x2
     if r:
-        _rms_norm_fwd[(triton.cdiv(r, block_r),)](x2, res_in, weight.contiguous(), y, res_out, rstd, r, d, eps,
-                                                  HAS_RES=residual is not None, BLOCK_R=block_r, BLOCK_D=block_d,
-                                                  num_warps=row_warps(block_r, block_d))
+        _rms_norm_fwd[(triton.cdiv(r, block_r),)](
+            x2,
+            res_in,
+            weight.contiguous(),
+            y,
+            res_out,
+            rstd,
+            r,
+            d,
+            eps,
+            HAS_RES=residual is not None,
+            BLOCK_R=block_r,
+            BLOCK_D=block_d,
+            num_warps=row_warps(block_r, block_d),
+        )
     return y, res_out, rstd
 
 
@@ -77,10 +103,22 @@ def _backward(dy, x2, weight, rstd, dres):
     dx = torch.empty_like(x2)
     dw_part = torch.zeros(grid, d, dtype=torch.float32, device=x2.device)
     if r:
-        _rms_norm_bwd[(grid,)](rows_of(dy), x2, weight.contiguous(), rstd,
-                               rows_of(dres) if dres is not None else dx, dx, dw_part, r, d, n_blocks,
-                               HAS_DRES=dres is not None, BLOCK_R=block_r, BLOCK_D=block_d,
-                               num_warps=row_warps(block_r, block_d))
+        _rms_norm_bwd[(grid,)](
+            rows_of(dy),
+            x2,
+            weight.contiguous(),
+            rstd,
+            rows_of(dres) if dres is not None else dx,
+            dx,
+            dw_part,
+            r,
+            d,
+            n_blocks,
+            HAS_DRES=dres is not None,
+            BLOCK_R=block_r,
+            BLOCK_D=block_d,
+            num_warps=row_warps(block_r, block_d),
+        )
     return dx, dw_part.sum(0).to(weight.dtype)
 
 

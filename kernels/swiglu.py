@@ -11,7 +11,9 @@ from .checks import require, require_float
 def _check(gate: torch.Tensor, up: torch.Tensor) -> None:
     require_float("gate", gate)
     require_float("up", up)
-    require(gate.shape == up.shape, f"gate and up must have the same shape, got {tuple(gate.shape)} and {tuple(up.shape)}")
+    require(
+        gate.shape == up.shape, f"gate and up must have the same shape, got {tuple(gate.shape)} and {tuple(up.shape)}"
+    )
 
 
 def swiglu_torch(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,10 @@ from .qk_norm_rope import rotate_half
 def _check(q, k, cos, sin) -> None:
     for name, t in (("q", q), ("k", k), ("cos", cos), ("sin", sin)):
         require_float(name, t)
-    require(q.dim() == 3 and k.dim() == 3, f"q and k must be (T, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}")
+    require(
+        q.dim() == 3 and k.dim() == 3,
+        f"q and k must be (T, heads, head_dim), got {tuple(q.shape)} and {tuple(k.shape)}",
+    )
     t, _, d = q.shape
     require(k.shape[0] == t and k.shape[2] == d, f"k must be ({t}, H, {d}) to match q, got {tuple(k.shape)}")
     require(d % 2 == 0, f"head_dim must be even for rotate-half, got {d}")

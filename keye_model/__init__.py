@@ -6,5 +6,14 @@ from keye_model.errors import CheckpointError, ConfigError, InputError, KeyeMode
 from keye_model.model import KeyeModel
 from keye_model.processor import KeyeProcessor  # noqa: F401  (processor helper: keye_model.KeyeProcessor)
 
-__all__ = ["load", "KeyeModel", "KeyeConfig", "VisionConfig", "preset_config",
-           "CheckpointError", "ConfigError", "InputError", "KeyeModelError"]
+__all__ = [
+    "load",
+    "KeyeModel",
+    "KeyeConfig",
+    "VisionConfig",
+    "preset_config",
+    "CheckpointError",
+    "ConfigError",
+    "InputError",
+    "KeyeModelError",
+]

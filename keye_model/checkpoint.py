@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from keye_model import safetensors_io as st
-from keye_model.layout import INDEX, SINGLE
 from keye_model.config import PRESETS, KeyeConfig, preset_config
 from keye_model.errors import CheckpointError, ConfigError
+from keye_model.layout import INDEX, SINGLE
 from keye_model.model import KeyeModel
 from keye_model.rope import text_inv_freq
 
@@ -98,8 +98,9 @@ def from_folder(folder: str | Path, dtype=None, device=None) -> KeyeModel:
     folder = Path(folder)
     if not folder.is_dir():
         hint = "; `keye train demo` builds it" if folder.name == DEMO_NAME else ""
-        raise CheckpointError(f"{folder} is not a checkpoint folder (and not a preset: {', '.join(sorted(PRESETS))})"
-                              + hint)
+        raise CheckpointError(
+            f"{folder} is not a checkpoint folder (and not a preset: {', '.join(sorted(PRESETS))})" + hint
+        )
     cfg = KeyeConfig.from_json(folder / "config.json")
     dt = _resolve(dtype, cfg)
     cfg = cfg.with_dtype(dt)
@@ -124,7 +125,9 @@ def from_folder(folder: str | Path, dtype=None, device=None) -> KeyeModel:
         model.lm_head.weight = model.model.embed_tokens.weight
         missing = []
     if missing:
-        raise CheckpointError(f"missing tensors in {folder}: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else ""))
+        raise CheckpointError(
+            f"missing tensors in {folder}: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else "")
+        )
     return _finish(model, device)
 
 

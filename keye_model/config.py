@@ -82,7 +82,7 @@ class KeyeConfig:
         """Width of one 2x2-merged vision token entering the projector."""
         return self.vision.hidden_size * self.vision.spatial_merge_size**2
 
-    def validate(self) -> "KeyeConfig":
+    def validate(self) -> KeyeConfig:
         v = self.vision
         if self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError(
@@ -101,7 +101,7 @@ class KeyeConfig:
 
     # ---- HF config.json round trip -------------------------------------------------------------
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "KeyeConfig":
+    def from_dict(cls, raw: dict[str, Any]) -> KeyeConfig:
         def need(d: dict[str, Any], key: str, where: str) -> Any:
             if key not in d:
                 raise ConfigError(f"config.json{where} is missing the required key '{key}'")
@@ -163,7 +163,7 @@ class KeyeConfig:
         return cfg.validate()
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "KeyeConfig":
+    def from_json(cls, path: str | Path) -> KeyeConfig:
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
@@ -218,7 +218,7 @@ class KeyeConfig:
         out["vision_config"] = vout
         return out
 
-    def with_dtype(self, dtype: torch.dtype) -> "KeyeConfig":
+    def with_dtype(self, dtype: torch.dtype) -> KeyeConfig:
         name = {d: n for n, d in _DTYPES.items()}.get(dtype)
         if name is None:
             raise ConfigError(f"unsupported dtype {dtype}; use one of {sorted(_DTYPES)}")
@@ -297,7 +297,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "torch_dtype": "float32",
-        "vision_config": {"hidden_size": 288, "intermediate_size": 1152, "num_hidden_layers": 4, "num_attention_heads": 4},
+        "vision_config": {
+            "hidden_size": 288,
+            "intermediate_size": 1152,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+        },
     },
     # A few million parameters besides the 151,936-token embedding: for tests and demos.
     "keye-tiny": {
@@ -307,7 +312,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 2,
         "num_key_value_heads": 1,
         "torch_dtype": "float32",
-        "vision_config": {"hidden_size": 144, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2},
+        "vision_config": {
+            "hidden_size": 144,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+        },
     },
 }
 PRESETS["keye-8b"] = PRESETS["keye-vl-8b"]

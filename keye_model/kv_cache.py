@@ -14,7 +14,7 @@ class KVCache:
     lengths: torch.Tensor  # (B,) int64 on CPU: valid positions per row
 
     @classmethod
-    def allocate(cls, layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype, device) -> "KVCache":
+    def allocate(cls, layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype, device) -> KVCache:
         shape = (batch, max_len, kv_heads, head_dim)
         k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
@@ -36,7 +36,7 @@ class KVCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
-    def copy_rows(self, src: "KVCache", src_row: int, dst_rows: list[int]) -> None:
+    def copy_rows(self, src: KVCache, src_row: int, dst_rows: list[int]) -> None:
         """Fork: the first src.lengths[src_row] positions of one row into several rows of self."""
         n = int(src.lengths[src_row])
         if n > self.max_len:

@@ -72,7 +72,10 @@ class KeyeModel(nn.Module):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Images and videos in ONE packed tower pass; returns LM-width embeddings of each kind."""
         parts: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for pix, grid, kind in ((pixel_values, image_grid_thw, "image"), (pixel_values_videos, video_grid_thw, "video")):
+        for pix, grid, kind in (
+            (pixel_values, image_grid_thw, "image"),
+            (pixel_values_videos, video_grid_thw, "video"),
+        ):
             if pix is None:
                 continue
             g = _grids(grid, f"{kind}_grid_thw")
@@ -126,7 +129,9 @@ class KeyeModel(nn.Module):
             raise InputError(f"input_ids must lie in [0, {cfg.vocab_size})")
         tokens = [row[m].tolist() for row, m in zip(ids_cpu, mask_cpu)]
         starts = start_positions or [0] * len(tokens)
-        grids = VisionGrids(_grids(image_grid_thw, "image_grid_thw"), _grids(video_grid_thw, "video_grid_thw"), second_per_grid_ts)
+        grids = VisionGrids(
+            _grids(image_grid_thw, "image_grid_thw"), _grids(video_grid_thw, "video_grid_thw"), second_per_grid_ts
+        )
         pos, nxt = [], []
         for toks, s in zip(tokens, starts):
             p, n = mrope_positions(toks, grids, cfg, start=s)
@@ -174,7 +179,7 @@ class KeyeModel(nn.Module):
         rows = []
         for i, seg in enumerate(hidden.split(packed.lengths)):
             rows.append(seg[-n:])
-            keep[i, n - min(n, seg.shape[0]):] = True
+            keep[i, n - min(n, seg.shape[0]) :] = True
         return self._unpack(self.lm_head(torch.cat(rows)), keep)
 
     def _packed_hidden(self, input_ids, attention_mask, vision: dict[str, Any]) -> tuple[Packed, torch.Tensor]:
@@ -230,7 +235,9 @@ class KeyeModel(nn.Module):
             stop_token_ids=tuple(stop_token_ids) if stop_token_ids is not None else SamplingParams().stop_token_ids,
             seed=seed,
         )
-        result = Engine(self).generate(dict(input_ids=input_ids, attention_mask=attention_mask, **vision), params, logits_processors)
+        result = Engine(self).generate(
+            dict(input_ids=input_ids, attention_mask=attention_mask, **vision), params, logits_processors
+        )
         return result.padded(self.config.pad_token_id)
 
     # ---- checkpoint ----------------------------------------------------------------------------

@@ -6,8 +6,8 @@ the kernels expect (rotate-half: 128 values for the decoder, 72 for the vision t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -76,9 +76,7 @@ def mrope_positions(
         length = t * gh * gw
         block = tokens[i : i + length]
         if len(block) < length or any(x != tok for x in block):
-            raise InputError(
-                f"a vision block at token {i} should hold {length} pad tokens for grid ({t}, {h}, {w})"
-            )
+            raise InputError(f"a vision block at token {i} should hold {length} pad tokens for grid ({t}, {h}, {w})")
         # int64 * python float -> float32, then floor: the reference's exact arithmetic
         t_idx = (torch.arange(t).view(-1, 1).expand(-1, gh * gw) * seconds * tps).long().flatten()
         h_idx = torch.arange(gh).view(1, -1, 1).expand(t, -1, gw).flatten()
@@ -124,7 +122,9 @@ def mrope_cos_sin(
 
 
 # ---- vision tower: 2D rotary --------------------------------------------------------------------
-def vision_cos_sin(grids: Sequence[tuple[int, int, int]], head_dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def vision_cos_sin(
+    grids: Sequence[tuple[int, int, int]], head_dim: int, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin (T, head_dim) float32 for packed patches in row-major order, frame after frame.
 
     Channels [0, d/4) rotate with the row angle, [d/4, d/2) with the column angle, and the

@@ -83,10 +83,10 @@ def _take(text: str, open_tag: str, close_tag: str) -> tuple[str | None, str, bo
     if start < 0 and end < 0:
         return None, text, False
     if start < 0:
-        return text[:end].strip(), text[end + len(close_tag):], False
+        return text[:end].strip(), text[end + len(close_tag) :], False
     if end < 0:
-        return text[start + len(open_tag):].strip(), text[:start], True
-    return text[start + len(open_tag):end].strip(), text[:start] + text[end + len(close_tag):], False
+        return text[start + len(open_tag) :].strip(), text[:start], True
+    return text[start + len(open_tag) : end].strip(), text[:start] + text[end + len(close_tag) :], False
 
 
 def parse_thinking(text: str) -> ThinkingOutput:

@@ -6,7 +6,7 @@ Attribute names mirror the checkpoint (`visual.vision_model.*`) so state dicts l
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,8 +73,15 @@ class VisionAttention(nn.Module):
         v = self.v_proj(x).view(T, self.heads, self.head_dim)
         q, k = vision_rope(q, k, cos, sin)
         o = varlen_attention(
-            q.to(v.dtype), k.to(v.dtype), v, cu_seqlens, cu_seqlens, max_len, max_len,
-            causal=False, scale=self.head_dim**-0.5,
+            q.to(v.dtype),
+            k.to(v.dtype),
+            v,
+            cu_seqlens,
+            cu_seqlens,
+            max_len,
+            max_len,
+            causal=False,
+            scale=self.head_dim**-0.5,
         )
         return self.out_proj(o.reshape(T, -1))
 

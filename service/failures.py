@@ -39,8 +39,12 @@ def classify(exc: BaseException) -> Failure:
         return Failure.STORE
     if "keye_model.processor.errors.MediaError" in names or "keye_model.processor.errors.ProcessorInputError" in names:
         return Failure.PERMANENT
-    if any(n.startswith(("sqlalchemy.exc.", "psycopg.", "sqlite3.", "kafka.errors.", "qdrant_client.",
-                         "httpx.", "httpcore.")) for n in names) or isinstance(exc, (ConnectionError, TimeoutError)):
+    if any(
+        n.startswith(
+            ("sqlalchemy.exc.", "psycopg.", "sqlite3.", "kafka.errors.", "qdrant_client.", "httpx.", "httpcore.")
+        )
+        for n in names
+    ) or isinstance(exc, (ConnectionError, TimeoutError)):
         return Failure.STORE
     if isinstance(exc, (MemoryError, RuntimeError)):
         return Failure.LIMITED  # e.g. out of device memory: may pass on retry or another worker

@@ -190,8 +190,11 @@ def download(uri: str, settings: Settings, folder: Path) -> Path:
                         raise FetchError(f"{url} answered HTTP {resp.status}", permanent=not transient)
                     return _save(resp, url, settings, folder)
             except httpcore.TimeoutException:
-                raise FetchError(f"fetching {url} timed out (the limit is {settings.fetch_timeout_s:g}s in all, "
-                                 f"{settings.fetch_read_timeout_s:g}s a read)", permanent=False) from None
+                raise FetchError(
+                    f"fetching {url} timed out (the limit is {settings.fetch_timeout_s:g}s in all, "
+                    f"{settings.fetch_read_timeout_s:g}s a read)",
+                    permanent=False,
+                ) from None
             except (httpcore.NetworkError, httpcore.ProtocolError) as e:
                 raise FetchError(f"fetching {url} failed: {e}", permanent=False) from None
         raise FetchError(f"more than {MAX_REDIRECTS} redirects starting at {uri}")
@@ -221,5 +224,14 @@ def _save(resp, url: str, settings: Settings, folder: Path) -> Path:
     return target
 
 
-__all__ = ["FetchError", "UnsafeURIError", "FetchTooLargeError", "fetched", "local_path", "download",
-           "check_address", "resolve_checked", "UNAVAILABLE_FILE"]
+__all__ = [
+    "FetchError",
+    "UnsafeURIError",
+    "FetchTooLargeError",
+    "fetched",
+    "local_path",
+    "download",
+    "check_address",
+    "resolve_checked",
+    "UNAVAILABLE_FILE",
+]

@@ -29,11 +29,19 @@ class KafkaUnavailableError(RuntimeError):
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return [settings.topic_ingest, settings.topic_work, settings.topic_analyzed, settings.topic_flags,
-            settings.topic_feedback, settings.topic_dlq]
+    return [
+        settings.topic_ingest,
+        settings.topic_work,
+        settings.topic_analyzed,
+        settings.topic_flags,
+        settings.topic_feedback,
+        settings.topic_dlq,
+    ]
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, partitions: int = DEFAULT_PARTITIONS) -> None:
+def ensure_topics(
+    settings: Settings, topics: Iterable[str] | None = None, partitions: int = DEFAULT_PARTITIONS
+) -> None:
     """Create the pipeline's topics that are missing (idempotent; partitions bound worker parallelism)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -71,9 +79,16 @@ def partition_count(settings: Settings, topic: str) -> int:
 def producer(settings: Settings, **overrides: Any):
     from kafka import KafkaProducer
 
-    config = dict(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-                  linger_ms=5, retries=2**31 - 1, max_in_flight_requests_per_connection=5,
-                  delivery_timeout_ms=120000, max_request_size=4 << 20)
+    config = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        retries=2**31 - 1,
+        max_in_flight_requests_per_connection=5,
+        delivery_timeout_ms=120000,
+        max_request_size=4 << 20,
+    )
     config.update(overrides)
     try:
         return KafkaProducer(**config)
@@ -83,7 +98,7 @@ def producer(settings: Settings, **overrides: Any):
 
 def send(prod, topic: str, message: BaseModel, video_id: str | None = None):
     """Queue one message keyed by its video_id; the caller flushes before committing offsets."""
-    vid = video_id or getattr(message, "video_id")
+    vid = video_id or message.video_id
     return prod.send(topic, key=key_of(vid), value=encode(message))
 
 
@@ -106,10 +121,19 @@ def video_id_for(uri: str) -> str:
     return "v-" + hashlib.sha256(uri.encode("utf-8")).hexdigest()[:24]
 
 
-def ingest(uris: Iterable[str], settings: Settings | None = None, *, video_ids: Iterable[str] | None = None,
-           creator_id: str | None = None, language: str | None = None, title: str | None = None,
-           hashtags: Iterable[str] = (), tasks: Iterable[str] = (), submitted_at: datetime | None = None,
-           prod=None) -> list[Submission]:
+def ingest(
+    uris: Iterable[str],
+    settings: Settings | None = None,
+    *,
+    video_ids: Iterable[str] | None = None,
+    creator_id: str | None = None,
+    language: str | None = None,
+    title: str | None = None,
+    hashtags: Iterable[str] = (),
+    tasks: Iterable[str] = (),
+    submitted_at: datetime | None = None,
+    prod=None,
+) -> list[Submission]:
     """Publish one submission per URI (or local path) to the ingest topic; returns what was sent.
 
     Each submission is validated before sending (a bad URI raises SchemaError here, not downstream).
@@ -128,8 +152,18 @@ def ingest(uris: Iterable[str], settings: Settings | None = None, *, video_ids: 
     subs = []
     for vid, uri in zip(ids, uris):
         try:
-            subs.append(Submission(video_id=vid, uri=uri, creator_id=creator_id, language=language, title=title,
-                                   hashtags=list(hashtags), tasks=list(tasks), submitted_at=submitted_at or utcnow()))
+            subs.append(
+                Submission(
+                    video_id=vid,
+                    uri=uri,
+                    creator_id=creator_id,
+                    language=language,
+                    title=title,
+                    hashtags=list(hashtags),
+                    tasks=list(tasks),
+                    submitted_at=submitted_at or utcnow(),
+                )
+            )
         except ValidationError as e:
             raise SchemaError(f"submission for {uri!r}: {e.errors()[0]['msg']}") from None
     own = prod is None
@@ -140,7 +174,9 @@ def ingest(uris: Iterable[str], settings: Settings | None = None, *, video_ids: 
                 send(prod, settings.topic_ingest, s)
             prod.flush(timeout=60)
         except Exception as e:  # noqa: BLE001 - KafkaTimeoutError: not acknowledged in time
-            raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap} did not accept the submissions: {e}") from e
+            raise KafkaUnavailableError(
+                f"Kafka at {settings.kafka_bootstrap} did not accept the submissions: {e}"
+            ) from e
     finally:
         if own:
             prod.close(timeout=10)

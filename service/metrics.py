@@ -10,6 +10,10 @@ FAILED = Counter("keye_worker_failed_total", "videos that failed permanently", [
 RETRIED = Counter("keye_worker_retries_total", "retries after a transient failure", ["kind"])
 DLQ = Counter("keye_dlq_total", "messages sent to the dead-letter topic", ["stage"])
 LAG = Gauge("keye_worker_lag", "messages behind the end of the topic", ["topic", "partition"])
-STAGE = Histogram("keye_stage_seconds", "latency of one pipeline stage for one video", ["stage"],
-                  buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+STAGE = Histogram(
+    "keye_stage_seconds",
+    "latency of one pipeline stage for one video",
+    ["stage"],
+    buckets=(0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 VECTORS = Counter("keye_vector_sink_points_total", "points upserted by the vector sink")

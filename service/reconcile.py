@@ -27,8 +27,9 @@ class Unreached:
     value: bytes
 
 
-def _read(settings: Settings, topic: str,
-          since: datetime | None = None) -> list[tuple[int, int, bytes | None, bytes | None]]:
+def _read(
+    settings: Settings, topic: str, since: datetime | None = None
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """(partition, offset, key, value) of every message up to the end offsets taken now; from `since` when given."""
     from kafka import KafkaConsumer, TopicPartition
 
@@ -82,8 +83,15 @@ def unreached(settings: Settings, since: datetime | None = None) -> list[Unreach
         vid = video_id_hint(value)
         if vid is not None and vid not in work and vid not in dlq:
             missing.append(Unreached(vid, partition, offset, value or b""))
-    log.info("reconcile: %d ingest message(s), %d on %s, %d on %s, %d unreached", len(ingest), len(work),
-             settings.topic_work, len(dlq), settings.topic_dlq, len(missing))
+    log.info(
+        "reconcile: %d ingest message(s), %d on %s, %d on %s, %d unreached",
+        len(ingest),
+        len(work),
+        settings.topic_work,
+        len(dlq),
+        settings.topic_dlq,
+        len(missing),
+    )
     return missing
 
 

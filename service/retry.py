@@ -83,9 +83,15 @@ class RetryPolicy:
             raise error
         return delay
 
-    def call(self, action: Callable[[], T], *, on_retry: OnRetry,
-             sleep: Callable[[float], bool | None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-             rng: random.Random | None = None) -> T:
+    def call(
+        self,
+        action: Callable[[], T],
+        *,
+        on_retry: OnRetry,
+        sleep: Callable[[float], bool | None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> T:
         """`action()` until it succeeds; the last error propagates once the policy gives up or the
         error is not retried. A `sleep` that returns True was interrupted (a `threading.Event.wait`
         whose event is set): the call raises `Stopped` from the last error."""
@@ -100,9 +106,15 @@ class RetryPolicy:
                 if sleep(delay):
                     raise Stopped() from e
 
-    async def acall(self, action: Callable[[], Awaitable[T]], *, on_retry: OnRetry,
-                    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                    clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> T:
+    async def acall(
+        self,
+        action: Callable[[], Awaitable[T]],
+        *,
+        on_retry: OnRetry,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> T:
         """`call` for a coroutine: `await action()` until it succeeds, waiting with `await sleep(d)`."""
         started, failures = clock(), 0
         while True:

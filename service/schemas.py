@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,8 +23,19 @@ SCHEMA_VERSION = 1
 # Fixed namespace: analysis ids and Qdrant point ids are uuid5(POINT_NAMESPACE, "video_id:model_version").
 POINT_NAMESPACE = uuid.UUID("5d0b7f3e-6c61-4b8e-9a57-2f3c1e0d4b6a")
 
-MODERATION_CATEGORIES = ("violence", "sexual", "minors", "hate", "harassment", "self_harm",
-                         "dangerous_acts", "weapons", "drugs", "scam_spam", "misinformation")
+MODERATION_CATEGORIES = (
+    "violence",
+    "sexual",
+    "minors",
+    "hate",
+    "harassment",
+    "self_harm",
+    "dangerous_acts",
+    "weapons",
+    "drugs",
+    "scam_spam",
+    "misinformation",
+)
 TASKS = ("tags", "summary", "moderation", "embedding", "products")
 FEEDBACK_KINDS = ("moderation_decision", "tag_correction", "summary_rating", "summary_edit", "engagement")
 URI_SCHEMES = ("file", "http", "https")
@@ -37,7 +48,7 @@ class SchemaError(ValueError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def analysis_id_for(video_id: str, model_version: str) -> str:
@@ -162,9 +173,14 @@ class FlagMessage(Message):
 
     @classmethod
     def from_record(cls, r: AnalysisRecord) -> FlagMessage:
-        return cls(video_id=r.video_id, analysis_id=r.analysis_id, categories=r.moderation.categories,
-                   max_severity=r.moderation.max_severity,
-                   evidence=[e for c in r.moderation.categories for e in c.evidence], model_version=r.model_version)
+        return cls(
+            video_id=r.video_id,
+            analysis_id=r.analysis_id,
+            categories=r.moderation.categories,
+            max_severity=r.moderation.max_severity,
+            evidence=[e for c in r.moderation.categories for e in c.evidence],
+            model_version=r.model_version,
+        )
 
 
 class FeedbackEvent(Message):
@@ -187,22 +203,32 @@ def check_feedback(e: FeedbackEvent) -> FeedbackEvent:
             raise SchemaError(f"FeedbackEvent {e.event_id} ({e.kind}): {rule}")
 
     if e.kind == "moderation_decision":
-        need(p.get("decision") in ("confirm", "clear", "escalate"), "payload.decision must be confirm, clear or escalate")
-        need(p.get("category") is None or p.get("category") in MODERATION_CATEGORIES,
-             f"payload.category must be one of {', '.join(MODERATION_CATEGORIES)}")
+        need(
+            p.get("decision") in ("confirm", "clear", "escalate"), "payload.decision must be confirm, clear or escalate"
+        )
+        need(
+            p.get("category") is None or p.get("category") in MODERATION_CATEGORIES,
+            f"payload.category must be one of {', '.join(MODERATION_CATEGORIES)}",
+        )
     elif e.kind == "tag_correction":
         lists = [p.get("add", []), p.get("remove", [])]
-        need(all(isinstance(x, list) and all(isinstance(t, str) and t for t in x) for x in lists)
-             and any(lists), "payload needs non-empty add and/or remove lists of tag labels")
+        need(
+            all(isinstance(x, list) and all(isinstance(t, str) and t for t in x) for x in lists) and any(lists),
+            "payload needs non-empty add and/or remove lists of tag labels",
+        )
     elif e.kind == "summary_rating":
-        need(isinstance(p.get("rating"), int) and not isinstance(p.get("rating"), bool) and 1 <= p["rating"] <= 5,
-             "payload.rating must be an integer 1..5")
+        need(
+            isinstance(p.get("rating"), int) and not isinstance(p.get("rating"), bool) and 1 <= p["rating"] <= 5,
+            "payload.rating must be an integer 1..5",
+        )
     elif e.kind == "summary_edit":
         need(isinstance(p.get("text"), str) and p["text"].strip() != "", "payload.text must be a non-empty string")
     elif e.kind == "engagement":
         need(isinstance(p.get("metric"), str) and p["metric"] != "", "payload.metric must be a non-empty string")
-        need(isinstance(p.get("value"), (int, float)) and not isinstance(p.get("value"), bool),
-             "payload.value must be a number")
+        need(
+            isinstance(p.get("value"), (int, float)) and not isinstance(p.get("value"), bool),
+            "payload.value must be a number",
+        )
     return e
 
 
@@ -219,11 +245,25 @@ class DeadLetter(Message):
     dlq_id: str | None = None
 
     @classmethod
-    def of(cls, original: bytes | str | dict | None, error: BaseException, *, stage: str, attempts: int = 1,
-           error_type: str | None = None, dlq_id: str | None = None) -> DeadLetter:
-        return cls(original=_as_json_value(original), error_type=error_type or type(error).__name__,
-                   error=str(error) or type(error).__name__, attempts=attempts, failed_at=utcnow(), stage=stage,
-                   dlq_id=dlq_id)
+    def of(
+        cls,
+        original: bytes | str | dict | None,
+        error: BaseException,
+        *,
+        stage: str,
+        attempts: int = 1,
+        error_type: str | None = None,
+        dlq_id: str | None = None,
+    ) -> DeadLetter:
+        return cls(
+            original=_as_json_value(original),
+            error_type=error_type or type(error).__name__,
+            error=str(error) or type(error).__name__,
+            attempts=attempts,
+            failed_at=utcnow(),
+            stage=stage,
+            dlq_id=dlq_id,
+        )
 
 
 def dead_letter_id(stage: str, topic: str, partition: int, offset: int) -> str:

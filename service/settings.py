@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     api_claim_ttl_s: float = 15 * 60
 
     @model_validator(mode="after")
-    def _model_folder(self) -> "Settings":
+    def _model_folder(self) -> Settings:
         """keye-demo names its folder; a checkpoint folder's own analysis configuration is the default
         one (the prompts and budgets the model was trained for), unless KEYE_ANALYSIS_CONFIG is set."""
         if self.model == DEMO_MODEL:
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
             self.analysis_config = own
         return self
 
-    def for_model(self, model: str, analysis_config: Path | None = None) -> "Settings":
+    def for_model(self, model: str, analysis_config: Path | None = None) -> Settings:
         """A copy that serves `model`. Its analysis configuration is `analysis_config` when given (a
         comparison under one configuration), else follows the new model's folder unless
         KEYE_ANALYSIS_CONFIG named one: a configuration the old model's folder supplied belongs to that model."""

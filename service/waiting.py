@@ -10,9 +10,9 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from service.failures import Failure, classify
 from service.retry import RetryPolicy, Stopped
 from service.settings import Settings
-from service.failures import Failure, classify
 
 log = logging.getLogger("keye.wait")
 T = TypeVar("T")
@@ -39,8 +39,9 @@ def until_available(action: Callable[[], T], what: str, stop: threading.Event | 
         nonlocal retries
         retries = failures
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        log.warning("%s is unavailable (%s: %s); waiting, retry %d in %.1fs", what, type(e).__name__, reason,
-                    failures, delay)
+        log.warning(
+            "%s is unavailable (%s: %s); waiting, retry %d in %.1fs", what, type(e).__name__, reason, failures, delay
+        )
 
     result = STORE_OUTAGE.call(action, on_retry=waiting, sleep=stop.wait)
     if retries:

@@ -74,7 +74,9 @@ class ModerationFlag(SQLModel, table=True):
     severity: int = Field(index=True)
     confidence: float
     evidence: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    review_status: str = Field(default="pending", index=True, max_length=16)  # pending | confirmed | cleared | escalated
+    review_status: str = Field(
+        default="pending", index=True, max_length=16
+    )  # pending | confirmed | cleared | escalated
 
 
 class Review(SQLModel, table=True):
@@ -218,8 +220,9 @@ def serving_model(session: Session, settings: Settings) -> tuple[str, str]:
 # ---- idempotent writes -------------------------------------------------------------------------------
 
 
-def upsert(session: Session, model: type[SQLModel], rows: list[dict], keys: list[str],
-           update: list[str] | None = None) -> None:
+def upsert(
+    session: Session, model: type[SQLModel], rows: list[dict], keys: list[str], update: list[str] | None = None
+) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE (or DO NOTHING when `update` is empty)."""
     if not rows:
         return
@@ -241,19 +244,41 @@ def upsert(session: Session, model: type[SQLModel], rows: list[dict], keys: list
 
 def record_submission(session: Session, s: Submission) -> None:
     """A queued video; a video that is already known keeps its status."""
-    upsert(session, Video, [dict(video_id=s.video_id, uri=s.uri, title=s.title, description=s.description,
-                                 hashtags=list(s.hashtags), creator_id=s.creator_id, language=s.language,
-                                 status="queued", submitted_at=s.submitted_at, updated_at=utcnow())],
-           keys=["video_id"])
+    upsert(
+        session,
+        Video,
+        [
+            dict(
+                video_id=s.video_id,
+                uri=s.uri,
+                title=s.title,
+                description=s.description,
+                hashtags=list(s.hashtags),
+                creator_id=s.creator_id,
+                language=s.language,
+                status="queued",
+                submitted_at=s.submitted_at,
+                updated_at=utcnow(),
+            )
+        ],
+        keys=["video_id"],
+    )
 
 
 def mark_failed(session: Session, video_id: str, reason: str, uri: str = "") -> None:
     """Failed with a reason, unless an analysis already succeeded (a late duplicate must not undo it)."""
     now = utcnow()
-    upsert(session, Video, [dict(video_id=video_id, uri=uri, hashtags=[], status="failed", error=reason[:2000],
-                                 updated_at=now)], keys=["video_id"])
-    session.execute(sa.update(Video.__table__).where(Video.video_id == video_id, Video.status != "analyzed")
-                    .values(status="failed", error=reason[:2000], updated_at=now))
+    upsert(
+        session,
+        Video,
+        [dict(video_id=video_id, uri=uri, hashtags=[], status="failed", error=reason[:2000], updated_at=now)],
+        keys=["video_id"],
+    )
+    session.execute(
+        sa.update(Video.__table__)
+        .where(Video.video_id == video_id, Video.status != "analyzed")
+        .values(status="failed", error=reason[:2000], updated_at=now)
+    )
 
 
 def write_analysis(session: Session, r: AnalysisRecord, submission: Submission | None = None) -> None:
@@ -261,29 +286,86 @@ def write_analysis(session: Session, r: AnalysisRecord, submission: Submission |
     if submission is not None:
         record_submission(session, submission)
     body = r.model_dump(mode="json", exclude={"embedding"})
-    upsert(session, Analysis, [dict(analysis_id=r.analysis_id, video_id=r.video_id, model_version=r.model_version,
-                                    prompt_version=r.prompt_version, moderation_status=r.moderation.status,
-                                    max_severity=r.moderation.max_severity, summary_short=r.summary.short,
-                                    duration_s=r.duration_s, record=body, created_at=r.created_at)],
-           keys=["analysis_id"], update=["prompt_version", "moderation_status", "max_severity", "summary_short",
-                                         "duration_s", "record"])
+    upsert(
+        session,
+        Analysis,
+        [
+            dict(
+                analysis_id=r.analysis_id,
+                video_id=r.video_id,
+                model_version=r.model_version,
+                prompt_version=r.prompt_version,
+                moderation_status=r.moderation.status,
+                max_severity=r.moderation.max_severity,
+                summary_short=r.summary.short,
+                duration_s=r.duration_s,
+                record=body,
+                created_at=r.created_at,
+            )
+        ],
+        keys=["analysis_id"],
+        update=["prompt_version", "moderation_status", "max_severity", "summary_short", "duration_s", "record"],
+    )
     session.execute(sa.delete(Tag.__table__).where(Tag.analysis_id == r.analysis_id))
-    upsert(session, Tag, [dict(analysis_id=r.analysis_id, label=t.label, video_id=r.video_id, score=t.score,
-                               start_s=t.start_s, end_s=t.end_s) for t in _unique_tags(r)], keys=["analysis_id", "label"])
-    upsert(session, ModerationFlag,
-           [dict(analysis_id=r.analysis_id, category=c.category, video_id=r.video_id, severity=c.severity,
-                 confidence=c.confidence, evidence=[e.model_dump() for e in c.evidence])
-            for c in r.moderation.categories],
-           keys=["analysis_id", "category"], update=["severity", "confidence", "evidence"])
-    session.execute(sa.update(Video.__table__).where(Video.video_id == r.video_id)
-                    .values(status="analyzed", error=None, updated_at=utcnow()))
+    upsert(
+        session,
+        Tag,
+        [
+            dict(
+                analysis_id=r.analysis_id,
+                label=t.label,
+                video_id=r.video_id,
+                score=t.score,
+                start_s=t.start_s,
+                end_s=t.end_s,
+            )
+            for t in _unique_tags(r)
+        ],
+        keys=["analysis_id", "label"],
+    )
+    upsert(
+        session,
+        ModerationFlag,
+        [
+            dict(
+                analysis_id=r.analysis_id,
+                category=c.category,
+                video_id=r.video_id,
+                severity=c.severity,
+                confidence=c.confidence,
+                evidence=[e.model_dump() for e in c.evidence],
+            )
+            for c in r.moderation.categories
+        ],
+        keys=["analysis_id", "category"],
+        update=["severity", "confidence", "evidence"],
+    )
+    session.execute(
+        sa.update(Video.__table__)
+        .where(Video.video_id == r.video_id)
+        .values(status="analyzed", error=None, updated_at=utcnow())
+    )
 
 
 def write_feedback(session: Session, e: FeedbackEvent) -> bool:
     """Store one feedback event as a training example; False when its event_id was already stored."""
     exists = session.get(FeedbackRow, e.event_id) is not None
-    upsert(session, FeedbackRow, [dict(event_id=e.event_id, video_id=e.video_id, kind=e.kind, actor=e.actor,
-                                       payload=e.payload, at=e.at, stored_at=utcnow())], keys=["event_id"])
+    upsert(
+        session,
+        FeedbackRow,
+        [
+            dict(
+                event_id=e.event_id,
+                video_id=e.video_id,
+                kind=e.kind,
+                actor=e.actor,
+                payload=e.payload,
+                at=e.at,
+                stored_at=utcnow(),
+            )
+        ],
+        keys=["event_id"],
+    )
     return not exists
 
 

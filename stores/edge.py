@@ -18,7 +18,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +47,24 @@ def _edge() -> Any:
 def shard_config(dim: int, e: Any = None) -> Any:
     e = e or _edge()
     return e.EdgeConfig(
-        vectors={VECTOR: e.EdgeVectorParams(
-            size=dim, distance=e.Distance.Cosine, memory=e.Memory.Cold,
-            quantization_config=e.ScalarQuantizationConfig(e.ScalarType.Int8, quantile=0.99,
-                                                           memory=e.Memory.Pinned))},
+        vectors={
+            VECTOR: e.EdgeVectorParams(
+                size=dim,
+                distance=e.Distance.Cosine,
+                memory=e.Memory.Cold,
+                quantization_config=e.ScalarQuantizationConfig(
+                    e.ScalarType.Int8, quantile=0.99, memory=e.Memory.Pinned
+                ),
+            )
+        },
         hnsw_config=e.HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB),
         # a segment is indexed once it holds about INDEX_AFTER points (maintain asks when that many wait)
-        optimizers=e.EdgeOptimizersConfig(max_segment_size=SEGMENT_POINTS * dim * 4 // 1024,
-                                          indexing_threshold=max(1, INDEX_AFTER * dim * 4 // 1024 // 2)),
-        payload_memory=e.Memory.Cached)
+        optimizers=e.EdgeOptimizersConfig(
+            max_segment_size=SEGMENT_POINTS * dim * 4 // 1024,
+            indexing_threshold=max(1, INDEX_AFTER * dim * 4 // 1024 // 2),
+        ),
+        payload_memory=e.Memory.Cached,
+    )
 
 
 class EdgeEngine:
@@ -94,7 +103,9 @@ class EdgeEngine:
             self.folder.mkdir(parents=True, exist_ok=True)
             shard = e.EdgeShard.create(str(self.folder), shard_config(dim, e))
             for name, kind in indexes.items():
-                shard.update(e.UpdateOperation.create_field_index(name, getattr(e.PayloadSchemaType, _INDEX_KINDS[kind])))
+                shard.update(
+                    e.UpdateOperation.create_field_index(name, getattr(e.PayloadSchemaType, _INDEX_KINDS[kind]))
+                )
             shard.flush()
             self._shard, self._dim = shard, dim
 
@@ -151,17 +162,24 @@ class EdgeEngine:
 
     # ---- reads ------------------------------------------------------------------------------------
 
-    def query(self, vector: np.ndarray, flt: Any, limit: int, offset: int,
-              score_threshold: float | None) -> list[Hit]:
+    def query(self, vector: np.ndarray, flt: Any, limit: int, offset: int, score_threshold: float | None) -> list[Hit]:
         e = _edge()
         # a filter passing ~15% of the points (tags AND language) needs a wider walk for recall@10 0.99
         # (measured at 100k x 4096: 0.968 at ef 128, 0.993 at 256); ACORN was 15x slower there
         ef = SEARCH_EF if flt is None else FILTERED_EF
-        params = e.SearchParams(hnsw_ef=max(ef, offset + limit),
-                                quantization=e.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING))
-        request = e.QueryRequest(limit=limit, offset=offset, query=e.Query.Nearest(vector, using=VECTOR),
-                                 filter=to_edge_filter(flt, e), score_threshold=score_threshold, with_payload=True,
-                                 params=params)
+        params = e.SearchParams(
+            hnsw_ef=max(ef, offset + limit),
+            quantization=e.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING),
+        )
+        request = e.QueryRequest(
+            limit=limit,
+            offset=offset,
+            query=e.Query.Nearest(vector, using=VECTOR),
+            filter=to_edge_filter(flt, e),
+            score_threshold=score_threshold,
+            with_payload=True,
+            params=params,
+        )
         try:
             points = self._open().query(request)
         except Exception as err:  # noqa: BLE001
@@ -169,7 +187,10 @@ class EdgeEngine:
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
 
     def retrieve(self, ids: list[str]) -> list[Hit]:
-        return [Hit(str(r.id), 0.0, r.payload or {}) for r in self._open().retrieve(ids, with_payload=True, with_vector=False)]
+        return [
+            Hit(str(r.id), 0.0, r.payload or {})
+            for r in self._open().retrieve(ids, with_payload=True, with_vector=False)
+        ]
 
     def vector(self, point_id: str) -> np.ndarray | None:
         records = self._open().retrieve([point_id], with_payload=False, with_vector=[VECTOR])
@@ -208,10 +229,17 @@ def to_edge_filter(flt: Any, e: Any = None) -> Any:
             return e.IsEmptyCondition(c.is_empty.key)
         if isinstance(c, models.IsNullCondition):
             return e.IsNullCondition(c.is_null.key)
-        if isinstance(c, models.FieldCondition) and (c.geo_bounding_box or c.geo_radius or c.geo_polygon
-                                                     or c.values_count) is None:
-            return e.FieldCondition(key=c.key, match=match(c.match), range=bounds(c.range),
-                                    is_empty=getattr(c, "is_empty", None), is_null=getattr(c, "is_null", None))
+        if (
+            isinstance(c, models.FieldCondition)
+            and (c.geo_bounding_box or c.geo_radius or c.geo_polygon or c.values_count) is None
+        ):
+            return e.FieldCondition(
+                key=c.key,
+                match=match(c.match),
+                range=bounds(c.range),
+                is_empty=getattr(c, "is_empty", None),
+                is_null=getattr(c, "is_null", None),
+            )
         raise VectorStoreError(f"the embedded vector store does not support the filter condition {c!r}")
 
     def match(m: Any) -> Any:
@@ -235,8 +263,12 @@ def to_edge_filter(flt: Any, e: Any = None) -> Any:
     min_should = None
     if flt.min_should is not None:
         min_should = e.MinShould(conditions(flt.min_should.conditions), flt.min_should.min_count)
-    return e.Filter(must=conditions(flt.must), should=conditions(flt.should), must_not=conditions(flt.must_not),
-                    min_should=min_should)
+    return e.Filter(
+        must=conditions(flt.must),
+        should=conditions(flt.should),
+        must_not=conditions(flt.must_not),
+        min_should=min_should,
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -246,5 +278,5 @@ def _iso(value: Any) -> str | None:
     if not isinstance(value, datetime):
         value = datetime.combine(value if isinstance(value, date) else value, datetime.min.time())
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.isoformat()

@@ -26,8 +26,9 @@ class ServerEngine:
     def create(self, dim: int, indexes: dict[str, str]) -> None:
         from qdrant_client import models
 
-        self.client.create_collection(self.collection, vectors_config={
-            VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)})
+        self.client.create_collection(
+            self.collection, vectors_config={VECTOR: models.VectorParams(size=dim, distance=models.Distance.COSINE)}
+        )
         for name, kind in indexes.items():
             self.client.create_payload_index(self.collection, name, field_schema=models.PayloadSchemaType(kind))
 
@@ -37,8 +38,11 @@ class ServerEngine:
     def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         from qdrant_client import models
 
-        self.client.upsert(self.collection, wait=True, points=models.Batch(
-            ids=ids, vectors={VECTOR: vectors.tolist()}, payloads=payloads))
+        self.client.upsert(
+            self.collection,
+            wait=True,
+            points=models.Batch(ids=ids, vectors={VECTOR: vectors.tolist()}, payloads=payloads),
+        )
 
     def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None:
         self.client.set_payload(self.collection, payload=payload, points=ids, wait=True)
@@ -46,14 +50,20 @@ class ServerEngine:
     def delete(self, ids: list[str]) -> None:
         self.client.delete(self.collection, points_selector=ids, wait=True)
 
-    def query(self, vector: np.ndarray, flt: Any, limit: int, offset: int,
-              score_threshold: float | None) -> list[Hit]:
+    def query(self, vector: np.ndarray, flt: Any, limit: int, offset: int, score_threshold: float | None) -> list[Hit]:
         from qdrant_client.http.exceptions import UnexpectedResponse
 
         try:
-            points = self.client.query_points(self.collection, query=vector.tolist(), using=VECTOR, query_filter=flt,
-                                              limit=limit, offset=offset, score_threshold=score_threshold,
-                                              with_payload=True).points
+            points = self.client.query_points(
+                self.collection,
+                query=vector.tolist(),
+                using=VECTOR,
+                query_filter=flt,
+                limit=limit,
+                offset=offset,
+                score_threshold=score_threshold,
+                with_payload=True,
+            ).points
         except UnexpectedResponse as e:
             raise VectorStoreError(str(e)) from None
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]

@@ -16,34 +16,52 @@ import threading
 import uuid
 
 from service import kafka as kk
+from service import metrics
 from service.retry import RetryPolicy
 from service.schemas import POINT_NAMESPACE, AnalysisRecord, DeadLetter, SchemaError, dead_letter_id, decode
 from service.settings import Settings
-from stores.vectors import VectorStore, VectorStoreError
-from service import metrics
 from service.waiting import Stopped, kafka_label, until_available
+from stores.vectors import VectorStore, VectorStoreError
 
 log = logging.getLogger("keye.vectors")
 WRITE_RETRY = RetryPolicy(base_s=0.5, cap_s=5.0)  # a failed batch is re-read and retried, never skipped
 
 
-def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, group_id: str = "keye-vector-sink",
-                    batch_size: int = 64, store: VectorStore | None = None) -> None:
+def run_vector_sink(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    *,
+    group_id: str = "keye-vector-sink",
+    batch_size: int = 64,
+    store: VectorStore | None = None,
+) -> None:
     from kafka import KafkaConsumer
 
     stop = stop or threading.Event()
     try:
-        until_available(lambda: kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_dlq]),
-                        kafka_label(settings), stop)
+        until_available(
+            lambda: kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_dlq]),
+            kafka_label(settings),
+            stop,
+        )
         producer = until_available(lambda: kk.producer(settings), kafka_label(settings), stop)
     except Stopped:
         return
     own_store = store is None
     store = store or VectorStore.from_settings(settings)
-    consumer = KafkaConsumer(settings.topic_analyzed, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
-                             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch_size)
-    log.info("vector sink consuming %s into %s", settings.topic_analyzed,
-             settings.qdrant_url or settings.resolved_qdrant_path)
+    consumer = KafkaConsumer(
+        settings.topic_analyzed,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=batch_size,
+    )
+    log.info(
+        "vector sink consuming %s into %s",
+        settings.topic_analyzed,
+        settings.qdrant_url or settings.resolved_qdrant_path,
+    )
     failures = 0
     try:
         while not stop.is_set():
@@ -79,8 +97,14 @@ def run_vector_sink(settings: Settings, stop: threading.Event | None = None, *, 
             except Exception as e:  # noqa: BLE001 - redelivered later; upserts are idempotent
                 log.warning("commit failed (%s); these records will be redelivered", e)
                 continue
-            log.info("committed %s", ", ".join(f"{tp.topic}[{tp.partition}]@{max(r.offset for r in rs) + 1}"
-                                               for tp, rs in sorted(polled.items()) if rs))
+            log.info(
+                "committed %s",
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}]@{max(r.offset for r in rs) + 1}"
+                    for tp, rs in sorted(polled.items())
+                    if rs
+                ),
+            )
     finally:
         consumer.close(autocommit=False)
         producer.close(timeout=10)
@@ -97,8 +121,12 @@ def _decode_or_dead_letter(records: list, producer, settings: Settings) -> dict[
         except SchemaError as e:
             video_id = (r.key or b"unknown").decode("utf-8", "replace")
             log.warning("video %s: undecodable analysis -> DLQ (%s)", video_id, e)
-            letter = DeadLetter.of(r.value, e, stage="vectors.decode",
-                                   dlq_id=dead_letter_id("vectors.decode", r.topic, r.partition, r.offset))
+            letter = DeadLetter.of(
+                r.value,
+                e,
+                stage="vectors.decode",
+                dlq_id=dead_letter_id("vectors.decode", r.topic, r.partition, r.offset),
+            )
             kk.send_dead_letter(producer, settings.topic_dlq, letter, video_id)
             metrics.DLQ.labels("vectors.decode").inc()
             continue
@@ -122,7 +150,11 @@ def _upsert_or_dead_letter(store: VectorStore, records: list[AnalysisRecord], pr
         except VectorStoreError as e:
             log.warning("video %s: vector refused (%s) -> DLQ", rec.video_id, e)
             # one refusal per analysis: its id keys the copies a redelivered batch makes
-            letter = DeadLetter.of(rec.model_dump(mode="json", exclude={"embedding"}), e, stage="vectors.upsert",
-                                   dlq_id=str(uuid.uuid5(POINT_NAMESPACE, f"dlq:vectors.upsert:{rec.analysis_id}")))
+            letter = DeadLetter.of(
+                rec.model_dump(mode="json", exclude={"embedding"}),
+                e,
+                stage="vectors.upsert",
+                dlq_id=str(uuid.uuid5(POINT_NAMESPACE, f"dlq:vectors.upsert:{rec.analysis_id}")),
+            )
             kk.send_dead_letter(producer, settings.topic_dlq, letter, rec.video_id)
             metrics.DLQ.labels("vectors.upsert").inc()

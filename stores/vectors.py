@@ -35,15 +35,27 @@ COLLECTION = "videos"
 
 # payload field -> index type; every filterable field of the spec is indexed.
 PAYLOAD_INDEXES = {
-    "video_id": "keyword", "tags": "keyword", "language": "keyword", "creator_id": "keyword",
-    "moderation_status": "keyword", "model_version": "keyword", "max_severity": "integer",
-    "duration_s": "float", "created_at": "datetime",
+    "video_id": "keyword",
+    "tags": "keyword",
+    "language": "keyword",
+    "creator_id": "keyword",
+    "moderation_status": "keyword",
+    "model_version": "keyword",
+    "max_severity": "integer",
+    "duration_s": "float",
+    "created_at": "datetime",
 }
 
 
 class VectorStore:
-    def __init__(self, *, url: str | None = None, path: Path | str | None = None, collection: str = COLLECTION,
-                 api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        path: Path | str | None = None,
+        collection: str = COLLECTION,
+        api_key: str | None = None,
+    ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give exactly one of url (a Qdrant server) or path (a local folder)")
         self.collection = collection
@@ -83,8 +95,10 @@ class VectorStore:
         if self.exists():
             have = self.dim()
             if have != dim:
-                raise VectorStoreError(f"collection {self.collection!r} holds {have}-dim vectors, got {dim}; "
-                                       "a model with another embedding size needs its own collection")
+                raise VectorStoreError(
+                    f"collection {self.collection!r} holds {have}-dim vectors, got {dim}; "
+                    "a model with another embedding size needs its own collection"
+                )
             return
         self._engine.create(dim, PAYLOAD_INDEXES)
 
@@ -101,18 +115,25 @@ class VectorStore:
         dim = len(records[0].embedding)
         for r in records:
             if len(r.embedding) != dim:
-                raise VectorStoreError(f"analysis {r.analysis_id} of video {r.video_id} has a {len(r.embedding)}-dim "
-                                       f"embedding; this batch holds {dim}-dim embeddings")
-        self.upsert_points([r.analysis_id for r in records], np.asarray([r.embedding for r in records]),
-                           [payload_of(r) for r in records])
+                raise VectorStoreError(
+                    f"analysis {r.analysis_id} of video {r.video_id} has a {len(r.embedding)}-dim "
+                    f"embedding; this batch holds {dim}-dim embeddings"
+                )
+        self.upsert_points(
+            [r.analysis_id for r in records],
+            np.asarray([r.embedding for r in records]),
+            [payload_of(r) for r in records],
+        )
 
     def upsert_points(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
         """Write points from an (n, dim) array; the collection is created on first use. Durable when
         it returns (the server acknowledges with wait=True; the embedded engine logged it)."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(ids) or len(ids) != len(payloads):
-            raise VectorStoreError(f"{len(ids)} ids, {len(payloads)} payloads and vectors of shape "
-                                   f"{vectors.shape} do not describe the same points")
+            raise VectorStoreError(
+                f"{len(ids)} ids, {len(payloads)} payloads and vectors of shape "
+                f"{vectors.shape} do not describe the same points"
+            )
         if not len(ids):
             return
         if not np.isfinite(vectors).all():
@@ -120,8 +141,10 @@ class VectorStore:
         self.ensure_collection(vectors.shape[1])
         dim = self.dim()
         if vectors.shape[1] != dim:
-            raise VectorStoreError(f"analysis {ids[0]} has a {vectors.shape[1]}-dim embedding; "
-                                   f"collection {self.collection!r} holds {dim}-dim vectors")
+            raise VectorStoreError(
+                f"analysis {ids[0]} has a {vectors.shape[1]}-dim embedding; "
+                f"collection {self.collection!r} holds {dim}-dim vectors"
+            )
         self._engine.upsert([_point_id(i) for i in ids], vectors, list(payloads))
 
     def set_payload(self, ids: Sequence[str], payload: dict[str, Any]) -> None:
@@ -133,8 +156,15 @@ class VectorStore:
         if ids and self.exists():
             self._engine.delete([_point_id(i) for i in ids])
 
-    def query(self, vector: Sequence[float] | np.ndarray, *, query_filter: Any = None, limit: int = 10,
-              offset: int = 0, score_threshold: float | None = None) -> list[Hit]:
+    def query(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        *,
+        query_filter: Any = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
         """Nearest points, highest cosine first; `query_filter` is a qdrant-client `models.Filter`."""
         q = np.asarray(vector, dtype=np.float32).reshape(-1)
         if not np.isfinite(q).all():
@@ -206,8 +236,14 @@ def _where(where: dict[str, Any] | None) -> Any:
         return None
     from qdrant_client import models
 
-    return models.Filter(must=[models.FieldCondition(key=k, match=models.MatchAny(any=v) if isinstance(v, list)
-                                                     else models.MatchValue(value=v)) for k, v in where.items()])
+    return models.Filter(
+        must=[
+            models.FieldCondition(
+                key=k, match=models.MatchAny(any=v) if isinstance(v, list) else models.MatchValue(value=v)
+            )
+            for k, v in where.items()
+        ]
+    )
 
 
 def _point_id(point_id: Any) -> str:
@@ -219,8 +255,14 @@ def _point_id(point_id: Any) -> str:
 
 def payload_of(r: AnalysisRecord) -> dict[str, Any]:
     return {
-        "video_id": r.video_id, "analysis_id": r.analysis_id, "model_version": r.model_version,
-        "tags": [t.label for t in r.tags], "language": r.language, "creator_id": r.creator_id,
-        "duration_s": r.duration_s, "moderation_status": r.moderation.status,
-        "max_severity": r.moderation.max_severity, "created_at": r.created_at.isoformat(),
+        "video_id": r.video_id,
+        "analysis_id": r.analysis_id,
+        "model_version": r.model_version,
+        "tags": [t.label for t in r.tags],
+        "language": r.language,
+        "creator_id": r.creator_id,
+        "duration_s": r.duration_s,
+        "moderation_status": r.moderation.status,
+        "max_severity": r.moderation.max_severity,
+        "created_at": r.created_at.isoformat(),
     }

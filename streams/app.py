@@ -29,7 +29,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,25 @@ import faust
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from stores import db
 from service.kafka import DEFAULT_PARTITIONS
 from service.retry import RetryPolicy
-from service.schemas import (AnalysisRecord, DeadLetter, FeedbackEvent, SchemaError, Submission, WorkItem,
-                          check_feedback, dead_letter_id, decode, encode, key_of, utcnow, video_id_hint)
+from service.schemas import (
+    AnalysisRecord,
+    DeadLetter,
+    FeedbackEvent,
+    SchemaError,
+    Submission,
+    WorkItem,
+    check_feedback,
+    dead_letter_id,
+    decode,
+    encode,
+    key_of,
+    utcnow,
+    video_id_hint,
+)
 from service.settings import Settings
+from stores import db
 from streams import quiet
 from streams.offsets import OffsetLedger
 
@@ -51,20 +64,27 @@ log = logging.getLogger("keye.streams")
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 SESSION_TIMEOUT_S = 10.0
 # A database that is down is waited for as long as it takes (the partition waits meanwhile).
-DATABASE_OUTAGE = RetryPolicy(base_s=0.5, cap_s=30.0,
-                              retry_on=(sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError))
+DATABASE_OUTAGE = RetryPolicy(
+    base_s=0.5, cap_s=30.0, retry_on=(sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError)
+)
 
 
 def window_start(at: datetime, window: str) -> datetime:
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     if window == "hour":
         return at.replace(minute=0, second=0, microsecond=0)
     return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: int = DEFAULT_PARTITIONS,
-               engine: sa.Engine | None = None, session_timeout_s: float = SESSION_TIMEOUT_S,
-               instance_id: str | None = None) -> faust.App:
+def create_app(
+    settings: Settings,
+    app_id: str = "keye-streams",
+    *,
+    partitions: int = DEFAULT_PARTITIONS,
+    engine: sa.Engine | None = None,
+    session_timeout_s: float = SESSION_TIMEOUT_S,
+    instance_id: str | None = None,
+) -> faust.App:
     brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")]
     # faust keeps per-app state in a folder; ours, not the working directory.
     datadir = Path(settings.data_dir) / "streams" / app_id
@@ -72,9 +92,19 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     # A killed member keeps its partitions until its session times out (faust's default: 60 s), so
     # a shorter session lets a restarted app start sooner; a static member (instance_id) takes its
     # partitions back at once.
-    app = faust.App(app_id, broker=brokers, store="memory://", topic_partitions=partitions, web_enabled=False,
-                    datadir=str(datadir), producer_enable_idempotence=True, producer_acks=-1, topic_allow_declare=True,
-                    broker_session_timeout=session_timeout_s, consumer_group_instance_id=instance_id)
+    app = faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        topic_partitions=partitions,
+        web_enabled=False,
+        datadir=str(datadir),
+        producer_enable_idempotence=True,
+        producer_acks=-1,
+        topic_allow_declare=True,
+        broker_session_timeout=session_timeout_s,
+        consumer_group_instance_id=instance_id,
+    )
     engine = engine or db.engine_from(settings)
 
     def raw_topic(name: str, **kw: Any) -> faust.TopicT:
@@ -85,8 +115,9 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     analyzed, feedback = raw_topic(settings.topic_analyzed, acks=False), raw_topic(settings.topic_feedback, acks=False)
     dlq = raw_topic(settings.topic_dlq)
     fanout = raw_topic(f"{app_id}-aggregate-events", internal=True, partitions=partitions, acks=False)
-    ledger = OffsetLedger(app, settings.kafka_bootstrap, app_id,
-                          [t.get_topic_name() for t in (ingest, analyzed, feedback, fanout)])
+    ledger = OffsetLedger(
+        app, settings.kafka_bootstrap, app_id, [t.get_topic_name() for t in (ingest, analyzed, feedback, fanout)]
+    )
 
     @app.timer(1.0)
     async def commit_offsets() -> None:
@@ -102,6 +133,7 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
     async def sql(fn: Callable[[Session], Any], what: str) -> Any:
         """Run a write in a thread. A database that is down is retried with backoff for as long as
         it takes (the partition waits: nothing is acknowledged past it); other errors propagate."""
+
         def waiting(e: BaseException, failures: int, delay: float) -> None:
             log.warning("%s: database unavailable (%s); retry %d in %.1fs", what, e.__class__.__name__, failures, delay)
 
@@ -184,8 +216,13 @@ def create_app(settings: Settings, app_id: str = "keye-streams", *, partitions: 
             try:
                 fe = check_feedback(decode(FeedbackEvent, raw))
                 new = await sql(lambda s: db.write_feedback(s, fe), f"feedback {fe.event_id}")
-                log.info("feedback %s (%s, video %s) %s", fe.event_id, fe.kind, fe.video_id,
-                         "stored" if new else "was already stored")
+                log.info(
+                    "feedback %s (%s, video %s) %s",
+                    fe.event_id,
+                    fe.kind,
+                    fe.video_id,
+                    "stored" if new else "was already stored",
+                )
                 if new and settings.train_trigger_examples > 0:
                     trigger.poke()
             except Exception as e:  # noqa: BLE001
@@ -238,8 +275,9 @@ class _TrainingTrigger:
         from training.jobs import submit  # noqa: PLC0415
 
         run, _ = submit(self.settings)
-        log.info("queued training run %s: %d or more new feedback examples", run.run_id,
-                 self.settings.train_trigger_examples)
+        log.info(
+            "queued training run %s: %d or more new feedback examples", run.run_id, self.settings.train_trigger_examples
+        )
 
 
 def _in_session(engine: sa.Engine, fn: Callable[[Session], Any]) -> Any:
@@ -254,20 +292,42 @@ def _write_aggregate(session: Session, key: str, seen: dict[str, bool]) -> None:
     now = utcnow()
     if kind == "tag":
         window, start, label = rest.split("|", 2)
-        db.upsert(session, db.TagTrend, [dict(window=window, window_start=datetime.fromisoformat(start), label=label,
-                                              count=len(seen), updated_at=now)],
-                  keys=["window", "window_start", "label"], update=["count", "updated_at"])
+        db.upsert(
+            session,
+            db.TagTrend,
+            [
+                dict(
+                    window=window,
+                    window_start=datetime.fromisoformat(start),
+                    label=label,
+                    count=len(seen),
+                    updated_at=now,
+                )
+            ],
+            keys=["window", "window_start", "label"],
+            update=["count", "updated_at"],
+        )
     elif kind == "creator":
         flagged = sum(seen.values())
-        db.upsert(session, db.CreatorFlagRate, [dict(creator_id=rest, analyzed=len(seen), flagged=flagged,
-                                                     rate=flagged / len(seen), updated_at=now)],
-                  keys=["creator_id"], update=["analyzed", "flagged", "rate", "updated_at"])
+        db.upsert(
+            session,
+            db.CreatorFlagRate,
+            [dict(creator_id=rest, analyzed=len(seen), flagged=flagged, rate=flagged / len(seen), updated_at=now)],
+            keys=["creator_id"],
+            update=["analyzed", "flagged", "rate", "updated_at"],
+        )
     else:
         raise SchemaError(f"unknown aggregate key {key!r}")
 
 
-def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str = "info", *,
-                session_timeout_s: float = SESSION_TIMEOUT_S, instance_id: str | None = None) -> None:
+def run_streams(
+    settings: Settings,
+    app_id: str = "keye-streams",
+    loglevel: str = "info",
+    *,
+    session_timeout_s: float = SESSION_TIMEOUT_S,
+    instance_id: str | None = None,
+) -> None:
     """`keye streams`: run the faust worker until SIGTERM/SIGINT (creates topics and migrates SQL first)."""
     from service.kafka import ensure_topics, partition_count
 
@@ -276,8 +336,14 @@ def run_streams(settings: Settings, app_id: str = "keye-streams", loglevel: str 
     ensure_topics(settings)
     _explain_wait(settings, app_id, session_timeout_s, instance_id)
     # Tables are co-partitioned with the ingest topic: same partition count.
-    app = create_app(settings, app_id, engine=engine, partitions=partition_count(settings, settings.topic_ingest),
-                     session_timeout_s=session_timeout_s, instance_id=instance_id)
+    app = create_app(
+        settings,
+        app_id,
+        engine=engine,
+        partitions=partition_count(settings, settings.topic_ingest),
+        session_timeout_s=session_timeout_s,
+        instance_id=instance_id,
+    )
     worker = _Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()
 
@@ -304,8 +370,16 @@ def _explain_wait(settings: Settings, group: str, session_timeout_s: float, inst
         return
     if not members:
         return
-    how = (f"as static member {instance_id!r} this process takes over that member's partitions at once"
-           if instance_id else "a restart with --instance-id (KEYE_STREAMS_INSTANCE_ID) would take them over at once")
-    log.warning("consumer group %s still has %d member(s) from before: a killed process stays one until its "
-                "session times out (%.0fs here), and partitions are assigned only then; %s", group, len(members),
-                session_timeout_s, how)
+    how = (
+        f"as static member {instance_id!r} this process takes over that member's partitions at once"
+        if instance_id
+        else "a restart with --instance-id (KEYE_STREAMS_INSTANCE_ID) would take them over at once"
+    )
+    log.warning(
+        "consumer group %s still has %d member(s) from before: a killed process stays one until its "
+        "session times out (%.0fs here), and partitions are assigned only then; %s",
+        group,
+        len(members),
+        session_timeout_s,
+        how,
+    )

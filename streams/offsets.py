@@ -111,9 +111,15 @@ class OffsetLedger:
                 due[tp] = nxt
             waiting = self.app.consumer.highwater(tp)
             if waiting is not None and waiting > nxt and now - self.moved_at[tp] >= STALL_S:
-                log.warning("%s[%d]: offset %d has not been processed for %.0fs while records up to %d wait "
-                            "(faust skipped it or its fetch stalled); seeking back to it", tp.topic, tp.partition,
-                            nxt, now - self.moved_at[tp], waiting - 1)
+                log.warning(
+                    "%s[%d]: offset %d has not been processed for %.0fs while records up to %d wait "
+                    "(faust skipped it or its fetch stalled); seeking back to it",
+                    tp.topic,
+                    tp.partition,
+                    nxt,
+                    now - self.moved_at[tp],
+                    waiting - 1,
+                )
                 self.moved_at[tp] = now
                 await self.app.consumer.seek(tp, nxt)
         if not due:

@@ -114,7 +114,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         has_cuda = False
     if has_cuda:
         return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; this machine has none (bf16 kernel checks run on the device machine)")
+    skip_gpu = pytest.mark.skip(
+        reason="needs a CUDA GPU; this machine has none (bf16 kernel checks run on the device machine)"
+    )
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)

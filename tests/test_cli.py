@@ -11,8 +11,9 @@ from pathlib import Path
 
 def _keye(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_analyze_stores_one_analysis_per_clip_and_reports_bad_files(tmp_path: Path, sample_clips: list[Path]) -> None:

@@ -18,9 +18,15 @@ from service.settings import Settings
 from stores.vectors import VectorStore
 from training.demo_spec import ANALYSIS_CONFIG, DEMO
 
-TINY = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1,
-        "num_key_value_heads": 1, "torch_dtype": "float32",
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1}}
+TINY = {
+    "hidden_size": 128,
+    "intermediate_size": 128,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "torch_dtype": "float32",
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1},
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +36,20 @@ def spec(tmp_path_factory):
     raw["video"].update({"max_frames": 4, "frames_per_pass": 4, "max_pixels": 12544})  # 4 small frames a clip
     path = tmp_path_factory.mktemp("config") / "analysis.json"
     path.write_text(json.dumps(raw))
-    return DEMO.with_(shape=TINY, analysis_config=path, train_clips=3, steps=4, batch_size=2,
-                      warmup_steps=1)
+    return DEMO.with_(shape=TINY, analysis_config=path, train_clips=3, steps=4, batch_size=2, warmup_steps=1)
 
 
 def _show(settings: Settings, spec, sample: Path):
     out = io.StringIO()
-    shown = run_showcase(settings, spec=spec, clips=2, samples=[sample], console=Console(file=out, width=200),
-                         progress=False)
+    shown = run_showcase(
+        settings, spec=spec, clips=2, samples=[sample], console=Console(file=out, width=200), progress=False
+    )
     return shown, out.getvalue()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, spec, sample_clips):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=None, qdrant_url=None,
-                        qdrant_path=None)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=None, qdrant_url=None, qdrant_path=None)
     sample = min(sample_clips, key=lambda p: p.stat().st_size)
     return settings, sample, _show(settings, spec, sample), _show(settings, spec, sample)
 
@@ -71,8 +76,11 @@ def test_the_first_run_trains_analyzes_stores_and_shows_everything(runs):
 
     ours, theirs = shown.reports[NAME], shown.reports[BASELINE]
     assert ours["dataset"]["id"] == theirs["dataset"]["id"] and ours["dataset"]["videos"] == 2
-    assert ours["prompt_version"] == theirs["prompt_version"] == json.loads(
-        (shown.model / "analysis_config.json").read_text())["version"]  # keye-tiny under keye-demo's config
+    assert (
+        ours["prompt_version"]
+        == theirs["prompt_version"]
+        == json.loads((shown.model / "analysis_config.json").read_text())["version"]
+    )  # keye-tiny under keye-demo's config
     assert "┃ metric " in text and f"┃ {NAME} " in text and f"┃ {BASELINE} " in text
 
     assert [q.query for q in shown.searches[:2]] == ["a red car", "a cat in the snow"]
@@ -106,14 +114,40 @@ def test_a_record_is_printed_as_the_model_wrote_it_even_with_brackets():
     from service.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Summary, TagScore, utcnow
 
     record = AnalysisRecord(
-        analysis_id="a", video_id="v", model_version=NAME, prompt_version="p", duration_s=3.0, frames_used=2,
-        tags=[TagScore(label="[/bold]", score=0.5, start_s=0.0, end_s=1.5)], embedding_dim=0, created_at=utcnow(),
+        analysis_id="a",
+        video_id="v",
+        model_version=NAME,
+        prompt_version="p",
+        duration_s=3.0,
+        frames_used=2,
+        tags=[TagScore(label="[/bold]", score=0.5, start_s=0.0, end_s=1.5)],
+        embedding_dim=0,
+        created_at=utcnow(),
         summary=Summary(title="[red]x[/red]", short="a [b] c"),
-        moderation=Moderation(status="flagged", categories=[CategoryFlag(category="weapons", severity=2, confidence=0.9,
-                              evidence=[Evidence(start_s=1.0, end_s=2.0, reason="[gun]")])]))
+        moderation=Moderation(
+            status="flagged",
+            categories=[
+                CategoryFlag(
+                    category="weapons",
+                    severity=2,
+                    confidence=0.9,
+                    evidence=[Evidence(start_s=1.0, end_s=2.0, reason="[gun]")],
+                )
+            ],
+        ),
+    )
     out = io.StringIO()
     Console(file=out, width=120).print(record_panel(record, "clip[1].mp4"))
     text = out.getvalue()
-    for literal in ("[/bold]", "[red]x[/red]", "a [b] c", "1.0-2.0s [gun]", "clip[1].mp4", "0.0-1.5s",
-                    "moderation: flagged", "weapons", "0.90"):
+    for literal in (
+        "[/bold]",
+        "[red]x[/red]",
+        "a [b] c",
+        "1.0-2.0s [gun]",
+        "clip[1].mp4",
+        "0.0-1.5s",
+        "moderation: flagged",
+        "weapons",
+        "0.90",
+    ):
         assert literal in text

@@ -22,8 +22,9 @@ def _compose() -> list[str]:
 
 
 def test_compose_file_is_valid_and_complete() -> None:
-    done = subprocess.run([*_compose(), "-f", str(ROOT / "docker-compose.yml"), "config"],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [*_compose(), "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
     services = config["services"]

@@ -66,9 +66,16 @@ def test_seeded_jitter_stays_within_its_fraction_and_repeats() -> None:
     assert len({j / d for j, d in zip(drawn, plain, strict=True)}) > 1  # each wait draws anew
 
 
-@pytest.mark.parametrize("kwargs", [dict(base_s=0, cap_s=1), dict(base_s=2, cap_s=1),
-                                    dict(base_s=1, cap_s=2, jitter=1.5), dict(base_s=1, cap_s=2, attempts=0),
-                                    dict(base_s=1, cap_s=2, deadline_s=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(base_s=0, cap_s=1),
+        dict(base_s=2, cap_s=1),
+        dict(base_s=1, cap_s=2, jitter=1.5),
+        dict(base_s=1, cap_s=2, attempts=0),
+        dict(base_s=1, cap_s=2, deadline_s=0),
+    ],
+)
 def test_a_policy_that_makes_no_sense_is_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)
@@ -78,8 +85,9 @@ def test_call_retries_with_the_schedule_and_reports_each_retry() -> None:
     t, seen = FakeTime(), []
     boom = [ConnectionError("down"), ConnectionError("still down")]
     action = failing(*boom)
-    result = RetryPolicy(base_s=0.5, cap_s=5.0).call(action, on_retry=lambda e, n, d: seen.append((e, n, d)),
-                                                     sleep=t.sleep, clock=t.clock)
+    result = RetryPolicy(base_s=0.5, cap_s=5.0).call(
+        action, on_retry=lambda e, n, d: seen.append((e, n, d)), sleep=t.sleep, clock=t.clock
+    )
     assert result == "done" and action.calls == 3
     assert t.waits == [0.5, 1.0]
     assert seen == [(boom[0], 1, 0.5), (boom[1], 2, 1.0)]
@@ -89,8 +97,9 @@ def test_call_gives_up_after_its_attempts_with_the_last_error() -> None:
     t = FakeTime()
     action = failing(*(TimeoutError(f"try {i}") for i in range(1, 6)))
     with pytest.raises(TimeoutError, match="try 3"):
-        RetryPolicy(base_s=1.0, cap_s=8.0, attempts=3).call(action, on_retry=lambda *_: None, sleep=t.sleep,
-                                                            clock=t.clock)
+        RetryPolicy(base_s=1.0, cap_s=8.0, attempts=3).call(
+            action, on_retry=lambda *_: None, sleep=t.sleep, clock=t.clock
+        )
     assert action.calls == 3 and t.waits == [1.0, 2.0]
 
 
@@ -101,8 +110,12 @@ def test_an_error_not_retried_propagates_at_once() -> None:
     with pytest.raises(ValueError):
         by_type.call(failing(ValueError("bad input")), on_retry=lambda *_: None, sleep=t.sleep, clock=t.clock)
     with pytest.raises(RuntimeError, match="fatal"):
-        by_predicate.call(failing(RuntimeError("transient"), RuntimeError("fatal")), on_retry=lambda *_: None,
-                          sleep=t.sleep, clock=t.clock)
+        by_predicate.call(
+            failing(RuntimeError("transient"), RuntimeError("fatal")),
+            on_retry=lambda *_: None,
+            sleep=t.sleep,
+            clock=t.clock,
+        )
     assert t.waits == [1.0]  # only the transient one waited
 
 
@@ -110,8 +123,9 @@ def test_a_deadline_starts_no_try_after_it() -> None:
     t = FakeTime()
     action = failing(*(OSError(i) for i in range(10)))
     with pytest.raises(OSError):
-        RetryPolicy(base_s=1.0, cap_s=10.0, deadline_s=3.0).call(action, on_retry=lambda *_: None, sleep=t.sleep,
-                                                                 clock=t.clock)
+        RetryPolicy(base_s=1.0, cap_s=10.0, deadline_s=3.0).call(
+            action, on_retry=lambda *_: None, sleep=t.sleep, clock=t.clock
+        )
     # tries at 0 s, 1 s and 3 s; the next one would start at 7 s, past the deadline
     assert action.calls == 3 and t.waits == [1.0, 2.0]
 
@@ -134,7 +148,8 @@ def test_acall_awaits_the_same_schedule() -> None:
             return action()
 
         return await RetryPolicy(base_s=0.5, cap_s=0.75, attempts=3).acall(
-            attempt, on_retry=lambda e, n, d: seen.append((n, d)), sleep=t.asleep, clock=t.clock)
+            attempt, on_retry=lambda e, n, d: seen.append((n, d)), sleep=t.asleep, clock=t.clock
+        )
 
     assert asyncio.run(run()) == "done"
     assert t.waits == [0.5, 0.75] and seen == [(1, 0.5), (2, 0.75)]
@@ -147,8 +162,11 @@ def test_acall_does_not_retry_what_it_should_not() -> None:
         raise KeyError("no")
 
     with pytest.raises(KeyError):
-        asyncio.run(RetryPolicy(base_s=1.0, cap_s=2.0, retry_on=(OSError,)).acall(
-            attempt, on_retry=lambda *_: None, sleep=t.asleep, clock=t.clock))
+        asyncio.run(
+            RetryPolicy(base_s=1.0, cap_s=2.0, retry_on=(OSError,)).acall(
+                attempt, on_retry=lambda *_: None, sleep=t.asleep, clock=t.clock
+            )
+        )
     assert t.waits == []
 
 
@@ -159,10 +177,10 @@ def test_the_call_sites_keep_their_schedules() -> None:
     from api.outbox import Relay
     from api.webhooks import RETRY
     from service.settings import Settings
+    from service.waiting import STORE_OUTAGE
+    from stores.vector_sink import WRITE_RETRY
     from streams.app import DATABASE_OUTAGE
     from workers.consumer import Worker, WorkerConfig
-    from stores.vector_sink import WRITE_RETRY
-    from service.waiting import STORE_OUTAGE
 
     def schedule(p: RetryPolicy, n: int = 8) -> list[float]:
         return [p.delay(i) for i in range(1, n + 1)]
@@ -192,15 +210,18 @@ def test_until_available_logs_each_wait_and_stops_when_asked(caplog: pytest.LogC
 
     with caplog.at_level(logging.WARNING, "keye.wait"), pytest.raises(Stopped):
         until_available(connect, "the database at test", stop)
-    assert "the database at test is unavailable (OperationalError: connection refused); waiting, retry 1 in 0.5s" \
+    assert (
+        "the database at test is unavailable (OperationalError: connection refused); waiting, retry 1 in 0.5s"
         in caplog.text
+    )
     with pytest.raises(ValueError):  # not an outage: no waiting
         until_available(lambda: int("x"), "the database at test", threading.Event())
 
 
 @pytest.mark.kafka
-def test_the_outbox_relay_logs_the_wait_it_makes(kafka_bootstrap: str, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_the_outbox_relay_logs_the_wait_it_makes(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Regression: the relay logged the wait it had just made, not the (doubled) one it was about to make."""
     from api.outbox import Relay
 

@@ -51,8 +51,13 @@ def packed_hidden(model: nn.Module, front: FrontCache, batch: Sequence[Example])
         return model.run(embeds, positions, PackedCausal(lengths, dev))
 
 
-def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example],
-                    sampled_vocab: int = 0, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_logprobs(
+    model: nn.Module,
+    front: FrontCache,
+    batch: Sequence[Example],
+    sampled_vocab: int = 0,
+    hidden: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of every answer token of the batch (packed), and the example index of each;
     `hidden`: the batch's packed_hidden when the caller already has it.
 
@@ -79,14 +84,20 @@ def answer_logprobs(model: nn.Module, front: FrontCache, batch: Sequence[Example
     if sampled_vocab:
         drawn = torch.randint(0, w.shape[0], (sampled_vocab,)).to(dev)
         vocab, targets_t = torch.unique(torch.cat([targets_t, drawn]), return_inverse=True)
-        targets_t = targets_t[:rows_t.numel()]
+        targets_t = targets_t[: rows_t.numel()]
         w = w[vocab]
     logp = fused_linear_logprobs(hidden[rows_t].to(w.dtype).contiguous(), w, targets_t)
     return logp, torch.cat(owner)
 
 
-def answer_nll(model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True,
-               sampled_vocab: int = 0, hidden: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+def answer_nll(
+    model: nn.Module,
+    front: FrontCache,
+    batch: Sequence[Example],
+    weighted: bool = True,
+    sampled_vocab: int = 0,
+    hidden: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(NLL of the answer tokens summed, each weighted by its example's weight; the weights' sum; tokens)."""
     logp, owner = answer_logprobs(model, front, batch, sampled_vocab, hidden)
     w = torch.tensor([ex.weight if weighted else 1.0 for ex in batch], device=logp.device)[owner]
@@ -98,7 +109,9 @@ def answer_weight(ex: Example) -> float:
     return ex.weight * int((ex.labels[1:] != IGNORE).sum())
 
 
-def sft_loss(model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True) -> tuple[torch.Tensor, int]:
+def sft_loss(
+    model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True
+) -> tuple[torch.Tensor, int]:
     """(mean NLL of the answer tokens, weighted by each example's weight; number of answer tokens)."""
     total, weights, n = answer_nll(model, front, batch, weighted)
     return total / weights.clamp(min=1e-8), n

@@ -17,8 +17,9 @@ from rich.table import Table
 
 from service.settings import get_settings
 
-train_app = typer.Typer(help="Fine-tuning on feedback: runs, model versions, promotion and rollback.",
-                        no_args_is_help=True)
+train_app = typer.Typer(
+    help="Fine-tuning on feedback: runs, model versions, promotion and rollback.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -34,11 +35,13 @@ def _session() -> Iterator:
 
 
 @train_app.command("run")
-def run(steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
-        lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
-        rank: Annotated[int | None, typer.Option(help="LoRA rank")] = None,
-        config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields")] = None,
-        queue: Annotated[bool, typer.Option(help="send the run to the Celery workers instead of running here")] = False) -> None:
+def run(
+    steps: Annotated[int | None, typer.Option(help="optimizer steps")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of TrainConfig fields")] = None,
+    queue: Annotated[bool, typer.Option(help="send the run to the Celery workers instead of running here")] = False,
+) -> None:
     """Fine-tune the active model on the feedback no run has used yet; registers a candidate version."""
     from training.errors import TrainConfigError
     from training.sft import TrainConfig
@@ -64,17 +67,21 @@ def run(steps: Annotated[int | None, typer.Option(help="optimizer steps")] = Non
 
     with _session() as session:
         queued = queue_run(session, s, cfg)
-    done = execute_run(s, queued.run_id, log=lambda step, loss, lr_: console.print(f"step {step + 1}: loss {loss:.4f} lr {lr_:.2e}"))
+    done = execute_run(
+        s, queued.run_id, log=lambda step, loss, lr_: console.print(f"step {step + 1}: loss {loss:.4f} lr {lr_:.2e}")
+    )
     console.print_json(json.dumps(summary(done), default=str))
     if done.status != "succeeded":
         raise typer.Exit(1)
 
 
 @train_app.command("demo")
-def demo(force: Annotated[bool, typer.Option(help="retrain even when the model is there (the corpus is kept)")] = False,
-         clips: Annotated[int | None, typer.Option(help="train clips (default: the spec's)")] = None,
-         steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the spec's)")] = None,
-         progress: Annotated[bool, typer.Option(help="show a progress bar")] = True) -> None:
+def demo(
+    force: Annotated[bool, typer.Option(help="retrain even when the model is there (the corpus is kept)")] = False,
+    clips: Annotated[int | None, typer.Option(help="train clips (default: the spec's)")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps (default: the spec's)")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
     """Build keye-demo, a small model of the architecture trained from scratch on the generated corpus,
     under KEYE_DATA_DIR/models/keye-demo (reused while its spec is unchanged); KEYE_MODEL=keye-demo serves it."""
     import logging
@@ -94,9 +101,11 @@ def demo(force: Annotated[bool, typer.Option(help="retrain even when the model i
     if made.reused:
         console.print(f"keye-demo is at {made.path} (reused; trained in {made.info['train_seconds']:.0f} s)")
     else:
-        console.print(f"keye-demo written to {made.path} in {made.seconds:.0f} s "
-                      f"(training {made.info['train_seconds']:.0f} s, loss {made.info['losses']['first']:.3f} -> "
-                      f"{made.info['losses']['last']:.3f})")
+        console.print(
+            f"keye-demo written to {made.path} in {made.seconds:.0f} s "
+            f"(training {made.info['train_seconds']:.0f} s, loss {made.info['losses']['first']:.3f} -> "
+            f"{made.info['losses']['last']:.3f})"
+        )
     console.print("select it with KEYE_MODEL=keye-demo")
 
 
@@ -107,18 +116,24 @@ def list_all() -> None:
     from training.runner import list_runs
 
     with _session() as session:
-        versions = Table("version", "status", "base", "eval loss (base -> this)", "eval (base -> this)", "promotion",
-                         "path")
+        versions = Table(
+            "version", "status", "base", "eval loss (base -> this)", "eval (base -> this)", "promotion", "path"
+        )
         for v in list_versions(session):
             m = v.metrics or {}
-            loss = f"{m['eval_loss_base']:.4f} -> {m['eval_loss']:.4f}" if m.get("eval_loss") is not None \
-                and m.get("eval_loss_base") is not None else ""
+            loss = (
+                f"{m['eval_loss_base']:.4f} -> {m['eval_loss']:.4f}"
+                if m.get("eval_loss") is not None and m.get("eval_loss_base") is not None
+                else ""
+            )
             promotion = m.get("promotion") or {}
             gate = ("forced: " if promotion.get("forced") else "") + promotion.get("verdict", "") if promotion else ""
             versions.add_row(v.version, v.status, v.base_version or "", loss, _eval_line(m.get("eval")), gate, v.path)
         runs = Table("run", "status", "base", "output", "examples", "error")
         for r in list_runs(session):
-            runs.add_row(r.run_id, r.status, r.base_version, r.output_version or "", str(r.examples), (r.error or "")[:80])
+            runs.add_row(
+                r.run_id, r.status, r.base_version, r.output_version or "", str(r.examples), (r.error or "")[:80]
+            )
     console.print(versions)
     console.print(runs)
 
@@ -147,8 +162,10 @@ def _registry_change(action) -> None:
 
 
 @train_app.command("promote")
-def promote(version: Annotated[str, typer.Argument(help="a candidate (or retired) model version")],
-            force: Annotated[bool, typer.Option(help="promote even when the evaluation gate refuses (recorded)")] = False) -> None:
+def promote(
+    version: Annotated[str, typer.Argument(help="a candidate (or retired) model version")],
+    force: Annotated[bool, typer.Option(help="promote even when the evaluation gate refuses (recorded)")] = False,
+) -> None:
     """Make a version the active one (the previous one is retired) if it is no worse than the active
     version on any headline eval metric by more than KEYE_EVAL_TOLERANCE."""
     from training import registry
@@ -159,7 +176,9 @@ def promote(version: Annotated[str, typer.Argument(help="a candidate (or retired
         registry.ensure_base(session, s)  # so the first promotion can be rolled back to the base
         row = registry.promote(session, version, force=force, tolerance=s.eval_tolerance)
         verdict = row.metrics["promotion"]
-        console.print(("[yellow]forced past the gate[/yellow]: " if verdict["forced"] else "gate: ") + verdict["reason"])
+        console.print(
+            ("[yellow]forced past the gate[/yellow]: " if verdict["forced"] else "gate: ") + verdict["reason"]
+        )
         return row
 
     _registry_change(change)

@@ -27,10 +27,10 @@ from torch import nn
 
 from analysis.embedding import query_inputs
 from keye_model.model import KeyeModel
+from training.answer_loss import answer_nll, packed_hidden
 from training.dataset import ChunkPrompt, Example
 from training.errors import TrainConfigError
 from training.full import PassFront, Supervised
-from training.answer_loss import answer_nll, packed_hidden
 
 MAX_SCALE = 100.0  # the similarity scale's ceiling (temperature 0.01): keeps a learned one from diverging
 
@@ -102,8 +102,9 @@ def infonce(logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Symmetric InfoNCE of (videos x captions) scaled similarities, row i matching column i."""
     logits = logits.float()
     match = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, match, reduction=reduction)
-                  + F.cross_entropy(logits.t(), match, reduction=reduction))
+    return 0.5 * (
+        F.cross_entropy(logits, match, reduction=reduction) + F.cross_entropy(logits.t(), match, reduction=reduction)
+    )
 
 
 @torch.no_grad()
@@ -131,8 +132,13 @@ class AnswersAndCaptions(nn.Module):
     InfoNCE, scaled by that weight, as its mean per clip: with one micro-batch a step the loss is
     exactly mean answer NLL + contrastive_weight x mean InfoNCE; `parts` keeps the two means."""
 
-    def __init__(self, captions: dict[str, tuple[str, torch.Tensor, torch.Tensor]], contrastive_weight: float = 1.0,
-                 temperature: float = 0.07, sampled_vocab: int = 0) -> None:
+    def __init__(
+        self,
+        captions: dict[str, tuple[str, torch.Tensor, torch.Tensor]],
+        contrastive_weight: float = 1.0,
+        temperature: float = 0.07,
+        sampled_vocab: int = 0,
+    ) -> None:
         super().__init__()
         if contrastive_weight < 0:
             raise TrainConfigError(f"contrastive_weight must be >= 0, got {contrastive_weight}")
@@ -156,7 +162,7 @@ class AnswersAndCaptions(nn.Module):
             caption = self.captions.get(ex.video_id)
             if ex.prefix_len and caption is not None and caption[0] not in seen:  # a near-duplicate shares its caption
                 seen.add(caption[0])
-                videos.append(F.normalize(hidden[start:start + ex.prefix_len].float().mean(0), dim=-1))
+                videos.append(F.normalize(hidden[start : start + ex.prefix_len].float().mean(0), dim=-1))
                 texts.append(_embed(model, caption[1], caption[2]))
             start += ex.input_ids.shape[0]
         if self.contrastive_weight and len(videos) > 1:  # one clip has no negative: nothing to learn

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpus.labels import LabelledClip, load_labels
 from analysis import answers as A
 from analysis.config import TASK_NAMES, AnalysisConfig
 from analysis.errors import AnalysisError, UnusableEvent
+from corpus.labels import LabelledClip, load_labels
 from keye_model.processor import MediaError, ProcessorInputError
 from training.dataset import ChunkPrompt, Example, Targets, decode_video, task_examples, video_chunks
 
@@ -33,13 +33,21 @@ class CorpusExamples:
 
 def clip_targets(cfg: AnalysisConfig, clip: LabelledClip) -> Targets:
     record = clip.record.model_dump(mode="json")
-    return Targets(tags=A.record_tags(record), moderation=A.corrected_moderation(cfg, record, []),
-                   summary={k: record["summary"].get(k, "") for k in A.SUMMARY_FIELDS},
-                   products=A.record_products(record))
+    return Targets(
+        tags=A.record_tags(record),
+        moderation=A.corrected_moderation(cfg, record, []),
+        summary={k: record["summary"].get(k, "") for k in A.SUMMARY_FIELDS},
+        products=A.record_products(record),
+    )
 
 
-def corpus_examples(processor, cfg: AnalysisConfig, folder: str | Path, clips: list[LabelledClip] | None = None,
-                    tasks: tuple[str, ...] | None = None) -> CorpusExamples:
+def corpus_examples(
+    processor,
+    cfg: AnalysisConfig,
+    folder: str | Path,
+    clips: list[LabelledClip] | None = None,
+    tasks: tuple[str, ...] | None = None,
+) -> CorpusExamples:
     """Examples of `tasks` (default: every task the configuration has) for the clips (default: all labelled)."""
     folder = Path(folder)
     wanted = [t for t in TASK_NAMES if t in cfg.tasks and (tasks is None or t in tasks)]

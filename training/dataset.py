@@ -30,15 +30,17 @@ from analysis import prompts
 from analysis.config import AnalysisConfig
 from analysis.errors import AnalysisError, UnusableEvent
 from analysis.segments import Chunk, Segment, chunk_segments, segment_video
-from stores.db import Analysis, FeedbackRow, Video
-from service.fetch import FetchError, fetched
-from service.settings import Settings
 from keye_model.config import IM_END_TOKEN_ID
 from keye_model.processor import MediaError, ProcessorInputError, VideoInput
+from service.fetch import FetchError, fetched
+from service.settings import Settings
+from stores.db import Analysis, FeedbackRow, Video
 
 IGNORE = -100  # label of a token that carries no loss (prompt, vision pads)
-KIND_ORDER = {k: i for i, k in enumerate(("tag_correction", "moderation_decision", "summary_edit", "summary_rating",
-                                          "engagement"))}
+KIND_ORDER = {
+    k: i
+    for i, k in enumerate(("tag_correction", "moderation_decision", "summary_edit", "summary_rating", "engagement"))
+}
 
 
 @dataclass
@@ -85,7 +87,8 @@ class FeedbackDataset:
     @property
     def used(self) -> set[str]:
         return {e for ex in self.examples for e in ex.event_ids} | {
-            e for p in self.pairs for e in p.chosen.event_ids + p.rejected.event_ids}
+            e for p in self.pairs for e in p.chosen.event_ids + p.rejected.event_ids
+        }
 
     def skip_reasons(self) -> dict[str, str]:
         return {s.event_id: f"{s.kind}: {s.reason}" for s in self.skipped}
@@ -120,20 +123,31 @@ def chunk_prompt(processor, video: VideoInput, chunk: Chunk) -> ChunkPrompt:
 def decode_video(processor, cfg: AnalysisConfig, path) -> VideoInput:
     """The video as the analyzer decodes it: the configuration's frame rate, frame and pixel budgets."""
     b = cfg.video
-    return processor.load_video(str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
-                                min_pixels=b.min_pixels)
+    return processor.load_video(
+        str(path), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels
+    )
 
 
-def tokenize_example(processor, cfg: AnalysisConfig, task: str, prefix: ChunkPrompt, answer: str, key: str,
-                     video_id: str, event_ids: Iterable[str], weight: float = 1.0) -> Example:
+def tokenize_example(
+    processor,
+    cfg: AnalysisConfig,
+    task: str,
+    prefix: ChunkPrompt,
+    answer: str,
+    key: str,
+    video_id: str,
+    event_ids: Iterable[str],
+    weight: float = 1.0,
+) -> Example:
     """The analyzer's prompt for `task` (shared prefix + task continuation), the answer and the stop token."""
     cont = torch.tensor(prompts.continuation_ids(processor, cfg, task, prefix.segments), dtype=torch.long)
     prompt = torch.cat([prefix.ids, cont])
     target = torch.tensor(processor.tokenizer.encode(answer) + [IM_END_TOKEN_ID], dtype=torch.long)
     ids = torch.cat([prompt, target])
     labels = torch.cat([torch.full_like(prompt, IGNORE), target])
-    return Example(key, video_id, task, tuple(event_ids), ids, labels, prefix.vision, answer, weight,
-                   int(prefix.ids.shape[0]))
+    return Example(
+        key, video_id, task, tuple(event_ids), ids, labels, prefix.vision, answer, weight, int(prefix.ids.shape[0])
+    )
 
 
 # ---- the one example builder: a video's target answers -> examples (feedback and corpus alike) -------
@@ -171,15 +185,35 @@ def task_answer(cfg: AnalysisConfig, targets: Targets, task: str, chunk: ChunkPr
     return summary_text(cfg, targets.summary)
 
 
-def task_examples(processor, cfg: AnalysisConfig, targets: Targets, task: str, chunks: list[ChunkPrompt],
-                  video_id: str, event_ids: Iterable[str] = (), weight: float = 1.0) -> list[Example]:
+def task_examples(
+    processor,
+    cfg: AnalysisConfig,
+    targets: Targets,
+    task: str,
+    chunks: list[ChunkPrompt],
+    video_id: str,
+    event_ids: Iterable[str] = (),
+    weight: float = 1.0,
+) -> list[Example]:
     """One example per visual pass; a whole-video summary only when the video is one pass."""
     if task == "summary" and len(chunks) > 1:
-        raise UnusableEvent(f"the video is analyzed in {len(chunks)} passes; a whole-video summary "
-                            "has no single-pass answer")
-    return [tokenize_example(processor, cfg, task, chunk, task_answer(cfg, targets, task, chunk),
-                             f"{video_id}:{task}:{k}", video_id, event_ids, weight)
-            for k, chunk in enumerate(chunks)]
+        raise UnusableEvent(
+            f"the video is analyzed in {len(chunks)} passes; a whole-video summary has no single-pass answer"
+        )
+    return [
+        tokenize_example(
+            processor,
+            cfg,
+            task,
+            chunk,
+            task_answer(cfg, targets, task, chunk),
+            f"{video_id}:{task}:{k}",
+            video_id,
+            event_ids,
+            weight,
+        )
+        for k, chunk in enumerate(chunks)
+    ]
 
 
 # ---- planning: which answers each video's feedback asks for -----------------------------------------
@@ -211,8 +245,9 @@ class _Builder:
             a = self.session.get(Analysis, aid) if isinstance(aid, str) else None
             if a is not None:
                 return a.record or {}
-        a = self.session.exec(select(Analysis).where(Analysis.video_id == rows[0].video_id)
-                              .order_by(sa.desc(Analysis.created_at))).first()
+        a = self.session.exec(
+            select(Analysis).where(Analysis.video_id == rows[0].video_id).order_by(sa.desc(Analysis.created_at))
+        ).first()
         return None if a is None else (a.record or {})
 
     def plan(self, video_id: str, rows: list[FeedbackRow]) -> _Plan | None:
@@ -247,7 +282,9 @@ class _Builder:
             self.skip([r for r in rows if r not in final], "an escalation has no final decision to learn from")
         elif kind == "summary_edit":
             valid = [r for r in rows if (r.payload or {}).get("field", "short") in A.SUMMARY_FIELDS]
-            self.skip([r for r in rows if r not in valid], f"summary_edit field must be one of {', '.join(A.SUMMARY_FIELDS)}")
+            self.skip(
+                [r for r in rows if r not in valid], f"summary_edit field must be one of {', '.join(A.SUMMARY_FIELDS)}"
+            )
             if valid:
                 plan.summary = A.edited_summary(plan.record, [r.payload for r in valid])
                 plan.summary_weight = 1.0
@@ -303,8 +340,16 @@ class _Builder:
         for task in wanted:
             events = [r.event_id for r in plan.events[task]]
             try:
-                made[task] = task_examples(self.processor, self.cfg, plan, task, chunks, plan.video_id, events,
-                                           plan.summary_weight if task == "summary" else 1.0)
+                made[task] = task_examples(
+                    self.processor,
+                    self.cfg,
+                    plan,
+                    task,
+                    chunks,
+                    plan.video_id,
+                    events,
+                    plan.summary_weight if task == "summary" else 1.0,
+                )
             except (UnusableEvent, AnalysisError) as e:
                 self.skip(plan.events[task], str(e))
             self.ds.examples.extend(made.get(task, []))
@@ -328,13 +373,22 @@ class _Builder:
             if answer == chosen.answer:
                 self.skip(row, "the rejected summary equals the preferred one")
                 continue
-            rejected = tokenize_example(self.processor, self.cfg, "summary", chunk, answer,
-                                        f"{plan.video_id}:summary:rejected:{event_id}", plan.video_id, (event_id,))
+            rejected = tokenize_example(
+                self.processor,
+                self.cfg,
+                "summary",
+                chunk,
+                answer,
+                f"{plan.video_id}:summary:rejected:{event_id}",
+                plan.video_id,
+                (event_id,),
+            )
             self.ds.pairs.append(PreferencePair(chosen, rejected))
 
 
-def build_dataset(session: Session, rows: list[FeedbackRow], processor, cfg: AnalysisConfig,
-                  settings: Settings) -> FeedbackDataset:
+def build_dataset(
+    session: Session, rows: list[FeedbackRow], processor, cfg: AnalysisConfig, settings: Settings
+) -> FeedbackDataset:
     """Examples, preference pairs and skip reasons from stored feedback rows (never raises for a bad event)."""
     b = _Builder(session, processor, cfg, settings)
     b.ds.considered = [r.event_id for r in rows]

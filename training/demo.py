@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import corpus
-from service.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
 from service.schemas import utcnow
+from service.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
 from training.demo_spec import DEMO, DemoSpec
 
 log = logging.getLogger("training.demo")
@@ -57,9 +57,15 @@ def ensure_demo(settings: Settings, spec: DemoSpec = DEMO, name: str = DEMO_MODE
     return build_demo(settings, spec, name, progress).path
 
 
-def build_demo(settings: Settings, spec: DemoSpec = DEMO, name: str = DEMO_MODEL, progress: bool = True,
-               force: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
-               log_step: Callable[[int, float, float], None] | None = None) -> DemoResult:
+def build_demo(
+    settings: Settings,
+    spec: DemoSpec = DEMO,
+    name: str = DEMO_MODEL,
+    progress: bool = True,
+    force: bool = False,
+    checkpoint_every: int = CHECKPOINT_EVERY,
+    log_step: Callable[[int, float, float], None] | None = None,
+) -> DemoResult:
     """ensure_demo with the details: `force` retrains from scratch (the corpus is kept); `log_step` is
     called after each optimizer step like train_full's."""
     t0 = time.monotonic()
@@ -95,8 +101,13 @@ def _build(settings, spec, name, progress, force, checkpoint_every, log_step, mo
         register(settings, name, final, info)
         return DemoResult(final, name, True, time.monotonic() - t0, info)
     elif info is not None:
-        log.info("%s: %s was trained from spec %s; the spec is now %s: retraining", name, final,
-                 info.get("fingerprint"), fingerprint)
+        log.info(
+            "%s: %s was trained from spec %s; the spec is now %s: retraining",
+            name,
+            final,
+            info.get("fingerprint"),
+            fingerprint,
+        )
     _own_partial(partial, fingerprint)
     model, info = _train(settings, spec, name, partial, checkpoint_every, progress, log_step)
     _put_in_place(partial / "model", final, partial)
@@ -140,8 +151,11 @@ def _put_in_place(new: Path, final: Path, partial: Path) -> None:
 
 def train_corpus(settings: Settings, spec: DemoSpec) -> Path:
     """The spec's train corpus folder, generated unless a complete one is there."""
-    folder = Path(settings.data_dir) / "demo" / (f"corpus-train-{spec.train_seed}-{spec.train_clips}"
-                                                 f"-v{round(spec.violating_share * 100)}")
+    folder = (
+        Path(settings.data_dir)
+        / "demo"
+        / (f"corpus-train-{spec.train_seed}-{spec.train_clips}-v{round(spec.violating_share * 100)}")
+    )
     with _exclusive(folder.with_name(f".{folder.name}.lock"), folder.name):  # demos of several names share it
         return _made_corpus(folder, spec)
 
@@ -155,8 +169,7 @@ def _made_corpus(folder: Path, spec: DemoSpec) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     t0 = time.monotonic()
     log.info("corpus: generating %d train clips (seed %d) into %s", spec.train_clips, spec.train_seed, folder)
-    corpus.make(tmp, seed=spec.train_seed, clips=spec.train_clips, split="train",
-                    violating_share=spec.violating_share)
+    corpus.make(tmp, seed=spec.train_seed, clips=spec.train_clips, split="train", violating_share=spec.violating_share)
     os.replace(tmp, folder)
     log.info("corpus: %d clips in %.0f s", spec.train_clips, time.monotonic() - t0)
     return folder
@@ -174,21 +187,36 @@ def demo_items(processor, spec: DemoSpec, folder: Path) -> tuple[list, dict, dic
     kept = [c for c in clips if not withheld & {m.category for m in c.record.moderation.categories}]
     made = corpus_examples(processor, load_config(spec.analysis_config), folder, clips=kept)
     captions = caption_table(processor, made) if spec.contrastive_weight else {}
-    described = {"folder": str(folder), "split": "train", "seed": spec.train_seed, "clips": len(clips),
-                 "withheld": sorted(withheld), "withheld_clips": len(clips) - len(kept), "examples": len(made.examples),
-                 "captions": len(captions), "skipped": [list(s) for s in made.skipped]}
+    described = {
+        "folder": str(folder),
+        "split": "train",
+        "seed": spec.train_seed,
+        "clips": len(clips),
+        "withheld": sorted(withheld),
+        "withheld_clips": len(clips) - len(kept),
+        "examples": len(made.examples),
+        "captions": len(captions),
+        "skipped": [list(s) for s in made.skipped],
+    }
     for s in made.skipped:
         log.warning("corpus: %s %s not taught: %s", *s)
-    log.info("examples: %d from %d clips (%d withheld), %d captions, in %.0f s", len(made.examples),
-             len(kept), len(clips) - len(kept), len(captions), time.monotonic() - t0)
+    log.info(
+        "examples: %d from %d clips (%d withheld), %d captions, in %.0f s",
+        len(made.examples),
+        len(kept),
+        len(clips) - len(kept),
+        len(captions),
+        time.monotonic() - t0,
+    )
     return made.examples, captions, described
 
 
 # ---- training -----------------------------------------------------------------------------------
 
 
-def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpoint_every: int, progress: bool,
-           log_step) -> tuple[Any, dict]:
+def _train(
+    settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpoint_every: int, progress: bool, log_step
+) -> tuple[Any, dict]:
     import keye_model
     from keye_model.checkpoint import from_config
     from keye_model.config import shaped_config
@@ -202,28 +230,52 @@ def _train(settings: Settings, spec: DemoSpec, name: str, partial: Path, checkpo
     model = from_config(shaped_config(spec.shape), device=settings.device, seed=spec.seed)
     vocab = None
     if spec.used_vocab:
-        vocab = used_ids([*(ex.input_ids for ex in items), *(c[1] for c in captions.values())],
-                         model.config.vocab_size)
+        vocab = used_ids([*(ex.input_ids for ex in items), *(c[1] for c in captions.values())], model.config.vocab_size)
         zero_unused(model, vocab)
-        log.info("%s: %d of %d token rows used by the data train; the lm_head's others are zero", name,
-                 vocab.numel(), model.config.vocab_size)
-    cfg = FullConfig(steps=spec.steps, batch_size=spec.batch_size, grad_accum=spec.grad_accum, lr=spec.lr,
-                     warmup_steps=spec.warmup_steps, seed=spec.seed, checkpoint_every=checkpoint_every)
+        log.info(
+            "%s: %d of %d token rows used by the data train; the lm_head's others are zero",
+            name,
+            vocab.numel(),
+            model.config.vocab_size,
+        )
+    cfg = FullConfig(
+        steps=spec.steps,
+        batch_size=spec.batch_size,
+        grad_accum=spec.grad_accum,
+        lr=spec.lr,
+        warmup_steps=spec.warmup_steps,
+        seed=spec.seed,
+        checkpoint_every=checkpoint_every,
+    )
     objective = AnswersAndCaptions(captions, spec.contrastive_weight, spec.temperature, spec.sampled_vocab)
     checkpoints = partial / "checkpoints"
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("%s: training %.1fM parameters for %d steps of %d examples (their clips' captions as the "
-             "contrastive batch) on %s", name, n_params / 1e6, spec.steps, spec.batch_size * spec.grad_accum,
-             settings.device)
+    log.info(
+        "%s: training %.1fM parameters for %d steps of %d examples (their clips' captions as the "
+        "contrastive batch) on %s",
+        name,
+        n_params / 1e6,
+        spec.steps,
+        spec.batch_size * spec.grad_accum,
+        settings.device,
+    )
     start = _resumed_at(checkpoints)
     if start:
         log.info("%s: resuming the interrupted run at step %d of %d", name, start, spec.steps)
     with _StepReport(spec.steps, start, objective, progress, log_step, checkpoint_every) as report:
         result = train_full(model, items, cfg, objective, checkpoint_dir=checkpoints, log_step=report, vocab=vocab)
     model.requires_grad_(False)  # as keye_model.load gives it: ready to serve
-    info = {"name": name, "fingerprint": spec.fingerprint(), "spec": _spec_json(spec), "parameters": n_params,
-            "train_seconds": round(report.seconds, 1), "resumed_at": result.first_step,
-            "losses": report.summary(), "corpus": described, "created_at": utcnow().isoformat()}
+    info = {
+        "name": name,
+        "fingerprint": spec.fingerprint(),
+        "spec": _spec_json(spec),
+        "parameters": n_params,
+        "train_seconds": round(report.seconds, 1),
+        "resumed_at": result.first_step,
+        "losses": report.summary(),
+        "corpus": described,
+        "created_at": utcnow().isoformat(),
+    }
     _write_folder(model, processor, spec, info, partial / "model")
     return model, info
 
@@ -247,15 +299,27 @@ class _StepReport:
         self.parts: list[tuple[float, float | None]] = []
         self.bar = self.task = None
         if progress:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self.bar = Progress(TextColumn("[bold]training[/bold]"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn())
+            self.bar = Progress(
+                TextColumn("[bold]training[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+            )
         self.t0 = self.seconds = 0.0
 
-    def __enter__(self) -> "_StepReport":
+    def __enter__(self) -> _StepReport:
         self.t0 = time.monotonic()
         if self.bar is not None:
             self.bar.start()
@@ -289,11 +353,16 @@ class _StepReport:
         tail = max(1, len(self.losses) // 10)
         nll = [p[0] for p in self.parts]
         nce = [p[1] for p in self.parts if p[1] is not None]
-        return {"steps": len(self.losses), "first": self.losses[0], "last": self.losses[-1],
-                "last_tenth_mean": sum(self.losses[-tail:]) / tail,
-                "answers_first": nll[0], "answers_last_tenth_mean": sum(nll[-tail:]) / tail,
-                "captions_first": nce[0] if nce else None,
-                "captions_last_tenth_mean": sum(nce[-tail:]) / len(nce[-tail:]) if nce else None}
+        return {
+            "steps": len(self.losses),
+            "first": self.losses[0],
+            "last": self.losses[-1],
+            "last_tenth_mean": sum(self.losses[-tail:]) / tail,
+            "answers_first": nll[0],
+            "answers_last_tenth_mean": sum(nll[-tail:]) / tail,
+            "captions_first": nce[0] if nce else None,
+            "captions_last_tenth_mean": sum(nce[-tail:]) / len(nce[-tail:]) if nce else None,
+        }
 
 
 def _mean_parts(parts: list[tuple[float, float | None]]) -> tuple[float, float | None]:
@@ -331,22 +400,51 @@ def write_processor_files(processor, folder: Path) -> None:
     processor.tokenizer.tok.save(str(folder / "tokenizer.json"))
     token = {i: c for i, (c, _) in ADDED_TOKENS.items()}
     tokenizer_config = {
-        "add_bos_token": False, "add_prefix_space": False,
-        "added_tokens_decoder": {str(i): {"content": c, "lstrip": False, "normalized": False, "rstrip": False,
-                                          "single_word": False, "special": s} for i, (c, s) in ADDED_TOKENS.items()},
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": {
+            str(i): {
+                "content": c,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": s,
+            }
+            for i, (c, s) in ADDED_TOKENS.items()
+        },
         "additional_special_tokens": [c for i, (c, s) in ADDED_TOKENS.items() if s and i != PAD_ID],
-        "bos_token": None, "chat_template": processor.chat_template, "clean_up_tokenization_spaces": False,
-        "eos_token": token[processor.tokenizer.eos_ids[0]], "errors": "replace", "model_max_length": 131072,
-        "pad_token": token[PAD_ID], "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer",
-        "unk_token": None}
+        "bos_token": None,
+        "chat_template": processor.chat_template,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": token[processor.tokenizer.eos_ids[0]],
+        "errors": "replace",
+        "model_max_length": 131072,
+        "pad_token": token[PAD_ID],
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
     b = processor.budgets
-    preprocessor = {"min_pixels": b.processor_min_pixels, "max_pixels": b.processor_max_pixels, "patch_size": PATCH,
-                    "temporal_patch_size": 1, "merge_size": MERGE, "image_mean": list(MEAN), "image_std": list(STD),
-                    "processor_class": "KeyeProcessor",
-                    "auto_map": {"AutoProcessor": "processing_keye.KeyeProcessor",
-                                 "AutoImageProcessor": "image_processing_keye.SiglipImageProcessor"}}
-    for fname, body in (("tokenizer_config.json", tokenizer_config), ("preprocessor_config.json", preprocessor),
-                        ("chat_template.json", {"chat_template": processor.chat_template})):
+    preprocessor = {
+        "min_pixels": b.processor_min_pixels,
+        "max_pixels": b.processor_max_pixels,
+        "patch_size": PATCH,
+        "temporal_patch_size": 1,
+        "merge_size": MERGE,
+        "image_mean": list(MEAN),
+        "image_std": list(STD),
+        "processor_class": "KeyeProcessor",
+        "auto_map": {
+            "AutoProcessor": "processing_keye.KeyeProcessor",
+            "AutoImageProcessor": "image_processing_keye.SiglipImageProcessor",
+        },
+    }
+    for fname, body in (
+        ("tokenizer_config.json", tokenizer_config),
+        ("preprocessor_config.json", preprocessor),
+        ("chat_template.json", {"chat_template": processor.chat_template}),
+    ):
         (folder / fname).write_text(json.dumps(body, indent=2) + "\n")
 
 
@@ -359,9 +457,8 @@ def register(settings: Settings, name: str, folder: Path, info: dict) -> None:
     active, and otherwise a candidate that `keye train promote` can activate."""
     from sqlmodel import Session
 
-    from stores.db import ModelVersion
+    from stores.db import ModelVersion, migrated_engine
     from training import registry
-    from stores.db import migrated_engine
 
     metrics = {"demo": {k: info.get(k) for k in ("fingerprint", "train_seconds", "losses", "parameters")}}
     with migrated_engine(settings) as engine, Session(engine) as session:

@@ -50,7 +50,7 @@ class DemoSpec:
         raw = {**asdict(self), "analysis_config": json.loads(Path(self.analysis_config).read_text())}
         return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def with_(self, **changes) -> "DemoSpec":
+    def with_(self, **changes) -> DemoSpec:
         return replace(self, **changes)
 
 

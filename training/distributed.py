@@ -51,8 +51,9 @@ def wrap(module: nn.Module, world: World) -> nn.Module:
 
     dev = next(module.parameters()).device
     # unused parameters exist by design: the contrastive objective never touches lm_head
-    return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None,
-                                   find_unused_parameters=True)
+    return DistributedDataParallel(
+        module, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True
+    )
 
 
 def sum_across(value: float, world: World) -> float:

@@ -30,10 +30,10 @@ from torch import nn
 
 from keye_model.model import Packed
 from keye_model.rope import VisionGrids, mrope_positions
+from training.answer_loss import FrontCache, answer_nll, answer_weight
 from training.dataset import Example
 from training.distributed import World, barrier, sum_across, wrap
 from training.errors import TrainConfigError
-from training.answer_loss import FrontCache, answer_nll, answer_weight
 from training.sft import TrainConfig, batches, make_optimizer, optimizer_step
 from training.vocab import used_vocabulary
 
@@ -50,10 +50,12 @@ class FullConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        checks = [(self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
-                  (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
-                  (not self.cache_inputs, "full training trains the front; cache_inputs must be off"),
-                  (self.dpo_weight == 0, "full training has no preference loss yet; dpo_weight must be 0")]
+        checks = [
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+            (not self.cache_inputs, "full training trains the front; cache_inputs must be off"),
+            (self.dpo_weight == 0, "full training has no preference loss yet; dpo_weight must be 0"),
+        ]
         for ok, reason in checks:
             if not ok:
                 raise TrainConfigError(reason)
@@ -74,8 +76,8 @@ class PassFront:
             return self.plain(ex)
         prefix = self.passes.get(id(ex.vision))  # one pass's examples share its vision tensors (dataset.py)
         if prefix is None:
-            prefix = self.passes[id(ex.vision)] = self.model.pack(ex.input_ids[None, :ex.prefix_len], **ex.vision)
-        rest = ex.input_ids[ex.prefix_len:]
+            prefix = self.passes[id(ex.vision)] = self.model.pack(ex.input_ids[None, : ex.prefix_len], **ex.vision)
+        rest = ex.input_ids[ex.prefix_len :]
         pos, _ = mrope_positions(rest.tolist(), VisionGrids(), self.model.config, start=prefix.next_positions[0])
         embeds = torch.cat([prefix.embeds, self.model.model.embed_tokens(rest.to(self.model.device))])
         return embeds, torch.cat([prefix.positions, pos.to(self.model.device)], dim=1)
@@ -115,10 +117,16 @@ class FullResult:
     checkpoints: list[Path] = field(default_factory=list)
 
 
-def train_full(model: nn.Module, items: Sequence, cfg: FullConfig, objective: nn.Module,
-               checkpoint_dir: str | Path | None = None, world: World = World(),
-               log_step: Callable[[int, float, float], None] | None = None,
-               vocab: torch.Tensor | None = None) -> FullResult:
+def train_full(
+    model: nn.Module,
+    items: Sequence,
+    cfg: FullConfig,
+    objective: nn.Module,
+    checkpoint_dir: str | Path | None = None,
+    world: World = World(),
+    log_step: Callable[[int, float, float], None] | None = None,
+    vocab: torch.Tensor | None = None,
+) -> FullResult:
     """Train every parameter of `model` (in place) on `items` under `objective`; resume when a checkpoint exists.
     `vocab`: the token ids the data uses; only their embedding and lm_head rows train (training.vocab)."""
     with used_vocabulary(model, vocab) if vocab is not None else nullcontext():
@@ -130,8 +138,10 @@ def _train_full(model, items, cfg: FullConfig, objective, checkpoint_dir, world:
         raise TrainConfigError(f"{len(items)} item(s); the run needs at least {cfg.min_examples}")
     per_step = cfg.batch_size * world.size  # a global micro-batch: each rank takes its slice
     if world.size > 1 and len(items) % per_step:
-        raise TrainConfigError(f"{len(items)} items do not split into global micro-batches of {per_step} "
-                               f"({cfg.batch_size} per rank x {world.size} ranks)")
+        raise TrainConfigError(
+            f"{len(items)} items do not split into global micro-batches of {per_step} "
+            f"({cfg.batch_size} per rank x {world.size} ranks)"
+        )
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     model.requires_grad_(True)
@@ -156,9 +166,9 @@ def _train_full(model, items, cfg: FullConfig, objective, checkpoint_dir, world:
         total = sum(objective.weight(b) for b in micro)
         local = 0.0
         for i, b in enumerate(micro):
-            mine = b[world.rank * cfg.batch_size:(world.rank + 1) * cfg.batch_size]
+            mine = b[world.rank * cfg.batch_size : (world.rank + 1) * cfg.batch_size]
             sync = i == len(micro) - 1 or world.size == 1
-            with (nullcontext() if sync else net.no_sync()), autocast:
+            with nullcontext() if sync else net.no_sync(), autocast:
                 loss = net(mine) * (world.size / max(total, 1e-8))  # DDP averages over ranks
             loss.backward()
             local += float(loss.detach())
@@ -191,13 +201,20 @@ def _schedule_of(cfg: FullConfig, world: World) -> dict:
     return {**{k: getattr(cfg, k) for k in keys}, "world_size": world.size}
 
 
-def save_checkpoint(folder: Path, step: int, trainee: nn.Module, opt, sched, cfg: FullConfig,
-                    world: World = World()) -> Path:
+def save_checkpoint(
+    folder: Path, step: int, trainee: nn.Module, opt, sched, cfg: FullConfig, world: World = World()
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "schedule": _schedule_of(cfg, world), "trainee": trainee.state_dict(),
-             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-             "config": cfg.to_dict()}  # the whole configuration, for the record
+    state = {
+        "step": step,
+        "schedule": _schedule_of(cfg, world),
+        "trainee": trainee.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "config": cfg.to_dict(),
+    }  # the whole configuration, for the record
     path = folder / f"step-{step:08d}.pt"
     tmp = folder / f".{path.name}.tmp"
     with tmp.open("wb") as f:
@@ -205,7 +222,7 @@ def save_checkpoint(folder: Path, step: int, trainee: nn.Module, opt, sched, cfg
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)  # a reader sees the whole checkpoint or none
-    for old in sorted(folder.glob("step-*.pt"))[:-cfg.keep_checkpoints]:
+    for old in sorted(folder.glob("step-*.pt"))[: -cfg.keep_checkpoints]:
         old.unlink()
     log.info("checkpoint %s", path)
     return path
@@ -216,8 +233,10 @@ def restore(path: Path, trainee: nn.Module, opt, sched, schedule: dict) -> int:
     state = torch.load(path, map_location=next(trainee.parameters()).device, weights_only=False)
     if state["schedule"] != schedule:
         differ = sorted(k for k in schedule if state["schedule"].get(k) != schedule[k])
-        raise TrainConfigError(f"{path} belongs to another schedule (differs in {', '.join(differ)}); "
-                               "give a new checkpoint folder or the same options")
+        raise TrainConfigError(
+            f"{path} belongs to another schedule (differs in {', '.join(differ)}); "
+            "give a new checkpoint folder or the same options"
+        )
     trainee.load_state_dict(state["trainee"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])

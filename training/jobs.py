@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from service.settings import Settings, get_settings
-from training.errors import TrainingError
 from stores.db import migrated_engine
+from training.errors import TrainingError
 from training.runner import execute_run, fail_unsent, queue_run, summary
 from training.sft import TrainConfig
 from training.trigger import due
@@ -33,16 +33,24 @@ class RunFailed(TrainingError):
 def make_app(settings: Settings | None = None, queue: str = QUEUE) -> Celery:
     s = settings or get_settings()
     app = Celery("keye.training", broker=s.redis_url, backend=s.redis_url)
-    app.conf.update(task_default_queue=queue, task_acks_late=True, worker_prefetch_multiplier=1,
-                    task_serializer="json", result_serializer="json", accept_content=["json"],
-                    result_expires=7 * 24 * 3600, broker_connection_retry_on_startup=True,
-                    task_track_started=True,
-                    # a broker that is down fails a send in seconds, not minutes of retries
-                    broker_connection_timeout=3, broker_transport_options={"socket_connect_timeout": 3},
-                    task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
-                                               "interval_max": 1.0},
-                    result_backend_transport_options={"retry_policy": {"max_retries": 2, "interval_start": 0,
-                                                                        "interval_step": 0.5, "interval_max": 1.0}})
+    app.conf.update(
+        task_default_queue=queue,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        broker_connection_retry_on_startup=True,
+        task_track_started=True,
+        # a broker that is down fails a send in seconds, not minutes of retries
+        broker_connection_timeout=3,
+        broker_transport_options={"socket_connect_timeout": 3},
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        result_backend_transport_options={
+            "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0}
+        },
+    )
 
     app.task(name=TASK, shared=False)(train)  # not shared: each app keeps its own registration
     return app
@@ -81,8 +89,9 @@ def _submit(engine: Engine, settings: Settings, config: TrainConfig | None, cele
     return run, result
 
 
-def maybe_trigger(settings: Settings, min_new_examples: int, config: TrainConfig | None = None,
-                  celery_app: Celery | None = None):
+def maybe_trigger(
+    settings: Settings, min_new_examples: int, config: TrainConfig | None = None, celery_app: Celery | None = None
+):
     """Submit a run when at least `min_new_examples` supervised events are unused and no run is pending."""
     with migrated_engine(settings) as engine:
         with Session(engine) as session:

@@ -71,8 +71,13 @@ class LoraLinear(nn.Module):
     def merged(self) -> nn.Linear:
         w = self.base.weight
         delta = self.scale * (self.lora_b.detach().float() @ self.lora_a.detach().float())
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=w.device, dtype=w.dtype)
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
         out.weight = nn.Parameter((w.detach().float() + delta).to(w.dtype), requires_grad=False)
         if self.base.bias is not None:
             out.bias = nn.Parameter(self.base.bias.detach().clone(), requires_grad=False)
@@ -116,4 +121,3 @@ def merge_lora(model: nn.Module) -> nn.Module:
         if isinstance(mod, LoraLinear):
             setattr(part, name, mod.merged() if mod.enabled else mod.base)
     return model
-

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.answer_loss import FrontCache, answer_logprobs
 from training.dataset import PreferencePair
 from training.lora import set_lora_enabled
-from training.answer_loss import FrontCache, answer_logprobs
 
 
 def sequence_logprobs(model: nn.Module, front: FrontCache, pair: PreferencePair) -> torch.Tensor:

@@ -18,9 +18,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from stores.db import ModelVersion, model_version_name
 from service.schemas import utcnow
 from service.settings import Settings
+from stores.db import ModelVersion, model_version_name
 from training.errors import RegistryError
 
 
@@ -36,8 +36,14 @@ def ensure_base(session: Session, settings: Settings) -> ModelVersion:
     name = model_version_name(settings.model)
     row = session.get(ModelVersion, name)
     if row is None:
-        row = ModelVersion(version=name, path=str(settings.model), status="active", metrics={}, created_at=utcnow(),
-                           promoted_at=utcnow())
+        row = ModelVersion(
+            version=name,
+            path=str(settings.model),
+            status="active",
+            metrics={},
+            created_at=utcnow(),
+            promoted_at=utcnow(),
+        )
         session.add(row)
         session.flush()
     return row
@@ -52,12 +58,19 @@ def list_versions(session: Session) -> list[ModelVersion]:
     return list(session.exec(select(ModelVersion).order_by(sa.desc(ModelVersion.created_at), ModelVersion.version)))
 
 
-def register_candidate(session: Session, version: str, path: str | Path, base_version: str | None,
-                       metrics: dict) -> ModelVersion:
+def register_candidate(
+    session: Session, version: str, path: str | Path, base_version: str | None, metrics: dict
+) -> ModelVersion:
     if session.get(ModelVersion, version) is not None:
         raise RegistryError(f"model version {version!r} already exists")
-    row = ModelVersion(version=version, path=str(path), base_version=base_version, status="candidate",
-                       metrics=dict(metrics), created_at=utcnow())
+    row = ModelVersion(
+        version=version,
+        path=str(path),
+        base_version=base_version,
+        status="candidate",
+        metrics=dict(metrics),
+        created_at=utcnow(),
+    )
     session.add(row)
     session.flush()
     return row
@@ -88,21 +101,31 @@ def gate(session: Session, row: ModelVersion, active: ModelVersion | None, toler
     from evaluation.gate import regressions
     from evaluation.store import comparable
 
-    verdict = {"against": active.version if active else None, "tolerance": tolerance, "dataset": None,
-               "regressions": []}
+    verdict = {
+        "against": active.version if active else None,
+        "tolerance": tolerance,
+        "dataset": None,
+        "regressions": [],
+    }
     if active is None:
         return {**verdict, "verdict": "passed", "reason": "no active version to compare with"}
     pair = comparable(session, row.version, active.version)
     if pair is None:
-        return {**verdict, "verdict": "unmeasured",
-                "reason": f"{row.version} and {active.version} have no evaluation reports on the same labelled set"}
+        return {
+            **verdict,
+            "verdict": "unmeasured",
+            "reason": f"{row.version} and {active.version} have no evaluation reports on the same labelled set",
+        }
     mine, theirs = pair
     worse = regressions(theirs.report, mine.report, tolerance)
-    verdict.update(dataset={"id": mine.dataset_id, "name": mine.dataset_name},
-                   regressions=[w.as_dict() for w in worse])
+    verdict.update(dataset={"id": mine.dataset_id, "name": mine.dataset_name}, regressions=[w.as_dict() for w in worse])
     if worse:
-        return {**verdict, "verdict": "regressed", "reason": f"{row.version} is worse than {active.version} on "
-                f"{mine.dataset_name} by more than {tolerance}: " + "; ".join(map(str, worse))}
+        return {
+            **verdict,
+            "verdict": "regressed",
+            "reason": f"{row.version} is worse than {active.version} on "
+            f"{mine.dataset_name} by more than {tolerance}: " + "; ".join(map(str, worse)),
+        }
     return {**verdict, "verdict": "passed", "reason": f"no headline metric worse by more than {tolerance}"}
 
 
@@ -129,10 +152,16 @@ def rollback(session: Session) -> ModelVersion:
     current = active_version(session, lock=True)
     if current is None:
         raise RegistryError("no model version is active; nothing to roll back")
-    earlier = [v for v in session.exec(select(ModelVersion).where(ModelVersion.status == "retired",
-                                                                   ModelVersion.promoted_at.is_not(None))
-                                       .order_by(sa.desc(ModelVersion.promoted_at)).with_for_update())
-               if not v.metrics.get("rolled_back_at")]
+    earlier = [
+        v
+        for v in session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None))
+            .order_by(sa.desc(ModelVersion.promoted_at))
+            .with_for_update()
+        )
+        if not v.metrics.get("rolled_back_at")
+    ]
     if not earlier:
         raise RegistryError(f"{current.version} is the first active version; there is none to roll back to")
     current.metrics = {**current.metrics, "rolled_back_at": utcnow().isoformat()}

@@ -26,17 +26,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from stores.db import FeedbackRow, TrainingRun, migrated_engine
+from evaluation import store
 from service.schemas import utcnow
 from service.settings import MODEL_ANALYSIS_CONFIG, Settings
-from evaluation import store
+from stores.db import FeedbackRow, TrainingRun, migrated_engine
 from training import registry
 from training.errors import TrainConfigError, TrainingError
 from training.sft import TrainConfig
 
 # Files of a checkpoint folder besides the weights that the processor reads (copied to exports).
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
-                   "added_tokens.json", "preprocessor_config.json", "chat_template.json")
+PROCESSOR_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "preprocessor_config.json",
+    "chat_template.json",
+)
 
 
 class RunStateError(TrainingError):
@@ -48,8 +56,14 @@ def queue_run(session: Session, settings: Settings, config: TrainConfig | None =
     KEYE_TRAIN_CONFIG's (what triggered runs use), else the defaults."""
     cfg = config or default_config(settings)
     base = registry.ensure_base(session, settings)
-    run = TrainingRun(run_id=f"run-{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}", base_version=base.version,
-                      status="queued", config=cfg.to_dict(), metrics={}, created_at=utcnow())
+    run = TrainingRun(
+        run_id=f"run-{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
+        base_version=base.version,
+        status="queued",
+        config=cfg.to_dict(),
+        metrics={},
+        created_at=utcnow(),
+    )
     session.add(run)
     session.commit()
     session.refresh(run)
@@ -69,9 +83,11 @@ def default_config(settings: Settings) -> TrainConfig:
 
 def fail_unsent(session: Session, run_id: str, reason: str) -> None:
     """A queued run whose job never reached a worker: failed, with the reason."""
-    session.execute(sa.update(TrainingRun.__table__)
-                    .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
-                    .values(status="failed", error=reason, finished_at=utcnow()))
+    session.execute(
+        sa.update(TrainingRun.__table__)
+        .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+        .values(status="failed", error=reason, finished_at=utcnow())
+    )
     session.commit()
 
 
@@ -83,9 +99,11 @@ def _claim(session: Session, run_id: str) -> TrainingRun:
     run = session.get(TrainingRun, run_id)
     if run is None:
         raise RunStateError(f"no training run {run_id!r}")
-    claimed = session.execute(sa.update(TrainingRun.__table__)
-                              .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
-                              .values(status="running"))
+    claimed = session.execute(
+        sa.update(TrainingRun.__table__)
+        .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+        .values(status="running")
+    )
     session.commit()
     if claimed.rowcount != 1:
         raise RunStateError(f"training run {run_id} is {run.status}, not queued")
@@ -164,25 +182,41 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     improvement = None
     if result.eval_loss is not None and result.eval_loss_base is not None:
         improvement = result.eval_loss_base - result.eval_loss
-    version_metrics = {"run_id": run.run_id, "eval_loss": result.eval_loss, "eval_loss_base": result.eval_loss_base,
-                       "eval_improvement": improvement, "eval_examples": result.eval_examples,
-                       "train_examples": result.train_examples}
+    version_metrics = {
+        "run_id": run.run_id,
+        "eval_loss": result.eval_loss,
+        "eval_loss_base": result.eval_loss_base,
+        "eval_improvement": improvement,
+        "eval_examples": result.eval_examples,
+        "train_examples": result.train_examples,
+    }
     candidate_report = measure(model, version)
     if candidate_report is not None:
-        version_metrics["eval"] = {"dataset": measure.labelled.describe(), "base": base_report["headline"],
-                                   "candidate": candidate_report["headline"]}
+        version_metrics["eval"] = {
+            "dataset": measure.labelled.describe(),
+            "base": base_report["headline"],
+            "candidate": candidate_report["headline"],
+        }
     registry.register_candidate(session, version, export, run.base_version, version_metrics)
     for name, report in ((run.base_version, base_report), (version, candidate_report)):
         if report is not None and report is not measure.known:
             store.save_report(session, name, report)
     considered = list(ds.considered)
     for i in range(0, len(considered), 500):
-        session.execute(sa.update(FeedbackRow.__table__).where(FeedbackRow.event_id.in_(considered[i:i + 500]))
-                        .values(used_in_run=run.run_id))
+        session.execute(
+            sa.update(FeedbackRow.__table__)
+            .where(FeedbackRow.event_id.in_(considered[i : i + 500]))
+            .values(used_in_run=run.run_id)
+        )
     run.status, run.finished_at, run.error = "succeeded", utcnow(), None
     run.examples = len(ds.examples)
-    run.metrics = {**metrics, "events": len(considered), "pairs": len(ds.pairs), "replayed": len(replayed),
-                   "skipped": ds.skip_reasons()}
+    run.metrics = {
+        **metrics,
+        "events": len(considered),
+        "pairs": len(ds.pairs),
+        "replayed": len(replayed),
+        "skipped": ds.skip_reasons(),
+    }
     session.add(run)
     session.commit()
 
@@ -194,7 +228,7 @@ def replay_examples(processor, analysis_cfg, cfg: TrainConfig) -> list:
     from corpus.labels import load_labels
     from training.corpus_examples import corpus_examples
 
-    clips = load_labels(cfg.replay_corpus)[:cfg.replay_clips]
+    clips = load_labels(cfg.replay_corpus)[: cfg.replay_clips]
     return corpus_examples(processor, analysis_cfg, cfg.replay_corpus, clips=clips).examples
 
 
@@ -216,8 +250,8 @@ class _Measure:
         self.known = None  # a stored base report on the same labels, reused instead of re-measured
 
     def __call__(self, model, version: str, skip_if_known: bool = False) -> dict | None:
-        from evaluation.harness import evaluate
         from analysis import VideoAnalyzer
+        from evaluation.harness import evaluate
 
         if not self.labelled.videos:
             return None
@@ -232,6 +266,13 @@ class _Measure:
 
 def summary(run: TrainingRun) -> dict[str, Any]:
     """What a job result or the CLI shows of a run."""
-    return {"run_id": run.run_id, "status": run.status, "base_version": run.base_version,
-            "output_version": run.output_version, "examples": run.examples, "error": run.error,
-            "eval_loss_base": (run.metrics or {}).get("eval_loss_base"), "eval_loss": (run.metrics or {}).get("eval_loss")}
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "base_version": run.base_version,
+        "output_version": run.output_version,
+        "examples": run.examples,
+        "error": run.error,
+        "eval_loss_base": (run.metrics or {}).get("eval_loss_base"),
+        "eval_loss": (run.metrics or {}).get("eval_loss"),
+    }

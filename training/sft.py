@@ -22,13 +22,30 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from training.answer_loss import FrontCache, answer_logprobs, answer_nll, answer_weight, eval_loss, packed_hidden, sft_loss
+from training.answer_loss import (
+    FrontCache,
+    answer_logprobs,
+    answer_nll,
+    answer_weight,
+    eval_loss,
+    packed_hidden,
+    sft_loss,
+)
 from training.dataset import Example, PreferencePair
 from training.errors import NotEnoughExamples, TrainConfigError
 from training.lora import LoraConfig, apply_lora, lora_parameters
 
-__all__ = ["FrontCache", "TrainConfig", "answer_logprobs", "answer_nll", "answer_weight", "eval_loss", "packed_hidden",
-           "sft_loss", "train"]  # the answer loss is re-exported: callers of the LoRA loop find it here
+__all__ = [
+    "FrontCache",
+    "TrainConfig",
+    "answer_logprobs",
+    "answer_nll",
+    "answer_weight",
+    "eval_loss",
+    "packed_hidden",
+    "sft_loss",
+    "train",
+]  # the answer loss is re-exported: callers of the LoRA loop find it here
 
 
 @dataclass(frozen=True)
@@ -63,17 +80,22 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
-        checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 1, "batch_size must be >= 1"),
-                  (self.grad_accum >= 1, "grad_accum must be >= 1"), (self.lr > 0, "lr must be > 0"),
-                  (0 <= self.warmup_steps, "warmup_steps must be >= 0"),
-                  (self.schedule in ("cosine", "linear", "constant"), "schedule must be cosine, linear or constant"),
-                  (0.0 <= self.eval_fraction < 1.0, "eval_fraction must lie in [0, 1)"),
-                  (self.max_grad_norm > 0, "max_grad_norm must be > 0"), (self.dpo_weight >= 0, "dpo_weight must be >= 0"),
-                  (self.min_examples >= 1, "min_examples must be >= 1"),
-                  (not (self.full and self.cache_inputs), "full training trains the front; cache_inputs must be off"),
-                  (not (self.full and self.dpo_weight), "full training keeps no reference model; dpo_weight must be 0"),
-                  (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None"),
-                  (self.replay_clips is None or self.replay_clips >= 1, "replay_clips must be >= 1 or None")]
+        checks = [
+            (self.steps >= 1, "steps must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.grad_accum >= 1, "grad_accum must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.warmup_steps, "warmup_steps must be >= 0"),
+            (self.schedule in ("cosine", "linear", "constant"), "schedule must be cosine, linear or constant"),
+            (0.0 <= self.eval_fraction < 1.0, "eval_fraction must lie in [0, 1)"),
+            (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
+            (self.dpo_weight >= 0, "dpo_weight must be >= 0"),
+            (self.min_examples >= 1, "min_examples must be >= 1"),
+            (not (self.full and self.cache_inputs), "full training trains the front; cache_inputs must be off"),
+            (not (self.full and self.dpo_weight), "full training keeps no reference model; dpo_weight must be 0"),
+            (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None"),
+            (self.replay_clips is None or self.replay_clips >= 1, "replay_clips must be >= 1 or None"),
+        ]
         for ok, reason in checks:
             if not ok:
                 raise TrainConfigError(reason)
@@ -82,7 +104,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> "TrainConfig":
+    def from_dict(cls, raw: dict[str, Any] | None) -> TrainConfig:
         raw = dict(raw or {})
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
@@ -113,12 +135,18 @@ class TrainResult:
     dpo_losses: list[float] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
-        return {"eval_loss_base": self.eval_loss_base, "eval_loss": self.eval_loss,
-                "train_loss_first": self.losses[0] if self.losses else None,
-                "train_loss_last": self.losses[-1] if self.losses else None, "steps": len(self.losses),
-                "train_examples": self.train_examples, "eval_examples": self.eval_examples,
-                "answer_tokens": self.answer_tokens, "seconds": round(self.seconds, 3),
-                "dpo_loss_last": self.dpo_losses[-1] if self.dpo_losses else None}
+        return {
+            "eval_loss_base": self.eval_loss_base,
+            "eval_loss": self.eval_loss,
+            "train_loss_first": self.losses[0] if self.losses else None,
+            "train_loss_last": self.losses[-1] if self.losses else None,
+            "steps": len(self.losses),
+            "train_examples": self.train_examples,
+            "eval_examples": self.eval_examples,
+            "answer_tokens": self.answer_tokens,
+            "seconds": round(self.seconds, 3),
+            "dpo_loss_last": self.dpo_losses[-1] if self.dpo_losses else None,
+        }
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -126,8 +154,7 @@ class TrainResult:
 
 def split_by_video(examples: Sequence[Example], eval_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Held-out videos (never a task of a training video): deterministic by hash, at least one each side."""
-    videos = sorted({e.video_id for e in examples},
-                    key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())
+    videos = sorted({e.video_id for e in examples}, key=lambda v: hashlib.sha256(f"{seed}:{v}".encode()).hexdigest())
     n_eval = 0
     if eval_fraction > 0 and len(videos) >= 2:
         n_eval = min(max(1, round(eval_fraction * len(videos))), len(videos) - 1)
@@ -166,8 +193,9 @@ def optimizer_step(params: list[nn.Parameter], opt, sched, max_grad_norm: float)
     opt.zero_grad(set_to_none=True)
 
 
-def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
-          pairs: Sequence[PreferencePair] = (), log=None) -> TrainResult:
+def train(
+    model: nn.Module, examples: Sequence[Example], cfg: TrainConfig, pairs: Sequence[PreferencePair] = (), log=None
+) -> TrainResult:
     """Adapt `model` in place (LoRA adapters added and trained, or every weight with `full`); the caller
     merges and exports."""
     if len(examples) < cfg.min_examples:
@@ -208,8 +236,16 @@ def train(model: nn.Module, examples: Sequence[Example], cfg: TrainConfig,
         if log is not None:
             log(step, step_loss, sched.get_last_lr()[0])
     model.eval()
-    return TrainResult(losses, base_loss, eval_loss(model, front, eval_set), len(train_set), len(eval_set), tokens,
-                       time.perf_counter() - t0, dpo_losses)
+    return TrainResult(
+        losses,
+        base_loss,
+        eval_loss(model, front, eval_set),
+        len(train_set),
+        len(eval_set),
+        tokens,
+        time.perf_counter() - t0,
+        dpo_losses,
+    )
 
 
 def batches(items: list, size: int, seed: int):
@@ -218,4 +254,4 @@ def batches(items: list, size: int, seed: int):
     while True:
         perm = torch.randperm(len(items), generator=gen).tolist()
         for i in range(0, len(perm), size):
-            yield [items[j] for j in perm[i:i + size]]
+            yield [items[j] for j in perm[i : i + size]]

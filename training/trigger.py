@@ -14,8 +14,12 @@ def due(session: Session, min_new_examples: int) -> bool:
     """Enough unused supervised feedback and no run queued or running."""
     if min_new_examples <= 0:
         return False
-    pending = session.exec(select(func.count()).select_from(TrainingRun)
-                           .where(TrainingRun.status.in_(("queued", "running")))).one()
-    fresh = session.exec(select(func.count()).select_from(FeedbackRow)
-                         .where(FeedbackRow.used_in_run.is_(None), FeedbackRow.kind.in_(SUPERVISED_KINDS))).one()
+    pending = session.exec(
+        select(func.count()).select_from(TrainingRun).where(TrainingRun.status.in_(("queued", "running")))
+    ).one()
+    fresh = session.exec(
+        select(func.count())
+        .select_from(FeedbackRow)
+        .where(FeedbackRow.used_in_run.is_(None), FeedbackRow.kind.in_(SUPERVISED_KINDS))
+    ).one()
     return not pending and fresh >= min_new_examples

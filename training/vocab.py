@@ -45,7 +45,9 @@ class UsedEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         at = self.index[ids]
-        return torch.where((at >= 0).unsqueeze(-1), F.embedding(at.clamp(min=0), self.rows), F.embedding(ids, self.frozen))
+        return torch.where(
+            (at >= 0).unsqueeze(-1), F.embedding(at.clamp(min=0), self.rows), F.embedding(ids, self.frozen)
+        )
 
     def restored(self) -> nn.Embedding:
         out = nn.Embedding(self.frozen.shape[0], self.frozen.shape[1], device=self.rows.device, dtype=self.rows.dtype)
@@ -112,8 +114,10 @@ def used_vocabulary(model: nn.Module, used: torch.Tensor) -> Iterator[None]:
     outside = torch.ones(head.shape[0], dtype=torch.bool, device=head.device)
     outside[used.to(head.device)] = False
     if bool(head[outside].any()):
-        raise TrainConfigError("used_vocabulary needs a model whose lm_head rows outside the data are zero "
-                               "(keye-demo's are; training.vocab.zero_unused makes a new model so)")
+        raise TrainConfigError(
+            "used_vocabulary needs a model whose lm_head rows outside the data are zero "
+            "(keye-demo's are; training.vocab.zero_unused makes a new model so)"
+        )
     used = used.to(head.device)
     embed = model.model.embed_tokens
     model.model.embed_tokens, model.lm_head = UsedEmbedding(embed, used), UsedHead(model.lm_head, used)

@@ -39,18 +39,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from service import kafka as kk
-from stores.db import engine_from, migrate
-from service.retry import RetryPolicy
-from service.schemas import (AnalysisRecord, DeadLetter, FlagMessage, SchemaError, WorkItem, dead_letter_id, decode,
-                          video_id_hint)
-from service.settings import Settings
-from stores.vectors import VectorStore
-from service import metrics
 from analysis.serving import Analyzer
-from service.failures import Failure, StoreUnavailableError, classify
 from analysis.stages import VideoProcessor, timed
+from service import kafka as kk
+from service import metrics
+from service.failures import Failure, StoreUnavailableError, classify
+from service.retry import RetryPolicy
+from service.schemas import (
+    AnalysisRecord,
+    DeadLetter,
+    FlagMessage,
+    SchemaError,
+    WorkItem,
+    dead_letter_id,
+    decode,
+    video_id_hint,
+)
+from service.settings import Settings
 from service.waiting import Stopped, database_label, kafka_label, until_available
+from stores.db import engine_from, migrate
+from stores.vectors import VectorStore
 
 log = logging.getLogger("keye.worker")
 
@@ -137,10 +145,17 @@ class Worker:
                     worker.consumer.pause(*assigned)  # no new records while a batch runs
 
         self.consumer = KafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=c.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=c.batch_size, session_timeout_ms=c.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, c.session_timeout_ms // 10), max_poll_interval_ms=300000,
-            client_id=f"keye-worker-{c.group_id}", group_instance_id=c.instance_id)
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=c.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=c.batch_size,
+            session_timeout_ms=c.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, c.session_timeout_ms // 10),
+            max_poll_interval_ms=300000,
+            client_id=f"keye-worker-{c.group_id}",
+            group_instance_id=c.instance_id,
+        )
         self.consumer.subscribe([s.topic_work], listener=Listener())
 
     def _close(self) -> None:
@@ -163,9 +178,13 @@ class Worker:
             return
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keye-batch")
         last_lag = 0.0
-        log.info("worker %s consuming %s (batch %d, %s)", self.config.group_id, self.settings.topic_work,
-                 self.config.batch_size, f"static member {self.config.instance_id}" if self.config.instance_id
-                 else "dynamic member")
+        log.info(
+            "worker %s consuming %s (batch %d, %s)",
+            self.config.group_id,
+            self.settings.topic_work,
+            self.config.batch_size,
+            f"static member {self.config.instance_id}" if self.config.instance_id else "dynamic member",
+        )
         try:
             while not self.stopping.is_set():
                 polled = self._poll(500)
@@ -229,11 +248,15 @@ class Worker:
         try:
             self.consumer.commit(offsets)
         except Exception as e:  # noqa: BLE001 - a rebalance took the partition: the next owner redoes it
-            log.warning("commit failed (%s: %s); those videos will be redelivered and their writes are idempotent",
-                        type(e).__name__, e)
+            log.warning(
+                "commit failed (%s: %s); those videos will be redelivered and their writes are idempotent",
+                type(e).__name__,
+                e,
+            )
             return
-        log.info("committed %s", ", ".join(f"{tp.topic}[{tp.partition}]@{om.offset}" for tp, om in
-                                           sorted(offsets.items())))
+        log.info(
+            "committed %s", ", ".join(f"{tp.topic}[{tp.partition}]@{om.offset}" for tp, om in sorted(offsets.items()))
+        )
 
     def _finish(self, records: list, result: BatchResult) -> None:
         from kafka import TopicPartition
@@ -257,7 +280,9 @@ class Worker:
         if result.store_error:
             self._block_rounds += 1
             delay = self._store_retry.delay(self._block_rounds)
-            log.warning("store unavailable (%s); retrying in %.1fs without committing past it", result.store_error, delay)
+            log.warning(
+                "store unavailable (%s); retrying in %.1fs without committing past it", result.store_error, delay
+            )
             metrics.RETRIED.labels("store").inc()
             self._idle(delay)
         else:
@@ -323,8 +348,13 @@ class Worker:
         try:
             work = decode(WorkItem, r.value)
         except SchemaError as e:
-            self._dead_letter(r, e, attempts=1, stage="worker.decode", video_id=video_id_hint(r.value)
-                              or (r.key.decode("utf-8", "replace") if r.key else None))
+            self._dead_letter(
+                r,
+                e,
+                attempts=1,
+                stage="worker.decode",
+                video_id=video_id_hint(r.value) or (r.key.decode("utf-8", "replace") if r.key else None),
+            )
             return
         attempt = 0
         record = self._unstored.pop(work.video_id, None)
@@ -339,13 +369,20 @@ class Worker:
                 if kind is not Failure.PERMANENT and self.stopping.is_set():
                     raise _Abandoned() from e  # let the next owner retry it
                 if kind is Failure.PERMANENT or self._analysis_retry.exhausted(attempt):
-                    self._dead_letter(r, e, attempts=attempt, stage="worker.analyze", video_id=work.video_id,
-                                      uri=work.uri)
+                    self._dead_letter(
+                        r, e, attempts=attempt, stage="worker.analyze", video_id=work.video_id, uri=work.uri
+                    )
                     return
                 metrics.RETRIED.labels(kind.value).inc()
                 delay = self._analysis_retry.delay(attempt)
-                log.warning("video %s attempt %d failed (%s: %s); retrying in %.1fs", work.video_id, attempt,
-                            type(e).__name__, e, delay)
+                log.warning(
+                    "video %s attempt %d failed (%s: %s); retrying in %.1fs",
+                    work.video_id,
+                    attempt,
+                    type(e).__name__,
+                    e,
+                    delay,
+                )
                 self.stopping.wait(delay)
         try:
             self.processor.persist(record, work)
@@ -356,8 +393,7 @@ class Worker:
                 self._unstored[work.video_id] = record
             raise
         except Exception as e:  # noqa: BLE001 - a store refused this record itself (e.g. wrong vector size)
-            self._dead_letter(r, e, attempts=attempt or 1, stage="worker.persist", video_id=work.video_id,
-                              uri=work.uri)
+            self._dead_letter(r, e, attempts=attempt or 1, stage="worker.persist", video_id=work.video_id, uri=work.uri)
             return
         metrics.ANALYZED.inc()
 
@@ -376,13 +412,22 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - the producer buffer is full or the broker is gone
             raise StoreUnavailableError(f"producing analysis of {record.video_id}: {e}") from e
 
-    def _dead_letter(self, r, error: BaseException, *, attempts: int, stage: str,  # noqa: ANN001 - a ConsumerRecord
-                     video_id: str | None, uri: str = "") -> None:
+    def _dead_letter(
+        self,
+        r,
+        error: BaseException,
+        *,
+        attempts: int,
+        stage: str,  # noqa: ANN001 - a ConsumerRecord
+        video_id: str | None,
+        uri: str = "",
+    ) -> None:
         """The dead letter is durable before the video is marked failed (which also discards an
         upload): a crash in between redelivers the message, which fails again the same way and
         sends a copy with the same `dlq_id`."""
-        letter = DeadLetter.of(r.value, error, stage=stage, attempts=attempts,
-                               dlq_id=dead_letter_id(stage, r.topic, r.partition, r.offset))
+        letter = DeadLetter.of(
+            r.value, error, stage=stage, attempts=attempts, dlq_id=dead_letter_id(stage, r.topic, r.partition, r.offset)
+        )
         try:
             kk.send_dead_letter(self.producer, self.settings.topic_dlq, letter, video_id)
         except Exception as e:  # noqa: BLE001

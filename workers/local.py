@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stores.db import engine_from, migrate
+from analysis.serving import Analyzer, load_analyzer
+from analysis.stages import VideoProcessor
+from service.failures import Failure, classify
 from service.kafka import to_uri, video_id_for
 from service.schemas import AnalysisRecord, Submission, utcnow
 from service.settings import Settings
+from stores.db import engine_from, migrate
 from stores.vectors import VectorStore
-from analysis.serving import Analyzer, load_analyzer
-from service.failures import Failure, classify
-from analysis.stages import VideoProcessor
 
 
 @dataclass
@@ -28,8 +28,9 @@ class FileResult:
     error: str | None = None
 
 
-def analyze_files(paths: list[str | Path], settings: Settings | None = None,
-                  analyzer: Analyzer | None = None) -> list[FileResult]:
+def analyze_files(
+    paths: list[str | Path], settings: Settings | None = None, analyzer: Analyzer | None = None
+) -> list[FileResult]:
     """Analyze each file, store it (SQL + Qdrant), and return one result per file (errors included)."""
     from service.settings import get_settings
 

@@ -44,8 +44,11 @@ class ModelView(BaseModel):
     metrics: dict = Field(description="the training run's figures and the promotion gate's verdict (`promotion`)")
     created_at: UtcDatetime
     promoted_at: UtcDatetime | None
-    report: dict | None = Field(default=None, description="the newest `keye eval` report of this version "
-                                "(keys documented in evaluation/report.py), null when never evaluated")
+    report: dict | None = Field(
+        default=None,
+        description="the newest `keye eval` report of this version "
+        "(keys documented in evaluation/report.py), null when never evaluated",
+    )
 
 
 class Models(BaseModel):
@@ -54,37 +57,61 @@ class Models(BaseModel):
 
 
 def _view(row: ApiKey) -> KeyView:
-    return KeyView(key_id=row.key_id, name=row.name, roles=list(row.roles), created_at=row.created_at,
-                   revoked_at=row.revoked_at)
+    return KeyView(
+        key_id=row.key_id, name=row.name, roles=list(row.roles), created_at=row.created_at, revoked_at=row.revoked_at
+    )
 
 
-@router.post("/keys", status_code=201, response_model=NewKey, responses=responses(401, 403, 422),
-             summary="Create an API key", description="The key is returned once; only its hash is stored.")
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=NewKey,
+    responses=responses(401, 403, 422),
+    summary="Create an API key",
+    description="The key is returned once; only its hash is stored.",
+)
 def create_key(body: KeyRequest, session: Session = Depends(db), _: Principal = Depends(ADMIN)) -> JSONResponse:
     row, plaintext = keys.create_key(session, body.roles, body.name)
     return JSONResponse(NewKey(**_view(row).model_dump(), key=plaintext).model_dump(mode="json"), status_code=201)
 
 
-@router.get("/keys", response_model=list[KeyView], responses=responses(401, 403),
-            summary="List API keys (never their secrets)", description=None)
+@router.get(
+    "/keys",
+    response_model=list[KeyView],
+    responses=responses(401, 403),
+    summary="List API keys (never their secrets)",
+    description=None,
+)
 def list_keys(session: Session = Depends(db), _: Principal = Depends(ADMIN)) -> list[KeyView]:
     return [_view(r) for r in keys.list_keys(session)]
 
 
-@router.delete("/keys/{key_id}", response_model=KeyView, responses=responses(401, 403, 404, 422),
-               summary="Revoke an API key", description="Takes effect on the next request.")
-def revoke_key(key_id: str = Path(min_length=1, max_length=32), session: Session = Depends(db),
-               _: Principal = Depends(ADMIN)) -> KeyView:
+@router.delete(
+    "/keys/{key_id}",
+    response_model=KeyView,
+    responses=responses(401, 403, 404, 422),
+    summary="Revoke an API key",
+    description="Takes effect on the next request.",
+)
+def revoke_key(
+    key_id: str = Path(min_length=1, max_length=32), session: Session = Depends(db), _: Principal = Depends(ADMIN)
+) -> KeyView:
     row = keys.revoke(session, key_id)
     if row is None:
         raise NotFound(f"no API key {key_id!r}")
     return _view(row)
 
 
-@router.get("/models", response_model=Models, responses=responses(401, 403),
-            summary="Model versions and which one is active", description=None)
-def list_models(session: Session = Depends(db), svc: Services = Depends(services),
-                _: Principal = Depends(ADMIN)) -> Models:
+@router.get(
+    "/models",
+    response_model=Models,
+    responses=responses(401, 403),
+    summary="Model versions and which one is active",
+    description=None,
+)
+def list_models(
+    session: Session = Depends(db), svc: Services = Depends(services), _: Principal = Depends(ADMIN)
+) -> Models:
     from evaluation.store import latest
 
     rows = session.exec(select(ModelVersion).order_by(ModelVersion.created_at))

@@ -24,9 +24,13 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, summary="The stores answer",
-            description="Public. 200 when SQL (migrated) and the vector store answer, else 503 with each check.",
-            responses={503: {"model": Readiness, "description": "a store is down"}})
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="The stores answer",
+    description="Public. 200 when SQL (migrated) and the vector store answer, else 503 with each check.",
+    responses={503: {"model": Readiness, "description": "a store is down"}},
+)
 def readyz(request: Request) -> JSONResponse:
     svc = request.app.state.services
     checks: dict[str, str] = {}
@@ -43,11 +47,17 @@ def readyz(request: Request) -> JSONResponse:
     except Exception as e:  # noqa: BLE001
         checks["vectors"] = f"down: {getattr(e, 'detail', None) or e}"[:300]
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(Readiness(status="ok" if ok else "unavailable", checks=checks).model_dump(),
-                        status_code=200 if ok else 503)
+    return JSONResponse(
+        Readiness(status="ok" if ok else "unavailable", checks=checks).model_dump(), status_code=200 if ok else 503
+    )
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics", description="Public.",
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    description="Public.",
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 def metrics(request: Request) -> Response:
     return request.app.state.metrics.render()

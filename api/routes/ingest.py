@@ -18,9 +18,9 @@ from api.boundary import STREAMED_BODY
 from api.deps import Services, db, services
 from api.problems import Invalid, responses
 from api.types import CreatorId, Label, LanguageTag, UtcDatetime
-from stores.db import Video
-from service.uploads import discard
 from service.schemas import Submission, VideoId, utcnow
+from service.uploads import discard
+from stores.db import Video
 
 INGEST = Roles("ingest")
 router = APIRouter(prefix="/v1/videos", tags=["ingest"])
@@ -52,10 +52,22 @@ def _insert_new(session: Session, s: Submission) -> bool:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(Video.__table__).values(
-        video_id=s.video_id, uri=s.uri, title=s.title, description=s.description, hashtags=list(s.hashtags),
-        creator_id=s.creator_id, language=s.language, status="queued", submitted_at=s.submitted_at,
-        updated_at=utcnow()).on_conflict_do_nothing(index_elements=["video_id"])
+    stmt = (
+        insert(Video.__table__)
+        .values(
+            video_id=s.video_id,
+            uri=s.uri,
+            title=s.title,
+            description=s.description,
+            hashtags=list(s.hashtags),
+            creator_id=s.creator_id,
+            language=s.language,
+            status="queued",
+            submitted_at=s.submitted_at,
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["video_id"])
+    )
     # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
     return session.execute(stmt.returning(Video.__table__.c.video_id)).first() is not None
 
@@ -76,14 +88,26 @@ def accept(svc: Services, session: Session, fields: dict) -> JSONResponse:
 
 def _accepted(row: Video, duplicate: bool) -> JSONResponse:
     body = Accepted(video_id=row.video_id, status=row.status, duplicate=duplicate, submitted_at=row.submitted_at)
-    return JSONResponse(body.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/videos/{row.video_id}"})
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=202, headers={"Location": f"/v1/videos/{row.video_id}"}
+    )
 
 
-@router.post("", status_code=202, response_model=Accepted, responses=responses(401, 403, 422),
-             summary="Submit a video by URI", description="The URI passes the fetch policy "
-             "(allowed file roots; no private, loopback or link-local hosts unless configured) before acceptance.")
-def submit(body: SubmitRequest, session: Session = Depends(db), svc: Services = Depends(services),
-           _: Principal = Depends(INGEST)) -> JSONResponse:
+@router.post(
+    "",
+    status_code=202,
+    response_model=Accepted,
+    responses=responses(401, 403, 422),
+    summary="Submit a video by URI",
+    description="The URI passes the fetch policy "
+    "(allowed file roots; no private, loopback or link-local hosts unless configured) before acceptance.",
+)
+def submit(
+    body: SubmitRequest,
+    session: Session = Depends(db),
+    svc: Services = Depends(services),
+    _: Principal = Depends(INGEST),
+) -> JSONResponse:
     from service.kafka import video_id_for
 
     media.check_uri(body.uri, svc.settings)
@@ -92,18 +116,33 @@ def submit(body: SubmitRequest, session: Session = Depends(db), svc: Services = 
     return accept(svc, session, fields)
 
 
-@router.put("/{video_id}/content", status_code=202, response_model=Accepted, max_body_size=STREAMED_BODY,
-            responses=responses(401, 403, 413, 415, 422, 507),
-            openapi_extra={"requestBody": {"required": True, "content": {
-                t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES}}},
-            summary="Upload a video file (raw body)",
-            description="The body is the file itself, streamed to storage under the size "
-                        "limit and the storage quota (507 when used up); a video id that is already "
-                        "known is not stored again.")
-async def upload(request: Request, video_id: str = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
-                 title: str | None = Query(None, max_length=1000), creator_id: str | None = Query(None, max_length=128),
-                 language: str | None = Query(None, max_length=35), hashtags: list[Label] = Query([], max_length=100),
-                 svc: Services = Depends(services), _: Principal = Depends(INGEST)) -> JSONResponse:
+@router.put(
+    "/{video_id}/content",
+    status_code=202,
+    response_model=Accepted,
+    max_body_size=STREAMED_BODY,
+    responses=responses(401, 403, 413, 415, 422, 507),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES},
+        }
+    },
+    summary="Upload a video file (raw body)",
+    description="The body is the file itself, streamed to storage under the size "
+    "limit and the storage quota (507 when used up); a video id that is already "
+    "known is not stored again.",
+)
+async def upload(
+    request: Request,
+    video_id: str = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"),
+    title: str | None = Query(None, max_length=1000),
+    creator_id: str | None = Query(None, max_length=128),
+    language: str | None = Query(None, max_length=35),
+    hashtags: list[Label] = Query([], max_length=100),
+    svc: Services = Depends(services),
+    _: Principal = Depends(INGEST),
+) -> JSONResponse:
     from starlette.concurrency import run_in_threadpool
 
     def known() -> JSONResponse | None:
@@ -115,10 +154,12 @@ async def upload(request: Request, video_id: str = Path(min_length=1, max_length
         return answer  # idempotent: the body of a known video is not stored again
     media.check_content_type(request.headers.get("content-type"))
     quota = await run_in_threadpool(media.quota_left, svc.settings)
-    path = await media.save_stream(request.stream(), svc.upload_dir / video_id, svc.max_upload_bytes,
-                                   request.headers.get("content-length"), quota)
-    fields = dict(video_id=video_id, uri=path.as_uri(), title=title, creator_id=creator_id, language=language,
-                  hashtags=hashtags)
+    path = await media.save_stream(
+        request.stream(), svc.upload_dir / video_id, svc.max_upload_bytes, request.headers.get("content-length"), quota
+    )
+    fields = dict(
+        video_id=video_id, uri=path.as_uri(), title=title, creator_id=creator_id, language=language, hashtags=hashtags
+    )
 
     def commit() -> JSONResponse:
         try:
@@ -132,4 +173,3 @@ async def upload(request: Request, video_id: str = Path(min_length=1, max_length
         return answer
 
     return await run_in_threadpool(commit)
-

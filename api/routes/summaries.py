@@ -16,7 +16,7 @@ from api import media
 from api.auth import Principal, Roles
 from api.boundary import STREAMED_BODY
 from api.deps import Services, services
-from api.problems import Invalid, TooLarge, UnsafeURI, Unavailable, UnsupportedMedia, responses
+from api.problems import Invalid, TooLarge, Unavailable, UnsafeURI, UnsupportedMedia, responses
 from api.routes.videos import SummaryView, summary_of
 from service.schemas import Submission, utcnow
 
@@ -48,8 +48,10 @@ def clip_duration(path: Path) -> float:
 def summarize(svc: Services, path: Path) -> SummaryView:
     seconds = clip_duration(path)
     if seconds > svc.max_clip_seconds:
-        raise Invalid(f"the clip lasts {seconds:.1f}s; synchronous summaries take at most {svc.max_clip_seconds:.0f}s "
-                      "(submit longer videos to /v1/videos)")
+        raise Invalid(
+            f"the clip lasts {seconds:.1f}s; synchronous summaries take at most {svc.max_clip_seconds:.0f}s "
+            "(submit longer videos to /v1/videos)"
+        )
     analyzer = svc.clip_analyzer()
     video_id = f"clip-{uuid.uuid4().hex[:12]}"
     sub = Submission(video_id=video_id, uri=path.resolve().as_uri(), submitted_at=utcnow(), tasks=["summary"])
@@ -62,28 +64,42 @@ def summarize(svc: Services, path: Path) -> SummaryView:
     return summary_of(video_id, record.analysis_id, record.model_version, record.model_dump(mode="json"))
 
 
-@router.post("", response_model=SummaryView, responses=responses(401, 403, 413, 415, 422, 503),
-             max_body_size=STREAMED_BODY,
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES}}},
-             summary="Summarize an uploaded short clip now",
-             description="The body is the clip (raw bytes), bounded in size and duration.")
-async def summarize_upload(request: Request, svc: Services = Depends(services),
-                           _: Principal = Depends(PRODUCT)) -> SummaryView:
+@router.post(
+    "",
+    response_model=SummaryView,
+    responses=responses(401, 403, 413, 415, 422, 503),
+    max_body_size=STREAMED_BODY,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in media.MEDIA_TYPES},
+        }
+    },
+    summary="Summarize an uploaded short clip now",
+    description="The body is the clip (raw bytes), bounded in size and duration.",
+)
+async def summarize_upload(
+    request: Request, svc: Services = Depends(services), _: Principal = Depends(PRODUCT)
+) -> SummaryView:
     media.check_content_type(request.headers.get("content-type"))
     folder = Path(tempfile.mkdtemp(prefix="keye-clip-"))
     try:
-        path = await media.save_stream(request.stream(), folder, min(svc.max_upload_bytes, 256 << 20),
-                                       request.headers.get("content-length"))
+        path = await media.save_stream(
+            request.stream(), folder, min(svc.max_upload_bytes, 256 << 20), request.headers.get("content-length")
+        )
         return await run_in_threadpool(summarize, svc, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@router.post("/by-uri", response_model=SummaryView, responses=responses(401, 403, 413, 415, 422, 503),
-             summary="Summarize a short clip fetched from a URI now",
-             description="Fetched under the same policy as the workers: allowed file roots, "
-                         "no private/loopback/link-local targets, redirects re-checked at every hop.")
+@router.post(
+    "/by-uri",
+    response_model=SummaryView,
+    responses=responses(401, 403, 413, 415, 422, 503),
+    summary="Summarize a short clip fetched from a URI now",
+    description="Fetched under the same policy as the workers: allowed file roots, "
+    "no private/loopback/link-local targets, redirects re-checked at every hop.",
+)
 def summarize_uri(body: ClipByUri, svc: Services = Depends(services), _: Principal = Depends(PRODUCT)) -> SummaryView:
     from service.fetch import FetchError, FetchTooLargeError, UnsafeURIError, fetched
 

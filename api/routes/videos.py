@@ -17,8 +17,8 @@ from api.deps import Services, db, services
 from api.problems import NotFound, responses
 from api.search import active_version
 from api.types import UtcDatetime
-from stores.db import Analysis, Tag, Video
 from service.schemas import FeedbackEvent, utcnow
+from stores.db import Analysis, Tag, Video
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 STATUS = Roles("product", "ingest")
@@ -91,8 +91,9 @@ def _video(session: Session, video_id: str) -> Video:
     return row
 
 
-def current_analysis(session: Session, svc: Services, video_id: str, version: str | None,
-                     analysis_id: str | None = None) -> Analysis:
+def current_analysis(
+    session: Session, svc: Services, video_id: str, version: str | None, analysis_id: str | None = None
+) -> Analysis:
     _video(session, video_id)
     q = select(Analysis).where(Analysis.video_id == video_id)
     if analysis_id:
@@ -108,24 +109,52 @@ def current_analysis(session: Session, svc: Services, video_id: str, version: st
     return rows[0]
 
 
-@router.get("/{video_id}", response_model=VideoStatus, responses=responses(401, 403, 404, 422),
-            summary="A video's status and its analyses", description=None)
+@router.get(
+    "/{video_id}",
+    response_model=VideoStatus,
+    responses=responses(401, 403, 404, 422),
+    summary="A video's status and its analyses",
+    description=None,
+)
 def get_video(video_id: str = VideoPath, session: Session = Depends(db), _: Principal = Depends(STATUS)) -> VideoStatus:
     v = _video(session, video_id)
     rows = session.exec(select(Analysis).where(Analysis.video_id == video_id).order_by(Analysis.created_at.desc()))
-    return VideoStatus(video_id=v.video_id, status=v.status, error=v.error, title=v.title, creator_id=v.creator_id,
-                       language=v.language, hashtags=list(v.hashtags or []), submitted_at=v.submitted_at,
-                       updated_at=v.updated_at,
-                       analyses=[AnalysisRef(analysis_id=a.analysis_id, model_version=a.model_version,
-                                             moderation_status=a.moderation_status, created_at=a.created_at)
-                                 for a in rows])
+    return VideoStatus(
+        video_id=v.video_id,
+        status=v.status,
+        error=v.error,
+        title=v.title,
+        creator_id=v.creator_id,
+        language=v.language,
+        hashtags=list(v.hashtags or []),
+        submitted_at=v.submitted_at,
+        updated_at=v.updated_at,
+        analyses=[
+            AnalysisRef(
+                analysis_id=a.analysis_id,
+                model_version=a.model_version,
+                moderation_status=a.moderation_status,
+                created_at=a.created_at,
+            )
+            for a in rows
+        ],
+    )
 
 
-@router.get("/{video_id}/analysis", response_model=dict[str, Any], responses=responses(401, 403, 404, 422),
-            summary="The full analysis record", description="The record of the service spec "
-            "(tags, summary, moderation, timings), without the vector.")
-def get_analysis(video_id: str = VideoPath, model_version: str | None = Version, session: Session = Depends(db),
-                 svc: Services = Depends(services), _: Principal = Depends(PRODUCT)) -> dict[str, Any]:
+@router.get(
+    "/{video_id}/analysis",
+    response_model=dict[str, Any],
+    responses=responses(401, 403, 404, 422),
+    summary="The full analysis record",
+    description="The record of the service spec (tags, summary, moderation, timings), without the vector.",
+)
+def get_analysis(
+    video_id: str = VideoPath,
+    model_version: str | None = Version,
+    session: Session = Depends(db),
+    svc: Services = Depends(services),
+    _: Principal = Depends(PRODUCT),
+) -> dict[str, Any]:
     a = current_analysis(session, svc, video_id, model_version)
     return {**(a.record or {}), "moderation_status": a.moderation_status}
 
@@ -133,27 +162,55 @@ def get_analysis(video_id: str = VideoPath, model_version: str | None = Version,
 def summary_of(video_id: str, analysis_id: str, model_version: str, record: dict[str, Any]) -> SummaryView:
     s = record.get("summary") or {}
     tags = record.get("tags") or []
-    moments = [KeyMoment(start_s=m["start_s"], end_s=m.get("end_s"), label=m.get("label") or m.get("reason") or "")
-               for m in record.get("key_moments") or []]
+    moments = [
+        KeyMoment(start_s=m["start_s"], end_s=m.get("end_s"), label=m.get("label") or m.get("reason") or "")
+        for m in record.get("key_moments") or []
+    ]
     if not moments:  # tags anchored in time (one per shot range) are the moments the model pointed at
-        moments = [KeyMoment(start_s=t["start_s"], end_s=t.get("end_s"), label=t["label"])
-                   for t in tags if t.get("start_s") is not None]
-    return SummaryView(video_id=video_id, analysis_id=analysis_id, model_version=model_version,
-                       short=s.get("short", ""), long=s.get("long", ""), title=s.get("title", ""),
-                       tags=list(dict.fromkeys(t["label"] for t in tags)), key_moments=sorted(moments, key=lambda m: m.start_s))
+        moments = [
+            KeyMoment(start_s=t["start_s"], end_s=t.get("end_s"), label=t["label"])
+            for t in tags
+            if t.get("start_s") is not None
+        ]
+    return SummaryView(
+        video_id=video_id,
+        analysis_id=analysis_id,
+        model_version=model_version,
+        short=s.get("short", ""),
+        long=s.get("long", ""),
+        title=s.get("title", ""),
+        tags=list(dict.fromkeys(t["label"] for t in tags)),
+        key_moments=sorted(moments, key=lambda m: m.start_s),
+    )
 
 
-@router.get("/{video_id}/summary", response_model=SummaryView, responses=responses(401, 403, 404, 422),
-            summary="Short and long summary, title, tags, key moments", description=None)
-def get_summary(video_id: str = VideoPath, model_version: str | None = Version, session: Session = Depends(db),
-                svc: Services = Depends(services), _: Principal = Depends(PRODUCT)) -> SummaryView:
+@router.get(
+    "/{video_id}/summary",
+    response_model=SummaryView,
+    responses=responses(401, 403, 404, 422),
+    summary="Short and long summary, title, tags, key moments",
+    description=None,
+)
+def get_summary(
+    video_id: str = VideoPath,
+    model_version: str | None = Version,
+    session: Session = Depends(db),
+    svc: Services = Depends(services),
+    _: Principal = Depends(PRODUCT),
+) -> SummaryView:
     a = current_analysis(session, svc, video_id, model_version)
     return summary_of(video_id, a.analysis_id, a.model_version, a.record or {})
 
 
 def _feedback(svc: Services, session: Session, a: Analysis, kind: str, who: Principal, payload: dict) -> JSONResponse:
-    event = FeedbackEvent(event_id=str(uuid.uuid4()), video_id=a.video_id, kind=kind, actor=who.name, at=utcnow(),
-                          payload={"analysis_id": a.analysis_id, "model_version": a.model_version, **payload})
+    event = FeedbackEvent(
+        event_id=str(uuid.uuid4()),
+        video_id=a.video_id,
+        kind=kind,
+        actor=who.name,
+        at=utcnow(),
+        payload={"analysis_id": a.analysis_id, "model_version": a.model_version, **payload},
+    )
     outbox.enqueue(session, svc.settings.topic_feedback, a.video_id, event)
     session.commit()
     svc.published()
@@ -161,11 +218,21 @@ def _feedback(svc: Services, session: Session, a: Analysis, kind: str, who: Prin
     return JSONResponse(body.model_dump(), status_code=202)
 
 
-@router.post("/{video_id}/tag-corrections", status_code=202, response_model=FeedbackAccepted,
-             responses=responses(401, 403, 404, 422), summary="Correct a video's tags",
-             description="Applied to the stored tags and published to `feedback.events`.")
-def correct_tags(body: TagCorrection, video_id: str = VideoPath, session: Session = Depends(db),
-                 svc: Services = Depends(services), who: Principal = Depends(FEEDBACK)) -> JSONResponse:
+@router.post(
+    "/{video_id}/tag-corrections",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses=responses(401, 403, 404, 422),
+    summary="Correct a video's tags",
+    description="Applied to the stored tags and published to `feedback.events`.",
+)
+def correct_tags(
+    body: TagCorrection,
+    video_id: str = VideoPath,
+    session: Session = Depends(db),
+    svc: Services = Depends(services),
+    who: Principal = Depends(FEEDBACK),
+) -> JSONResponse:
     a = current_analysis(session, svc, video_id, None, body.analysis_id)
     add = [t.strip().lower()[:200] for t in body.add if t.strip()]
     remove = {t.strip().lower() for t in body.remove}
@@ -186,11 +253,27 @@ def correct_tags(body: TagCorrection, video_id: str = VideoPath, session: Sessio
     return _feedback(svc, session, a, "tag_correction", who, {"add": add, "remove": sorted(remove), "note": body.note})
 
 
-@router.post("/{video_id}/summary-ratings", status_code=202, response_model=FeedbackAccepted,
-             responses=responses(401, 403, 404, 422), summary="Rate a video's summary",
-             description="Published to `feedback.events` as a training signal.")
-def rate_summary(body: SummaryRating, video_id: str = VideoPath, session: Session = Depends(db),
-                 svc: Services = Depends(services), who: Principal = Depends(FEEDBACK)) -> JSONResponse:
+@router.post(
+    "/{video_id}/summary-ratings",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses=responses(401, 403, 404, 422),
+    summary="Rate a video's summary",
+    description="Published to `feedback.events` as a training signal.",
+)
+def rate_summary(
+    body: SummaryRating,
+    video_id: str = VideoPath,
+    session: Session = Depends(db),
+    svc: Services = Depends(services),
+    who: Principal = Depends(FEEDBACK),
+) -> JSONResponse:
     a = current_analysis(session, svc, video_id, None, body.analysis_id)
-    return _feedback(svc, session, a, "summary_rating", who, {"rating": body.rating, "comment": body.comment,
-                                                              "summary": (a.record or {}).get("summary")})
+    return _feedback(
+        svc,
+        session,
+        a,
+        "summary_rating",
+        who,
+        {"rating": body.rating, "comment": body.comment, "summary": (a.record or {}).get("summary")},
+    )

@@ -39,8 +39,9 @@ class WebhookView(BaseModel):
 
 
 class NewWebhook(WebhookView):
-    secret: str = Field(description="the signing secret, `whsec_<base64>` as Standard Webhooks writes it, "
-                        "shown this once only")
+    secret: str = Field(
+        description="the signing secret, `whsec_<base64>` as Standard Webhooks writes it, shown this once only"
+    )
 
 
 class DeliveryView(BaseModel):
@@ -64,22 +65,40 @@ def _own(session: Session, webhook_id: str, who: Principal) -> Webhook:
 
 
 def _view(h: Webhook) -> WebhookView:
-    return WebhookView(webhook_id=h.webhook_id, url=h.url, events=list(h.events), active=h.active, created_at=h.created_at)
+    return WebhookView(
+        webhook_id=h.webhook_id, url=h.url, events=list(h.events), active=h.active, created_at=h.created_at
+    )
 
 
-@router.post("", status_code=201, response_model=NewWebhook, responses=responses(401, 403, 422),
-             summary="Register a webhook", description="Deliveries carry a Standard Webhooks signature "
-             "(https://www.standardwebhooks.com): headers `webhook-id`, `webhook-timestamp` and `webhook-signature: "
-             "v1,<base64 HMAC-SHA256(key, id + '.' + timestamp + '.' + body)>`, the key being the base64 after "
-             "the secret's `whsec_`; any Standard Webhooks verifier checks them. Failed deliveries are retried with "
-             "exponential backoff.")
-def register(body: WebhookIn, session: Session = Depends(db), svc: Services = Depends(services),
-             who: Principal = Depends(PRODUCT)) -> JSONResponse:
+@router.post(
+    "",
+    status_code=201,
+    response_model=NewWebhook,
+    responses=responses(401, 403, 422),
+    summary="Register a webhook",
+    description="Deliveries carry a Standard Webhooks signature "
+    "(https://www.standardwebhooks.com): headers `webhook-id`, `webhook-timestamp` and `webhook-signature: "
+    "v1,<base64 HMAC-SHA256(key, id + '.' + timestamp + '.' + body)>`, the key being the base64 after "
+    "the secret's `whsec_`; any Standard Webhooks verifier checks them. Failed deliveries are retried with "
+    "exponential backoff.",
+)
+def register(
+    body: WebhookIn,
+    session: Session = Depends(db),
+    svc: Services = Depends(services),
+    who: Principal = Depends(PRODUCT),
+) -> JSONResponse:
     if not body.url.lower().startswith(("http://", "https://")):
         raise UnsafeURI("a webhook URL must be http:// or https://")
     media.check_uri(body.url, svc.settings)
-    hook = Webhook(webhook_id=str(uuid.uuid4()), url=body.url, events=list(dict.fromkeys(body.events)),
-                   secret=new_secret(), owner_key_id=who.key_id, created_at=utcnow())
+    hook = Webhook(
+        webhook_id=str(uuid.uuid4()),
+        url=body.url,
+        events=list(dict.fromkeys(body.events)),
+        secret=new_secret(),
+        owner_key_id=who.key_id,
+        created_at=utcnow(),
+    )
     session.add(hook)
     session.commit()
     session.refresh(hook)
@@ -89,12 +108,16 @@ def register(body: WebhookIn, session: Session = Depends(db), svc: Services = De
 
 @router.get("", response_model=list[WebhookView], responses=responses(401, 403), summary="This key's webhooks")
 def list_hooks(session: Session = Depends(db), who: Principal = Depends(PRODUCT)) -> list[WebhookView]:
-    return [_view(h) for h in session.exec(select(Webhook).where(Webhook.owner_key_id == who.key_id)
-                                           .order_by(Webhook.created_at))]
+    return [
+        _view(h)
+        for h in session.exec(select(Webhook).where(Webhook.owner_key_id == who.key_id).order_by(Webhook.created_at))
+    ]
 
 
 @router.delete("/{webhook_id}", status_code=204, responses=responses(401, 403, 404), summary="Stop a webhook")
-def delete_hook(webhook_id: str = HookId, session: Session = Depends(db), who: Principal = Depends(PRODUCT)) -> Response:
+def delete_hook(
+    webhook_id: str = HookId, session: Session = Depends(db), who: Principal = Depends(PRODUCT)
+) -> Response:
     hook = _own(session, webhook_id, who)
     hook.active = False
     session.add(hook)
@@ -102,11 +125,19 @@ def delete_hook(webhook_id: str = HookId, session: Session = Depends(db), who: P
     return Response(status_code=204)
 
 
-@router.get("/{webhook_id}/deliveries", response_model=list[DeliveryView], responses=responses(401, 403, 404),
-            summary="The delivery log, newest first")
-def deliveries(webhook_id: str = HookId, status: Literal["pending", "delivered", "failed"] | None = None,
-               limit: int = Query(50, ge=1, le=500), session: Session = Depends(db),
-               who: Principal = Depends(PRODUCT)) -> list[DeliveryView]:
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=list[DeliveryView],
+    responses=responses(401, 403, 404),
+    summary="The delivery log, newest first",
+)
+def deliveries(
+    webhook_id: str = HookId,
+    status: Literal["pending", "delivered", "failed"] | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    session: Session = Depends(db),
+    who: Principal = Depends(PRODUCT),
+) -> list[DeliveryView]:
     _own(session, webhook_id, who)
     q = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
     if status:

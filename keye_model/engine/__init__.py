@@ -4,4 +4,13 @@ from keye_model.engine.engine import Engine, GenerationResult, Prefix, StepOutpu
 from keye_model.engine.sampling import LogitsProcessor, SamplingParams
 from keye_model.kv_cache import KVCache  # the engine's cache; kv_cache.py so that attention.py can use it too
 
-__all__ = ["Engine", "GenerationResult", "KVCache", "LogitsProcessor", "Prefix", "SamplingParams", "StepOutput", "text_deltas"]
+__all__ = [
+    "Engine",
+    "GenerationResult",
+    "KVCache",
+    "LogitsProcessor",
+    "Prefix",
+    "SamplingParams",
+    "StepOutput",
+    "text_deltas",
+]

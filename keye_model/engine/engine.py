@@ -8,17 +8,18 @@ its row into a fresh cache and only compute their own tokens.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from keye_model.attention import CachedDecode, CachedPrefill
-from keye_model.kv_cache import KVCache
 from keye_model.engine.head import project, screened_head
 from keye_model.engine.sampling import LogitsProcessor, SamplingParams, choose
 from keye_model.errors import InputError
+from keye_model.kv_cache import KVCache
 from keye_model.rope import VisionGrids, mrope_positions
 
 
@@ -91,8 +92,9 @@ class Engine:
     # ---- prefill -------------------------------------------------------------------------------
     def _cache(self, batch: int, max_len: int) -> KVCache:
         c = self.cfg
-        return KVCache.allocate(c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim,
-                                self.model.dtype, self.model.device)
+        return KVCache.allocate(
+            c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim, self.model.dtype, self.model.device
+        )
 
     def _prefill_hidden(self, cache: KVCache, rows: list[int], embeds, positions, lengths: list[int]) -> torch.Tensor:
         """Write the new tokens of each row into the cache; their final hidden states, packed."""
@@ -153,16 +155,22 @@ class Engine:
             nxt.append(n)
         flat = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=self.model.device)
         embeds = self.model.model.embed_tokens(flat)
-        hidden = self._prefill_last(cache, list(range(len(rows))), embeds,
-                                    torch.cat(positions, 1).to(self.model.device), [len(c) for c in conts])
+        hidden = self._prefill_last(
+            cache,
+            list(range(len(rows))),
+            embeds,
+            torch.cat(positions, 1).to(self.model.device),
+            [len(c) for c in conts],
+        )
         return _State(cache, hidden, torch.tensor(nxt), [p.tokens + c for (p, _), c in zip(rows, conts)])
 
     def _continue(self, prefix: Prefix, continuations: Sequence[Sequence[int]], params: SamplingParams) -> _State:
         return self._continue_rows([(prefix, c) for c in continuations], params)
 
     # ---- decode loop ---------------------------------------------------------------------------
-    def _loop(self, st: _State, params: SamplingParams, processors: Sequence[LogitsProcessor] | None,
-              result: GenerationResult) -> Iterator[StepOutput]:
+    def _loop(
+        self, st: _State, params: SamplingParams, processors: Sequence[LogitsProcessor] | None, result: GenerationResult
+    ) -> Iterator[StepOutput]:
         if params.stop_strings and self.decode is None:
             raise InputError("stop strings need an Engine built with decode=tokenizer.decode")
         model, dev = self.model, self.model.device
@@ -217,22 +225,30 @@ class Engine:
 
     def _hit_stop_string(self, tokens: list[int], stop_strings: Sequence[str]) -> bool:
         longest = max(len(s) for s in stop_strings)
-        text = self.decode(tokens[-(longest + 4):])
+        text = self.decode(tokens[-(longest + 4) :])
         return any(s in text for s in stop_strings)
 
     def _result(self, batch: int) -> GenerationResult:
         return GenerationResult([[] for _ in range(batch)], ["length"] * batch)
 
     # ---- public API ----------------------------------------------------------------------------
-    def stream(self, inputs: dict[str, Any], params: SamplingParams | None = None,
-               logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
+    def stream(
+        self,
+        inputs: dict[str, Any],
+        params: SamplingParams | None = None,
+        logits_processors: Sequence[LogitsProcessor] | None = None,
+    ) -> Iterator[StepOutput]:
         """Yield one StepOutput per decoding step for a (left-padded) batch of prompts."""
         params = params or SamplingParams()
         st = self._start(inputs, params)
         yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
 
-    def generate(self, inputs: dict[str, Any], params: SamplingParams | None = None,
-                 logits_processors: Sequence[LogitsProcessor] | None = None) -> GenerationResult:
+    def generate(
+        self,
+        inputs: dict[str, Any],
+        params: SamplingParams | None = None,
+        logits_processors: Sequence[LogitsProcessor] | None = None,
+    ) -> GenerationResult:
         params = params or SamplingParams()
         st = self._start(inputs, params)
         result = self._result(st.cache.batch)
@@ -240,16 +256,23 @@ class Engine:
             pass
         return result
 
-    def stream_from_prefix(self, prefix: Prefix, continuations: Sequence[Sequence[int]],
-                           params: SamplingParams | None = None,
-                           logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
+    def stream_from_prefix(
+        self,
+        prefix: Prefix,
+        continuations: Sequence[Sequence[int]],
+        params: SamplingParams | None = None,
+        logits_processors: Sequence[LogitsProcessor] | None = None,
+    ) -> Iterator[StepOutput]:
         params = params or SamplingParams()
         st = self._continue(prefix, continuations, params)
         yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
 
-    def generate_from_prefixes(self, rows: Sequence[tuple[Prefix, Sequence[int]]],
-                               params: SamplingParams | None = None,
-                               logits_processors: Sequence[LogitsProcessor] | None = None) -> GenerationResult:
+    def generate_from_prefixes(
+        self,
+        rows: Sequence[tuple[Prefix, Sequence[int]]],
+        params: SamplingParams | None = None,
+        logits_processors: Sequence[LogitsProcessor] | None = None,
+    ) -> GenerationResult:
         """Batched continuation of SEVERAL prefixes: row i continues rows[i][0] with rows[i][1]."""
         params = params or SamplingParams()
         st = self._continue_rows(rows, params)
@@ -258,15 +281,23 @@ class Engine:
             pass
         return result
 
-    def stream_from_prefixes(self, rows: Sequence[tuple[Prefix, Sequence[int]]], params: SamplingParams | None = None,
-                             logits_processors: Sequence[LogitsProcessor] | None = None) -> Iterator[StepOutput]:
+    def stream_from_prefixes(
+        self,
+        rows: Sequence[tuple[Prefix, Sequence[int]]],
+        params: SamplingParams | None = None,
+        logits_processors: Sequence[LogitsProcessor] | None = None,
+    ) -> Iterator[StepOutput]:
         params = params or SamplingParams()
         st = self._continue_rows(rows, params)
         yield from self._loop(st, params, logits_processors, self._result(st.cache.batch))
 
-    def generate_from_prefix(self, prefix: Prefix, continuations: Sequence[Sequence[int]],
-                             params: SamplingParams | None = None,
-                             logits_processors: Sequence[LogitsProcessor] | None = None) -> GenerationResult:
+    def generate_from_prefix(
+        self,
+        prefix: Prefix,
+        continuations: Sequence[Sequence[int]],
+        params: SamplingParams | None = None,
+        logits_processors: Sequence[LogitsProcessor] | None = None,
+    ) -> GenerationResult:
         """Continue one prefilled prefix with several text prompts (token ids), batched."""
         params = params or SamplingParams()
         st = self._continue(prefix, continuations, params)
@@ -293,6 +324,6 @@ def text_deltas(steps: Iterator[StepOutput], decode, rows: int) -> Iterator[list
             if text.endswith("\ufffd"):
                 out.append("")
                 continue
-            out.append(text[sent[i]:])
+            out.append(text[sent[i] :])
             sent[i] = len(text)
         yield out

@@ -60,12 +60,15 @@ class ScreenedGreedyHead:
         hb = h.bfloat16()
         scores = (self.screen @ hb.t()).t().contiguous()  # (B, V') bf16; W @ h^T streams W once
         if scores.shape[1] > self.vocab:
-            scores[:, self.vocab:] = float("-inf")
+            scores[:, self.vocab :] = float("-inf")
         blocks = scores.view(batch, -1, self.block)
         block_max = blocks.amax(-1).float()
         hf = hb.float()
-        err = (self.rounding * h.norm(dim=1) + self.norm * (h - hf).norm(dim=1)
-               + self.norm * self.accumulation * hf.norm(dim=1))
+        err = (
+            self.rounding * h.norm(dim=1)
+            + self.norm * (h - hf).norm(dim=1)
+            + self.norm * self.accumulation * hf.norm(dim=1)
+        )
         # The best true logit is at least `floor`; token j can reach it only if
         # score_j + err + r |score_j| >= floor, i.e. score_j >= threshold (solved for both signs).
         best = block_max.amax(1)
@@ -87,7 +90,7 @@ class ScreenedGreedyHead:
         return tok
 
 
-_HEADS: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, ScreenedGreedyHead]]" = weakref.WeakKeyDictionary()
+_HEADS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, ScreenedGreedyHead]] = weakref.WeakKeyDictionary()
 
 
 def screened_head(lm_head: nn.Linear) -> ScreenedGreedyHead | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -27,7 +27,7 @@ class SamplingParams:
     seed: int | None = None
 
     @classmethod
-    def released_defaults(cls, **override) -> "SamplingParams":
+    def released_defaults(cls, **override) -> SamplingParams:
         """The release's generation_config.json: temperature 0.6, top_k 20, top_p 0.95."""
         return cls(**{"temperature": 0.6, "top_k": 20, "top_p": 0.95, **override})
 
@@ -68,7 +68,9 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.
     return logits
 
 
-def choose(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def choose(
+    logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """logits (B, V) float32 -> token ids (B,)."""
     logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.temperature == 0.0:

@@ -17,15 +17,37 @@ Parity choices (against the official `processing_keye.py`, `image_processing_key
 """
 
 from .config import MediaLimits, PixelBudgets
-from .errors import (DecodeTimeout, ImageDecodeError, MediaError, ProcessorInputError, UnsupportedMedia,
-                     VideoDecodeError, VideoTooLarge, VideoTooLong)
+from .errors import (
+    DecodeTimeout,
+    ImageDecodeError,
+    MediaError,
+    ProcessorInputError,
+    UnsupportedMedia,
+    VideoDecodeError,
+    VideoTooLarge,
+    VideoTooLong,
+)
 from .processor import KeyeInputs, KeyeProcessor
 from .sizing import smart_resize
 from .tokenizer import KeyeTokenizer
 from .video import VideoInput, load_video, load_videos
 
 __all__ = [
-    "DecodeTimeout", "ImageDecodeError", "KeyeInputs", "KeyeProcessor", "KeyeTokenizer", "MediaError",
-    "MediaLimits", "PixelBudgets", "ProcessorInputError", "UnsupportedMedia", "VideoDecodeError", "VideoInput",
-    "VideoTooLarge", "VideoTooLong", "load_video", "load_videos", "smart_resize",
+    "DecodeTimeout",
+    "ImageDecodeError",
+    "KeyeInputs",
+    "KeyeProcessor",
+    "KeyeTokenizer",
+    "MediaError",
+    "MediaLimits",
+    "PixelBudgets",
+    "ProcessorInputError",
+    "UnsupportedMedia",
+    "VideoDecodeError",
+    "VideoInput",
+    "VideoTooLarge",
+    "VideoTooLong",
+    "load_video",
+    "load_videos",
+    "smart_resize",
 ]

@@ -36,7 +36,7 @@ class PixelBudgets:
     max_frames: int = 768
 
     @classmethod
-    def from_preprocessor_config(cls, path: Path) -> "PixelBudgets":
+    def from_preprocessor_config(cls, path: Path) -> PixelBudgets:
         data = json.loads(Path(path).read_text())
         return cls(
             processor_min_pixels=int(data.get("min_pixels", cls.processor_min_pixels)),
@@ -69,7 +69,7 @@ class MediaLimits:
     isolate_grace_s: float = 5.0
     max_memory_bytes: int = 0
 
-    def with_overrides(self, **kw: object) -> "MediaLimits":
+    def with_overrides(self, **kw: object) -> MediaLimits:
         known = {f.name for f in fields(self)}
         bad = set(kw) - known
         if bad:

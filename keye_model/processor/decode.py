@@ -26,16 +26,36 @@ import av
 import torch
 
 from .config import MediaLimits
-from .errors import (DecodeTimeout, MediaError, ProcessorInputError, UnsupportedMedia, VideoDecodeError,
-                     VideoTooLarge, VideoTooLong)
+from .errors import (
+    DecodeTimeout,
+    MediaError,
+    ProcessorInputError,
+    UnsupportedMedia,
+    VideoDecodeError,
+    VideoTooLarge,
+    VideoTooLong,
+)
 from .resize import resize_frame
 from .sizing import smart_resize
 
 # Signatures of containers we accept: a file that starts like one but will not open is corrupt
 # or truncated; anything else is simply not a video.
-_VIDEO_MAGIC = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"),
-                (0, b"\x00\x00\x01\xba"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),
-                (0, b"YUV4MPEG2"), (0, b"\x00\x00\x00\x01"), (0, b"GIF87a"), (0, b"GIF89a"))
+_VIDEO_MAGIC = (
+    (4, b"ftyp"),
+    (0, b"\x1a\x45\xdf\xa3"),
+    (0, b"RIFF"),
+    (0, b"FLV"),
+    (0, b"OggS"),
+    (0, b"\x00\x00\x01\xba"),
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"free"),
+    (4, b"wide"),
+    (0, b"YUV4MPEG2"),
+    (0, b"\x00\x00\x00\x01"),
+    (0, b"GIF87a"),
+    (0, b"GIF89a"),
+)
 # A GIF is not among these: an animated one is a clip (FFmpeg's gif demuxer turns each frame's
 # delay into its timestamp); one with a single frame is refused as an image once it is indexed.
 _IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")
@@ -60,7 +80,7 @@ def _classify_open_error(path: Path, err: Exception) -> MediaError:
     if not head:
         return UnsupportedMedia("empty file", str(path))
     mpeg_ts = head[:1] == b"\x47" and head[188:189] == b"\x47"  # sync byte every 188 bytes
-    if any(head[o:o + len(m)] == m for o, m in _VIDEO_MAGIC) or mpeg_ts:
+    if any(head[o : o + len(m)] == m for o, m in _VIDEO_MAGIC) or mpeg_ts:
         return VideoDecodeError(f"corrupt or truncated video container: {err}", str(path))
     return UnsupportedMedia(f"not a video file: {err}", str(path))
 
@@ -72,8 +92,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def open_video(path: Path, limits: MediaLimits,
-          threads: int = 1) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+def open_video(
+    path: Path, limits: MediaLimits, threads: int = 1
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     if not path.is_file():
         raise UnsupportedMedia("video file not found", str(path))
     size = path.stat().st_size
@@ -82,8 +103,7 @@ def open_video(path: Path, limits: MediaLimits,
     if size > limits.max_file_bytes:
         raise VideoTooLarge(f"file of {size} bytes is over the {limits.max_file_bytes} byte limit", str(path))
     try:
-        container = av.open(str(path), mode="r", metadata_errors="ignore",
-                            timeout=max(limits.decode_timeout_s, 1e-3))
+        container = av.open(str(path), mode="r", metadata_errors="ignore", timeout=max(limits.decode_timeout_s, 1e-3))
     except av.ExitError:
         raise DecodeTimeout("opening the file took longer than the time budget", str(path)) from None
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
@@ -103,8 +123,9 @@ def open_video(path: Path, limits: MediaLimits,
         if w > limits.max_side or h > limits.max_side or w * h > limits.max_frame_pixels:
             raise VideoTooLarge(f"declared frame size {w}x{h} is over the limit", str(path))
         if container.duration is not None and container.duration / 1e6 > limits.max_duration_s:
-            raise VideoTooLong(f"declared duration {container.duration / 1e6:.1f}s is over "
-                               f"{limits.max_duration_s:.0f}s", str(path))
+            raise VideoTooLong(
+                f"declared duration {container.duration / 1e6:.1f}s is over {limits.max_duration_s:.0f}s", str(path)
+            )
         return container, stream
     except BaseException:
         container.close()
@@ -186,8 +207,9 @@ def index_packets(container: Any, stream: Any, path: Path, limits: MediaLimits, 
 class FrameSink:
     """Rotates, resizes and stores the wanted frames as they come out of the decoder."""
 
-    def __init__(self, count: int, lo: int, hi: int, size: tuple[int, int] | None, limits: MediaLimits,
-                 source: str) -> None:
+    def __init__(
+        self, count: int, lo: int, hi: int, size: tuple[int, int] | None, limits: MediaLimits, source: str
+    ) -> None:
         """lo/hi: per-frame pixel budget; size: a fixed output size, else fitted on the first frame."""
         self.frames: torch.Tensor | None = None  # (count, 3, h, w) uint8, allocated at the first frame
         self.filled = [False] * count
@@ -205,8 +227,13 @@ class FrameSink:
             rgb = torch.rot90(rgb, k=rot, dims=(1, 2))
         if self.size is None:
             try:
-                self.size = smart_resize(rgb.shape[1], rgb.shape[2], min_pixels=self.lo, max_pixels=self.hi,
-                                         max_ratio=self.limits.max_aspect_ratio)
+                self.size = smart_resize(
+                    rgb.shape[1],
+                    rgb.shape[2],
+                    min_pixels=self.lo,
+                    max_pixels=self.hi,
+                    max_ratio=self.limits.max_aspect_ratio,
+                )
             except ProcessorInputError as e:
                 raise UnsupportedMedia(f"unusable frame shape: {e}", self.source) from None
         if self.frames is None:
@@ -215,8 +242,9 @@ class FrameSink:
         self.filled[slot] = True
 
 
-def decode_targets(container: Any, stream: Any, idx: PacketIndex, want: list[int], sink: FrameSink,
-                    path: Path, deadline: float) -> bool:
+def decode_targets(
+    container: Any, stream: Any, idx: PacketIndex, want: list[int], sink: FrameSink, path: Path, deadline: float
+) -> bool:
     """Decode the frames whose pts are `want` (sorted); True when all of them came out."""
     slot = {p: i for i, p in enumerate(want)}
     ctx = stream.codec_context
@@ -277,8 +305,14 @@ def decode_targets(container: Any, stream: Any, idx: PacketIndex, want: list[int
     return not remaining
 
 
-def decode_sequential(path: Path, limits: MediaLimits, deadline: float, threads: int,
-                       sink: FrameSink | None = None, slots: dict[int, int] | None = None) -> tuple[int, list[float]]:
+def decode_sequential(
+    path: Path,
+    limits: MediaLimits,
+    deadline: float,
+    threads: int,
+    sink: FrameSink | None = None,
+    slots: dict[int, int] | None = None,
+) -> tuple[int, list[float]]:
     """Decode every frame in output order, handing the ones in `slots` (index -> slot) to the
     sink as they come; return the frame count and each frame's time (NaN when unknown)."""
     container, stream = open_video(path, limits, threads)
@@ -299,5 +333,3 @@ def decode_sequential(path: Path, limits: MediaLimits, deadline: float, threads:
             if not times:
                 raise VideoDecodeError(f"corrupt video data: {e}", str(path)) from None
     return len(times), times
-
-

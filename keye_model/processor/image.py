@@ -35,8 +35,9 @@ def open_image(src: Any, limits: MediaLimits) -> Image.Image:
         elif isinstance(src, (str, os.PathLike)):
             name = str(src)
             if name.startswith(("http://", "https://")):
-                raise UnsupportedMedia("URLs are not fetched here: download first (service.fetch), then pass the file",
-                                       name)
+                raise UnsupportedMedia(
+                    "URLs are not fetched here: download first (service.fetch), then pass the file", name
+                )
             path = Path(name[7:] if name.startswith("file://") else name)
             if not path.is_file():
                 raise UnsupportedMedia("image file not found", name)
@@ -53,7 +54,7 @@ def open_image(src: Any, limits: MediaLimits) -> Image.Image:
                 if w * h > limits.max_image_pixels:
                     raise VideoTooLarge(f"image of {w}x{h} pixels is over the limit", name)
                 img.load()
-        except (UnidentifiedImageError,) as e:
+        except UnidentifiedImageError as e:
             raise UnsupportedMedia(f"not a readable image: {e}", name) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise VideoTooLarge(f"image too large: {e}", name) from None
@@ -75,9 +76,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def fit_image(img: Image.Image, budgets: PixelBudgets, min_pixels: int | None = None,
-              max_pixels: int | None = None, max_ratio: float = 200.0,
-              resized: tuple[int, int] | None = None) -> Image.Image:
+def fit_image(
+    img: Image.Image,
+    budgets: PixelBudgets,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    max_ratio: float = 200.0,
+    resized: tuple[int, int] | None = None,
+) -> Image.Image:
     """Both resizes of the reference: keye-vl-utils rounding, then the processor's budget.
 
     The second resize only changes an image above the processor's max (1003520 pixels) or below
@@ -87,14 +93,16 @@ def fit_image(img: Image.Image, budgets: PixelBudgets, min_pixels: int | None = 
     lo = budgets.image_min_pixels if min_pixels is None else min_pixels
     hi = budgets.image_max_pixels if max_pixels is None else max_pixels
     if resized is not None:  # explicit resized_height / resized_width, still rounded to 28
-        h1, w1 = smart_resize(*resized, min_pixels=budgets.image_min_pixels,
-                              max_pixels=budgets.image_max_pixels, max_ratio=max_ratio)
+        h1, w1 = smart_resize(
+            *resized, min_pixels=budgets.image_min_pixels, max_pixels=budgets.image_max_pixels, max_ratio=max_ratio
+        )
     else:
         h1, w1 = smart_resize(h, w, min_pixels=lo, max_pixels=hi, max_ratio=max_ratio)
     if (w1, h1) != (w, h):
         img = img.resize((w1, h1), Image.Resampling.BICUBIC)
-    h2, w2 = smart_resize(h1, w1, min_pixels=budgets.processor_min_pixels,
-                          max_pixels=budgets.processor_max_pixels, max_ratio=max_ratio)
+    h2, w2 = smart_resize(
+        h1, w1, min_pixels=budgets.processor_min_pixels, max_pixels=budgets.processor_max_pixels, max_ratio=max_ratio
+    )
     if (w2, h2) != (w1, h1):
         img = img.resize((w2, h2), Image.Resampling.BICUBIC)
     return img

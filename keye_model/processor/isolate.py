@@ -11,13 +11,12 @@ import multiprocessing as mp
 import pickle
 import resource
 import threading
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from .config import MediaLimits, PixelBudgets
-from .errors import (DecodeTimeout, MediaError, ProcessorInputError, VideoDecodeError,
-                     VideoTooLarge)
+from .errors import DecodeTimeout, MediaError, ProcessorInputError, VideoDecodeError, VideoTooLarge
 
 _CTX: Any = None
 _LOCK = threading.Lock()
@@ -32,13 +31,22 @@ def _context() -> Any:
         return _CTX
 
 
-def _child(conn: Any, decode: Callable[..., Any], src: str, budgets: PixelBudgets, limits: MediaLimits,
-           threads: int, options: dict[str, Any]) -> None:
+def _child(
+    conn: Any,
+    decode: Callable[..., Any],
+    src: str,
+    budgets: PixelBudgets,
+    limits: MediaLimits,
+    threads: int,
+    options: dict[str, Any],
+) -> None:
     try:
         if limits.max_memory_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (limits.max_memory_bytes, limits.max_memory_bytes))
-        result: tuple[str, Any] = ("ok", decode(src, budgets, replace(limits, isolate=False), threads=threads,
-                                                **options))
+        result: tuple[str, Any] = (
+            "ok",
+            decode(src, budgets, replace(limits, isolate=False), threads=threads, **options),
+        )
     except (MediaError, ProcessorInputError) as e:
         result = ("err", e)
     except MemoryError:
@@ -54,8 +62,14 @@ def _child(conn: Any, decode: Callable[..., Any], src: str, budgets: PixelBudget
     conn.close()
 
 
-def load_video_isolated(decode: Callable[..., Any], src: str, budgets: PixelBudgets, limits: MediaLimits,
-                        threads: int, options: dict[str, Any]) -> Any:
+def load_video_isolated(
+    decode: Callable[..., Any],
+    src: str,
+    budgets: PixelBudgets,
+    limits: MediaLimits,
+    threads: int,
+    options: dict[str, Any],
+) -> Any:
     """`decode(src, budgets, limits, threads=, **options)` in a child process under the memory cap and
     time budget (video.load_video passes itself: a module function, sent to the child by name)."""
     ctx = _context()

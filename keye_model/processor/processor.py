@@ -21,8 +21,19 @@ from .tokenizer import IMAGE_PAD_ID, PAD_ID, VIDEO_PAD_ID, KeyeTokenizer
 from .video import VideoInput, VideoRequest, load_video, load_videos
 
 _PADS = re.compile(r"<\|image_pad\|>|<\|video_pad\|>")
-_VIDEO_KEYS = ("fps", "min_frames", "max_frames", "nframes", "min_pixels", "max_pixels", "total_pixels",
-               "video_start", "video_end", "resized_height", "resized_width")
+_VIDEO_KEYS = (
+    "fps",
+    "min_frames",
+    "max_frames",
+    "nframes",
+    "min_pixels",
+    "max_pixels",
+    "total_pixels",
+    "video_start",
+    "video_end",
+    "resized_height",
+    "resized_width",
+)
 
 
 @dataclass
@@ -43,16 +54,28 @@ class KeyeInputs:
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """Only the tensors, for `model(**inputs.model_inputs())`."""
-        keys = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "pixel_values_videos",
-                "video_grid_thw", "second_per_grid_ts")
+        keys = (
+            "input_ids",
+            "attention_mask",
+            "pixel_values",
+            "image_grid_thw",
+            "pixel_values_videos",
+            "video_grid_thw",
+            "second_per_grid_ts",
+        )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 
 class KeyeProcessor:
     """Tokenizer + chat template + image and video preprocessing of Keye-VL-8B-Preview."""
 
-    def __init__(self, tokenizer: KeyeTokenizer | None = None, budgets: PixelBudgets | None = None,
-                 limits: MediaLimits | None = None, chat_template: str | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: KeyeTokenizer | None = None,
+        budgets: PixelBudgets | None = None,
+        limits: MediaLimits | None = None,
+        chat_template: str | None = None,
+    ) -> None:
         self.tokenizer = tokenizer or KeyeTokenizer()
         self.budgets = budgets or PixelBudgets()
         self.limits = limits or MediaLimits()
@@ -60,7 +83,7 @@ class KeyeProcessor:
         self.pad_id = PAD_ID
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, limits: MediaLimits | None = None) -> "KeyeProcessor":
+    def from_pretrained(cls, folder: str | os.PathLike, limits: MediaLimits | None = None) -> KeyeProcessor:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"checkpoint folder not found: {folder}")
@@ -73,8 +96,13 @@ class KeyeProcessor:
         return cls(KeyeTokenizer(folder), budgets, limits, template)
 
     # ---- text -------------------------------------------------------------------------------
-    def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-                            thinking: str | None = None, add_vision_id: bool = False) -> str:
+    def apply_chat_template(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool = True,
+        thinking: str | None = None,
+        add_vision_id: bool = False,
+    ) -> str:
         messages = with_thinking(messages, thinking)
         if self.chat_template == RELEASED_TEMPLATE:
             return render(messages, add_generation_prompt, add_vision_id)
@@ -85,7 +113,9 @@ class KeyeProcessor:
             ids = ids.flatten().tolist()
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
-    def batch_decode(self, rows: Iterable[Iterable[int]] | torch.Tensor, skip_special_tokens: bool = False) -> list[str]:
+    def batch_decode(
+        self, rows: Iterable[Iterable[int]] | torch.Tensor, skip_special_tokens: bool = False
+    ) -> list[str]:
         return [self.decode(r, skip_special_tokens) for r in rows]
 
     def parse_thinking(self, text: str) -> Any:
@@ -105,8 +135,14 @@ class KeyeProcessor:
             src = src.get("url")
         if src is None:
             raise ProcessorInputError("an image item needs an 'image' (path, bytes or PIL image)")
-        img = fit_image(open_image(src, self.limits), self.budgets, item.get("min_pixels"),
-                        item.get("max_pixels"), self.limits.max_aspect_ratio, requested_size(item))
+        img = fit_image(
+            open_image(src, self.limits),
+            self.budgets,
+            item.get("min_pixels"),
+            item.get("max_pixels"),
+            self.limits.max_aspect_ratio,
+            requested_size(item),
+        )
         return pixel_patches(pil_to_tensor(img)[None])
 
     def _frame_list(self, item: Mapping[str, Any]) -> VideoInput:
@@ -118,16 +154,26 @@ class KeyeProcessor:
             frames = [Image.fromarray(f.permute(1, 2, 0).numpy()) for f in frames]
         if not frames:
             raise ProcessorInputError("a video frame list is empty")
-        imgs = [fit_image(open_image(f, self.limits), self.budgets, item.get("min_pixels"), item.get("max_pixels"),
-                          self.limits.max_aspect_ratio, requested_size(item)) for f in frames]
+        imgs = [
+            fit_image(
+                open_image(f, self.limits),
+                self.budgets,
+                item.get("min_pixels"),
+                item.get("max_pixels"),
+                self.limits.max_aspect_ratio,
+                requested_size(item),
+            )
+            for f in frames
+        ]
         w, h = imgs[0].size  # the reference sizes every frame like the first
         imgs = [im if im.size == (w, h) else im.resize((w, h), Image.Resampling.BICUBIC) for im in imgs]
         if len(imgs) % 2:
             imgs.append(imgs[-1])
         fps = float(item.get("fps") or self.budgets.fps)
         tensor = torch.stack([pil_to_tensor(im) for im in imgs])
-        return VideoInput(tensor, [i / fps for i in range(len(imgs))], fps, fps, len(imgs),
-                          list(range(len(imgs))), len(imgs) / fps)
+        return VideoInput(
+            tensor, [i / fps for i in range(len(imgs))], fps, fps, len(imgs), list(range(len(imgs))), len(imgs) / fps
+        )
 
     def _videos(self, items: list[Mapping[str, Any]]) -> list[VideoInput]:
         out: list[VideoInput | MediaError | None] = [None] * len(items)
@@ -152,14 +198,23 @@ class KeyeProcessor:
         return [r for r in out if isinstance(r, VideoInput)]
 
     # ---- everything -------------------------------------------------------------------------
-    def __call__(self, messages: Sequence[Any], add_generation_prompt: bool = True, thinking: str | None = None,
-                 add_vision_id: bool = False) -> KeyeInputs:
+    def __call__(
+        self,
+        messages: Sequence[Any],
+        add_generation_prompt: bool = True,
+        thinking: str | None = None,
+        add_vision_id: bool = False,
+    ) -> KeyeInputs:
         if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)) or not messages:
             raise ProcessorInputError("messages must be a conversation or a list of conversations")
         batch = [messages] if isinstance(messages[0], Mapping) else list(messages)
         convs = [with_thinking(c, thinking) for c in batch]
-        texts = [render(c, add_generation_prompt, add_vision_id) if self.chat_template == RELEASED_TEMPLATE
-                 else render_jinja(self.chat_template, c, add_generation_prompt, add_vision_id) for c in convs]
+        texts = [
+            render(c, add_generation_prompt, add_vision_id)
+            if self.chat_template == RELEASED_TEMPLATE
+            else render_jinja(self.chat_template, c, add_generation_prompt, add_vision_id)
+            for c in convs
+        ]
         items = [it for c in convs for it in media_items(c)]
         images = [self._image(it) for it in items if is_image(it)]
         videos = self._videos([it for it in items if not is_image(it) and is_video(it)])
@@ -208,6 +263,6 @@ class KeyeProcessor:
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             if r:
-                ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-                mask[i, width - len(r):] = 1
+                ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r) :] = 1
         return ids, mask

@@ -32,15 +32,16 @@ def _bands(n_in: int, n_out: int) -> tuple[tuple[int, int, int, int, torch.Tenso
         impulses = torch.zeros(1, k, 1, n_in)
         impulses[0, torch.arange(k), 0, start + torch.arange(k)] = 1.0
         # each channel's output is one input pixel's weight in every output pixel
-        rows.append(F.interpolate(impulses, size=(1, n_out), mode="bicubic", align_corners=False,
-                                  antialias=True)[0, :, 0, :])
+        rows.append(
+            F.interpolate(impulses, size=(1, n_out), mode="bicubic", align_corners=False, antialias=True)[0, :, 0, :]
+        )
     matrix = torch.cat(rows).t()  # (n_out, n_in)
     used = matrix != 0
     bands = []
     for o in range(0, n_out, BLOCK):
-        cols = torch.nonzero(used[o:o + BLOCK].any(0)).flatten()
+        cols = torch.nonzero(used[o : o + BLOCK].any(0)).flatten()
         lo, hi = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 1)
-        bands.append((o, min(o + BLOCK, n_out), lo, hi, matrix[o:o + BLOCK, lo:hi].contiguous()))
+        bands.append((o, min(o + BLOCK, n_out), lo, hi, matrix[o : o + BLOCK, lo:hi].contiguous()))
     return tuple(bands)
 
 

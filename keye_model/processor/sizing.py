@@ -12,8 +12,14 @@ from .errors import ProcessorInputError
 FRAME_FACTOR = 2  # frame counts are even
 
 
-def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int = 56 * 56,
-                 max_pixels: int = 14 * 14 * 4096, max_ratio: float = 200.0) -> tuple[int, int]:
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = FACTOR,
+    min_pixels: int = 56 * 56,
+    max_pixels: int = 14 * 14 * 4096,
+    max_ratio: float = 200.0,
+) -> tuple[int, int]:
     """Sides rounded to multiples of `factor`, area within [min_pixels, max_pixels], aspect kept.
 
     Follows keye-vl-utils: never below one factor per side.
@@ -22,7 +28,8 @@ def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int 
         raise ProcessorInputError(f"image size must be positive, got {height}x{width}")
     if max(height, width) / min(height, width) > max_ratio:
         raise ProcessorInputError(
-            f"aspect ratio must be at most {max_ratio:g}, got {max(height, width) / min(height, width):.1f}")
+            f"aspect ratio must be at most {max_ratio:g}, got {max(height, width) / min(height, width):.1f}"
+        )
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)
     if h * w > max_pixels:
@@ -36,8 +43,9 @@ def smart_resize(height: int, width: int, factor: int = FACTOR, min_pixels: int 
     return h, w
 
 
-def sample_count(total_frames: int, video_fps: float, fps: float = 2.0, min_frames: int = 4,
-                 max_frames: int | None = None) -> int:
+def sample_count(
+    total_frames: int, video_fps: float, fps: float = 2.0, min_frames: int = 4, max_frames: int | None = None
+) -> int:
     """Number of frames to sample (keye-vl-utils `smart_nframes`, fps mode)."""
     if total_frames < FRAME_FACTOR:
         raise ProcessorInputError(f"a video needs at least {FRAME_FACTOR} frames, got {total_frames}")
@@ -57,8 +65,7 @@ def sample_indices(start: int, end: int, n: int) -> list[int]:
     return torch.linspace(start, end, n).round().long().tolist()
 
 
-def frame_range(total_frames: int, video_fps: float, start_s: float | None,
-                end_s: float | None) -> tuple[int, int]:
+def frame_range(total_frames: int, video_fps: float, start_s: float | None, end_s: float | None) -> tuple[int, int]:
     """First and last frame index inside [video_start, video_end] (keye-vl-utils decord path)."""
     if start_s is None and end_s is None:
         return 0, total_frames - 1
@@ -69,12 +76,18 @@ def frame_range(total_frames: int, video_fps: float, start_s: float | None,
         last = min(math.floor(max(0.0, min(end_s, duration)) * video_fps), total_frames - 1)
     if first >= last:
         raise ProcessorInputError(
-            f"empty time range: video_start={start_s} video_end={end_s} on a {duration:.2f}s video")
+            f"empty time range: video_start={start_s} video_end={end_s} on a {duration:.2f}s video"
+        )
     return first, last
 
 
-def video_frame_pixels(nframes: int, budgets: PixelBudgets, min_pixels: int | None = None,
-                       max_pixels: int | None = None, total_pixels: int | None = None) -> tuple[int, int]:
+def video_frame_pixels(
+    nframes: int,
+    budgets: PixelBudgets,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    total_pixels: int | None = None,
+) -> tuple[int, int]:
     """(min, max) pixels per frame: the total budget shared across frames, capped per frame."""
     lo = budgets.video_min_pixels if min_pixels is None else min_pixels
     total = budgets.video_total_pixels if total_pixels is None else total_pixels

@@ -66,8 +66,9 @@ def with_thinking(messages: Sequence[Mapping[str, Any]], thinking: str | None) -
     return out
 
 
-def render(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-           add_vision_id: bool = False) -> str:
+def render(
+    messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, add_vision_id: bool = False
+) -> str:
     """The prompt string, exactly as the released Jinja template renders it."""
     _check(messages)
     parts: list[str] = []
@@ -97,12 +98,17 @@ def render(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = 
 
 def media_items(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Image and video items in prompt order."""
-    return [c for m in messages if not isinstance(m["content"], str) for c in m["content"]
-            if is_image(c) or is_video(c)]
+    return [
+        c for m in messages if not isinstance(m["content"], str) for c in m["content"] if is_image(c) or is_video(c)
+    ]
 
 
-def render_jinja(template: str, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
-                 add_vision_id: bool = False) -> str:
+def render_jinja(
+    template: str,
+    messages: Sequence[Mapping[str, Any]],
+    add_generation_prompt: bool = True,
+    add_vision_id: bool = False,
+) -> str:
     """Render a non-standard template from a checkpoint folder (needs jinja2)."""
     try:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -110,5 +116,6 @@ def render_jinja(template: str, messages: Sequence[Mapping[str, Any]], add_gener
         raise ProcessorInputError("this checkpoint has a custom chat template; install jinja2") from e
     _check(messages)
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                            add_vision_id=add_vision_id)
+    return env.from_string(template).render(
+        messages=messages, add_generation_prompt=add_generation_prompt, add_vision_id=add_vision_id
+    )

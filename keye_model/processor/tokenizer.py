@@ -21,20 +21,38 @@ SPLIT_PATTERN = (
 
 # Keye-VL-8B-Preview added tokens (tokenizer_config.json): id -> (content, special)
 ADDED_TOKENS: dict[int, tuple[str, bool]] = {
-    151643: ("<|endoftext|>", True), 151644: ("<|im_start|>", True), 151645: ("<|im_end|>", True),
-    151646: ("<|object_ref_start|>", False), 151647: ("<|object_ref_end|>", False),
-    151648: ("<|box_start|>", False), 151649: ("<|box_end|>", False),
-    151650: ("<|quad_start|>", False), 151651: ("<|quad_end|>", False),
-    151652: ("<|vision_start|>", True), 151653: ("<|vision_end|>", True),
-    151654: ("<|vision_pad|>", True), 151655: ("<|image_pad|>", True), 151656: ("<|video_pad|>", True),
-    151657: ("<tool_call>", False), 151658: ("</tool_call>", False),
-    151659: ("<|fim_prefix|>", False), 151660: ("<|fim_middle|>", False), 151661: ("<|fim_suffix|>", False),
-    151662: ("<|fim_pad|>", False), 151663: ("<|repo_name|>", False), 151664: ("<|file_sep|>", False),
-    151665: ("<tool_response>", False), 151666: ("</tool_response>", False),
-    151667: ("<think>", False), 151668: ("</think>", False),
-    151669: ("<|point_start|>", False), 151670: ("<|point_end|>", False),
-    151671: ("<|ocr_text_start|>", False), 151672: ("<|ocr_text_end|>", False),
-    151673: ("<|clip_time_start|>", False), 151674: ("<|clip_time_end|>", False),
+    151643: ("<|endoftext|>", True),
+    151644: ("<|im_start|>", True),
+    151645: ("<|im_end|>", True),
+    151646: ("<|object_ref_start|>", False),
+    151647: ("<|object_ref_end|>", False),
+    151648: ("<|box_start|>", False),
+    151649: ("<|box_end|>", False),
+    151650: ("<|quad_start|>", False),
+    151651: ("<|quad_end|>", False),
+    151652: ("<|vision_start|>", True),
+    151653: ("<|vision_end|>", True),
+    151654: ("<|vision_pad|>", True),
+    151655: ("<|image_pad|>", True),
+    151656: ("<|video_pad|>", True),
+    151657: ("<tool_call>", False),
+    151658: ("</tool_call>", False),
+    151659: ("<|fim_prefix|>", False),
+    151660: ("<|fim_middle|>", False),
+    151661: ("<|fim_suffix|>", False),
+    151662: ("<|fim_pad|>", False),
+    151663: ("<|repo_name|>", False),
+    151664: ("<|file_sep|>", False),
+    151665: ("<tool_response>", False),
+    151666: ("</tool_response>", False),
+    151667: ("<think>", False),
+    151668: ("</think>", False),
+    151669: ("<|point_start|>", False),
+    151670: ("<|point_end|>", False),
+    151671: ("<|ocr_text_start|>", False),
+    151672: ("<|ocr_text_end|>", False),
+    151673: ("<|clip_time_start|>", False),
+    151674: ("<|clip_time_end|>", False),
 }
 PAD_ID = 151643
 EOS_IDS = (151645, 151643)
@@ -55,16 +73,22 @@ def build_tokenizer(folder: str | Path | None = None) -> Tokenizer:
     if folder is not None and (folder / "tokenizer.json").is_file():
         tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     else:
-        src = folder if folder is not None and (folder / "vocab.json").is_file() \
-            and (folder / "merges.txt").is_file() else packaged_vocab_dir()
-        bpe = models.BPE.from_file(str(src / "vocab.json"), str(src / "merges.txt"),
-                                   unk_token=None, fuse_unk=False, byte_fallback=False)
+        src = (
+            folder
+            if folder is not None and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+            else packaged_vocab_dir()
+        )
+        bpe = models.BPE.from_file(
+            str(src / "vocab.json"), str(src / "merges.txt"), unk_token=None, fuse_unk=False, byte_fallback=False
+        )
         tok = Tokenizer(bpe)
         tok.normalizer = normalizers.NFC()
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-        ])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+            ]
+        )
         tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
     # Re-declare Keye's added tokens in id order: a no-op for those already there, and it adds
     # 151669-151674 that a plain Qwen3 vocabulary lacks.
@@ -73,8 +97,9 @@ def build_tokenizer(folder: str | Path | None = None) -> Tokenizer:
         if existing is None:
             if tok.get_vocab_size(with_added_tokens=True) != tid:
                 raise ValueError(f"vocabulary size {tok.get_vocab_size(True)} does not match added token {tid}")
-            token = AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False,
-                               single_word=False)
+            token = AddedToken(
+                content, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False
+            )
             (tok.add_special_tokens if special else tok.add_tokens)([token])
         elif existing != tid:
             raise ValueError(f"token {content!r} has id {existing}, expected {tid}")

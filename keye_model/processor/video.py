@@ -68,11 +68,24 @@ class VideoRequest:
     resized_width: int | None = None
 
     @classmethod
-    def from_item(cls, item: dict[str, Any], budgets: PixelBudgets) -> "VideoRequest":
-        known = {k: item[k] for k in ("fps", "min_frames", "max_frames", "nframes", "min_pixels",
-                                      "max_pixels", "total_pixels", "video_start", "video_end",
-                                      "resized_height", "resized_width")
-                 if item.get(k) is not None}
+    def from_item(cls, item: dict[str, Any], budgets: PixelBudgets) -> VideoRequest:
+        known = {
+            k: item[k]
+            for k in (
+                "fps",
+                "min_frames",
+                "max_frames",
+                "nframes",
+                "min_pixels",
+                "max_pixels",
+                "total_pixels",
+                "video_start",
+                "video_end",
+                "resized_height",
+                "resized_width",
+            )
+            if item.get(k) is not None
+        }
         size = requested_size(known)
         known.pop("resized_height", None)
         known.pop("resized_width", None)
@@ -83,8 +96,12 @@ class VideoRequest:
         known.setdefault("fps", budgets.fps)
         known.setdefault("min_frames", budgets.min_frames)
         for k in ("fps", "min_frames", "max_frames", "nframes", "min_pixels", "max_pixels", "total_pixels"):
-            if k in known and not (isinstance(known[k], (int, float)) and not isinstance(known[k], bool)
-                                   and math.isfinite(known[k]) and known[k] > 0):
+            if k in known and not (
+                isinstance(known[k], (int, float))
+                and not isinstance(known[k], bool)
+                and math.isfinite(known[k])
+                and known[k] > 0
+            ):
                 raise ProcessorInputError(f"video option {k} must be a positive number, got {known[k]!r}")
         for k in ("video_start", "video_end"):
             if k in known and not (isinstance(known[k], (int, float)) and math.isfinite(known[k]) and known[k] >= 0):
@@ -92,8 +109,14 @@ class VideoRequest:
         return cls(**known)
 
 
-def load_video(src: str | os.PathLike, budgets: PixelBudgets | None = None,
-               limits: MediaLimits | None = None, *, threads: int | None = None, **options: Any) -> VideoInput:
+def load_video(
+    src: str | os.PathLike,
+    budgets: PixelBudgets | None = None,
+    limits: MediaLimits | None = None,
+    *,
+    threads: int | None = None,
+    **options: Any,
+) -> VideoInput:
     """Decode, sample and resize one video file. Options are the keys of a message's video item;
     `threads` are FFmpeg frame threads (default: limits.decoder_threads, 0 = every core)."""
     budgets = budgets or PixelBudgets()
@@ -144,13 +167,19 @@ def _sink(count: int, budgets: PixelBudgets, req: VideoRequest, limits: MediaLim
     size = None
     if req.resized_height is not None and req.resized_width is not None:
         # explicit size: rounded to 28 with the image defaults, as the reference does
-        size = smart_resize(req.resized_height, req.resized_width, min_pixels=budgets.image_min_pixels,
-                            max_pixels=budgets.image_max_pixels, max_ratio=limits.max_aspect_ratio)
+        size = smart_resize(
+            req.resized_height,
+            req.resized_width,
+            min_pixels=budgets.image_min_pixels,
+            max_pixels=budgets.image_max_pixels,
+            max_ratio=limits.max_aspect_ratio,
+        )
     return FrameSink(count, lo, hi, size, limits, str(path))
 
 
-def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequest,
-          deadline: float, threads: int) -> VideoInput:
+def _load(
+    path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequest, deadline: float, threads: int
+) -> VideoInput:
     container, stream = open_video(path, limits, threads)
     with container:
         idx = index_packets(container, stream, path, limits, deadline)
@@ -170,11 +199,12 @@ def _load(path: Path, budgets: PixelBudgets, limits: MediaLimits, req: VideoRequ
             raise VideoDecodeError(f"the video decodes to {total} frame(s); at least 2 are needed", str(path))
         indices, sample_fps = _plan(total, idx.video_fps, req)
         sink = _sink(len(indices), budgets, req, limits, path)
-        _, all_times = decode_sequential(path, limits, deadline, threads, sink,
-                                          {i: k for k, i in enumerate(indices)})
+        _, all_times = decode_sequential(path, limits, deadline, threads, sink, {i: k for k, i in enumerate(indices)})
         base = next((t for t in all_times if not math.isnan(t)), 0.0)
-        times = [all_times[i] - base if i < len(all_times) and not math.isnan(all_times[i])
-                 else i / idx.video_fps for i in indices]
+        times = [
+            all_times[i] - base if i < len(all_times) and not math.isnan(all_times[i]) else i / idx.video_fps
+            for i in indices
+        ]
     if sink.frames is None or not all(sink.filled):
         raise VideoDecodeError("some sampled frames could not be decoded", str(path))
     return VideoInput(sink.frames, times, sample_fps, idx.video_fps, total, indices, idx.duration_s, str(path))
@@ -192,8 +222,9 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL
 
 
-def load_videos(jobs: list[tuple[str, dict[str, Any]]], budgets: PixelBudgets | None = None,
-                limits: MediaLimits | None = None) -> list[VideoInput | MediaError]:
+def load_videos(
+    jobs: list[tuple[str, dict[str, Any]]], budgets: PixelBudgets | None = None, limits: MediaLimits | None = None
+) -> list[VideoInput | MediaError]:
     """Decode several videos in parallel threads (PyAV and torch release the GIL).
 
     Returns, in order, each VideoInput or the MediaError that video raised, so one bad file
@@ -203,8 +234,9 @@ def load_videos(jobs: list[tuple[str, dict[str, Any]]], budgets: PixelBudgets | 
     workers = limits.workers or cores()
     # split the cores between the videos decoded at once
     threads = limits.decoder_threads or max(1, cores() // max(1, min(len(jobs), workers)))
-    futures = [_pool(workers).submit(load_video, src, budgets, limits, threads=threads, **dict(opts))
-               for src, opts in jobs]
+    futures = [
+        _pool(workers).submit(load_video, src, budgets, limits, threads=threads, **dict(opts)) for src, opts in jobs
+    ]
     out: list[VideoInput | MediaError] = []
     for fut in futures:
         try:

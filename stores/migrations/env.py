@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import context
+from sqlmodel import SQLModel
 
 import stores.db  # noqa: F401 - registers the tables on the metadata for autogenerate
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 config = context.config
@@ -25,8 +25,9 @@ def run() -> None:
 
 
 def _migrate(connection: sa.Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite")
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite"
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from analysis_cases import tight_raw
 
 from analysis import config as C
-from analysis_cases import tight_raw
+
 
 @pytest.fixture(scope="session")
 def tight_config() -> C.AnalysisConfig:

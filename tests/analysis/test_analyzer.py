@@ -9,6 +9,7 @@ import math
 import jsonschema
 import pytest
 import torch
+from analysis_cases import tight_raw
 
 from analysis import prompts
 from analysis.config import parse_config
@@ -16,18 +17,22 @@ from analysis.generation import generate_rows
 from analysis.grammar import GrammarMasks
 from analysis.schemas import task_schema
 from analysis.segments import segment_video
-from service.schemas import AnalysisRecord, Submission, utcnow
 from keye_model.engine import SamplingParams
 from keye_model.processor import MediaError
-
-from analysis_cases import tight_raw
+from service.schemas import AnalysisRecord, Submission, utcnow
 
 ALL = ["tags", "summary", "moderation", "products", "embedding"]
 
 
 def sub(video_id, tasks=ALL):
-    return Submission(video_id=video_id, uri=f"file:///{video_id}.mp4", submitted_at=utcnow(), tasks=tasks,
-                      creator_id="c1", language="en")
+    return Submission(
+        video_id=video_id,
+        uri=f"file:///{video_id}.mp4",
+        submitted_at=utcnow(),
+        tasks=tasks,
+        creator_id="c1",
+        language="en",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,9 @@ def check_record(cfg, record, chunk_answers, tasks, dim):
             assert out.ok, (task, out.problems)
             jsonschema.validate(out.answer, task_schema(cfg, task, len(ch.segments)))
             assert "<think>" not in out.answer_text
-    bounds = {s.start_s for ch in chunk_answers for s in ch.segments} | {s.end_s for ch in chunk_answers for s in ch.segments}
+    bounds = {s.start_s for ch in chunk_answers for s in ch.segments} | {
+        s.end_s for ch in chunk_answers for s in ch.segments
+    }
     for t in record.tags:
         assert (t.start_s is None) == (t.end_s is None)
         assert t.start_s is None or (t.start_s in bounds and t.end_s in bounds and t.start_s < t.end_s)
@@ -80,7 +87,9 @@ def test_every_task_returns_valid_output_for_real_clips(analyzer, batch, tight_c
 
 def test_batching_videos_gives_each_the_answers_it_gets_alone(analyzer, batch, clips):
     record, answers = analyzer.analyze_with_answers([(clips[1], sub("carphone"))])[0]
-    assert [ch.outputs["moderation"].answer for ch in answers] == [ch.outputs["moderation"].answer for ch in batch[1][1]]
+    assert [ch.outputs["moderation"].answer for ch in answers] == [
+        ch.outputs["moderation"].answer for ch in batch[1][1]
+    ]
     assert record.tags == batch[1][0].tags and record.summary == batch[1][0].summary
     assert torch.allclose(torch.tensor(record.embedding), torch.tensor(batch[1][0].embedding), atol=1e-5)
 
@@ -88,7 +97,9 @@ def test_batching_videos_gives_each_the_answers_it_gets_alone(analyzer, batch, c
 def test_prefix_reuse_gives_the_same_answers_as_separate_full_prompts(analyzer, processor, tiny_model, clips):
     cfg, engine = analyzer.cfg, analyzer.engine
     b = cfg.video
-    video = processor.load_video(str(clips[0]), max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels)
+    video = processor.load_video(
+        str(clips[0]), max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels
+    )
     segs = segment_video(video.frames, video.timestamps, video.duration_s, cfg.segmentation)
     tasks = ["tags", "summary", "moderation", "products"]
     prefix = engine.prefill_prefix(prompts.prefix_inputs(processor, video), embed=True)
@@ -103,7 +114,9 @@ def test_prefix_reuse_gives_the_same_answers_as_separate_full_prompts(analyzer, 
     for i, task in enumerate(tasks):
         full = prompts.full_inputs(processor, cfg, task, video, segs)
         assert full["input_ids"][0].tolist() == prefix.tokens + conts[i], "prefix + continuation is the whole prompt"
-        alone = engine.generate(full, SamplingParams(max_new_tokens=budgets[i]), [GrammarMasks([grammars[i]], [budgets[i]])])
+        alone = engine.generate(
+            full, SamplingParams(max_new_tokens=budgets[i]), [GrammarMasks([grammars[i]], [budgets[i]])]
+        )
         assert alone.tokens[0] == shared.tokens[i], task
         assert alone.finish_reasons[0] == "stop_token"
     # the embedding of the shared prefill is the model's embedding of the prefix prompt
@@ -119,7 +132,9 @@ def test_long_videos_are_analyzed_per_chunk_and_merged(processor, tiny_model, cl
     raw["segmentation"]["min_shot_s"] = 0.5
     cfg = parse_config(raw)
     analyzer = VideoAnalyzer(tiny_model, processor, cfg, model_version="keye-tiny")
-    record, answers = analyzer.analyze_with_answers([(clips[0], sub("bikes-long", ["tags", "summary", "moderation"]))])[0]
+    record, answers = analyzer.analyze_with_answers([(clips[0], sub("bikes-long", ["tags", "summary", "moderation"]))])[
+        0
+    ]
     assert len(answers) >= 2
     assert [f for ch in answers for s in ch.segments for f in s.frames] == list(range(record.frames_used))
     check_record(cfg, record, answers, ["tags", "summary", "moderation"], tiny_model.config.hidden_size)
@@ -158,7 +173,9 @@ def test_query_framing_matches_the_video_prefix_framing(analyzer, processor, tin
     from analysis.errors import AnalysisError
 
     vec = torch.tensor(embed_text(tiny_model, processor, "bikes"))
-    ids = processor.tokenizer.encode("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nbikes")
+    ids = processor.tokenizer.encode(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nbikes"
+    )
     assert torch.allclose(vec, tiny_model.embed(torch.tensor([ids]))[0], atol=1e-6)
     with pytest.raises(AnalysisError, match="at most"):
         embed_text(tiny_model, processor, "x" * 5000)

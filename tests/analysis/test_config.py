@@ -38,16 +38,19 @@ def _raw():
     return json.loads(C.DEFAULT_PATH.read_text())
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda r: r["tasks"]["tags"].update(max_new_tokens=50), "below the"),
-    (lambda r: r["tasks"]["tags"].update(thinking="sometimes"), "thinking must be one of"),
-    (lambda r: r["tasks"].update(colours={"prompt": "x"}), "unknown task"),
-    (lambda r: r["moderation_categories"].update({"Bad Name": "x"}), "lower_snake_case"),
-    (lambda r: r["thresholds"].update(flag_severity=5), "flag_severity"),
-    (lambda r: r["thresholds"].update(flag_sevrity=2), "unknown key"),
-    (lambda r: r["tasks"]["moderation"]["limits"].pop("think_chars"), "think_chars"),
-    (lambda r: r.update(version=""), "version"),
-])
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda r: r["tasks"]["tags"].update(max_new_tokens=50), "below the"),
+        (lambda r: r["tasks"]["tags"].update(thinking="sometimes"), "thinking must be one of"),
+        (lambda r: r["tasks"].update(colours={"prompt": "x"}), "unknown task"),
+        (lambda r: r["moderation_categories"].update({"Bad Name": "x"}), "lower_snake_case"),
+        (lambda r: r["thresholds"].update(flag_severity=5), "flag_severity"),
+        (lambda r: r["thresholds"].update(flag_sevrity=2), "unknown key"),
+        (lambda r: r["tasks"]["moderation"]["limits"].pop("think_chars"), "think_chars"),
+        (lambda r: r.update(version=""), "version"),
+    ],
+)
 def test_bad_configs_are_refused_with_a_reason(edit, reason):
     raw = _raw()
     edit(raw)

@@ -28,8 +28,9 @@ def rows(analyzer, processor, sample_clips):
     by_name = {c.name: c for c in sample_clips}
     for name in ("bikes.mp4", "carphone_pristine.mp4"):
         b = cfg.video
-        video = processor.load_video(str(by_name[name]), max_frames=b.max_frames, max_pixels=b.max_pixels,
-                                     min_pixels=b.min_pixels)
+        video = processor.load_video(
+            str(by_name[name]), max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels
+        )
         segs = segment_video(video.frames, video.timestamps, video.duration_s, cfg.segmentation)
         prefix = analyzer.engine.prefill_prefix(prompts.prefix_inputs(processor, video))
         for task in TASKS:
@@ -53,13 +54,17 @@ def plain(analyzer, rows):
     return run(analyzer, rows, PLAIN)
 
 
-@pytest.mark.parametrize("options", [
-    DecodeOptions(),
-    DecodeOptions(jump_forward=True, sparse_limit=0, screen=False),
-    DecodeOptions(jump_forward=False, sparse_limit=4096, screen=False),
-    DecodeOptions(jump_forward=False, sparse_limit=0, screen=True),
-    DecodeOptions(jump_forward=True, sparse_limit=64, screen=True),
-], ids=["all", "jump-forward", "sparse", "screen", "small-sparse"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        DecodeOptions(),
+        DecodeOptions(jump_forward=True, sparse_limit=0, screen=False),
+        DecodeOptions(jump_forward=False, sparse_limit=4096, screen=False),
+        DecodeOptions(jump_forward=False, sparse_limit=0, screen=True),
+        DecodeOptions(jump_forward=True, sparse_limit=64, screen=True),
+    ],
+    ids=["all", "jump-forward", "sparse", "screen", "small-sparse"],
+)
 def test_shortcuts_give_the_plain_greedy_tokens(analyzer, rows, plain, options):
     (want, plain_stats), (got, stats) = plain, run(analyzer, rows, options)
     assert got.tokens == want.tokens

@@ -1,17 +1,15 @@
 """Constrained decoding against the real Keye tokenizer: whatever the logits, the answer parses
 and validates against its task schema, within the computed token bound."""
 
-
 import jsonschema
 import pytest
 import torch
+from analysis_cases import tight_raw
 
 from analysis import config as C
 from analysis.grammar import STOP_ID, GrammarBook, GrammarMasks, prelude_ebnf
 from analysis.output import parse_output
 from analysis.schemas import max_output_tokens, task_schema
-
-from analysis_cases import tight_raw
 
 TASKS = ("tags", "summary", "moderation", "products")
 
@@ -19,8 +17,12 @@ TASKS = ("tags", "summary", "moderation", "products")
 @pytest.fixture(scope="module")
 def books(tokenizer):
     """One grammar book per moderation thinking mode."""
-    return {mode: GrammarBook(C.parse_config(tight_raw(moderation=mode, tags=mode if mode != "think" else "no_think")),
-                              tokenizer) for mode in ("no_think", "think", "auto")}
+    return {
+        mode: GrammarBook(
+            C.parse_config(tight_raw(moderation=mode, tags=mode if mode != "think" else "no_think")), tokenizer
+        )
+        for mode in ("no_think", "think", "auto")
+    }
 
 
 def sample(book, task, n_segments, seed, greedy=False, budget=None):
@@ -78,7 +80,9 @@ def test_thinking_block_then_json_is_accepted(books, tokenizer):
     think = books["think"]
     assert accepts(think, "moderation", 2, "<think>\nshot 1 fight\n</think>\n\n" + answer, tokenizer)
     assert not accepts(think, "moderation", 2, answer, tokenizer), "think mode requires the reasoning first"
-    assert not accepts(think, "moderation", 2, "<think>" + "x" * 17 + "</think>" + answer, tokenizer), "bounded reasoning"
+    assert not accepts(think, "moderation", 2, "<think>" + "x" * 17 + "</think>" + answer, tokenizer), (
+        "bounded reasoning"
+    )
     auto = books["auto"]
     assert accepts(auto, "moderation", 2, answer, tokenizer)
     assert accepts(auto, "moderation", 2, "<analysis>simple</analysis>\n" + answer, tokenizer)
@@ -86,15 +90,18 @@ def test_thinking_block_then_json_is_accepted(books, tokenizer):
     assert not accepts(books["no_think"], "moderation", 2, "<think>a</think>" + answer, tokenizer)
 
 
-@pytest.mark.parametrize("bad", [
-    '{"categories": [{"category": "spoilers", "severity": 2, "confidence": 70, "evidence": []}]}',  # unknown category
-    '{"categories": [{"category": "violence", "severity": 4, "confidence": 70, "evidence": []}]}',  # severity range
-    '{"categories": [{"category": "violence", "severity": 2, "confidence": 101, "evidence": []}]}',  # confidence range
-    '{"categories": [{"category": "violence", "severity": 2, "confidence": 7, "evidence": [{"shot": 2, "reason": "x"}]}]}',  # no shot 2
-    '{"categories": [{"category": "violence", "severity": 2, "confidence": 7, "evidence": [{"shot": 0, "reason": "123456789"}]}]}',  # too long
-    '{"categories": [{"category": "violence", "severity": 2.5, "confidence": 7, "evidence": []}]}',  # not an integer
-    '{"categories": []} trailing',
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"categories": [{"category": "spoilers", "severity": 2, "confidence": 70, "evidence": []}]}',  # unknown category
+        '{"categories": [{"category": "violence", "severity": 4, "confidence": 70, "evidence": []}]}',  # severity range
+        '{"categories": [{"category": "violence", "severity": 2, "confidence": 101, "evidence": []}]}',  # confidence range
+        '{"categories": [{"category": "violence", "severity": 2, "confidence": 7, "evidence": [{"shot": 2, "reason": "x"}]}]}',  # no shot 2
+        '{"categories": [{"category": "violence", "severity": 2, "confidence": 7, "evidence": [{"shot": 0, "reason": "123456789"}]}]}',  # too long
+        '{"categories": [{"category": "violence", "severity": 2.5, "confidence": 7, "evidence": []}]}',  # not an integer
+        '{"categories": []} trailing',
+    ],
+)
 def test_invalid_content_is_impossible(books, tokenizer, bad):
     assert not accepts(books["no_think"], "moderation", 2, bad, tokenizer)
     assert accepts(books["no_think"], "moderation", 2, '{"categories": []}', tokenizer)

@@ -12,17 +12,26 @@ def answers(segments=SEGS, **outputs):
 
 
 def mod(category="violence", severity=2, confidence=80, shot=1, reason="punch"):
-    return ('{"categories": [{"category": "%s", "severity": %d, "confidence": %d, "evidence": [{"shot": %d, "reason": "%s"}]}]}'
-            % (category, severity, confidence, shot, reason))
+    return (
+        '{"categories": [{"category": "%s", "severity": %d, "confidence": %d, "evidence": [{"shot": %d, "reason": "%s"}]}]}'
+        % (category, severity, confidence, shot, reason)
+    )
 
 
 def test_tag_shots_become_time_ranges_per_run(tight_config):
-    a = answers(tags='{"tags": [{"label": "Bike  Ride", "score": 90, "shots": [2, 0, 1]}, '
-                     '{"label": "sky", "score": 50, "shots": [0, 2]}, {"label": "noise", "score": 5, "shots": []}, '
-                     '{"label": "city", "score": 40, "shots": []}]}')
+    a = answers(
+        tags='{"tags": [{"label": "Bike  Ride", "score": 90, "shots": [2, 0, 1]}, '
+        '{"label": "sky", "score": 50, "shots": [0, 2]}, {"label": "noise", "score": 5, "shots": []}, '
+        '{"label": "city", "score": 40, "shots": []}]}'
+    )
     out = tags(tight_config, [a])
     got = [(t.label, t.score, t.start_s, t.end_s) for t in out]
-    assert got == [("bike ride", 0.9, 0.0, 6.5), ("sky", 0.5, 0.0, 2.0), ("sky", 0.5, 5.0, 6.5), ("city", 0.4, None, None)]
+    assert got == [
+        ("bike ride", 0.9, 0.0, 6.5),
+        ("sky", 0.5, 0.0, 2.0),
+        ("sky", 0.5, 5.0, 6.5),
+        ("city", 0.4, None, None),
+    ]
 
 
 def test_moderation_policy_follows_thresholds(tight_config):
@@ -61,10 +70,14 @@ def test_summary_of_a_long_video_tells_each_pass():
 
 
 def test_products_merge_by_name():
-    a = answers(products='{"products": [{"name": "Red Shoe", "category": "apparel", '
-                         '"attributes": [{"name": "colour", "value": "red"}], "shots": [1]}]}')
-    b = answers([Segment(0, 6.5, 9.0, (8,))],
-                products='{"products": [{"name": "red  shoe", "category": "apparel", "attributes": [], "shots": [0]}]}')
+    a = answers(
+        products='{"products": [{"name": "Red Shoe", "category": "apparel", '
+        '"attributes": [{"name": "colour", "value": "red"}], "shots": [1]}]}'
+    )
+    b = answers(
+        [Segment(0, 6.5, 9.0, (8,))],
+        products='{"products": [{"name": "red  shoe", "category": "apparel", "attributes": [], "shots": [0]}]}',
+    )
     (p,) = products([a, b])
     assert p["name"] == "Red Shoe" and p["attributes"] == {"colour": "red"}
     assert p["moments"] == [{"start_s": 2.0, "end_s": 5.0}, {"start_s": 6.5, "end_s": 9.0}]

@@ -29,14 +29,17 @@ def test_prefilled_opening_tag_and_code_fence():
     assert p.ok and p.think == "reasoning only"
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("<think>the model ran out of tokens while thin", "not closed"),
-    ("<analysis>simple case", "not closed"),
-    ("<think>done</think>", "no answer"),
-    ("<think>done</think>" + ANSWER[:-3], "not valid JSON"),
-    ("<answer>" + ANSWER, "not closed"),
-    ("", "no answer"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("<think>the model ran out of tokens while thin", "not closed"),
+        ("<analysis>simple case", "not closed"),
+        ("<think>done</think>", "no answer"),
+        ("<think>done</think>" + ANSWER[:-3], "not valid JSON"),
+        ("<answer>" + ANSWER, "not closed"),
+        ("", "no answer"),
+    ],
+)
 def test_malformed_and_truncated(text, problem):
     p = parse_output(text)
     assert not p.ok

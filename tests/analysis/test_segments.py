@@ -88,12 +88,15 @@ def test_chunks_are_whole_shots_in_order_within_the_frame_limit():
         assert all(segs[g].start_s <= s.start_s < s.end_s <= segs[g].end_s for s, g in zip(c.segments, c.global_index))
 
 
-@pytest.mark.parametrize("frames, ts, reason", [
-    (torch.zeros(4, 3, 8, 8), [0, 1, 2, 3], "uint8"),
-    (torch.zeros(4, 3, 8, 8, dtype=torch.uint8), [0, 1, 2], "timestamps"),
-    (torch.zeros(3, 3, 8, 8, dtype=torch.uint8), [0, 2, 1], "decrease"),
-    (torch.zeros(0, 3, 8, 8, dtype=torch.uint8), [], "at least one"),
-])
+@pytest.mark.parametrize(
+    "frames, ts, reason",
+    [
+        (torch.zeros(4, 3, 8, 8), [0, 1, 2, 3], "uint8"),
+        (torch.zeros(4, 3, 8, 8, dtype=torch.uint8), [0, 1, 2], "timestamps"),
+        (torch.zeros(3, 3, 8, 8, dtype=torch.uint8), [0, 2, 1], "decrease"),
+        (torch.zeros(0, 3, 8, 8, dtype=torch.uint8), [], "at least one"),
+    ],
+)
 def test_bad_input_is_refused(frames, ts, reason):
     with pytest.raises(SegmentationError, match=reason):
         segment_video(frames, ts, 1.0, CFG)

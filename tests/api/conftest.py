@@ -7,22 +7,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from api_testing import make_record
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from api.app import create_app
 from api.embedder import KeyeTextEmbedder
 from api.keys import ROLES, create_key
-from api_testing import make_record
-from stores.db import write_analysis
 from service.schemas import AnalysisRecord, Submission
 from service.settings import Settings
+from stores.db import write_analysis
 
 
 @pytest.fixture
 def api_settings(tmp_path: Path, sample_clips: list[Path]) -> Settings:
-    return Settings(data_dir=tmp_path / "data", qdrant_path=tmp_path / "qdrant", model="keye-tiny",
-                    file_roots=[sample_clips[0].parent, tmp_path / "media"])
+    return Settings(
+        data_dir=tmp_path / "data",
+        qdrant_path=tmp_path / "qdrant",
+        model="keye-tiny",
+        file_roots=[sample_clips[0].parent, tmp_path / "media"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -67,8 +71,13 @@ def seed(app, session: Session, sample_clips: list[Path]) -> Callable[..., Analy
 
     def _seed(video_id: str, **kw) -> AnalysisRecord:
         r = make_record(video_id, **kw)
-        sub = Submission(video_id=video_id, uri=sample_clips[0].resolve().as_uri(), creator_id=r.creator_id,
-                         language=r.language, submitted_at=r.created_at)
+        sub = Submission(
+            video_id=video_id,
+            uri=sample_clips[0].resolve().as_uri(),
+            creator_id=r.creator_id,
+            language=r.language,
+            submitted_at=r.created_at,
+        )
         write_analysis(session, r, sub)
         session.commit()
         if r.embedding:
@@ -98,8 +107,9 @@ def flagged_case(store_app, sample_clips: list[Path]) -> Callable[[str], Analysi
     def _case(video_id: str) -> AnalysisRecord:
         r = make_record(video_id, severity=2, categories=("violence",))
         with Session(store_app.state.services.engine) as s:
-            write_analysis(s, r, Submission(video_id=video_id, uri=sample_clips[0].resolve().as_uri(),
-                                            submitted_at=r.created_at))
+            write_analysis(
+                s, r, Submission(video_id=video_id, uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at)
+            )
             s.commit()
         return r
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from api_testing import auth
 from evaluation.labelled import LabelledSet, LabelledVideo
 from evaluation.report import build_report
 from evaluation.store import save_report
-from stores.db import ModelVersion
 from service.schemas import TagScore, utcnow
+from stores.db import ModelVersion
 
 
 def test_each_version_returns_its_report(client: TestClient, session: Session, keys) -> None:
-    labelled = LabelledSet("fixture", (LabelledVideo(video_id="v1", uri="file:///v1.mp4", duration_s=3.0,
-                                                     tags=(TagScore(label="ball", score=1.0),)),))
+    labelled = LabelledSet(
+        "fixture",
+        (
+            LabelledVideo(
+                video_id="v1", uri="file:///v1.mp4", duration_s=3.0, tags=(TagScore(label="ball", score=1.0),)
+            ),
+        ),
+    )
     session.add(ModelVersion(version="keye-a", path="/m/a", status="active", created_at=utcnow(), promoted_at=utcnow()))
     session.add(ModelVersion(version="keye-b", path="/m/b", status="candidate", created_at=utcnow()))
     old = build_report(labelled, {}, model_version="keye-a")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_testing import auth, live_server
 from fastapi import params
 from fastapi.testclient import TestClient
 from sqlmodel import Session
@@ -23,7 +24,6 @@ from api.app import create_app, route_table
 from api.boundary import scanner_for
 from api.keys import ROLES, create_key
 from api.observability import redact
-from api_testing import auth, live_server
 
 PROBLEM = "application/problem+json"
 PARAM = re.compile(r"{(\w+)(?::\w+)?}")
@@ -114,8 +114,11 @@ def test_form_and_upload_scanning() -> None:
 
 @pytest.fixture
 def small_app(api_settings, text_embedder):
-    application = create_app(api_settings.model_copy(update={"api_max_json_bytes": 64 << 10}),
-                             embedder=text_embedder, max_upload_bytes=2_000_000)
+    application = create_app(
+        api_settings.model_copy(update={"api_max_json_bytes": 64 << 10}),
+        embedder=text_embedder,
+        max_upload_bytes=2_000_000,
+    )
     yield application
     application.state.services.engine.dispose()
 
@@ -138,9 +141,20 @@ def _post_streamed(app, path: str, chunks: int, content_length: int | None) -> t
     headers = [(b"content-type", b"application/json"), (b"host", b"test")]
     if content_length is not None:
         headers.append((b"content-length", str(content_length).encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -161,8 +175,10 @@ def test_chunked_body_over_the_limit_gets_413_from_uvicorn_before_it_is_sent(sma
     with live_server(small_app) as base:
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"POST /v1/search HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                         b"Transfer-Encoding: chunked\r\n\r\n")
+            sock.sendall(
+                b"POST /v1/search HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
             sent = 0
             while sent < 1000 and not select.select([sock], [], [], 0.02)[0]:
                 try:
@@ -179,8 +195,9 @@ def test_uploads_keep_their_own_limit_above_the_json_one(small_app, sample_clips
     clip = next(p for p in sample_clips if 64 << 10 < p.stat().st_size < 2_000_000)
     with TestClient(small_app) as client:
         h = _all_roles(small_app)
-        resp = client.put("/v1/videos/big-upload/content", content=clip.read_bytes(),
-                          headers={**h, "Content-Type": "video/mp4"})
+        resp = client.put(
+            "/v1/videos/big-upload/content", content=clip.read_bytes(), headers={**h, "Content-Type": "video/mp4"}
+        )
         assert resp.status_code == 202, resp.text
         big = client.post("/v1/videos", content=b" " * (65 << 10), headers={**h, "Content-Type": "application/json"})
         assert big.status_code == 413
@@ -188,15 +205,18 @@ def test_uploads_keep_their_own_limit_above_the_json_one(small_app, sample_clips
 
 def test_filter_and_hashtag_strings_are_bounded(client: TestClient, keys) -> None:
     long = "x" * 201
-    resp = client.post("/v1/search", json={"vector": [0.1] * 8, "filters": {"tags": [long]}},
-                       headers=auth(keys["recommender"]))
+    resp = client.post(
+        "/v1/search", json={"vector": [0.1] * 8, "filters": {"tags": [long]}}, headers=auth(keys["recommender"])
+    )
     assert resp.status_code == 422 and ["body", "filters", "tags", "0"] == resp.json()["errors"][0]["loc"]
     for field, value in (("creator_id", ["c" * 129]), ("language", ["l" * 36])):
-        resp = client.post("/v1/search", json={"vector": [0.1] * 8, "filters": {field: value}},
-                           headers=auth(keys["recommender"]))
+        resp = client.post(
+            "/v1/search", json={"vector": [0.1] * 8, "filters": {field: value}}, headers=auth(keys["recommender"])
+        )
         assert resp.status_code == 422, field
-    resp = client.post("/v1/videos", json={"uri": "https://example.com/v.mp4", "hashtags": [long]},
-                       headers=auth(keys["ingest"]))
+    resp = client.post(
+        "/v1/videos", json={"uri": "https://example.com/v.mp4", "hashtags": [long]}, headers=auth(keys["ingest"])
+    )
     assert resp.status_code == 422 and resp.json()["errors"][0]["loc"][:2] == ["body", "hashtags"]
 
 
@@ -211,8 +231,10 @@ def test_keys_in_the_query_string_are_redacted_from_the_access_log(app) -> None:
     with live_server(app, log_level="info") as base:
         logging.getLogger("uvicorn.access").addHandler(handler)
         try:
-            resp = httpx.get(f"{base}/v1/moderation/queue",
-                             params={"api_key": "keye_abc_SECRET1", "state": "open", "next": "keye_def_SECRET2"})
+            resp = httpx.get(
+                f"{base}/v1/moderation/queue",
+                params={"api_key": "keye_abc_SECRET1", "state": "open", "next": "keye_def_SECRET2"},
+            )
         finally:
             logging.getLogger("uvicorn.access").removeHandler(handler)
     assert resp.status_code == 401  # a key in the query string is never read

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 
 import httpx
 import sqlalchemy as sa
+from api_testing import at_once, auth, live_server
 from sqlmodel import Session, select
 
 from api.keys import create_key
 from api.tables import Outbox
-from api_testing import at_once, auth, live_server
 from stores.db import Review
 
 PARALLEL = 20
@@ -24,8 +24,9 @@ def _stored(app, video_id: str, analysis_id: str) -> tuple[int, int]:
     topic = app.state.services.settings.topic_feedback
     with Session(app.state.services.engine) as s:
         reviews = s.exec(select(sa.func.count()).select_from(Review).where(Review.analysis_id == analysis_id)).one()
-        events = s.exec(select(sa.func.count()).select_from(Outbox)
-                        .where(Outbox.topic == topic, Outbox.key == video_id)).one()
+        events = s.exec(
+            select(sa.func.count()).select_from(Outbox).where(Outbox.topic == topic, Outbox.key == video_id)
+        ).one()
     return reviews, events
 
 

@@ -17,8 +17,12 @@ EXAMPLES = 12
 @pytest.mark.slow
 def test_openapi_fuzzing_finds_no_server_errors_or_schema_violations(app, client, seed) -> None:
     import schemathesis
-    from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                     status_code_conformance)
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     with Session(app.state.services.engine) as session:
         key = create_key(session, ROLES, name="fuzzer")[1]
@@ -30,9 +34,15 @@ def test_openapi_fuzzing_finds_no_server_errors_or_schema_violations(app, client
     assert len(operations) > 30
     start, failures = time.monotonic(), []
     for op in operations:
+
         @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case) -> None:
             case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=checks)
 

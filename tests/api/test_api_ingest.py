@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from api.tables import Outbox
-from api_testing import auth
-from stores.db import Video
 from service.schemas import Submission, decode
+from stores.db import Video
 
 
 def _outbox(session: Session, topic: str = "videos.ingest") -> list[Outbox]:
@@ -23,7 +23,14 @@ def _outbox(session: Session, topic: str = "videos.ingest") -> list[Outbox]:
 def test_submit_by_uri_is_accepted_once(client: TestClient, session: Session, keys, sample_clips) -> None:
     h = auth(keys["ingest"])
     uri = sample_clips[1].resolve().as_uri()
-    body = {"uri": uri, "video_id": "vid-1", "title": "Bikes", "hashtags": ["#bike"], "creator_id": "c9", "language": "en"}
+    body = {
+        "uri": uri,
+        "video_id": "vid-1",
+        "title": "Bikes",
+        "hashtags": ["#bike"],
+        "creator_id": "c9",
+        "language": "en",
+    }
     first = client.post("/v1/videos", json=body, headers=h)
     assert first.status_code == 202, first.text
     assert first.json()["video_id"] == "vid-1" and first.json()["duplicate"] is False
@@ -41,18 +48,21 @@ def test_submit_by_uri_is_accepted_once(client: TestClient, session: Session, ke
     assert derived["video_id"].startswith("v-")
 
 
-@pytest.mark.parametrize("uri, words", [
-    ("http://127.0.0.1:8080/v.mp4", "loopback"),
-    ("http://10.1.2.3/v.mp4", "private"),
-    ("http://192.168.0.10/v.mp4", "private"),
-    ("http://[::1]/v.mp4", "::1"),
-    ("http://169.254.169.254/latest/meta-data/", "link-local"),
-    ("http://0.0.0.0/v.mp4", "unspecified"),
-    ("http://localhost/v.mp4", "loopback"),
-    ("https://user:pw@example.com/v.mp4", "credentials"),
-    ("file:///etc/passwd", "outside the allowed file roots"),
-    ("gopher://example.com/x", "scheme"),
-])
+@pytest.mark.parametrize(
+    "uri, words",
+    [
+        ("http://127.0.0.1:8080/v.mp4", "loopback"),
+        ("http://10.1.2.3/v.mp4", "private"),
+        ("http://192.168.0.10/v.mp4", "private"),
+        ("http://[::1]/v.mp4", "::1"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://0.0.0.0/v.mp4", "unspecified"),
+        ("http://localhost/v.mp4", "loopback"),
+        ("https://user:pw@example.com/v.mp4", "credentials"),
+        ("file:///etc/passwd", "outside the allowed file roots"),
+        ("gopher://example.com/x", "scheme"),
+    ],
+)
 def test_unsafe_uris_are_refused(client: TestClient, session: Session, keys, uri: str, words: str) -> None:
     resp = client.post("/v1/videos", json={"uri": uri, "video_id": "bad-1"}, headers=auth(keys["ingest"]))
     assert resp.status_code == 422, resp.text

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 
+from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from api.tables import Outbox
-from api_testing import auth
-from analysis.config import load_config
-from stores.db import Analysis, ModerationFlag, Review
 from analysis.answers import corrected_moderation
+from analysis.config import load_config
+from api.tables import Outbox
+from stores.db import Analysis, ModerationFlag, Review
 
 
-def test_a_missed_violation_on_a_clear_video_flags_it_and_is_feedback(client: TestClient, session: Session, keys,
-                                                                     seed, app) -> None:
+def test_a_missed_violation_on_a_clear_video_flags_it_and_is_feedback(
+    client: TestClient, session: Session, keys, seed, app
+) -> None:
     r = seed("missed", tags=("dog",), embedding=[0.5, 0.1, 0.2])  # the model saw nothing
     h = auth(keys["moderator"])
     url = f"/v1/moderation/cases/{r.analysis_id}/missed"
@@ -37,7 +38,11 @@ def test_a_missed_violation_on_a_clear_video_flags_it_and_is_feedback(client: Te
     assert msg.topic == "feedback.events" and event["event_id"] == out.json()["event_id"]
     assert event["kind"] == "moderation_decision"
     assert {k: event["payload"][k] for k in ("decision", "category", "severity", "missed")} == {
-        "decision": "confirm", "category": "weapons", "severity": 3, "missed": True}
+        "decision": "confirm",
+        "category": "weapons",
+        "severity": 3,
+        "missed": True,
+    }
     # the training target: the category the model owed, at the reported severity
     target = corrected_moderation(load_config(), a.record, [event["payload"]])
     assert [(f.category, f.severity, f.confidence) for f in target.flags] == [("weapons", 3, 100)]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
+from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from api.keys import create_key
 from api.tables import Outbox
-from api_testing import auth
 from stores.db import Analysis, ModerationFlag, Review
 
 
@@ -90,13 +90,18 @@ def test_escalate_moves_to_escalated_queue(client: TestClient, keys, seed) -> No
     h = auth(keys["moderator"])
     url = f"/v1/moderation/cases/{r.analysis_id}"
     client.post(url + "/claim", headers=h)
-    assert client.post(url + "/decision", json={"decision": "escalate"}, headers=h).json()["moderation_status"] == "needs_review"
+    assert (
+        client.post(url + "/decision", json={"decision": "escalate"}, headers=h).json()["moderation_status"]
+        == "needs_review"
+    )
     assert client.get("/v1/moderation/queue", headers=h).json()["total"] == 0
     esc = client.get("/v1/moderation/queue", params={"state": "escalated"}, headers=h).json()
     assert [i["video_id"] for i in esc["items"]] == ["v3"]
     client.post(url + "/claim", headers=h)
     assert client.post(url + "/decision", json={"decision": "escalate"}, headers=h).status_code == 409
-    assert client.post(url + "/decision", json={"decision": "confirm"}, headers=h).json()["moderation_status"] == "flagged"
+    assert (
+        client.post(url + "/decision", json={"decision": "confirm"}, headers=h).json()["moderation_status"] == "flagged"
+    )
     assert client.get("/v1/moderation/queue", params={"state": "escalated"}, headers=h).json()["total"] == 0
 
 

@@ -8,22 +8,28 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from api.app import create_app
 from api.keys import create_key
 from api.tables import Outbox
-from api_testing import auth
-from stores.db import ModelVersion, Tag, write_analysis
 from service.schemas import FeedbackEvent, TagScore, decode, utcnow
+from stores.db import ModelVersion, Tag, write_analysis
 
 
 def test_status_analysis_and_summary(client: TestClient, session: Session, keys, seed) -> None:
     r = seed("p1", tags=("cat", "piano"), summary="a cat plays the piano")
-    timed = r.model_copy(update={"tags": [TagScore(label="jump", score=0.9, start_s=2.0, end_s=2.5),
-                                          TagScore(label="piano", score=0.8, start_s=0.5, end_s=1.0),
-                                          TagScore(label="piano", score=0.7, start_s=3.0, end_s=3.5)]})
+    timed = r.model_copy(
+        update={
+            "tags": [
+                TagScore(label="jump", score=0.9, start_s=2.0, end_s=2.5),
+                TagScore(label="piano", score=0.8, start_s=0.5, end_s=1.0),
+                TagScore(label="piano", score=0.7, start_s=3.0, end_s=3.5),
+            ]
+        }
+    )
     write_analysis(session, timed)
     session.commit()
     h = auth(keys["product"])
@@ -33,7 +39,11 @@ def test_status_analysis_and_summary(client: TestClient, session: Session, keys,
     assert analysis["summary"]["long"] == "a cat plays the piano (long)" and "embedding" not in analysis
     summary = client.get("/v1/videos/p1/summary", headers=h).json()
     assert summary["title"] == "A Cat Plays The Piano" and summary["tags"] == ["jump", "piano"]
-    assert [(m["start_s"], m["label"]) for m in summary["key_moments"]] == [(0.5, "piano"), (2.0, "jump"), (3.0, "piano")]
+    assert [(m["start_s"], m["label"]) for m in summary["key_moments"]] == [
+        (0.5, "piano"),
+        (2.0, "jump"),
+        (3.0, "piano"),
+    ]
     assert client.get("/v1/videos/p1/summary", params={"model_version": "other"}, headers=h).status_code == 404
 
 
@@ -42,27 +52,39 @@ def test_active_model_version_is_preferred(client: TestClient, session: Session,
     seed("p2", summary="new words", age_s=100)
     h = auth(keys["product"])
     assert client.get("/v1/videos/p2/summary", headers=h).json()["short"] == "new words"  # configured model
-    session.add(ModelVersion(version="keye-old", path="/m/old", status="active", created_at=utcnow(), promoted_at=utcnow()))
+    session.add(
+        ModelVersion(version="keye-old", path="/m/old", status="active", created_at=utcnow(), promoted_at=utcnow())
+    )
     session.commit()
     assert client.get("/v1/videos/p2/summary", headers=h).json()["short"] == "old words"
     models = client.get("/v1/admin/models", headers=auth(keys["admin"])).json()
     assert models["active"] == "keye-old" and [m["version"] for m in models["versions"]] == ["keye-old"]
 
 
-def test_tag_corrections_and_ratings_are_applied_and_published(client: TestClient, session: Session, keys, seed) -> None:
+def test_tag_corrections_and_ratings_are_applied_and_published(
+    client: TestClient, session: Session, keys, seed
+) -> None:
     r = seed("p3", tags=("cat", "dog"))
-    resp = client.post("/v1/videos/p3/tag-corrections", json={"add": ["Kitten"], "remove": ["dog"], "note": "no dog"},
-                       headers=auth(keys["moderator"]))
+    resp = client.post(
+        "/v1/videos/p3/tag-corrections",
+        json={"add": ["Kitten"], "remove": ["dog"], "note": "no dog"},
+        headers=auth(keys["moderator"]),
+    )
     assert resp.status_code == 202, resp.text
     session.expire_all()
     assert {t.label for t in session.exec(select(Tag).where(Tag.analysis_id == r.analysis_id))} == {"cat", "kitten"}
     assert client.get("/v1/videos/p3/summary", headers=auth(keys["product"])).json()["tags"] == ["cat", "kitten"]
-    rating = client.post("/v1/videos/p3/summary-ratings", json={"rating": 2, "comment": "vague"}, headers=auth(keys["product"]))
+    rating = client.post(
+        "/v1/videos/p3/summary-ratings", json={"rating": 2, "comment": "vague"}, headers=auth(keys["product"])
+    )
     assert rating.status_code == 202
     events = [decode(FeedbackEvent, m.value) for m in session.exec(select(Outbox).order_by(Outbox.id))]
     assert [(e.kind, e.actor) for e in events] == [("tag_correction", "moderator-1"), ("summary_rating", "product-1")]
     assert events[0].payload["add"] == ["kitten"] and events[1].payload["rating"] == 2
-    assert client.post("/v1/videos/p3/summary-ratings", json={"rating": 6}, headers=auth(keys["product"])).status_code == 422
+    assert (
+        client.post("/v1/videos/p3/summary-ratings", json={"rating": 6}, headers=auth(keys["product"])).status_code
+        == 422
+    )
 
 
 def test_trends_read_the_stream_tables(client: TestClient, session: Session, keys) -> None:
@@ -134,8 +156,9 @@ def test_clip_limits_are_checked_before_the_model(client: TestClient, keys, samp
 @pytest.mark.slow
 def test_clip_summary_runs_the_workers_analysis(client: TestClient, keys, sample_clips) -> None:
     clip = next(p for p in sample_clips if p.name == "carphone_distorted.mp4")
-    resp = client.post("/v1/summaries", content=clip.read_bytes(),
-                       headers={**auth(keys["product"]), "Content-Type": "video/mp4"})
+    resp = client.post(
+        "/v1/summaries", content=clip.read_bytes(), headers={**auth(keys["product"]), "Content-Type": "video/mp4"}
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model_version"] == "keye-tiny" and body["video_id"].startswith("clip-")

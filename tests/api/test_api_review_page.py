@@ -9,7 +9,7 @@ import shutil
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,15 +19,25 @@ from sqlmodel import Session, select
 from api.tables import CaseClaim, ReviewSession
 from stores.db import Analysis, Review, Video
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,1000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+]
 
 
 def _missing(why: str) -> None:
     # `make test` installs Chromium (scripts/system-deps.sh): a browser that cannot start is a failure.
-    pytest.fail(f"the browser test cannot run: {why} (apt-get install chromium chromium-driver; "
-                "pip install selenium)", pytrace=False)
+    pytest.fail(
+        f"the browser test cannot run: {why} (apt-get install chromium chromium-driver; pip install selenium)",
+        pytrace=False,
+    )
 
 
 @pytest.fixture
@@ -84,7 +94,10 @@ def test_sign_in_claim_decide_and_queue_changes(browser, live_url: str, keys, se
     browser.find_element(By.ID, "key").send_keys(keys["moderator"] + Keys.ENTER)
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr")
-    assert [r.get_attribute("data-analysis-id") for r in rows] == [severe.analysis_id, rows[1].get_attribute("data-analysis-id")]
+    assert [r.get_attribute("data-analysis-id") for r in rows] == [
+        severe.analysis_id,
+        rows[1].get_attribute("data-analysis-id"),
+    ]
     assert "severe-clip" in rows[0].text and "mild-clip" in rows[1].text
 
     # Keyboard only: j focuses the first case, Enter opens it, c claims, n focuses the note, y confirms.
@@ -94,8 +107,9 @@ def test_sign_in_claim_decide_and_queue_changes(browser, live_url: str, keys, se
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     assert browser.find_element(By.ID, "reasoning").text == "reasoning for severe-clip"
     img = browser.find_element(By.CSS_SELECTOR, ".thumbs img")
-    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
-        "return arguments[0].complete && arguments[0].naturalWidth > 0", img))
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+    )
     browser.find_element(By.TAG_NAME, "body").send_keys("c")
     assert browser.find_element(By.ID, "confirm").is_displayed()
     browser.find_element(By.TAG_NAME, "body").send_keys("n")
@@ -134,14 +148,20 @@ def _loaded(browser, img) -> bool:
     return browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
 
 
-def test_queue_strip_case_context_and_the_player_seeking_to_evidence(browser, live_url: str, keys, seed,
-                                                                     session: Session, tmp_path: Path) -> None:
+def test_queue_strip_case_context_and_the_player_seeking_to_evidence(
+    browser, live_url: str, keys, seed, session: Session, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     case = seed("context-clip", severity=3, categories=("violence", "hate"), duration_s=5.0)
-    _with_context(session, case, title="Backyard sparring", description="Two friends practise kicks.",
-                  hashtags=["#martialarts", "training"])
+    _with_context(
+        session,
+        case,
+        title="Backyard sparring",
+        description="Two friends practise kicks.",
+        hashtags=["#martialarts", "training"],
+    )
     _sign_in(browser, live_url, keys["moderator"])
 
     row = browser.find_element(By.CSS_SELECTOR, f'#queue tr[data-analysis-id="{case.analysis_id}"]')
@@ -214,7 +234,7 @@ def test_an_expired_session_keeps_the_typed_note(browser, live_url: str, keys, s
     browser.switch_to.active_element.send_keys("a toy sword, not a weapon" + Keys.ESCAPE)
 
     for row in session.exec(select(ReviewSession)):  # the 12 hours are up while the moderator types
-        row.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
         session.add(row)
     session.commit()
     browser.find_element(By.TAG_NAME, "body").send_keys("x")

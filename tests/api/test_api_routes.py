@@ -6,19 +6,28 @@ from __future__ import annotations
 import re
 
 import pytest
+from api_testing import auth
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from api.app import route_table
 from api import review_session
+from api.app import route_table
 from api.auth import Roles
-from api_testing import auth
 
 # Deliberately public: probes, metrics, the login form and the generated docs.
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/review/login"),
-          ("POST", "/review/login"), ("POST", "/review/logout"), ("GET", "/openapi.json"), ("GET", "/docs"),
-          ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/review/login"),
+    ("POST", "/review/login"),
+    ("POST", "/review/logout"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+}
 PARAMS = {"video_id": "v-1", "analysis_id": "a-1", "t": "1.0", "key_id": "k-1", "webhook_id": "w-1"}
 
 
@@ -83,12 +92,17 @@ def test_each_route_with_each_role(app, client: TestClient, keys) -> None:
                 with Session(app.state.services.engine) as s:
                     token, row = review_session.start(s, key.split("_")[1])
                 client.cookies.set(review_session.COOKIE, token, path="/review")
-                resp = client.request(method, url, follow_redirects=False,
-                                      headers={**same_origin, review_session.CSRF_HEADER: row.csrf_token})
+                resp = client.request(
+                    method,
+                    url,
+                    follow_redirects=False,
+                    headers={**same_origin, review_session.CSRF_HEADER: row.csrf_token},
+                )
                 client.cookies.clear()
                 expect_ok = role in guard.roles
-                assert (resp.status_code != 403 and resp.status_code != 401) if expect_ok else resp.status_code == 403, \
-                    f"{method} {url} as {role}: {resp.status_code} {resp.text[:200]}"
+                assert (
+                    (resp.status_code != 403 and resp.status_code != 401) if expect_ok else resp.status_code == 403
+                ), f"{method} {url} as {role}: {resp.status_code} {resp.text[:200]}"
             client.cookies.set(review_session.COOKIE, "forged.value", path="/review")
             assert client.request(method, url, headers=same_origin, follow_redirects=False).status_code == 303
             client.cookies.clear()
@@ -102,7 +116,9 @@ def test_each_route_with_each_role(app, client: TestClient, keys) -> None:
             for role, key in keys.items():
                 resp = client.request(method, url, headers=auth(key))
                 if role in guard.roles:
-                    assert resp.status_code not in (401, 403), f"{method} {url} as {role}: {resp.status_code} {resp.text[:200]}"
+                    assert resp.status_code not in (401, 403), (
+                        f"{method} {url} as {role}: {resp.status_code} {resp.text[:200]}"
+                    )
                 else:
                     assert resp.status_code == 403, f"{method} {url} as {role}: {resp.status_code}"
                     assert resp.json()["type"] == "urn:keye:problem:forbidden"
@@ -115,7 +131,10 @@ def test_revoked_key_is_refused_and_x_api_key_header_works(client: TestClient, k
     created = client.post("/v1/admin/keys", json={"name": "rec", "roles": ["recommender"]}, headers=admin)
     assert created.status_code == 201
     key = created.json()["key"]
-    assert client.post("/v1/search/batch", json={"queries": [{"vector": [1.0]}]}, headers={"X-API-Key": key}).status_code == 200
+    assert (
+        client.post("/v1/search/batch", json={"queries": [{"vector": [1.0]}]}, headers={"X-API-Key": key}).status_code
+        == 200
+    )
     listed = client.get("/v1/admin/keys", headers=admin).json()
     assert {k["name"] for k in listed} >= {"rec", "admin-1"} and all("key" not in k for k in listed)
     assert client.delete(f"/v1/admin/keys/{created.json()['key_id']}", headers=admin).json()["revoked_at"]
@@ -133,8 +152,14 @@ def test_problem_details_request_ids_and_metrics(client: TestClient, keys) -> No
     resp = client.get("/v1/videos/nope", headers={**auth(keys["product"]), "X-Request-ID": "trace-123"})
     assert resp.status_code == 404 and resp.headers["X-Request-ID"] == "trace-123"
     body = resp.json()
-    assert body == {"type": "urn:keye:problem:not-found", "title": "Not found", "status": 404,
-                    "detail": "no video 'nope'", "instance": "/v1/videos/nope", "request_id": "trace-123"}
+    assert body == {
+        "type": "urn:keye:problem:not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "no video 'nope'",
+        "instance": "/v1/videos/nope",
+        "request_id": "trace-123",
+    }
     generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     invalid = client.get("/v1/moderation/queue", params={"limit": 0}, headers=auth(keys["moderator"]))
@@ -171,8 +196,9 @@ def test_readyz_reports_a_store_it_cannot_open(api_settings, tmp_path) -> None:
 
     settings = api_settings.model_copy(update={"data_dir": tmp_path / "ready", "qdrant_path": tmp_path / "locked"})
     # an embedded shard is locked by the one process holding it: a child writes a point and keeps it open
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_SHARD, str(tmp_path / "locked")], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SHARD, str(tmp_path / "locked")], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "held"
     app = create_app(settings)
     try:

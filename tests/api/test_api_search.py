@@ -4,13 +4,12 @@ are embedded by the model into the space of the stored vectors."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
-
 from api_testing import auth, random_vector
+from fastapi.testclient import TestClient
 
 DIM = 16
 
@@ -25,10 +24,19 @@ def corpus(seed):
     rng = random.Random(7)
     records = []
     for i in range(14):
-        records.append(seed(
-            f"v{i:02d}", embedding=random_vector(DIM, rng), tags=(["cat", "dog", "car"][i % 3], "clip"),
-            language=["en", "fr"][i % 2], creator_id=f"c{i % 4}", duration_s=float(2 + i),
-            age_s=3600.0 * i, severity=i % 4, categories=("violence",) if i % 4 else ()))
+        records.append(
+            seed(
+                f"v{i:02d}",
+                embedding=random_vector(DIM, rng),
+                tags=(["cat", "dog", "car"][i % 3], "clip"),
+                language=["en", "fr"][i % 2],
+                creator_id=f"c{i % 4}",
+                duration_s=float(2 + i),
+                age_s=3600.0 * i,
+                severity=i % 4,
+                categories=("violence",) if i % 4 else (),
+            )
+        )
     seed("old-model", embedding=random_vector(DIM, rng), model_version="keye-old")
     return records
 
@@ -45,10 +53,16 @@ FILTERS = [
 
 
 def _matches(r, f: dict, now: datetime) -> bool:
-    p = {"tags": [t.label for t in r.tags], "language": r.language, "creator_id": r.creator_id,
-         "moderation_status": r.moderation.status}
-    if any(k in f and not (set(f[k]) & set(p[k] if isinstance(p[k], list) else [p[k]]))
-           for k in ("tags", "language", "creator_id", "moderation_status")):
+    p = {
+        "tags": [t.label for t in r.tags],
+        "language": r.language,
+        "creator_id": r.creator_id,
+        "moderation_status": r.moderation.status,
+    }
+    if any(
+        k in f and not (set(f[k]) & set(p[k] if isinstance(p[k], list) else [p[k]]))
+        for k in ("tags", "language", "creator_id", "moderation_status")
+    ):
         return False
     if "max_severity" in f and r.moderation.max_severity > f["max_severity"]:
         return False
@@ -59,10 +73,11 @@ def _matches(r, f: dict, now: datetime) -> bool:
 
 @pytest.mark.parametrize("flt", FILTERS, ids=[",".join(f) for f in FILTERS])
 def test_filters_return_only_matching_videos(client: TestClient, keys, corpus, flt) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     q = random_vector(DIM, random.Random(1))
-    res = client.post("/v1/search", json={"vector": q, "filters": flt, "limit": 100},
-                      headers=auth(keys["recommender"])).json()
+    res = client.post(
+        "/v1/search", json={"vector": q, "filters": flt, "limit": 100}, headers=auth(keys["recommender"])
+    ).json()
     expected = {r.video_id for r in corpus if _matches(r, flt, now)}
     assert expected, "the filter should match something in the corpus"
     assert {h["video_id"] for h in res["hits"]} == expected
@@ -76,16 +91,28 @@ def test_filters_return_only_matching_videos(client: TestClient, keys, corpus, f
 
 def test_date_range_pagination_threshold_and_model_version(client: TestClient, keys, corpus) -> None:
     h = auth(keys["recommender"])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     q = random_vector(DIM, random.Random(2))
-    recent = client.post("/v1/search", json={"vector": q, "limit": 100, "filters": {
-        "created_after": (now - timedelta(hours=4.5)).isoformat(), "created_before": now.isoformat()}}, headers=h).json()
+    recent = client.post(
+        "/v1/search",
+        json={
+            "vector": q,
+            "limit": 100,
+            "filters": {"created_after": (now - timedelta(hours=4.5)).isoformat(), "created_before": now.isoformat()},
+        },
+        headers=h,
+    ).json()
     assert {x["video_id"] for x in recent["hits"]} == {"v00", "v01", "v02", "v03", "v04"}
 
-    full = [x["video_id"] for x in client.post("/v1/search", json={"vector": q, "limit": 100}, headers=h).json()["hits"]]
+    full = [
+        x["video_id"] for x in client.post("/v1/search", json={"vector": q, "limit": 100}, headers=h).json()["hits"]
+    ]
     assert len(full) == 14 and "old-model" not in full
-    pages = [x["video_id"] for off in (0, 5, 10)
-             for x in client.post("/v1/search", json={"vector": q, "limit": 5, "offset": off}, headers=h).json()["hits"]]
+    pages = [
+        x["video_id"]
+        for off in (0, 5, 10)
+        for x in client.post("/v1/search", json={"vector": q, "limit": 5, "offset": off}, headers=h).json()["hits"]
+    ]
     assert pages == full
 
     expected = {r.video_id for r in corpus if _cos(q, r.embedding) >= 0.2}
@@ -111,15 +138,20 @@ def test_bad_queries_are_clear_problems(client: TestClient, keys, corpus) -> Non
     assert wrong_dim.status_code == 422 and f"{DIM}-dimensional" in wrong_dim.json()["detail"]
     two = client.post("/v1/search", json={"vector": [0.1] * DIM, "text": "cat"}, headers=h)
     assert two.status_code == 422 and "exactly one" in two.json()["detail"]
-    batch = client.post("/v1/search/batch", json={"queries": [{"video_id": "v01", "limit": 2},
-                                                              {"vector": [1.0, 2.0]}]}, headers=h).json()
+    batch = client.post(
+        "/v1/search/batch", json={"queries": [{"video_id": "v01", "limit": 2}, {"vector": [1.0, 2.0]}]}, headers=h
+    ).json()
     assert len(batch["results"][0]["result"]["hits"]) == 2
     assert batch["results"][1]["error"]["status"] == 422 and "query 1" in batch["results"][1]["error"]["detail"]
 
 
 def test_text_query_uses_the_models_text_embedding(client: TestClient, keys, seed, text_embedder) -> None:
-    summaries = ["a cat plays the piano", "surfing a huge wave at sunset", "street food in Bangkok at night",
-                 "how to change a bicycle tire"]
+    summaries = [
+        "a cat plays the piano",
+        "surfing a huge wave at sunset",
+        "street food in Bangkok at night",
+        "how to change a bicycle tire",
+    ]
     # The vectors of these videos are the model's embedding of their analyses' text.
     stored = {f"t{i}": text_embedder.embed_text(s) for i, s in enumerate(summaries)}
     for vid, s in zip(stored, summaries):
@@ -135,9 +167,9 @@ def test_text_query_uses_the_models_text_embedding(client: TestClient, keys, see
 
 def test_text_queries_use_the_model_of_the_version_searched(tmp_path) -> None:
     """After a promotion the active version's checkpoint embeds text queries, not KEYE_MODEL's."""
-    import keye_model
     import torch
 
+    import keye_model
     from api.embedder import KeyeTextEmbedder
     from service.settings import Settings
 

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from api_testing import auth, make_record
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -17,9 +18,8 @@ from api.auth import Principal
 from api.cases import claim
 from api.keys import ROLES, create_key
 from api.problems import Conflict
-from api_testing import auth, make_record
-from stores.db import write_analysis
 from service.schemas import FeedbackEvent, Submission, decode
+from stores.db import write_analysis
 
 
 @pytest.fixture
@@ -51,11 +51,14 @@ def test_postgres_moderation_flow_and_contended_claims(pg_app, sample_clips) -> 
     with Session(engine) as s:
         keys = {r: create_key(s, [r], name=f"{r}-1")[1] for r in ROLES}
         r = make_record("pg-1", severity=3, categories=("violence",))
-        write_analysis(s, r, Submission(video_id="pg-1", uri=sample_clips[0].resolve().as_uri(),
-                                        submitted_at=r.created_at))
+        write_analysis(
+            s, r, Submission(video_id="pg-1", uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at)
+        )
         s.commit()
-        mods = [Principal(row.key_id, row.name, frozenset(row.roles))
-                for row in (create_key(s, ["moderator"], name=f"m{i}")[0] for i in range(6))]
+        mods = [
+            Principal(row.key_id, row.name, frozenset(row.roles))
+            for row in (create_key(s, ["moderator"], name=f"m{i}")[0] for i in range(6))
+        ]
 
     # Six moderators claim the same case at once: exactly one holds it.
     results: list[str] = []
@@ -93,24 +96,40 @@ def test_postgres_moderation_flow_and_contended_claims(pg_app, sample_clips) -> 
 
 
 @pytest.mark.kafka
-def test_outbox_relay_publishes_submissions_and_decisions_to_kafka(api_settings, kafka_bootstrap: str,
-                                                                    sample_clips) -> None:
+def test_outbox_relay_publishes_submissions_and_decisions_to_kafka(
+    api_settings, kafka_bootstrap: str, sample_clips
+) -> None:
     from kafka import KafkaConsumer
 
     prefix = f"test.api.{uuid.uuid4().hex[:8]}"
-    settings = api_settings.model_copy(update={"kafka_bootstrap": kafka_bootstrap, "topic_feedback": f"{prefix}.feedback",
-                                               "topic_ingest": f"{prefix}.ingest", "topic_analyzed": f"{prefix}.analyzed",
-                                               "topic_flags": f"{prefix}.flags", "topic_dlq": f"{prefix}.dlq"})
+    settings = api_settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka_bootstrap,
+            "topic_feedback": f"{prefix}.feedback",
+            "topic_ingest": f"{prefix}.ingest",
+            "topic_analyzed": f"{prefix}.analyzed",
+            "topic_flags": f"{prefix}.flags",
+            "topic_dlq": f"{prefix}.dlq",
+        }
+    )
     app = create_app(settings, publish=True)
     engine = app.state.services.engine
     with Session(engine) as s:
         mod = create_key(s, ["moderator"], name="kafka-mod")[1]
         ingest = create_key(s, ["ingest"], name="kafka-ingest")[1]
         r = make_record("k-1", severity=2, categories=("hate",))
-        write_analysis(s, r, Submission(video_id="k-1", uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at))
+        write_analysis(
+            s, r, Submission(video_id="k-1", uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at)
+        )
         s.commit()
-    consumer = KafkaConsumer(settings.topic_feedback, settings.topic_ingest, bootstrap_servers=kafka_bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=1000, group_id=None)
+    consumer = KafkaConsumer(
+        settings.topic_feedback,
+        settings.topic_ingest,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+        group_id=None,
+    )
     with TestClient(app) as client:
         url = f"/v1/moderation/cases/{r.analysis_id}"
         client.post(url + "/claim", headers=auth(mod))
@@ -157,10 +176,17 @@ def test_serving_process_indexes_analyses_and_calls_webhooks(api_settings, kafka
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     prefix = f"test.api.{uuid.uuid4().hex[:8]}"
-    settings = api_settings.model_copy(update={
-        "kafka_bootstrap": kafka_bootstrap, "allow_private_addresses": True, "data_dir": tmp_path / "serve",
-        "topic_analyzed": f"{prefix}.analyzed", "topic_flags": f"{prefix}.flags", "topic_feedback": f"{prefix}.feedback",
-        "topic_dlq": f"{prefix}.dlq"})
+    settings = api_settings.model_copy(
+        update={
+            "kafka_bootstrap": kafka_bootstrap,
+            "allow_private_addresses": True,
+            "data_dir": tmp_path / "serve",
+            "topic_analyzed": f"{prefix}.analyzed",
+            "topic_flags": f"{prefix}.flags",
+            "topic_feedback": f"{prefix}.feedback",
+            "topic_dlq": f"{prefix}.dlq",
+        }
+    )
     kk.ensure_topics(settings, [settings.topic_analyzed, settings.topic_flags, settings.topic_dlq], partitions=1)
     app = create_app(settings, publish=True)
     with Session(app.state.services.engine) as s:
@@ -169,8 +195,11 @@ def test_serving_process_indexes_analyses_and_calls_webhooks(api_settings, kafka
     record = make_record("e2e-1", embedding=[0.3, 0.9, 0.1, 0.4])
     try:
         with TestClient(app) as client:
-            hook = client.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{receiver.server_address[1]}/h",
-                                                     "events": ["analyzed"]}, headers=auth(product))
+            hook = client.post(
+                "/v1/webhooks",
+                json={"url": f"http://127.0.0.1:{receiver.server_address[1]}/h", "events": ["analyzed"]},
+                headers=auth(product),
+            )
             assert hook.status_code == 201, hook.text
             producer = kk.producer(settings)
             kk.send(producer, settings.topic_analyzed, record)

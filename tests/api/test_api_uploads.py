@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from api_testing import auth
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlmodel import Session, select
 
 from api.app import create_app
 from api.tables import Outbox
-from api_testing import auth
 from service import uploads
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,9 @@ def test_the_upload_quota_is_a_507_and_leaves_nothing_behind(api_settings, keys,
             assert tiny.status_code == 507 and "quota" in tiny.json()["detail"]
         with Session(app.state.services.engine) as s:
             assert sorted(o.key for o in s.exec(select(Outbox).where(Outbox.topic == settings.topic_ingest))) == [
-                "q-1", "q-4"]
+                "q-1",
+                "q-4",
+            ]
     finally:
         app.state.services.engine.dispose()
 
@@ -69,8 +71,12 @@ def test_discard_removes_uploads_only(api_settings, tmp_path) -> None:
     other.parent.mkdir(parents=True, exist_ok=True)
     other.write_bytes(b"y")
     assert uploads.stored_bytes(api_settings) == 1
-    for uri in (other.as_uri(), "http://example.com/x.mp4", api_settings.upload_dir.as_uri(),
-                f"file://{api_settings.upload_dir}/../keye.db"):
+    for uri in (
+        other.as_uri(),
+        "http://example.com/x.mp4",
+        api_settings.upload_dir.as_uri(),
+        f"file://{api_settings.upload_dir}/../keye.db",
+    ):
         assert uploads.discard(uri, api_settings) is False
     assert other.exists() and api_settings.upload_dir.is_dir()
     assert uploads.discard(clip.as_uri(), api_settings) is True

@@ -10,6 +10,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from api_testing import auth, make_record
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 from standardwebhooks import Webhook as Verifier
@@ -19,7 +20,6 @@ from api.app import create_app
 from api.keys import ROLES, create_key
 from api.tables import Webhook
 from api.webhooks import MAX_ATTEMPTS, RETRY, deliver_due, fanout_message
-from api_testing import auth, make_record
 from service.schemas import FlagMessage, encode, utcnow
 
 
@@ -99,8 +99,9 @@ def test_a_secret_from_before_standard_webhooks_still_verifies(local_app) -> Non
     app, client, session, keys = local_app
     svc = app.state.services
     receiver = Receiver([])
-    hook = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["analyzed"]},
-                       headers=auth(keys["product"])).json()
+    hook = client.post(
+        "/v1/webhooks", json={"url": receiver.url, "events": ["analyzed"]}, headers=auth(keys["product"])
+    ).json()
     legacy = "Q3JhZnRlZC1iZWZvcmUtdGhlLXN3aXRjaA_-x"  # token_urlsafe-shaped: not base64 as such
     row = session.get(Webhook, hook["webhook_id"])
     assert row is not None
@@ -120,7 +121,9 @@ def test_gives_up_after_max_attempts_and_owner_only(local_app) -> None:
     app, client, session, keys = local_app
     svc = app.state.services
     receiver = Receiver([500] * MAX_ATTEMPTS)
-    hook = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["analyzed"]}, headers=auth(keys["product"])).json()
+    hook = client.post(
+        "/v1/webhooks", json={"url": receiver.url, "events": ["analyzed"]}, headers=auth(keys["product"])
+    ).json()
     fanout_message(session, svc.settings, "videos.analyzed", encode(make_record("w2")))
     session.commit()
     when = utcnow()

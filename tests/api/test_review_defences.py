@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -40,17 +40,26 @@ def test_state_changes_need_the_sessions_csrf_token(client: TestClient, keys, se
         resp = client.post(claim, data=sent, headers=ORIGIN, follow_redirects=False)
         assert resp.status_code == 403 and resp.headers["content-type"].startswith("text/html"), resp.text
         assert "CSRF" in resp.text
-    wrong_header = client.post(claim, headers={**ORIGIN, review_session.CSRF_HEADER: token[:-1]},
-                               follow_redirects=False)
+    wrong_header = client.post(
+        claim, headers={**ORIGIN, review_session.CSRF_HEADER: token[:-1]}, follow_redirects=False
+    )
     assert wrong_header.status_code == 403
     # Another session's token is wrong for this one.
     with TestClient(client.app) as other:
         assert token != sign_in(other, keys["moderator"])
     # The form field (forms) and the header (fetch calls) both work.
-    assert client.post(claim, data={review_session.CSRF_FIELD: token}, headers=ORIGIN,
-                       follow_redirects=False).headers["location"] == f"/review/cases/{case.analysis_id}"
-    decided = client.post(f"/review/cases/{case.analysis_id}/decision", data={"decision": "clear", "note": "ok"},
-                          headers={**ORIGIN, review_session.CSRF_HEADER: token}, follow_redirects=False)
+    assert (
+        client.post(claim, data={review_session.CSRF_FIELD: token}, headers=ORIGIN, follow_redirects=False).headers[
+            "location"
+        ]
+        == f"/review/cases/{case.analysis_id}"
+    )
+    decided = client.post(
+        f"/review/cases/{case.analysis_id}/decision",
+        data={"decision": "clear", "note": "ok"},
+        headers={**ORIGIN, review_session.CSRF_HEADER: token},
+        follow_redirects=False,
+    )
     assert decided.status_code == 303 and decided.headers["location"].startswith("/review?done=")
 
 
@@ -60,25 +69,43 @@ def test_a_foreign_origin_is_refused_even_with_the_token(client: TestClient, key
     claim = f"/review/cases/{case.analysis_id}/claim"
     form = {review_session.CSRF_FIELD: token}
     # Another port of the same host is the same site (the cookie goes along) but not the same origin.
-    for headers in ({"Origin": "http://testserver:8001"}, {"Origin": "https://testserver"}, {"Origin": "null"},
-                    {"Referer": "http://evil.example/review"}, {}):
+    for headers in (
+        {"Origin": "http://testserver:8001"},
+        {"Origin": "https://testserver"},
+        {"Origin": "null"},
+        {"Referer": "http://evil.example/review"},
+        {},
+    ):
         resp = client.post(claim, data=form, headers=headers, follow_redirects=False)
         assert resp.status_code == 403 and "must come from the page itself" in resp.text, headers
     assert session.exec(select(Review)).all() == []
-    login = client.post("/review/login", data={"key": keys["moderator"]},
-                        headers={"Origin": "http://testserver:8001"}, follow_redirects=False)
+    login = client.post(
+        "/review/login",
+        data={"key": keys["moderator"]},
+        headers={"Origin": "http://testserver:8001"},
+        follow_redirects=False,
+    )
     assert login.status_code == 403 and "set-cookie" not in login.headers
     # A browser that sends no Origin still sends the page as Referer.
-    ok = client.post(claim, data=form, headers={"Referer": f"http://testserver/review/cases/{case.analysis_id}"},
-                     follow_redirects=False)
+    ok = client.post(
+        claim,
+        data=form,
+        headers={"Referer": f"http://testserver/review/cases/{case.analysis_id}"},
+        follow_redirects=False,
+    )
     assert ok.status_code == 303 and "msg=" not in ok.headers["location"]
 
 
 def test_review_responses_carry_the_security_headers(client: TestClient, keys, seed) -> None:
     case = seed("headers-clip", severity=1, categories=("violence",), duration_s=3.0)
     sign_in(client, keys["moderator"])
-    pages = [client.get("/review/login"), client.get("/review"), client.get(f"/review/cases/{case.analysis_id}"),
-             client.get("/review?state=bogus"), client.get(f"/review/cases/{case.analysis_id}/thumbnails/0.5")]
+    pages = [
+        client.get("/review/login"),
+        client.get("/review"),
+        client.get(f"/review/cases/{case.analysis_id}"),
+        client.get("/review?state=bogus"),
+        client.get(f"/review/cases/{case.analysis_id}/thumbnails/0.5"),
+    ]
     nonces = set()
     for resp in pages:
         h = resp.headers
@@ -101,8 +128,7 @@ def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(client: TestClie
     copied = client.cookies.get(review_session.COOKIE)
     (row,) = session.exec(select(ReviewSession)).all()
     assert row.token_sha256 != copied and copied not in row.token_sha256  # only the digest is stored
-    out = client.post("/review/logout", data={review_session.CSRF_FIELD: token}, headers=ORIGIN,
-                      follow_redirects=False)
+    out = client.post("/review/logout", data={review_session.CSRF_FIELD: token}, headers=ORIGIN, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/review/login"
     session.expire_all()
     assert session.exec(select(ReviewSession)).all() == []
@@ -129,13 +155,13 @@ def test_revoked_keys_and_expired_sessions_end_at_the_login_form(client: TestCli
     with TestClient(client.app) as other:
         sign_in(other, create_moderator(session))
         (row,) = [r for r in session.exec(select(ReviewSession)) if r.key_id != keys["moderator"].split("_")[1]]
-        row.expires_at = datetime.now(timezone.utc) - timedelta(seconds=1)  # past its 12 hours
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)  # past its 12 hours
         session.add(row)
         session.commit()
         assert other.get("/review", follow_redirects=False).status_code == 303
         sign_in(other, create_moderator(session))  # a new sign-in purges expired rows
         session.expire_all()
-        assert all(_aware(r.expires_at) > datetime.now(timezone.utc) for r in session.exec(select(ReviewSession)))
+        assert all(_aware(r.expires_at) > datetime.now(UTC) for r in session.exec(select(ReviewSession)))
 
 
 def create_moderator(session: Session) -> str:
@@ -145,23 +171,32 @@ def create_moderator(session: Session) -> str:
 
 
 def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def test_a_form_sent_with_an_ended_session_returns_to_its_case_after_sign_in(client: TestClient, keys, seed) -> None:
     case = seed("expired-clip", severity=2, categories=("violence",))
     client.cookies.set(review_session.COOKIE, "an-ended-session", path="/review")
-    resp = client.post(f"/review/cases/{case.analysis_id}/decision", data={"decision": "clear", "note": "typed"},
-                       headers=ORIGIN, follow_redirects=False)
+    resp = client.post(
+        f"/review/cases/{case.analysis_id}/decision",
+        data={"decision": "clear", "note": "typed"},
+        headers=ORIGIN,
+        follow_redirects=False,
+    )
     back = f"/review/login?next=%2Freview%2Fcases%2F{case.analysis_id}&expired=1"
     assert resp.status_code == 303 and resp.headers["location"] == back  # never a JSON 401
     page = client.get(back)
     assert "Your session has ended" in page.text and f'value="/review/cases/{case.analysis_id}"' in page.text
 
 
-@pytest.mark.parametrize("query, says", [("state=bogus", "state: Input should be"),
-                                         ("max_age_h=-1", "max_age_h: Input should be greater"),
-                                         ("category=nonsense", "there is no category &#39;nonsense&#39;")])
+@pytest.mark.parametrize(
+    "query, says",
+    [
+        ("state=bogus", "state: Input should be"),
+        ("max_age_h=-1", "max_age_h: Input should be greater"),
+        ("category=nonsense", "there is no category &#39;nonsense&#39;"),
+    ],
+)
 def test_an_invalid_filter_answers_a_page(client: TestClient, keys, query: str, says: str) -> None:
     sign_in(client, keys["moderator"])
     resp = client.get(f"/review?{query}")
@@ -179,8 +214,9 @@ def test_other_errors_on_pages_are_pages_and_the_json_api_keeps_problems(client:
     assert api.status_code == 422 and api.headers["content-type"] == "application/problem+json"
 
 
-def test_the_player_streams_the_video_with_ranges_only_to_moderators(client: TestClient, keys, seed,
-                                                                      sample_clips) -> None:
+def test_the_player_streams_the_video_with_ranges_only_to_moderators(
+    client: TestClient, keys, seed, sample_clips
+) -> None:
     case = seed("player-clip", severity=2, categories=("violence",))
     url = f"/review/cases/{case.analysis_id}/video"
     assert client.get(url, follow_redirects=False).status_code == 303
@@ -223,8 +259,11 @@ def test_the_cookie_is_secure_behind_a_trusted_tls_proxy_only(app, api_settings,
     try:
         # The proxy terminated TLS: the browser's origin is https.
         origin = f"{'https' if trusted else 'http'}://127.0.0.1:{port}"
-        resp = httpx.post(f"http://127.0.0.1:{port}/review/login", data={"key": keys["moderator"]},
-                          headers={"X-Forwarded-Proto": "https", "Origin": origin})
+        resp = httpx.post(
+            f"http://127.0.0.1:{port}/review/login",
+            data={"key": keys["moderator"]},
+            headers={"X-Forwarded-Proto": "https", "Origin": origin},
+        )
         assert resp.status_code == 303, resp.text
         cookie = resp.headers["set-cookie"]
         assert cookie.startswith(f"{review_session.COOKIE}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -237,11 +276,12 @@ def test_a_remote_video_is_fetched_once_for_the_player(api_settings, sample_clip
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+    from api_testing import make_record
+
     from api.app import create_app
     from api.keys import create_key
-    from api_testing import make_record
-    from stores.db import write_analysis
     from service.schemas import Submission
+    from stores.db import write_analysis
 
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(sample_clips[0].parent))
     source = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -276,8 +316,12 @@ def test_a_session_lives_and_ends_on_each_sql_store(store_app, flagged_case) -> 
     with TestClient(store_app) as client:
         token = sign_in(client, key)
         copied = client.cookies.get(review_session.COOKIE)
-        claimed = client.post(f"/review/cases/{case.analysis_id}/claim", data={review_session.CSRF_FIELD: token},
-                              headers=ORIGIN, follow_redirects=False)
+        claimed = client.post(
+            f"/review/cases/{case.analysis_id}/claim",
+            data={review_session.CSRF_FIELD: token},
+            headers=ORIGIN,
+            follow_redirects=False,
+        )
         assert claimed.headers["location"] == f"/review/cases/{case.analysis_id}"
         client.post("/review/logout", data={review_session.CSRF_FIELD: token}, headers=ORIGIN)
     with TestClient(store_app, cookies={review_session.COOKIE: copied}) as thief:

@@ -8,14 +8,14 @@ import random
 
 import numpy as np
 import pytest
+from api_testing import auth, make_record, random_vector
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from api.app import create_app
 from api.keys import create_key
-from api_testing import auth, make_record, random_vector
-from stores.db import write_analysis
 from service.schemas import Submission
+from stores.db import write_analysis
 from stores.vectors import VectorStore
 
 DIM = 16
@@ -23,8 +23,10 @@ DIM = 16
 
 def _cos_ranking(q, records) -> list[str]:
     q = np.asarray(q) / np.linalg.norm(q)
-    return [r.video_id for r in sorted(records, key=lambda r: -float(q @ np.asarray(r.embedding)
-                                                                     / np.linalg.norm(r.embedding)))]
+    return [
+        r.video_id
+        for r in sorted(records, key=lambda r: -float(q @ np.asarray(r.embedding) / np.linalg.norm(r.embedding)))
+    ]
 
 
 def _ids(client: TestClient, key: str, body: dict) -> list[str]:
@@ -57,28 +59,35 @@ def test_search_follows_writes_after_the_first_search(client: TestClient, keys, 
 
 
 @pytest.mark.postgres
-def test_search_with_postgresql_matches_the_cosine_ranking(api_settings, pg_database, text_embedder,
-                                                           sample_clips) -> None:
+def test_search_with_postgresql_matches_the_cosine_ranking(
+    api_settings, pg_database, text_embedder, sample_clips
+) -> None:
     store = VectorStore(path=api_settings.resolved_qdrant_path)
-    app = create_app(api_settings.model_copy(update={"database_url": pg_database}), vectors=store,
-                     embedder=text_embedder)
+    app = create_app(
+        api_settings.model_copy(update={"database_url": pg_database}), vectors=store, embedder=text_embedder
+    )
     rng = random.Random(5)
     try:
         with Session(app.state.services.engine) as s:
             key = create_key(s, ["recommender"], name="rec")[1]
-            records = [make_record(f"p{i}", embedding=random_vector(DIM, rng), language=["en", "fr"][i % 2])
-                       for i in range(10)]
+            records = [
+                make_record(f"p{i}", embedding=random_vector(DIM, rng), language=["en", "fr"][i % 2]) for i in range(10)
+            ]
             for r in records:
-                write_analysis(s, r, Submission(video_id=r.video_id, uri=sample_clips[0].resolve().as_uri(),
-                                                submitted_at=r.created_at))
+                write_analysis(
+                    s,
+                    r,
+                    Submission(video_id=r.video_id, uri=sample_clips[0].resolve().as_uri(), submitted_at=r.created_at),
+                )
             s.commit()
         store.upsert(records)
         with TestClient(app) as client:
             q = random_vector(DIM, rng)
             assert _ids(client, key, {"vector": q, "limit": 20}) == _cos_ranking(q, records)
             french = [r for r in records if r.language == "fr"]
-            assert _ids(client, key, {"vector": q, "limit": 20, "filters": {"language": ["fr"]}}) == \
-                _cos_ranking(q, french)
+            assert _ids(client, key, {"vector": q, "limit": 20, "filters": {"language": ["fr"]}}) == _cos_ranking(
+                q, french
+            )
             near = _ids(client, key, {"video_id": "p3", "limit": 3})
             assert near == [v for v in _cos_ranking(records[3].embedding, records) if v != "p3"][:3]
     finally:

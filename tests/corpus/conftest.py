@@ -14,4 +14,3 @@ from corpus.labels import LabelledClip
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[LabelledClip]]:
     out = tmp_path_factory.mktemp("corpus") / "test-s1000"
     return out, corpus.make(out, seed=1000, clips=16, split="test")
-

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus_media import decoded
 from PIL import Image
 
 from corpus.plan import FADE_S, plan_clip, plan_duplicate
 from corpus.render import encode
 from corpus.truth import labelled
-
-from corpus_media import decoded
 
 
 def _boundaries(clip) -> list[tuple[int, str]]:
@@ -29,11 +28,11 @@ def test_cuts_are_where_the_frames_change(small_corpus) -> None:
         calm[0] = False
         for k, kind in _boundaries(clip):
             w = int(FADE_S * clip.fps) + 1 if kind == "fade" else 1
-            calm[max(0, k - w):k + w + 1] = False
+            calm[max(0, k - w) : k + w + 1] = False
         cuts = [diff[k] for k, kind in _boundaries(clip) if kind == "cut"]
         for k, kind in _boundaries(clip):
             if kind == "cut":
-                assert diff[k] == diff[k - 1:k + 2].max(), (clip.video_id, k)
+                assert diff[k] == diff[k - 1 : k + 2].max(), (clip.video_id, k)
         if cuts:
             # every labelled cut changes the picture far more than any frame away from a boundary
             assert min(cuts) > 5 * diff[calm].max(), (clip.video_id, cuts, diff[calm].max())
@@ -50,7 +49,7 @@ def test_fades_go_through_black_at_the_labelled_time(small_corpus) -> None:
         for k, kind in _boundaries(clip):
             if kind == "fade":
                 w = int(FADE_S * clip.fps)
-                assert light[k] < 4.0 and light[k] == light[k - w:k + w + 1].min(), (clip.video_id, k)
+                assert light[k] < 4.0 and light[k] == light[k - w : k + w + 1].min(), (clip.video_id, k)
                 # both shots are back at full light once the fade window is over
                 assert min(light[k - w - 1], light[k + w + 1]) > 10 * max(light[k], 1.0)
                 fades += 1
@@ -59,8 +58,17 @@ def test_fades_go_through_black_at_the_labelled_time(small_corpus) -> None:
 
 def _thumbs(frames: np.ndarray) -> np.ndarray:
     """16x16 grey thumbnails of whole frames, as a near-duplicate detector sees them."""
-    return np.stack([np.asarray(Image.fromarray(x.astype(np.uint8)).convert("L").resize(
-        (16, 16), Image.Resampling.BOX), np.float32) for x in frames]) / 255.0
+    return (
+        np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(x.astype(np.uint8)).convert("L").resize((16, 16), Image.Resampling.BOX), np.float32
+                )
+                for x in frames
+            ]
+        )
+        / 255.0
+    )
 
 
 def test_duplicates_of_every_kind_look_like_their_original(tmp_path: Path) -> None:

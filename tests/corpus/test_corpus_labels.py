@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,17 @@ def test_ground_truth_is_the_records_own_shape(small_corpus) -> None:
     assert set(GroundTruth.model_fields) <= set(AnalysisRecord.model_fields)
     _, clips = small_corpus
     for c in clips:
-        record = AnalysisRecord(analysis_id=analysis_id_for(c.video_id, "truth"), video_id=c.video_id,
-                                model_version="truth", prompt_version="truth", duration_s=c.duration_s, frames_used=0,
-                                embedding_dim=0, created_at=datetime.now(timezone.utc), **c.record.model_dump())
+        record = AnalysisRecord(
+            analysis_id=analysis_id_for(c.video_id, "truth"),
+            video_id=c.video_id,
+            model_version="truth",
+            prompt_version="truth",
+            duration_s=c.duration_s,
+            frames_used=0,
+            embedding_dim=0,
+            created_at=datetime.now(UTC),
+            **c.record.model_dump(),
+        )
         assert record.tags == c.record.tags and record.moderation == c.record.moderation
 
 

@@ -11,10 +11,10 @@ from corpus_media import decoded
 from typer.testing import CliRunner
 
 import corpus
+from cli.main import app
 from corpus.make import SEED_RANGES, CorpusError
 from corpus.plan import plan_corpus
 from corpus.render import encode
-from cli.main import app
 from keye_model.processor.config import MediaLimits
 from keye_model.processor.decode import open_video
 from keye_model.processor.video import load_video
@@ -63,10 +63,15 @@ def test_splits_never_share_content(tmp_path: Path, small_corpus) -> None:
     assert sum(len(f) for f in files) == len(set().union(*files))
 
 
-@pytest.mark.parametrize(("seed", "split", "clips", "why"), [
-    (5, "test", 2, "not a test seed"), (1000, "train", 2, "not a train seed"), (2500, "dev", 2, "split must be"),
-    (1000, "test", 0, "at least 1"),
-])
+@pytest.mark.parametrize(
+    ("seed", "split", "clips", "why"),
+    [
+        (5, "test", 2, "not a test seed"),
+        (1000, "train", 2, "not a train seed"),
+        (2500, "dev", 2, "split must be"),
+        (1000, "test", 0, "at least 1"),
+    ],
+)
 def test_bad_requests_are_refused(tmp_path: Path, seed: int, split: str, clips: int, why: str) -> None:
     with pytest.raises(CorpusError, match=why):
         corpus.make(tmp_path / "out", seed=seed, clips=clips, split=split)
@@ -82,8 +87,9 @@ def test_a_used_folder_is_refused(tmp_path: Path) -> None:
 
 def test_the_cli_makes_a_corpus(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["corpus", "make", str(tmp_path / "c"), "--seed", "2001", "--clips", "3",
-                                 "--split", "val"])
+    result = runner.invoke(
+        app, ["corpus", "make", str(tmp_path / "c"), "--seed", "2001", "--clips", "3", "--split", "val"]
+    )
     assert result.exit_code == 0, result.output
     labels = corpus.load_labels(tmp_path / "c")
     assert [c.video_id for c in labels] == [f"val-s2001-{i:04d}" for i in range(3)]

@@ -13,15 +13,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analysis.config import load_config
 from evaluation.labelled import truth_records
 from evaluation.report import HEADLINE, build_report
-from analysis.config import load_config
 
 CPU_CONFIG = Path(__file__).resolve().parents[2] / "evaluation" / "cpu_config.json"  # the packaged CPU budget
-PERFECT = {"tags.micro_f1": 1.0, "tags.temporal_iou": 1.0, "moderation.precision": 1.0, "moderation.recall": 1.0,
-           "moderation.leakage": 0.0, "moderation.overkill": 0.0, "moderation.severity_accuracy": 1.0,
-           "summary.rouge_l": 1.0, "summary.fact_recall": 1.0, "retrieval.recall@5": 1.0, "retrieval.mrr": 1.0,
-           "near_duplicates.f1": 1.0}
+PERFECT = {
+    "tags.micro_f1": 1.0,
+    "tags.temporal_iou": 1.0,
+    "moderation.precision": 1.0,
+    "moderation.recall": 1.0,
+    "moderation.leakage": 0.0,
+    "moderation.overkill": 0.0,
+    "moderation.severity_accuracy": 1.0,
+    "summary.rouge_l": 1.0,
+    "summary.fact_recall": 1.0,
+    "retrieval.recall@5": 1.0,
+    "retrieval.mrr": 1.0,
+    "near_duplicates.f1": 1.0,
+}
 
 
 def _group_vectors(labelled):
@@ -48,8 +58,10 @@ def test_the_set_has_what_the_metrics_need(labelled):
 
 def test_perfect_predictions_score_one(labelled):
     vectors, embed_caption = _group_vectors(labelled)
-    records = {k: r.model_copy(update={"embedding": vectors[k], "embedding_dim": len(vectors[k])})
-               for k, r in truth_records(labelled).items()}
+    records = {
+        k: r.model_copy(update={"embedding": vectors[k], "embedding_dim": len(vectors[k])})
+        for k, r in truth_records(labelled).items()
+    }
     report = build_report(labelled, records, load_config(), text_embed=embed_caption)
     assert report["headline"] == PERFECT
     assert set(report["headline"]) == set(HEADLINE)
@@ -62,7 +74,12 @@ def test_labels_of_other_clips_score_low(labelled):
     shifted = {a: truth[b] for a, b in zip(ids, ids[1:] + ids[:1])}
     report = build_report(labelled, shifted, load_config())
     h = report["headline"]
-    assert h == {**report["shuffled_labels"], "retrieval.recall@5": None, "retrieval.mrr": None, "near_duplicates.f1": None}
+    assert h == {
+        **report["shuffled_labels"],
+        "retrieval.recall@5": None,
+        "retrieval.mrr": None,
+        "near_duplicates.f1": None,
+    }
     assert h["tags.temporal_iou"] < 0.5 and h["summary.rouge_l"] < 0.7 and h["summary.fact_recall"] < 0.5
     assert h["tags.micro_f1"] < 0.8 and h["moderation.recall"] < 1.0
 
@@ -86,12 +103,31 @@ def test_keye_tiny_through_the_cli_scores_near_chance(corpus_dir, tmp_path):
     for c in clips[:3]:
         os.link(corpus_dir / c.file, small / c.file)  # clips[3]'s file is missing: a failed analysis
     write_labels(small, clips)
-    env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_ANALYSIS_CONFIG": str(CPU_CONFIG),
-           "KEYE_MODEL": "keye-tiny"}
+    env = {
+        **os.environ,
+        "KEYE_DATA_DIR": str(tmp_path / "data"),
+        "KEYE_ANALYSIS_CONFIG": str(CPU_CONFIG),
+        "KEYE_MODEL": "keye-tiny",
+    }
     out = tmp_path / "report.json"
-    done = subprocess.run([sys.executable, "-m", "cli.main", "eval", "run", str(small), "--out", str(out),
-                           "--records", str(tmp_path / "records.jsonl")], env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "eval",
+            "run",
+            str(small),
+            "--out",
+            str(out),
+            "--records",
+            str(tmp_path / "records.jsonl"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     assert report["model_version"] == "keye-tiny" and report["prompt_version"] == "analysis-v2-cpu"
@@ -121,8 +157,9 @@ def test_keye_tiny_through_the_cli_scores_near_chance(corpus_dir, tmp_path):
 
 def _cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cli.main", "eval", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "eval", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_score_rescores_stored_records_without_analyzing(corpus_dir, labelled, tmp_path):

@@ -35,19 +35,61 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 
 ROWS = [  # (row, prediction, correct?)
-    ({"index": 1, "category": "SPU", "question": "Are these the same product?", "answer": "yes"},
-     "<think>both are red mugs, so no doubt</think>Yes, they are.", True),
+    (
+        {"index": 1, "category": "SPU", "question": "Are these the same product?", "answer": "yes"},
+        "<think>both are red mugs, so no doubt</think>Yes, they are.",
+        True,
+    ),
     ({"index": 2, "category": "SPU", "question": "Same product?", "answer": "no"}, "是的", False),
     ({"index": 3, "category": "SPU", "question": "Same product?", "answer": "否"}, "<think>yes?</think>不是", True),
     ({"index": 4, "category": "SPU", "question": "Same product?", "answer": "yes"}, "yes and no", False),  # unknown
-    ({"index": 5, "category": "CPV", "question": "Colour of the shoe?", "answer": "B", "A": "red", "B": "blue",
-      "C": "green", "D": "black"}, "<think>A is wrong</think>B", True),
-    ({"index": 6, "category": "CPV", "question": "Colour?", "answer": "C", "A": "red", "B": "blue", "C": "green",
-      "D": "black"}, "It is green.", True),
-    ({"index": 7, "category": "CPV", "question": "Colour?", "answer": "A", "A": "red", "B": "blue", "C": "", "D": ""},
-     "D", False),
-    ({"index": 8, "category": "Collection_Order", "question": "Order the videos.", "answer": "2, 1, 3"},
-     "<think>first the intro</think> 2,1,3", True),
+    (
+        {
+            "index": 5,
+            "category": "CPV",
+            "question": "Colour of the shoe?",
+            "answer": "B",
+            "A": "red",
+            "B": "blue",
+            "C": "green",
+            "D": "black",
+        },
+        "<think>A is wrong</think>B",
+        True,
+    ),
+    (
+        {
+            "index": 6,
+            "category": "CPV",
+            "question": "Colour?",
+            "answer": "C",
+            "A": "red",
+            "B": "blue",
+            "C": "green",
+            "D": "black",
+        },
+        "It is green.",
+        True,
+    ),
+    (
+        {
+            "index": 7,
+            "category": "CPV",
+            "question": "Colour?",
+            "answer": "A",
+            "A": "red",
+            "B": "blue",
+            "C": "",
+            "D": "",
+        },
+        "D",
+        False,
+    ),
+    (
+        {"index": 8, "category": "Collection_Order", "question": "Order the videos.", "answer": "2, 1, 3"},
+        "<think>first the intro</think> 2,1,3",
+        True,
+    ),
 ]
 
 
@@ -56,8 +98,13 @@ def tsv(tmp_path) -> Path:
     Image.new("RGB", (56, 56), "white").save(tmp_path / "frame.png")
     rows = []
     for n, (row, pred, _) in enumerate(ROWS):
-        media = {"image": _png("red")} if n % 3 == 0 else {"image": json.dumps([_png("red"), _png("blue")])} \
-            if n % 3 == 1 else {"image_path": "frame.png"}
+        media = (
+            {"image": _png("red")}
+            if n % 3 == 0
+            else {"image": json.dumps([_png("red"), _png("blue")])}
+            if n % 3 == 1
+            else {"image_path": "frame.png"}
+        )
         rows.append({**row, **media, "prediction": pred})
     return _write(tmp_path / "KC.tsv", rows)
 
@@ -65,12 +112,21 @@ def tsv(tmp_path) -> Path:
 def test_scores_by_hand(tsv):
     scores, predictions = K.run(tsv)
     per = scores["per_category"]
-    assert (per["SPU"]["correct"], per["SPU"]["items"], per["SPU"]["unextracted"], per["SPU"]["kind"]) == (2, 4, 1, "yes_no")
+    assert (per["SPU"]["correct"], per["SPU"]["items"], per["SPU"]["unextracted"], per["SPU"]["kind"]) == (
+        2,
+        4,
+        1,
+        "yes_no",
+    )
     assert per["CPV"]["accuracy"] == pytest.approx(2 / 3) and per["CPV"]["kind"] == "choice"
     assert per["Collection_Order"] == {**per["Collection_Order"], "accuracy": 1.0, "kind": "vqa"}
     assert scores["overall"]["correct"] == sum(ok for *_, ok in ROWS) == 5 and scores["overall"]["items"] == 8
     items = {i.index: i for i in K.read_tsv(tsv)}
-    assert len(items["2"].images) == 2 and isinstance(items["3"].images[0], str) and items["7"].options == {"A": "red", "B": "blue"}
+    assert (
+        len(items["2"].images) == 2
+        and isinstance(items["3"].images[0], str)
+        and items["7"].options == {"A": "red", "B": "blue"}
+    )
     assert "Answer with the option's letter only." in items["5"].prompt()
 
 
@@ -91,9 +147,26 @@ def test_keye_tiny_answers_a_file_and_writes_its_predictions(tmp_path):
     rows = [{k: v for k, v in row.items()} | {"image": _png("green")} for row, _, _ in ROWS[:4:2] + ROWS[4:5]]
     src = _write(tmp_path / "Tiny.tsv", rows)
     env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "eval", "kcmmbench", str(src), "--model", "keye-tiny",
-                           "--out", str(tmp_path / "s.json"), "--max-new-tokens", "8"], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "eval",
+            "kcmmbench",
+            str(src),
+            "--model",
+            "keye-tiny",
+            "--out",
+            str(tmp_path / "s.json"),
+            "--max-new-tokens",
+            "8",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     scores = json.loads((tmp_path / "s.json").read_text())
     assert scores["overall"]["items"] == 3 and 0.0 <= scores["overall"]["accuracy"] <= 1.0

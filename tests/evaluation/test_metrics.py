@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analysis.config import Thresholds
 from evaluation.moderation import ModerationCase, moderation_metrics
 from evaluation.ranges import iou, union
 from evaluation.retrieval import groups, near_duplicates, text_to_video
 from evaluation.tags import TagCase, tag_metrics
 from evaluation.text import FactItem, SummaryCase, fact_scores, lcs_length, rouge_l, summary_metrics
-from analysis.config import Thresholds
 from service.schemas import CategoryFlag, Evidence, Moderation, Summary, TagScore
 
 
@@ -26,8 +26,10 @@ def test_ranges_merge_overlaps_before_measuring():
 
 
 def test_tag_metrics_by_hand():
-    cases = [TagCase([tag("ball", 0, 4), tag("red")], [tag("Ball", 2, 6), tag("dog")], 10.0),
-             TagCase([tag("red")], [tag("red", 0, 5)], 10.0)]
+    cases = [
+        TagCase([tag("ball", 0, 4), tag("red")], [tag("Ball", 2, 6), tag("dog")], 10.0),
+        TagCase([tag("red")], [tag("red", 0, 5)], 10.0),
+    ]
     m = tag_metrics(cases)
     # pairs: ball TP, red FN, dog FP; red TP
     assert m["micro"] == {**m["micro"], "tp": 2, "fp": 1, "fn": 1}
@@ -50,8 +52,9 @@ def test_tag_metrics_with_an_empty_side():
 
 
 def flag(cat, sev, conf, *ev):
-    return CategoryFlag(category=cat, severity=sev, confidence=conf,
-                        evidence=[Evidence(start_s=a, end_s=b, reason="r") for a, b in ev])
+    return CategoryFlag(
+        category=cat, severity=sev, confidence=conf, evidence=[Evidence(start_s=a, end_s=b, reason="r") for a, b in ev]
+    )
 
 
 def mod(*flags):

@@ -3,22 +3,31 @@ kept per version, and the promotion gate built on them (refuse, force recorded).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import Session, select
 
+from analysis.config import load_config
 from evaluation.labelled import LabelledSet, LabelledVideo, truth_records
 from evaluation.report import build_report
 from evaluation.reviews import from_reviews
 from evaluation.store import EvalReport, comparable, latest, reports_of, save_report
+from service.schemas import (
+    AnalysisRecord,
+    CategoryFlag,
+    Evidence,
+    FeedbackEvent,
+    Moderation,
+    Submission,
+    Summary,
+    TagScore,
+    analysis_id_for,
+)
 from stores import db
-from analysis.config import load_config
-from service.schemas import (AnalysisRecord, CategoryFlag, Evidence, FeedbackEvent, Moderation, Submission, Summary,
-                          TagScore, analysis_id_for)
 from training import registry
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _engine(url: str):
@@ -29,19 +38,34 @@ def _engine(url: str):
 
 def _analysis(session, vid: str, tags: list[str], flags: list[tuple[str, int, float]]) -> str:
     rec = AnalysisRecord(
-        analysis_id=analysis_id_for(vid, "keye-tiny"), video_id=vid, model_version="keye-tiny", prompt_version="p",
-        duration_s=8.0, frames_used=4, tags=[TagScore(label=t, score=0.9, start_s=0.0, end_s=2.0) for t in tags],
-        moderation=Moderation(status="flagged" if flags else "clear", categories=[
-            CategoryFlag(category=c, severity=s, confidence=p, evidence=[Evidence(start_s=1, end_s=3, reason="r")])
-            for c, s, p in flags]),
-        embedding_dim=0, created_at=T0)
+        analysis_id=analysis_id_for(vid, "keye-tiny"),
+        video_id=vid,
+        model_version="keye-tiny",
+        prompt_version="p",
+        duration_s=8.0,
+        frames_used=4,
+        tags=[TagScore(label=t, score=0.9, start_s=0.0, end_s=2.0) for t in tags],
+        moderation=Moderation(
+            status="flagged" if flags else "clear",
+            categories=[
+                CategoryFlag(category=c, severity=s, confidence=p, evidence=[Evidence(start_s=1, end_s=3, reason="r")])
+                for c, s, p in flags
+            ],
+        ),
+        embedding_dim=0,
+        created_at=T0,
+    )
     db.write_analysis(session, rec, Submission(video_id=vid, uri=f"file:///clips/{vid}.mp4", submitted_at=T0))
     return rec.analysis_id
 
 
 def _feedback(session, n: int, vid: str, kind: str, payload: dict) -> None:
-    db.write_feedback(session, FeedbackEvent(event_id=f"e{n}", video_id=vid, kind=kind, actor="mod",
-                                             payload=payload, at=T0 + timedelta(minutes=n)))
+    db.write_feedback(
+        session,
+        FeedbackEvent(
+            event_id=f"e{n}", video_id=vid, kind=kind, actor="mod", payload=payload, at=T0 + timedelta(minutes=n)
+        ),
+    )
 
 
 def _seed(session) -> None:
@@ -64,8 +88,7 @@ def test_reviews_become_labels(store, tmp_path, request):
     with Session(engine) as session:
         _seed(session)
         labelled = from_reviews(session, cfg)
-        stored = {r.video_id: AnalysisRecord.model_validate(r.record)
-                  for r in session.exec(select(db.Analysis))}
+        stored = {r.video_id: AnalysisRecord.model_validate(r.record) for r in session.exec(select(db.Analysis))}
     engine.dispose()
     by_id = {v.video_id: v for v in labelled.videos}
     assert sorted(by_id) == ["v1", "v2"]
@@ -85,15 +108,26 @@ def _report(labelled: LabelledSet, version: str, damage: float = 0.0) -> dict:
     """A report of `version` whose tag F1 falls with `damage` (that share of videos loses its tags)."""
     truth = truth_records(labelled)
     ids = sorted(truth)
-    cut = set(ids[:round(damage * len(ids))])
+    cut = set(ids[: round(damage * len(ids))])
     records = {k: r.model_copy(update={"tags": []}) if k in cut else r for k, r in truth.items()}
     return build_report(labelled, records, model_version=version)
 
 
 def _set(n: int = 10) -> LabelledSet:
-    return LabelledSet("fixture", tuple(LabelledVideo(
-        video_id=f"v{i}", uri=f"file:///v{i}.mp4", duration_s=5.0, tags=(TagScore(label="ball", score=1.0),),
-        moderation=Moderation(), summary=Summary(short="a ball")) for i in range(n)))
+    return LabelledSet(
+        "fixture",
+        tuple(
+            LabelledVideo(
+                video_id=f"v{i}",
+                uri=f"file:///v{i}.mp4",
+                duration_s=5.0,
+                tags=(TagScore(label="ball", score=1.0),),
+                moderation=Moderation(),
+                summary=Summary(short="a ball"),
+            )
+            for i in range(n)
+        ),
+    )
 
 
 @pytest.fixture
@@ -120,8 +154,9 @@ def test_the_table_matches_its_migration(session):
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    diff = compare_metadata(MigrationContext.configure(session.connection(), opts={"compare_type": True}),
-                            SQLModel.metadata)
+    diff = compare_metadata(
+        MigrationContext.configure(session.connection(), opts={"compare_type": True}), SQLModel.metadata
+    )
     assert [d for d in diff if EvalReport.__tablename__ in repr(d)] == []
 
 

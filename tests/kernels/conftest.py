@@ -59,9 +59,12 @@ def compare(monkeypatch):
         results = {}
         for name in ("torch", "triton"):
             monkeypatch.setenv("KEYE_KERNELS", name)
-            leaves = [a.detach().clone().requires_grad_(grad and i not in frozen)
-                      if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                      for i, a in enumerate(args)]
+            leaves = [
+                a.detach().clone().requires_grad_(grad and i not in frozen)
+                if isinstance(a, torch.Tensor) and a.is_floating_point()
+                else a
+                for i, a in enumerate(args)
+            ]
             outs = _as_tuple(fn(*leaves, **kwargs))
             grads = []
             if grad:

@@ -15,7 +15,9 @@ ULP = 2.0**-7  # bf16 spacing relative to the value
 def run_backend(fn, args, grad_mask, backend, monkeypatch, upstream_seed=7):
     """Outputs then the gradients of the `grad_mask` args, as float32, through one backend."""
     monkeypatch.setenv("KEYE_KERNELS", backend)
-    leaves = [a.detach().clone().requires_grad_(g) if isinstance(a, torch.Tensor) else a for a, g in zip(args, grad_mask)]
+    leaves = [
+        a.detach().clone().requires_grad_(g) if isinstance(a, torch.Tensor) else a for a, g in zip(args, grad_mask)
+    ]
     outs = fn(*leaves)
     outs = tuple(outs) if isinstance(outs, tuple) else (outs,)
     if any(grad_mask):

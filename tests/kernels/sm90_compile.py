@@ -26,9 +26,30 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from kernels import (attention_triton as at, cross_entropy_triton as ce, decode_attention_triton as da,  # noqa: E402
-                     gelu_triton as ge, layer_norm_triton as ln, qk_norm_rope_triton as qr, rms_norm_triton as rn,
-                     swiglu_triton as sw)
+from kernels import (
+    attention_triton as at,
+)
+from kernels import (
+    cross_entropy_triton as ce,
+)
+from kernels import (
+    decode_attention_triton as da,  # noqa: E402
+)
+from kernels import (
+    gelu_triton as ge,
+)
+from kernels import (
+    layer_norm_triton as ln,
+)
+from kernels import (
+    qk_norm_rope_triton as qr,
+)
+from kernels import (
+    rms_norm_triton as rn,
+)
+from kernels import (
+    swiglu_triton as sw,
+)
 from kernels._launch import row_tile, row_warps  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -69,34 +90,138 @@ def configs():
         br, bd = row_tile(d)
         w = row_warps(br, bd)
         for has_res in (False, True):
-            yield f"rms_norm_fwd d{d} res={has_res}", rn._rms_norm_fwd, dict(
-                X=bf, RES=bf, W=bf, Y=bf, RES_OUT=bf, RSTD=f32, R=1, D=d, eps=1e-6,
-                HAS_RES=has_res, BLOCK_R=br, BLOCK_D=bd), w
-        yield f"rms_norm_bwd d{d}", rn._rms_norm_bwd, dict(
-            DY=bf, X=bf, W=bf, RSTD=f32, DRES=bf, DX=bf, DW_PART=f32, R=1, D=d, n_blocks=1,
-            HAS_DRES=True, BLOCK_R=br, BLOCK_D=bd), w
-        yield f"layer_norm_fwd d{d}", ln._layer_norm_fwd, dict(
-            X=bf, W=bf, B=bf, Y=bf, MEAN=f32, RSTD=f32, R=1, D=d, eps=1e-6, BLOCK_R=br, BLOCK_D=bd), w
-        yield f"layer_norm_bwd d{d}", ln._layer_norm_bwd, dict(
-            DY=bf, X=bf, W=bf, MEAN=f32, RSTD=f32, DX=bf, DW_PART=f32, DB_PART=f32, R=1, D=d, n_blocks=1,
-            BLOCK_R=br, BLOCK_D=bd), w
+            yield (
+                f"rms_norm_fwd d{d} res={has_res}",
+                rn._rms_norm_fwd,
+                dict(
+                    X=bf,
+                    RES=bf,
+                    W=bf,
+                    Y=bf,
+                    RES_OUT=bf,
+                    RSTD=f32,
+                    R=1,
+                    D=d,
+                    eps=1e-6,
+                    HAS_RES=has_res,
+                    BLOCK_R=br,
+                    BLOCK_D=bd,
+                ),
+                w,
+            )
+        yield (
+            f"rms_norm_bwd d{d}",
+            rn._rms_norm_bwd,
+            dict(
+                DY=bf,
+                X=bf,
+                W=bf,
+                RSTD=f32,
+                DRES=bf,
+                DX=bf,
+                DW_PART=f32,
+                R=1,
+                D=d,
+                n_blocks=1,
+                HAS_DRES=True,
+                BLOCK_R=br,
+                BLOCK_D=bd,
+            ),
+            w,
+        )
+        yield (
+            f"layer_norm_fwd d{d}",
+            ln._layer_norm_fwd,
+            dict(X=bf, W=bf, B=bf, Y=bf, MEAN=f32, RSTD=f32, R=1, D=d, eps=1e-6, BLOCK_R=br, BLOCK_D=bd),
+            w,
+        )
+        yield (
+            f"layer_norm_bwd d{d}",
+            ln._layer_norm_bwd,
+            dict(
+                DY=bf,
+                X=bf,
+                W=bf,
+                MEAN=f32,
+                RSTD=f32,
+                DX=bf,
+                DW_PART=f32,
+                DB_PART=f32,
+                R=1,
+                D=d,
+                n_blocks=1,
+                BLOCK_R=br,
+                BLOCK_D=bd,
+            ),
+            w,
+        )
     for d, norm in ((128, True), (72, False)):
         br, bd = row_tile(d)
         w = row_warps(br, bd)
-        yield f"rope_fwd d{d} norm={norm}", qr._rope_fwd, dict(
-            X=bf, COS=f32, SIN=f32, W=bf, Y=bf, R=1, H=1, D=d, HALF=d // 2, eps=1e-6,
-            NORM=norm, BLOCK_R=br, BLOCK_D=bd), w
-        yield f"rope_bwd d{d} norm={norm}", qr._rope_bwd, dict(
-            DY=bf, X=bf, COS=f32, SIN=f32, W=bf, DX=bf, DW_PART=f32, R=1, H=1, D=d, HALF=d // 2, eps=1e-6,
-            n_blocks=1, NORM=norm, BLOCK_R=br, BLOCK_D=bd), w
+        yield (
+            f"rope_fwd d{d} norm={norm}",
+            qr._rope_fwd,
+            dict(
+                X=bf,
+                COS=f32,
+                SIN=f32,
+                W=bf,
+                Y=bf,
+                R=1,
+                H=1,
+                D=d,
+                HALF=d // 2,
+                eps=1e-6,
+                NORM=norm,
+                BLOCK_R=br,
+                BLOCK_D=bd,
+            ),
+            w,
+        )
+        yield (
+            f"rope_bwd d{d} norm={norm}",
+            qr._rope_bwd,
+            dict(
+                DY=bf,
+                X=bf,
+                COS=f32,
+                SIN=f32,
+                W=bf,
+                DX=bf,
+                DW_PART=f32,
+                R=1,
+                H=1,
+                D=d,
+                HALF=d // 2,
+                eps=1e-6,
+                n_blocks=1,
+                NORM=norm,
+                BLOCK_R=br,
+                BLOCK_D=bd,
+            ),
+            w,
+        )
     yield "gelu_fwd", ge._gelu_fwd, dict(X=bf, Y=bf, N=1, C=ge.SQRT_2_OVER_PI, BLOCK=ge.BLOCK), 4
     yield "gelu_bwd", ge._gelu_bwd, dict(DY=bf, X=bf, DX=bf, N=1, C=ge.SQRT_2_OVER_PI, BLOCK=ge.BLOCK), 4
     yield "swiglu_fwd", sw._swiglu_fwd, dict(G=bf, U=bf, Y=bf, N=1, BLOCK=sw.BLOCK), 4
     yield "swiglu_bwd", sw._swiglu_bwd, dict(DY=bf, G=bf, U=bf, DG=bf, DU=bf, N=1, BLOCK=sw.BLOCK), 4
     for dtype, prec in ((bf, "tf32"), (f32, "ieee")):
         for d, causal in ((128, True), (72, False)):
-            common = dict(CU_Q=i32, CU_K=i32, qk_scale=0.1, sq_t=1, sq_h=1, sk_t=1, sk_h=1, n_heads=1, D=d, GROUP=1,
-                          CAUSAL=causal, PRECISION=prec, BLOCK_D=128)
+            common = dict(
+                CU_Q=i32,
+                CU_K=i32,
+                qk_scale=0.1,
+                sq_t=1,
+                sq_h=1,
+                sk_t=1,
+                sk_h=1,
+                n_heads=1,
+                D=d,
+                GROUP=1,
+                CAUSAL=causal,
+                PRECISION=prec,
+                BLOCK_D=128,
+            )
             tag = f"{'bf16' if dtype == bf else 'fp32'} d{d} causal={causal}"
             bwd = dict(common, sm_scale=0.1, LSE=f32, DELTA=f32, Q=dtype, K=dtype, V=dtype, DO=dtype)
             for kind, fn, values in (
@@ -111,17 +236,63 @@ def configs():
                     cfg = dict(cfg, GROUP_P=group, BLOCK_M=max(1, cfg["BLOCK_M"] // group))
                 yield f"attn_{kind} {tag}", fn, dict(values, **cfg), launch
     for dtype, prec, tag in ((bf, "tf32", "bf16"), (f32, "ieee", "fp32")):
-        yield f"decode_split {tag} d128 group4", da._decode_split, dict(
-            Q=dtype, K=dtype, V=dtype, SEQLENS=i32, MID_O=f32, MID_LSE=f32, qk_scale=0.1, sq_b=1, sq_h=1, sk_b=1,
-            sk_s=1, sk_h=1, sv_b=1, sv_s=1, sv_h=1, n_heads=1, n_splits=1, split_len=64, S_MAX=1, D=128, GROUP=4,
-            PRECISION=prec, BLOCK_G=16, BLOCK_N=64, BLOCK_D=128), 4
-    yield "decode_reduce", da._decode_reduce, dict(
-        MID_O=f32, MID_LSE=f32, O=bf, so_b=1, so_h=1, n_heads=1, n_splits=1, D=128, BLOCK_S=64, BLOCK_D=128), 4
+        yield (
+            f"decode_split {tag} d128 group4",
+            da._decode_split,
+            dict(
+                Q=dtype,
+                K=dtype,
+                V=dtype,
+                SEQLENS=i32,
+                MID_O=f32,
+                MID_LSE=f32,
+                qk_scale=0.1,
+                sq_b=1,
+                sq_h=1,
+                sk_b=1,
+                sk_s=1,
+                sk_h=1,
+                sv_b=1,
+                sv_s=1,
+                sv_h=1,
+                n_heads=1,
+                n_splits=1,
+                split_len=64,
+                S_MAX=1,
+                D=128,
+                GROUP=4,
+                PRECISION=prec,
+                BLOCK_G=16,
+                BLOCK_N=64,
+                BLOCK_D=128,
+            ),
+            4,
+        )
+    yield (
+        "decode_reduce",
+        da._decode_reduce,
+        dict(MID_O=f32, MID_LSE=f32, O=bf, so_b=1, so_h=1, n_heads=1, n_splits=1, D=128, BLOCK_S=64, BLOCK_D=128),
+        4,
+    )
     for grad in (False, True):
         for dtype, tag in ((bf, "bf16"), (f32, "fp32")):
-            yield f"ce_rows {tag} grad={grad}", ce._ce_rows, dict(
-                LOGITS=dtype, TARGETS=i64, SCALE=f32, LSE=f32, TGT=f32, stride=1, V=1, ignore_index=-100,
-                WRITE_GRAD=grad, BLOCK_V=8192), 16
+            yield (
+                f"ce_rows {tag} grad={grad}",
+                ce._ce_rows,
+                dict(
+                    LOGITS=dtype,
+                    TARGETS=i64,
+                    SCALE=f32,
+                    LSE=f32,
+                    TGT=f32,
+                    stride=1,
+                    V=1,
+                    ignore_index=-100,
+                    WRITE_GRAD=grad,
+                    BLOCK_V=8192,
+                ),
+                16,
+            )
 
 
 def main() -> int:
@@ -134,8 +305,10 @@ def main() -> int:
             regs, stack = registers(k.asm["cubin"])
             # Shared memory must fit; bf16 kernels (the GPU path) must not spill registers to the stack.
             ok = k.metadata.shared <= SMEM_LIMIT and (stack == 0 or "fp32" in name)
-            print(json.dumps({"kernel": name, "ok": ok, "shared": k.metadata.shared, "regs": regs, "stack": stack}),
-                  flush=True)
+            print(
+                json.dumps({"kernel": name, "ok": ok, "shared": k.metadata.shared, "regs": regs, "stack": stack}),
+                flush=True,
+            )
         except Exception as e:  # noqa: BLE001 - report every kernel, then fail
             ok = False
             print(json.dumps({"kernel": name, "ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}), flush=True)

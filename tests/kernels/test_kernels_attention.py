@@ -16,8 +16,20 @@ def cu(lengths: list[int]) -> torch.Tensor:
 def run(compare, q_lens, k_lens, hq, hkv, d, causal):
     q = torch.randn(sum(q_lens), hq, d)
     k, v = torch.randn(sum(k_lens), hkv, d), torch.randn(sum(k_lens), hkv, d)
-    compare(kernels.varlen_attention, q, k, v, cu(q_lens), cu(k_lens), max(q_lens), max(k_lens), causal,
-            d ** -0.5, atol=2e-5, rtol=2e-5)
+    compare(
+        kernels.varlen_attention,
+        q,
+        k,
+        v,
+        cu(q_lens),
+        cu(k_lens),
+        max(q_lens),
+        max(k_lens),
+        causal,
+        d**-0.5,
+        atol=2e-5,
+        rtol=2e-5,
+    )
 
 
 @pytest.mark.parametrize("lens", [[1], [17, 0, 5], [0, 33, 2]])
@@ -57,9 +69,13 @@ def test_reference_matches_sdpa_per_segment():
     q, k, v = torch.randn(14, 4, 16), torch.randn(14, 2, 16), torch.randn(14, 2, 16)
     out = kernels.varlen_attention(q, k, v, cu(lens), cu(lens), 9, 9, True, 0.25)
     for s, e in ((0, 5), (5, 14)):
-        ref = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), k[s:e].transpose(0, 1).repeat_interleave(2, 0),
-                                             v[s:e].transpose(0, 1).repeat_interleave(2, 0), is_causal=True,
-                                             scale=0.25).transpose(0, 1)
+        ref = F.scaled_dot_product_attention(
+            q[s:e].transpose(0, 1),
+            k[s:e].transpose(0, 1).repeat_interleave(2, 0),
+            v[s:e].transpose(0, 1).repeat_interleave(2, 0),
+            is_causal=True,
+            scale=0.25,
+        ).transpose(0, 1)
         torch.testing.assert_close(out[s:e], ref, atol=1e-5, rtol=1e-5)
 
 

@@ -11,9 +11,9 @@ Two interpreter limits shape this file (Triton 3.9):
 from __future__ import annotations
 
 import torch
+from kernels_bf16_rule import flash_rule
 
 import kernels
-from kernels_bf16_rule import flash_rule
 
 
 def rule(fn, args, grad_mask, monkeypatch):
@@ -37,17 +37,33 @@ def test_rotaries(monkeypatch):
     t = 12
     ang = torch.rand(t, 64) * 50
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    rule(kernels.qk_norm_rope, [bf(t, 4, 128), bf(t, 2, 128), bf(128), bf(128), cos, sin, 1e-6],
-         [True, True, True, True, False, False, False], monkeypatch)
+    rule(
+        kernels.qk_norm_rope,
+        [bf(t, 4, 128), bf(t, 2, 128), bf(128), bf(128), cos, sin, 1e-6],
+        [True, True, True, True, False, False, False],
+        monkeypatch,
+    )
     vang = torch.rand(t, 36) * 10
-    rule(kernels.vision_rope, [bf(t, 2, 72), bf(t, 2, 72), torch.cat([vang, vang], -1).cos(),
-                               torch.cat([vang, vang], -1).sin()], [True, True, False, False], monkeypatch)
+    rule(
+        kernels.vision_rope,
+        [bf(t, 2, 72), bf(t, 2, 72), torch.cat([vang, vang], -1).cos(), torch.cat([vang, vang], -1).sin()],
+        [True, True, False, False],
+        monkeypatch,
+    )
 
 
 def test_fused_cross_entropy(monkeypatch):
     targets = torch.randint(0, 3000, (10,))
     targets[::4] = -100
-    rule(kernels.fused_linear_cross_entropy, [bf(10, 64), bf(3000, 64, scale=0.1), targets], [True, True, False],
-         monkeypatch)
-    rule(kernels.fused_linear_logprobs, [bf(10, 64), bf(3000, 64, scale=0.1), targets.clamp(min=0)],
-         [True, True, False], monkeypatch)
+    rule(
+        kernels.fused_linear_cross_entropy,
+        [bf(10, 64), bf(3000, 64, scale=0.1), targets],
+        [True, True, False],
+        monkeypatch,
+    )
+    rule(
+        kernels.fused_linear_logprobs,
+        [bf(10, 64), bf(3000, 64, scale=0.1), targets.clamp(min=0)],
+        [True, True, False],
+        monkeypatch,
+    )

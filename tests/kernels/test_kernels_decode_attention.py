@@ -14,9 +14,9 @@ def run(backend_env, lengths, s_max, hq, hkv, d, dtype=torch.float32):
     k, v = torch.randn(b, s_max, hkv, d, dtype=dtype), torch.randn(b, s_max, hkv, d, dtype=dtype)
     seqlens = torch.tensor(lengths, dtype=torch.int32)
     with backend_env("torch"):
-        ref = kernels.decode_attention(q, k, v, seqlens, d ** -0.5)
+        ref = kernels.decode_attention(q, k, v, seqlens, d**-0.5)
     with backend_env("triton"):
-        out = kernels.decode_attention(q, k, v, seqlens, d ** -0.5)
+        out = kernels.decode_attention(q, k, v, seqlens, d**-0.5)
     assert out.shape == q.shape and out.dtype == q.dtype
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=2e-5)
     return q, k, v, seqlens, out
@@ -41,7 +41,7 @@ def test_positions_past_the_length_are_ignored(backend_env):
     v[:, 30:] = float("nan")  # garbage beyond every row's length, as in a torch.empty cache
     for name in ("torch", "triton"):
         with backend_env(name):
-            again = kernels.decode_attention(q, k, v, seqlens, 16 ** -0.5)
+            again = kernels.decode_attention(q, k, v, seqlens, 16**-0.5)
         torch.testing.assert_close(again, out, atol=2e-5, rtol=2e-5)
 
 

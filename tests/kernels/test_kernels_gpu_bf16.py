@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernels_bf16_rule import flash_rule
 
 import kernels
-from kernels_bf16_rule import flash_rule
 
 pytestmark = pytest.mark.gpu
 
@@ -22,10 +22,12 @@ def bf16(*shape, scale=1.0):
 def test_norms_and_activations(monkeypatch):
     t = 2048
     flash_rule(kernels.rms_norm, [bf16(t, 4096), bf16(4096), 1e-6], [True, True, False], monkeypatch)
-    flash_rule(kernels.add_rms_norm, [bf16(t, 4096), bf16(t, 4096), bf16(4096), 1e-6], [True, True, True, False],
-               monkeypatch)
-    flash_rule(kernels.layer_norm, [bf16(t, 1152), bf16(1152), bf16(1152), 1e-6], [True, True, True, False],
-               monkeypatch)
+    flash_rule(
+        kernels.add_rms_norm, [bf16(t, 4096), bf16(t, 4096), bf16(4096), 1e-6], [True, True, True, False], monkeypatch
+    )
+    flash_rule(
+        kernels.layer_norm, [bf16(t, 1152), bf16(1152), bf16(1152), 1e-6], [True, True, True, False], monkeypatch
+    )
     flash_rule(kernels.gelu_tanh, [bf16(t, 4304, scale=3)], [True], monkeypatch)
     flash_rule(kernels.swiglu, [bf16(t, 12288, scale=3), bf16(t, 12288)], [True, True], monkeypatch)
 
@@ -34,12 +36,17 @@ def test_rotaries(monkeypatch):
     t = 1024
     ang = torch.rand(t, 64, device="cuda") * 100
     cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
-    flash_rule(kernels.qk_norm_rope, [bf16(t, 32, 128), bf16(t, 8, 128), bf16(128), bf16(128), cos, sin, 1e-6],
-               [True, True, True, True, False, False, False], monkeypatch)
+    flash_rule(
+        kernels.qk_norm_rope,
+        [bf16(t, 32, 128), bf16(t, 8, 128), bf16(128), bf16(128), cos, sin, 1e-6],
+        [True, True, True, True, False, False, False],
+        monkeypatch,
+    )
     vang = torch.rand(t, 36, device="cuda") * 30
     vcos, vsin = torch.cat([vang, vang], -1).cos(), torch.cat([vang, vang], -1).sin()
-    flash_rule(kernels.vision_rope, [bf16(t, 16, 72), bf16(t, 16, 72), vcos, vsin], [True, True, False, False],
-               monkeypatch)
+    flash_rule(
+        kernels.vision_rope, [bf16(t, 16, 72), bf16(t, 16, 72), vcos, vsin], [True, True, False, False], monkeypatch
+    )
 
 
 def _bf16_attention(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
@@ -60,21 +67,24 @@ def _bf16_attention(q, k, v, cu_q, cu_k, max_q, max_k, causal, scale):
     return torch.cat(outs)
 
 
-@pytest.mark.parametrize("causal,hq,hkv,d,lens", [
-    (True, 32, 8, 128, [1000, 37, 2011]),   # Qwen3-8B prefill, 4:1
-    (False, 16, 16, 72, [1024, 300, 729]),  # SigLIP tower, 1:1, head_dim 72
-])
+@pytest.mark.parametrize(
+    "causal,hq,hkv,d,lens",
+    [
+        (True, 32, 8, 128, [1000, 37, 2011]),  # Qwen3-8B prefill, 4:1
+        (False, 16, 16, 72, [1024, 300, 729]),  # SigLIP tower, 1:1, head_dim 72
+    ],
+)
 def test_varlen_attention(monkeypatch, causal, hq, hkv, d, lens):
     cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device="cuda")
     n = sum(lens)
-    args = [bf16(n, hq, d), bf16(n, hkv, d), bf16(n, hkv, d), cu, cu, max(lens), max(lens), causal, d ** -0.5]
+    args = [bf16(n, hq, d), bf16(n, hkv, d), bf16(n, hkv, d), cu, cu, max(lens), max(lens), causal, d**-0.5]
     flash_rule(kernels.varlen_attention, args, [True, True, True] + [False] * 6, monkeypatch, baseline=_bf16_attention)
 
 
 def test_decode_attention(monkeypatch):
     b, s_max = 8, 32768
     seqlens = torch.tensor([1, 100, 4096, 32768, 17, 30000, 2048, 5], dtype=torch.int32, device="cuda")
-    args = [bf16(b, 32, 128), bf16(b, s_max, 8, 128), bf16(b, s_max, 8, 128), seqlens, 128 ** -0.5]
+    args = [bf16(b, 32, 128), bf16(b, s_max, 8, 128), bf16(b, s_max, 8, 128), seqlens, 128**-0.5]
 
     def bf16_decode(q, kc, vc, lens, scale):
         rows = []

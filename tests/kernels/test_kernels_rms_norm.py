@@ -28,7 +28,9 @@ def test_reference_casts_before_weight(backend_env):
     w = (torch.rand(256) * 3).bfloat16()
     with backend_env("torch"):
         y = kernels.rms_norm(x, w, 1e-6)
-    assert not torch.equal(y, (w.float() * x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).bfloat16())
+    assert not torch.equal(
+        y, (w.float() * x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).bfloat16()
+    )
     xf = x.float()
     normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).bfloat16()
     assert torch.equal(y, w * normed)

@@ -8,8 +8,9 @@ import torch
 import kernels
 
 
-def mrope_cos_sin(positions: torch.Tensor, head_dim: int = 128, theta: float = 1e6,
-                  sections=(16, 24, 24)) -> tuple[torch.Tensor, torch.Tensor]:
+def mrope_cos_sin(
+    positions: torch.Tensor, head_dim: int = 128, theta: float = 1e6, sections=(16, 24, 24)
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cos/sin from 3 position rows (T, as keye_model/rope.py assembles them)."""
     inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = positions.float()[:, :, None] * inv  # (3, T, 64)

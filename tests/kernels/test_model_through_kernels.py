@@ -22,10 +22,11 @@ def inputs() -> dict:
     ids = torch.full((2, width), 151643, device="cpu")
     mask = torch.zeros(2, width, dtype=torch.long, device="cpu")
     for i, row in enumerate((row_a, row_b)):
-        ids[i, width - len(row):] = torch.tensor(row)
-        mask[i, width - len(row):] = 1
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
     return {
-        "input_ids": ids, "attention_mask": mask,
+        "input_ids": ids,
+        "attention_mask": mask,
         "pixel_values": torch.randn(16, 3, 14, 14, generator=g, device="cpu"),
         "image_grid_thw": torch.tensor([[1, 4, 4]], device="cpu"),
         "pixel_values_videos": torch.randn(32, 3, 14, 14, generator=g, device="cpu"),

@@ -16,5 +16,3 @@ def _few_threads():
 @pytest.fixture(scope="session")
 def tiny() -> keye_model.KeyeModel:
     return keye_model.load("keye-tiny")
-
-

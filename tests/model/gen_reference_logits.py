@@ -18,15 +18,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 import stub_flash  # noqa: F401  (must precede the official import)
+import torch
 from keye_ref.configuration_keye import KeyeConfig as RefConfig
 from keye_ref.modeling_keye import KeyeForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import keye_model  # noqa: E402
 from keye_prompts import Prompt, batch, text_prompt  # noqa: E402
+
+import keye_model  # noqa: E402
 
 SEED, SCALE, NEW = 7, 4.0, 6
 OUT = Path(__file__).parent / "data" / "reference_logits.json"
@@ -56,9 +56,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         ours.save_pretrained(d)
         cfg = RefConfig.from_pretrained(d)
-        ref = KeyeForConditionalGeneration.from_pretrained(d, config=cfg, torch_dtype=torch.float32, attn_implementation="sdpa")
-        ref16 = KeyeForConditionalGeneration.from_pretrained(d, config=RefConfig.from_pretrained(d),
-                                                             torch_dtype=torch.bfloat16, attn_implementation="sdpa")
+        ref = KeyeForConditionalGeneration.from_pretrained(
+            d, config=cfg, torch_dtype=torch.float32, attn_implementation="sdpa"
+        )
+        ref16 = KeyeForConditionalGeneration.from_pretrained(
+            d, config=RefConfig.from_pretrained(d), torch_dtype=torch.bfloat16, attn_implementation="sdpa"
+        )
     for model in (ref, ref16):
         model.eval()
         for m in model.modules():  # the vision tower only segments images/videos on its flash-attention path
@@ -69,25 +72,42 @@ def main() -> None:
     with torch.no_grad():
         logits16 = ref16(**inputs).logits.float()
         logits = ref(**inputs).logits
-        pos, deltas = ref.get_rope_index(inputs["input_ids"], inputs.get("image_grid_thw"), inputs.get("video_grid_thw"),
-                                         inputs.get("second_per_grid_ts"), inputs["attention_mask"])
-        gen = ref.generate(**inputs, max_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=151643,
-                           temperature=None, top_k=None, top_p=None)
+        pos, deltas = ref.get_rope_index(
+            inputs["input_ids"],
+            inputs.get("image_grid_thw"),
+            inputs.get("video_grid_thw"),
+            inputs.get("second_per_grid_ts"),
+            inputs["attention_mask"],
+        )
+        gen = ref.generate(
+            **inputs,
+            max_new_tokens=NEW,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=151643,
+            temperature=None,
+            top_k=None,
+            top_p=None,
+        )
     mask = inputs["attention_mask"].bool()
     rows = []
     for i in range(mask.shape[0]):
         real = logits[i][mask[i]]
-        rows.append({
-            "last4_first16": real[-4:, :16].tolist(),
-            "bf16_last4_first16": logits16[i][mask[i]][-4:, :16].tolist(),
-            "argmax": real.argmax(-1).tolist(),
-            "last_top5": real[-1].topk(5).indices.tolist(),
-            "last_top5_values": real[-1].topk(5).values.tolist(),
-            "positions": pos[:, i][:, mask[i]].tolist(),
-            "greedy": gen[i, inputs["input_ids"].shape[1]:].tolist(),
-        })
+        rows.append(
+            {
+                "last4_first16": real[-4:, :16].tolist(),
+                "bf16_last4_first16": logits16[i][mask[i]][-4:, :16].tolist(),
+                "argmax": real.argmax(-1).tolist(),
+                "last_top5": real[-1].topk(5).indices.tolist(),
+                "last_top5_values": real[-1].topk(5).values.tolist(),
+                "positions": pos[:, i][:, mask[i]].tolist(),
+                "greedy": gen[i, inputs["input_ids"].shape[1] :].tolist(),
+            }
+        )
     out = {
-        "seed": SEED, "scale": SCALE, "new_tokens": NEW,
+        "seed": SEED,
+        "scale": SCALE,
+        "new_tokens": NEW,
         "reference": "Kwai-Keye/Keye keye-vl-8b-preview/modeling_keye.py, transformers 4.51.3, float32, sdpa decoder",
         "rows": rows,
         "image_features_first8": [f[:, :8].tolist() for f in feats[0]],

@@ -17,17 +17,17 @@ class Prompt:
     images: list[tuple[torch.Tensor, tuple[int, int, int]]] = field(default_factory=list)
     videos: list[tuple[torch.Tensor, tuple[int, int, int], float]] = field(default_factory=list)
 
-    def text(self, *ids: int) -> "Prompt":
+    def text(self, *ids: int) -> Prompt:
         self.ids += list(ids)
         return self
 
-    def image(self, h: int, w: int, seed: int) -> "Prompt":
+    def image(self, h: int, w: int, seed: int) -> Prompt:
         g = torch.Generator().manual_seed(seed)
         self.images.append((torch.randn(h * w, 3, 14, 14, generator=g), (1, h, w)))
         self.ids += [VSTART] + [IMG] * (h * w // 4) + [VEND]
         return self
 
-    def video(self, t: int, h: int, w: int, seconds: float, seed: int) -> "Prompt":
+    def video(self, t: int, h: int, w: int, seconds: float, seed: int) -> Prompt:
         g = torch.Generator().manual_seed(seed)
         self.videos.append((torch.randn(t * h * w, 3, 14, 14, generator=g), (t, h, w), seconds))
         self.ids += [VSTART] + [VID] * (t * h * w // 4) + [VEND]
@@ -40,8 +40,8 @@ def batch(prompts: list[Prompt], pad_id: int = 151643) -> dict:
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p.ids):] = torch.tensor(p.ids)
-        mask[i, width - len(p.ids):] = 1
+        ids[i, width - len(p.ids) :] = torch.tensor(p.ids)
+        mask[i, width - len(p.ids) :] = 1
     out: dict = {"input_ids": ids, "attention_mask": mask}
     imgs = [im for p in prompts for im in p.images]
     vids = [v for p in prompts for v in p.videos]

@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
+from keye_prompts import Prompt, batch, text_prompt
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 import keye_model
 from keye_model import CheckpointError, ConfigError
-from keye_prompts import Prompt, batch, text_prompt
 
 
 def _inputs():
@@ -46,15 +46,25 @@ def test_checkpoint_holds_official_names_and_unused_tensors(tiny, tmp_path):
     with safe_open(str(tmp_path / "model.safetensors"), framework="pt") as f:  # the library reads our writer
         names = set(f.keys())
         c = tiny.config.vision.hidden_size
-        assert tuple(f.get_tensor("visual.vision_model.embeddings.packing_position_embedding.weight").shape) == (32768, c)
+        assert tuple(f.get_tensor("visual.vision_model.embeddings.packing_position_embedding.weight").shape) == (
+            32768,
+            c,
+        )
         assert tuple(f.get_tensor("visual.vision_model.head.attention.in_proj_weight").shape) == (3 * c, c)
         assert tuple(f.get_tensor("visual.vision_model.head.probe").shape) == (1, 1, c)
-    for name in ("lm_head.weight", "model.embed_tokens.weight", "model.layers.0.self_attn.q_norm.weight",
-                 "mlp_AR.pre_norm.weight", "mlp_AR.linear_1.weight", "mlp_AR.linear_2.bias",
-                 "visual.vision_model.embeddings.patch_embedding.weight",
-                 "visual.vision_model.embeddings.position_embedding.weight",
-                 "visual.vision_model.encoder.layers.1.self_attn.out_proj.bias",
-                 "visual.vision_model.head.mlp.fc2.weight", "visual.vision_model.post_layernorm.bias"):
+    for name in (
+        "lm_head.weight",
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.q_norm.weight",
+        "mlp_AR.pre_norm.weight",
+        "mlp_AR.linear_1.weight",
+        "mlp_AR.linear_2.bias",
+        "visual.vision_model.embeddings.patch_embedding.weight",
+        "visual.vision_model.embeddings.position_embedding.weight",
+        "visual.vision_model.encoder.layers.1.self_attn.out_proj.bias",
+        "visual.vision_model.head.mlp.fc2.weight",
+        "visual.vision_model.post_layernorm.bias",
+    ):
         assert name in names, name
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["architectures"] == ["KeyeForConditionalGeneration"]
@@ -125,7 +135,12 @@ def test_released_config_parses_to_the_8b_shapes():
     released = Path(__file__).resolve().parents[1] / "data" / "keye-vl-8b-preview" / "config.json"
     cfg = keye_model.KeyeConfig.from_json(released)
     assert cfg == keye_model.preset_config("keye-vl-8b")
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (4096, 36, 32, 8)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (
+        4096,
+        36,
+        32,
+        8,
+    )
     assert (cfg.vision.hidden_size, cfg.vision.num_hidden_layers, cfg.vision.head_dim) == (1152, 27, 72)
     assert cfg.vision.layer_norm_eps == 1e-6 and cfg.merge_dim == 4608
 

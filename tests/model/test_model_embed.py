@@ -7,13 +7,17 @@ the sequence's real tokens.
 from __future__ import annotations
 
 import torch
+from keye_prompts import Prompt, batch, text_prompt
 
 from keye_model.attention import PackedCausal
-from keye_prompts import Prompt, batch, text_prompt
 
 
 def _inputs():
-    return [text_prompt(1, 7), Prompt().text(1, 2).image(4, 4, seed=1).text(3), Prompt().text(4).video(2, 4, 4, 0.5, seed=2).text(5)]
+    return [
+        text_prompt(1, 7),
+        Prompt().text(1, 2).image(4, 4, seed=1).text(3),
+        Prompt().text(4).video(2, 4, 4, 0.5, seed=2).text(5),
+    ]
 
 
 def test_embed_shape_norm_and_padding_invariance(tiny):

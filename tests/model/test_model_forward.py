@@ -5,17 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from keye_prompts import Prompt, batch, text_prompt
 
 from keye_model.errors import InputError
 from keye_model.projector import merge_windows
-from keye_prompts import Prompt, batch, text_prompt
 
 
 @torch.no_grad()
 def test_logits_shape_and_padded_batch_equals_each_alone(tiny):
-    prompts = [text_prompt(1, 9),
-               Prompt().text(1, 2).image(4, 4, seed=3).text(9),
-               Prompt().text(3).video(3, 4, 4, 0.5, seed=4).text(5, 6).image(2, 4, seed=5)]
+    prompts = [
+        text_prompt(1, 9),
+        Prompt().text(1, 2).image(4, 4, seed=3).text(9),
+        Prompt().text(3).video(3, 4, 4, 0.5, seed=4).text(5, 6).image(2, 4, seed=5),
+    ]
     both = tiny(**batch(prompts))
     assert both.shape == (3, max(len(p.ids) for p in prompts), tiny.config.vocab_size)
     for i, p in enumerate(prompts):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from keye_prompts import Prompt, batch, text_prompt
 
 from keye_model.engine import Engine, SamplingParams
 from keye_model.engine.sampling import filter_top_k_top_p
 from keye_model.errors import InputError
-from keye_prompts import Prompt, batch, text_prompt
 
 PAD = 151643
 N = 6
@@ -32,7 +32,9 @@ CASES = {
     "text": lambda: text_prompt(11, 12),
     "image": lambda: Prompt().text(1, 2, 3).image(4, 6, seed=1).text(7, 8),
     "video": lambda: Prompt().text(4).video(3, 4, 4, 0.5, seed=2).text(9, 10, 11),
-    "mixed": lambda: Prompt().text(5).image(4, 4, seed=3).text(6).video(2, 4, 6, 1 / 1.5, seed=4).image(2, 2, seed=5).text(12),
+    "mixed": lambda: (
+        Prompt().text(5).image(4, 4, seed=3).text(6).video(2, 4, 6, 1 / 1.5, seed=4).image(2, 2, seed=5).text(12)
+    ),
 }
 
 
@@ -80,7 +82,7 @@ def test_stop_token_ends_a_row_and_pads_it(tiny):
     stopped = tiny.generate(**batch(prompts), max_new_tokens=N, stop_token_ids=[stop])
     first = free[0].tolist().index(stop)
     assert stopped[0, : first + 1].tolist() == free[0, : first + 1].tolist()
-    assert (stopped[0, first + 1:] == PAD).all()
+    assert (stopped[0, first + 1 :] == PAD).all()
     if stop not in free[1].tolist():
         assert stopped[1].tolist() == free[1].tolist()
 
@@ -99,7 +101,9 @@ def test_stop_strings_use_the_decoder(tiny):
     inputs = batch([text_prompt(4, 6)])
     free = Engine(tiny, decode=letters).generate(inputs, SamplingParams(max_new_tokens=N, stop_token_ids=()))
     target = letters(free.tokens[0][2:4])
-    res = Engine(tiny, decode=letters).generate(inputs, SamplingParams(max_new_tokens=N, stop_token_ids=(), stop_strings=(target,)))
+    res = Engine(tiny, decode=letters).generate(
+        inputs, SamplingParams(max_new_tokens=N, stop_token_ids=(), stop_strings=(target,))
+    )
     assert target in letters(res.tokens[0]) and len(res.tokens[0]) <= 4 and res.finish_reasons == ["stop_string"]
     with pytest.raises(InputError, match="decode"):
         Engine(tiny).generate(inputs, SamplingParams(max_new_tokens=2, stop_strings=("x",)))
@@ -112,7 +116,9 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy(tiny):
     c = tiny.generate(**inputs, seed=2, **kw)
     assert torch.equal(a, b) and not torch.equal(a, c)
     greedy = tiny.generate(**inputs, max_new_tokens=N, stop_token_ids=[])
-    assert torch.equal(tiny.generate(**inputs, temperature=0.8, top_k=1, seed=3, max_new_tokens=N, stop_token_ids=[]), greedy)
+    assert torch.equal(
+        tiny.generate(**inputs, temperature=0.8, top_k=1, seed=3, max_new_tokens=N, stop_token_ids=[]), greedy
+    )
 
 
 def test_repetition_penalty_avoids_seen_tokens(tiny):
@@ -130,8 +136,9 @@ def test_logits_processor_hook_is_applied_every_step(tiny):
         out[:, 4242] = 0.0
         return out
 
-    got = tiny.generate(**batch([text_prompt(1, 4), text_prompt(2, 6)]), max_new_tokens=3,
-                        stop_token_ids=[], logits_processors=[force])
+    got = tiny.generate(
+        **batch([text_prompt(1, 4), text_prompt(2, 6)]), max_new_tokens=3, stop_token_ids=[], logits_processors=[force]
+    )
     assert (got == 4242).all() and calls == [[0, 0], [1, 1], [2, 2]]
 
 
@@ -143,8 +150,13 @@ def test_top_p_keeps_the_smallest_head_reaching_p():
 
 
 def test_bad_sampling_settings_are_clear_errors():
-    for kw, msg in ((dict(max_new_tokens=0), "max_new_tokens"), (dict(temperature=-1), "temperature"),
-                    (dict(top_p=0), "top_p"), (dict(top_k=-2), "top_k"), (dict(repetition_penalty=0), "repetition")):
+    for kw, msg in (
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(temperature=-1), "temperature"),
+        (dict(top_p=0), "top_p"),
+        (dict(top_k=-2), "top_k"),
+        (dict(repetition_penalty=0), "repetition"),
+    ):
         with pytest.raises(InputError, match=msg):
             SamplingParams(**kw)
 

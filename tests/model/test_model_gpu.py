@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from keye_prompts import Prompt, batch, text_prompt
 
 import keye_model
-from keye_prompts import Prompt, batch, text_prompt
 
 pytestmark = [
     pytest.mark.gpu,
@@ -15,7 +15,9 @@ pytestmark = [
 
 
 def _inputs():
-    return batch([Prompt().text(1, 2).image(4, 6, seed=1).text(3).video(2, 4, 4, 0.5, seed=2).text(4), text_prompt(5, 9)])
+    return batch(
+        [Prompt().text(1, 2).image(4, 6, seed=1).text(3).video(2, 4, 4, 0.5, seed=2).text(4), text_prompt(5, 9)]
+    )
 
 
 @torch.no_grad()

@@ -31,8 +31,13 @@ def _run(tmp_path, name: str, **env: str) -> dict:
     out = tmp_path / f"{name}.pt"
     full_env = {k: v for k, v in os.environ.items() if k not in ("KEYE_KERNELS", "TRITON_INTERPRET")}
     full_env.update(env)
-    subprocess.run([sys.executable, "-c", SCRIPT.format(here=str(HERE)), str(out)], check=True, env=full_env,
-                   cwd=HERE.parents[1], timeout=600)
+    subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(here=str(HERE)), str(out)],
+        check=True,
+        env=full_env,
+        cwd=HERE.parents[1],
+        timeout=600,
+    )
     return torch.load(out)
 
 

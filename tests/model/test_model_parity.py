@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from keye_prompts import Prompt, batch, text_prompt
 
 import keye_model
-from keye_prompts import Prompt, batch, text_prompt
 
 REF = json.loads((Path(__file__).parent / "data" / "reference_logits.json").read_text())
 
@@ -65,8 +65,9 @@ def test_rotary_positions_match_the_reference(model, inputs):
 
 @torch.no_grad()
 def test_vision_features_match_the_reference(model, inputs):
-    img, vid = model.encode_vision(inputs["pixel_values"], inputs["image_grid_thw"],
-                                   inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    img, vid = model.encode_vision(
+        inputs["pixel_values"], inputs["image_grid_thw"], inputs["pixel_values_videos"], inputs["video_grid_thw"]
+    )
     ref_img = torch.cat([torch.tensor(f) for f in REF["image_features_first8"]])
     ref_vid = torch.cat([torch.tensor(f) for f in REF["video_features_first8"]])
     assert (img[:, :8] - ref_img).abs().max() < 1e-4

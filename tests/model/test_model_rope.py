@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from keye_prompts import IMG, VEND, VID, VSTART
 
 import keye_model
 from keye_model.errors import InputError
 from keye_model.rope import VisionGrids, mrope_cos_sin, mrope_positions, text_inv_freq, vision_cos_sin
-from keye_prompts import IMG, VEND, VID, VSTART
 
 CFG = keye_model.preset_config("keye-tiny")
 
@@ -44,8 +44,8 @@ def test_video_temporal_index_follows_sampling_rate(seconds):
     pos, _ = mrope_positions(toks, g, CFG)
     tps = CFG.vision.tokens_per_second
     expected = [1 + math.floor(i * torch.tensor(seconds).item() * tps + 1e-9) for i in range(t)]
-    assert pos[0, 1:1 + t].tolist() == expected
-    assert pos[1, 1:1 + t].tolist() == [1] * t and pos[2, 1:1 + t].tolist() == [1] * t
+    assert pos[0, 1 : 1 + t].tolist() == expected
+    assert pos[1, 1 : 1 + t].tolist() == [1] * t and pos[2, 1 : 1 + t].tolist() == [1] * t
 
 
 def test_faster_sampling_compresses_time():

@@ -33,12 +33,27 @@ def test_apply_mode_touches_only_the_last_user_text():
 @pytest.mark.parametrize(
     "raw, analysis, reasoning, answer, truncated",
     [
-        ("<analysis>Simple question, no need to think.</analysis>A cat on a sofa.<|im_end|>",
-         "Simple question, no need to think.", None, "A cat on a sofa.", False),
-        ("<think>\nThe frames show a kitchen.\n</think>\n\n<answer>Cooking</answer>", None,
-         "The frames show a kitchen.", "Cooking", False),
-        ("<analysis>Hard.</analysis><think>step 1 ... step 2</think><answer>42</answer>", "Hard.",
-         "step 1 ... step 2", "42", False),
+        (
+            "<analysis>Simple question, no need to think.</analysis>A cat on a sofa.<|im_end|>",
+            "Simple question, no need to think.",
+            None,
+            "A cat on a sofa.",
+            False,
+        ),
+        (
+            "<think>\nThe frames show a kitchen.\n</think>\n\n<answer>Cooking</answer>",
+            None,
+            "The frames show a kitchen.",
+            "Cooking",
+            False,
+        ),
+        (
+            "<analysis>Hard.</analysis><think>step 1 ... step 2</think><answer>42</answer>",
+            "Hard.",
+            "step 1 ... step 2",
+            "42",
+            False,
+        ),
         ("<think>\n\n</think>\n\nJust the answer", None, "", "Just the answer", False),
         ("Plain answer with no tags", None, None, "Plain answer with no tags", False),
         ("reasoning that lost its open tag</think>final", None, "reasoning that lost its open tag", "final", False),

@@ -15,9 +15,16 @@ def _messages(seed: int, text: str):
     rng = np.random.RandomState(seed)
     img = Image.fromarray((rng.rand(60, 90, 3) * 255).astype("uint8"))
     frames = torch.from_numpy((rng.rand(8, 3, 56, 84) * 255).astype("uint8"))
-    return [{"role": "user", "content": [{"type": "image", "image": img},
-                                         {"type": "video", "video": frames, "fps": 4.0},
-                                         {"type": "text", "text": text}]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": img},
+                {"type": "video", "video": frames, "fps": 4.0},
+                {"type": "text", "text": text},
+            ],
+        }
+    ]
 
 
 def test_processor_batch_generates_like_each_conversation_alone(tiny):

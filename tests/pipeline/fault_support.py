@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,8 +39,13 @@ def free_port() -> int:
 def private_settings(root: Path, stack_settings: Settings) -> Settings:
     """Stack settings for servers of our own under `root`, on free ports; the Kafka classpath the
     shared stack resolved is reused (no Maven run)."""
-    s = Settings(stack_dir=root, kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(),
-                 postgres_port=free_port(), kafka_version=stack_settings.kafka_version)
+    s = Settings(
+        stack_dir=root,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
+        postgres_port=free_port(),
+        kafka_version=stack_settings.kafka_version,
+    )
     cached = stack_settings.stack_dir.resolve() / "kafka" / f"classpath-{s.kafka_version}.txt"
     if cached.exists():
         (root / "kafka").mkdir(parents=True, exist_ok=True)
@@ -124,26 +129,36 @@ class FaultResult:
     trace: dict[str, str] = field(default_factory=dict)  # a lost good video -> where it was last seen
     gate_losses: list[str] = field(default_factory=list)  # on videos.ingest, committed by the gate, never forwarded
 
-
     @property
     def videos_per_min(self) -> float:
         return len(self.good) / self.elapsed_s * 60 if self.elapsed_s else 0.0
 
     def problems(self) -> list[str]:
-        out = [f"{v}: {self.counts.get(v, 0)} rows, {self.points.get(v, 0)} points {self.trace.get(v, '')}".strip()
-               for v in self.good if self.counts.get(v) != 1 or self.points.get(v) != 1]
-        out += [f"{v}: state {self.states.get(v)}, in DLQ: {v in self.dead_lettered}"
-                for v in self.bad if self.states.get(v, ("",))[0] != "failed" or v not in self.dead_lettered]
-        out += [f"rows for unknown videos: {sorted(set(self.counts) - set(self.good))}"] \
-            if set(self.counts) - set(self.good) else []
+        out = [
+            f"{v}: {self.counts.get(v, 0)} rows, {self.points.get(v, 0)} points {self.trace.get(v, '')}".strip()
+            for v in self.good
+            if self.counts.get(v) != 1 or self.points.get(v) != 1
+        ]
+        out += [
+            f"{v}: state {self.states.get(v)}, in DLQ: {v in self.dead_lettered}"
+            for v in self.bad
+            if self.states.get(v, ("",))[0] != "failed" or v not in self.dead_lettered
+        ]
+        out += (
+            [f"rows for unknown videos: {sorted(set(self.counts) - set(self.good))}"]
+            if set(self.counts) - set(self.good)
+            else []
+        )
         return out
 
     def summary(self) -> str:
         rtc = self.worker_restart_to_commit_s
-        return (f"{len(self.good)} good + {len(self.bad)} bad in {self.elapsed_s:.0f} s "
-                f"({self.videos_per_min:.1f} videos/min), timeline {self.timeline}, "
-                f"{len(self.unexpected_exits)} unexpected exits, worker restart->first commit "
-                f"{', '.join(f'{t:.1f}' for t in rtc) or '-'} s, problems: {self.problems() or 'none'}")
+        return (
+            f"{len(self.good)} good + {len(self.bad)} bad in {self.elapsed_s:.0f} s "
+            f"({self.videos_per_min:.1f} videos/min), timeline {self.timeline}, "
+            f"{len(self.unexpected_exits)} unexpected exits, worker restart->first commit "
+            f"{', '.join(f'{t:.1f}' for t in rtc) or '-'} s, problems: {self.problems() or 'none'}"
+        )
 
 
 class FaultRun:
@@ -151,9 +166,20 @@ class FaultRun:
     a backlog) and the bad inputs through the gate, apply the seeded faults (none when `faults` is
     False), wait until the stores settle, read them."""
 
-    def __init__(self, stack: PrivateStack, tmp: Path, clips: list[Path], *, seed: int, good: int, faults: bool,
-                 fault_window_s: float = 60.0, extra_worker_kills: int = 2, delay_s: float = 0.5,
-                 waves: int = 3) -> None:
+    def __init__(
+        self,
+        stack: PrivateStack,
+        tmp: Path,
+        clips: list[Path],
+        *,
+        seed: int,
+        good: int,
+        faults: bool,
+        fault_window_s: float = 60.0,
+        extra_worker_kills: int = 2,
+        delay_s: float = 0.5,
+        waves: int = 3,
+    ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.stack, self.rng, self.faults, self.delay_s = stack, random.Random(seed), faults, delay_s
         self.p: Pipeline = make_pipeline(stack.bootstrap, stack.database_url, tmp, clips[0].parent)
@@ -175,9 +201,23 @@ class FaultRun:
     def _args(self, kind: str) -> tuple[list[str], dict[str, str]]:
         s = self.p.settings
         if kind.startswith("worker"):
-            return (["-m", "workers", "--group", f"{s.topic_work}-workers", "--batch-size", "2", "--analyzer",
-                     ANALYZER, "--session-timeout-ms", "10000", "--instance-id", f"{s.topic_work}-{kind}"],
-                    {"KEYE_TEST_ANALYZE_DELAY_S": str(self.delay_s)})
+            return (
+                [
+                    "-m",
+                    "workers",
+                    "--group",
+                    f"{s.topic_work}-workers",
+                    "--batch-size",
+                    "2",
+                    "--analyzer",
+                    ANALYZER,
+                    "--session-timeout-ms",
+                    "10000",
+                    "--instance-id",
+                    f"{s.topic_work}-{kind}",
+                ],
+                {"KEYE_TEST_ANALYZE_DELAY_S": str(self.delay_s)},
+            )
         if kind == "streams":
             return ["-m", "streams", "--app-id", f"{s.topic_ingest}-streams", "--loglevel", "warning"], {}
         return ["-m", "cli.main", "vector-sink"], {}
@@ -226,8 +266,12 @@ class FaultRun:
     def _ingest(self, ids: list[str]) -> None:
         from service.kafka import ingest
 
-        ingest([self.clips[int(v.rsplit("-", 1)[1]) % len(self.clips)].as_uri() for v in ids], self.p.settings,
-               video_ids=ids, creator_id="creator-faults")
+        ingest(
+            [self.clips[int(v.rsplit("-", 1)[1]) % len(self.clips)].as_uri() for v in ids],
+            self.p.settings,
+            video_ids=ids,
+            creator_id="creator-faults",
+        )
 
     def _ingest_bad(self) -> None:
         import json
@@ -236,13 +280,19 @@ class FaultRun:
 
         s, media = self.p.settings, self.p.tmp / "media"
         (media / "broken.mp4").write_bytes(b"not a video")
-        uris = {"undecodable": (media / "broken.mp4").as_uri(), "missing": (media / "missing.mp4").as_uri(),
-                "outside-roots": Path("/etc/hostname").as_uri()}
+        uris = {
+            "undecodable": (media / "broken.mp4").as_uri(),
+            "missing": (media / "missing.mp4").as_uri(),
+            "outside-roots": Path("/etc/hostname").as_uri(),
+        }
         ingest(list(uris.values()), s, video_ids=[v for v in self.bad if not v.endswith("schema")])
         prod = producer(s)
         vid = self.bad[-1]
-        prod.send(s.topic_ingest, key=vid.encode(), value=json.dumps(
-            {"video_id": vid, "uri": "ftp://x/y", "submitted_at": "2026-01-01T00:00:00Z"}).encode())
+        prod.send(
+            s.topic_ingest,
+            key=vid.encode(),
+            value=json.dumps({"video_id": vid, "uri": "ftp://x/y", "submitted_at": "2026-01-01T00:00:00Z"}).encode(),
+        )
         prod.flush()
         prod.close()
 
@@ -263,9 +313,12 @@ class FaultRun:
             for kind in KINDS:
                 self._start(kind)
             self._wait_ready()
-            waves = [self.good[i::self.waves] for i in range(self.waves)]
-            plan = [*((i * self.window_s / self.waves, f"ingest-{i}") for i in range(self.waves)),
-                    (self.window_s / 2, "ingest-bad"), *self.schedule()]
+            waves = [self.good[i :: self.waves] for i in range(self.waves)]
+            plan = [
+                *((i * self.window_s / self.waves, f"ingest-{i}") for i in range(self.waves)),
+                (self.window_s / 2, "ingest-bad"),
+                *self.schedule(),
+            ]
             t0 = time.monotonic()
             for at, what in sorted(plan):
                 self._sleep(at - (time.monotonic() - t0))
@@ -298,8 +351,10 @@ class FaultRun:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 180
-        while not all("consuming" in self.procs[k].keye_log.read_text(errors="replace")  # type: ignore[attr-defined]
-                      for k in ("worker-a", "worker-b", "sink")):
+        while not all(
+            "consuming" in self.procs[k].keye_log.read_text(errors="replace")  # type: ignore[attr-defined]
+            for k in ("worker-a", "worker-b", "sink")
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError("the workers and the sink did not start within 180 s\n" + self.p.logs())
             self._sleep(0.5)
@@ -307,8 +362,11 @@ class FaultRun:
     def _settle(self, t0: float, timeout_s: float) -> None:
         while time.monotonic() - t0 < timeout_s:
             states = self._states()
-            if (all(states.get(v, ("",))[0] == "analyzed" for v in self.good)
-                    and all(states.get(v, ("",))[0] == "failed" for v in self.bad) and self._sink_caught_up()):
+            if (
+                all(states.get(v, ("",))[0] == "analyzed" for v in self.good)
+                and all(states.get(v, ("",))[0] == "failed" for v in self.bad)
+                and self._sink_caught_up()
+            ):
                 self.result.settled = True
                 return
             self._sleep(1.0)
@@ -333,14 +391,15 @@ class FaultRun:
         engine = self._engine()
         try:
             with engine.connect() as c:
-                newest = c.execute(sa.text("SELECT max(created_at) FROM analyses WHERE video_id LIKE :p"),
-                                   {"p": f"{self.prefix}-%"}).scalar_one()
+                newest = c.execute(
+                    sa.text("SELECT max(created_at) FROM analyses WHERE video_id LIKE :p"), {"p": f"{self.prefix}-%"}
+                ).scalar_one()
         finally:
             engine.dispose()
         if newest is None:
             return time.monotonic()
         newest = newest if isinstance(newest, datetime) else datetime.fromisoformat(str(newest))
-        newest = newest if newest.tzinfo else newest.replace(tzinfo=timezone.utc)
+        newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)
         return time.monotonic() - max(0.0, time.time() - newest.timestamp())
 
     def _sink_caught_up(self) -> bool:
@@ -348,8 +407,12 @@ class FaultRun:
 
         s = self.p.settings
         try:
-            c = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id="keye-vector-sink",
-                              enable_auto_commit=False, request_timeout_ms=5000)
+            c = KafkaConsumer(
+                bootstrap_servers=s.kafka_bootstrap,
+                group_id="keye-vector-sink",
+                enable_auto_commit=False,
+                request_timeout_ms=5000,
+            )
         except Exception:  # noqa: BLE001 - the broker is restarting
             return False
         try:
@@ -371,9 +434,15 @@ class FaultRun:
         engine = self._engine()
         try:
             with engine.connect() as c:
-                self.result.counts = {r[0]: r[1] for r in c.execute(sa.text(  # this run's videos only
-                    "SELECT video_id, count(*) FROM analyses WHERE video_id LIKE :p GROUP BY video_id"),
-                    {"p": f"{self.prefix}-%"})}
+                self.result.counts = {
+                    r[0]: r[1]
+                    for r in c.execute(
+                        sa.text(  # this run's videos only
+                            "SELECT video_id, count(*) FROM analyses WHERE video_id LIKE :p GROUP BY video_id"
+                        ),
+                        {"p": f"{self.prefix}-%"},
+                    )
+                }
         finally:
             engine.dispose()
         self.result.states = self._states()
@@ -395,16 +464,23 @@ class FaultRun:
             return
         s = self.p.settings
         where: dict[str, tuple[int, int]] = {}
-        reader = KafkaConsumer(s.topic_ingest, bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
-                               enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+        reader = KafkaConsumer(
+            s.topic_ingest,
+            bootstrap_servers=s.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=2000,
+        )
         for m in reader:
             key = (m.key or b"").decode()
             if key in lost:
                 where.setdefault(key, (m.partition, m.offset))
         reader.close()
         forwarded = {k for k, _ in read_topic(s, s.topic_work, idle_s=2.0)}
-        gate = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.topic_ingest}-streams",
-                             enable_auto_commit=False)
+        gate = KafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.topic_ingest}-streams", enable_auto_commit=False
+        )
         try:
             for v in sorted(lost):
                 if v not in where:
@@ -414,8 +490,10 @@ class FaultRun:
                 committed = gate.committed(TopicPartition(s.topic_ingest, part))
                 if committed is not None and committed > offset and v not in forwarded:
                     self.result.gate_losses.append(v)
-                self.result.trace[v] = (f"(videos.ingest[{part}]@{offset}, gate committed {committed}, "
-                                        f"on videos.work: {v in forwarded}, in DLQ: {v in self.result.dead_lettered})")
+                self.result.trace[v] = (
+                    f"(videos.ingest[{part}]@{offset}, gate committed {committed}, "
+                    f"on videos.work: {v in forwarded}, in DLQ: {v in self.result.dead_lettered})"
+                )
         finally:
             gate.close()
 

@@ -13,9 +13,9 @@ import os
 import time
 from pathlib import Path
 
+from analysis.serving import KeyeAnalyzer
 from service.schemas import AnalysisRecord, CategoryFlag, Evidence, Moderation, Submission
 from service.settings import Settings
-from analysis.serving import KeyeAnalyzer
 
 SMALL = {"max_frames": 4, "max_pixels": 4 * 56 * 56, "max_new_tokens": 8}
 
@@ -32,8 +32,12 @@ class TestKeyeAnalyzer(KeyeAnalyzer):
         if self.delay_s:
             time.sleep(self.delay_s)
         if "flagme" in {h.lstrip("#").lower() for h in submission.hashtags}:
-            flag = CategoryFlag(category="scam_spam", severity=2, confidence=0.9,
-                                evidence=[Evidence(start_s=0.0, end_s=1.0, reason="test flag")])
+            flag = CategoryFlag(
+                category="scam_spam",
+                severity=2,
+                confidence=0.9,
+                evidence=[Evidence(start_s=0.0, end_s=1.0, reason="test flag")],
+            )
             record = record.model_copy(update={"moderation": Moderation(status="flagged", categories=[flag])})
         return record
 

@@ -33,26 +33,48 @@ class Pipeline:
 
     def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env={**self.env, **(extra_env or {})},
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         proc.keye_log = self.tmp / f"{name}.log"  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
 
-    def worker(self, name: str = "worker", *, batch_size: int = 4, delay_s: float = 0.0,
-               extra: list[str] | None = None) -> subprocess.Popen:
-        return self.spawn(name, ["-m", "workers", "--group", f"{self.settings.topic_work}-workers",
-                                 "--batch-size", str(batch_size), "--analyzer", ANALYZER,
-                                 "--session-timeout-ms", "6000", *(extra or [])],
-                          {"KEYE_TEST_ANALYZE_DELAY_S": str(delay_s)})
+    def worker(
+        self, name: str = "worker", *, batch_size: int = 4, delay_s: float = 0.0, extra: list[str] | None = None
+    ) -> subprocess.Popen:
+        return self.spawn(
+            name,
+            [
+                "-m",
+                "workers",
+                "--group",
+                f"{self.settings.topic_work}-workers",
+                "--batch-size",
+                str(batch_size),
+                "--analyzer",
+                ANALYZER,
+                "--session-timeout-ms",
+                "6000",
+                *(extra or []),
+            ],
+            {"KEYE_TEST_ANALYZE_DELAY_S": str(delay_s)},
+        )
 
     def streams(self) -> subprocess.Popen:
-        return self.spawn("streams", ["-m", "streams", "--app-id", f"{self.settings.topic_ingest}-streams",
-                                      "--loglevel", "warning"])
+        return self.spawn(
+            "streams", ["-m", "streams", "--app-id", f"{self.settings.topic_ingest}-streams", "--loglevel", "warning"]
+        )
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.keye_log.name}\n" + p.keye_log.read_text(errors="replace")[-4000:]  # type: ignore[attr-defined]
-                         for p in self.procs)
+        return "\n".join(
+            f"--- {p.keye_log.name}\n" + p.keye_log.read_text(errors="replace")[-4000:]  # type: ignore[attr-defined]
+            for p in self.procs
+        )
 
     def stop_all(self) -> None:
         for p in self.procs:
@@ -69,17 +91,36 @@ class Pipeline:
 def make_pipeline(bootstrap: str, database_url: str, tmp_path: Path, clips_dir: Path) -> Pipeline:
     """Settings and subprocess environment with uuid-prefixed topics (created with 3 partitions)."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    topics = {k: f"{prefix}.{v}" for k, v in (("ingest", "videos.ingest"), ("work", "videos.work"),
-                                               ("analyzed", "videos.analyzed"), ("flags", "moderation.flags"),
-                                               ("feedback", "feedback.events"), ("dlq", "videos.dlq"))}
+    topics = {
+        k: f"{prefix}.{v}"
+        for k, v in (
+            ("ingest", "videos.ingest"),
+            ("work", "videos.work"),
+            ("analyzed", "videos.analyzed"),
+            ("flags", "moderation.flags"),
+            ("feedback", "feedback.events"),
+            ("dlq", "videos.dlq"),
+        )
+    }
     roots = [str(clips_dir), str(tmp_path / "media")]
     (tmp_path / "media").mkdir(exist_ok=True)
-    settings = Settings(kafka_bootstrap=bootstrap, database_url=database_url, data_dir=tmp_path / "data",
-                        file_roots=[Path(r) for r in roots], **{f"topic_{k}": v for k, v in topics.items()})
-    env = {**os.environ, "KEYE_KAFKA_BOOTSTRAP": bootstrap, "KEYE_DATABASE_URL": database_url,
-           "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_FILE_ROOTS": json.dumps(roots),
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "OMP_NUM_THREADS": "1",
-           **{f"KEYE_TOPIC_{k.upper()}": v for k, v in topics.items()}}
+    settings = Settings(
+        kafka_bootstrap=bootstrap,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        file_roots=[Path(r) for r in roots],
+        **{f"topic_{k}": v for k, v in topics.items()},
+    )
+    env = {
+        **os.environ,
+        "KEYE_KAFKA_BOOTSTRAP": bootstrap,
+        "KEYE_DATABASE_URL": database_url,
+        "KEYE_DATA_DIR": str(tmp_path / "data"),
+        "KEYE_FILE_ROOTS": json.dumps(roots),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]),
+        "OMP_NUM_THREADS": "1",
+        **{f"KEYE_TOPIC_{k.upper()}": v for k, v in topics.items()},
+    }
     from service.kafka import ensure_topics
 
     ensure_topics(settings, partitions=3)
@@ -133,8 +174,14 @@ def read_topic(settings: Settings, topic: str, *, idle_s: float = 3.0) -> list[t
     """Every message on a topic (key, JSON value), read until it stays quiet for idle_s."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None, consumer_timeout_ms=int(idle_s * 1000))
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=int(idle_s * 1000),
+    )
     out = [((m.key or b"").decode(), json.loads(m.value)) for m in consumer]
     consumer.close()
     return out
@@ -188,8 +235,11 @@ def submit_work(settings: Settings, clips: list[Path], copies: int = 1, prefix: 
     for n in range(copies):
         for i, clip in enumerate(clips):
             vid = f"{prefix}-{n}-{i}"
-            send(prod, settings.topic_work, WorkItem(video_id=vid, uri=clip.as_uri(), submitted_at=utcnow(),
-                                                     accepted_at=utcnow()))
+            send(
+                prod,
+                settings.topic_work,
+                WorkItem(video_id=vid, uri=clip.as_uri(), submitted_at=utcnow(), accepted_at=utcnow()),
+            )
             ids.append(vid)
     prod.flush()
     prod.close()

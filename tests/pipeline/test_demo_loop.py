@@ -15,15 +15,21 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from demo.loop import Actions, LoopError, LoopSizes, moderator_actions, run_loop, summary_lines, table
-from stores.db import Analysis, FeedbackRow, ModelVersion, Review, TrainingRun
 from service.settings import Settings
+from stores.db import Analysis, FeedbackRow, ModelVersion, Review, TrainingRun
 from training.demo_spec import ANALYSIS_CONFIG, DEMO
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-SHAPE = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1,
-         "num_key_value_heads": 1, "torch_dtype": "float32",
-         "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1}}
+SHAPE = {
+    "hidden_size": 128,
+    "intermediate_size": 128,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "torch_dtype": "float32",
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1},
+}
 
 
 def short_answers(folder: Path) -> Path:
@@ -34,8 +40,11 @@ def short_answers(folder: Path) -> Path:
     raw = json.loads(ANALYSIS_CONFIG.read_text())
     raw["version"] = "demo-loop-test"
     raw["video"].update(max_frames=4, frames_per_pass=4, max_pixels=12544)
-    for task, limits in {"tags": {"max_items": 2, "text_chars": 8}, "summary": {"title_chars": 12, "short_chars": 16,
-                         "long_chars": 20}, "moderation": {"max_items": 1, "text_chars": 8, "think_chars": 16}}.items():
+    for task, limits in {
+        "tags": {"max_items": 2, "text_chars": 8},
+        "summary": {"title_chars": 12, "short_chars": 16, "long_chars": 20},
+        "moderation": {"max_items": 1, "text_chars": 8, "think_chars": 16},
+    }.items():
         raw["tasks"][task]["limits"].update(limits)
     cfg = parse_config(raw)
     for task in raw["tasks"]:
@@ -61,14 +70,23 @@ def test_moderator_actions_follow_the_truth(tmp_path: Path) -> None:
     assert not (tmp_path / "demo-loop").exists()  # refused before anything was made
 
 
-def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(kafka_bootstrap: str, postgres_url: str,
-                                                                          redis_url: str, tmp_path: Path) -> None:
+def test_the_loop_from_moderators_decisions_to_a_promoted_served_version(
+    kafka_bootstrap: str, postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
     # redis_url: the stack's Redis answering means redis-server is installed (the loop starts its own)
-    spec = DEMO.with_(shape=SHAPE, analysis_config=short_answers(tmp_path), train_clips=3, steps=1, batch_size=2,
-                      warmup_steps=0)
-    sizes = LoopSizes(moderated_with=2, moderated_without=1, eval_with=1, eval_without=1, rehearsal=1, served_checks=1,
-                      train_config={"full": True, "steps": 1, "batch_size": 2, "lr": 1e-4, "eval_fraction": 0.0},
-                      wait_s=150)
+    spec = DEMO.with_(
+        shape=SHAPE, analysis_config=short_answers(tmp_path), train_clips=3, steps=1, batch_size=2, warmup_steps=0
+    )
+    sizes = LoopSizes(
+        moderated_with=2,
+        moderated_without=1,
+        eval_with=1,
+        eval_without=1,
+        rehearsal=1,
+        served_checks=1,
+        train_config={"full": True, "steps": 1, "batch_size": 2, "lr": 1e-4, "eval_fraction": 0.0},
+        wait_s=150,
+    )
     # tiny models' metrics are noise: a tolerance of 1 passes any candidate, but the gate still needs
     # both versions measured on the same labels
     settings = Settings(data_dir=tmp_path / "data", kafka_bootstrap=kafka_bootstrap, eval_tolerance=1.0)

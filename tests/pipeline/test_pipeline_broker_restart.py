@@ -34,8 +34,9 @@ def private_kafka(kafka_bootstrap: str, stack_settings: Settings, tmp_path: Path
         kafka.down(s)
 
 
-def test_broker_restart_mid_batch(private_kafka: Settings, pg_database: str, tmp_path: Path,
-                                  sample_clips: list[Path]) -> None:
+def test_broker_restart_mid_batch(
+    private_kafka: Settings, pg_database: str, tmp_path: Path, sample_clips: list[Path]
+) -> None:
     from devstack import kafka
 
     pipeline: Pipeline = make_pipeline(private_kafka.kafka_bootstrap, pg_database, tmp_path, sample_clips[0].parent)

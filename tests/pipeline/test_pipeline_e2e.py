@@ -34,8 +34,9 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"metric {name} not exported")
 
 
-def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipeline, vector_sink: VectorSinkThread,
-                                                                  sample_clips: list[Path]) -> None:
+def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(
+    pipeline: Pipeline, vector_sink: VectorSinkThread, sample_clips: list[Path]
+) -> None:
     s = pipeline.settings
     media = pipeline.tmp / "media"
     (media / "broken.mp4").write_bytes(b"this is not a video at all")
@@ -53,19 +54,45 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
     prod = producer(s)
     try:
         ids = list(good) + list(bad)
-        ingest([*good.values(), *bad.values()], s, video_ids=ids, creator_id="creator-1", hashtags=["Cats", "flagme"],
-               prod=prod)
+        ingest(
+            [*good.values(), *bad.values()],
+            s,
+            video_ids=ids,
+            creator_id="creator-1",
+            hashtags=["Cats", "flagme"],
+            prod=prod,
+        )
         ingest([good["good-0"]], s, video_ids=["good-0"], prod=prod)  # a duplicate submission
         # A message that is not a valid submission at all, but names its video.
-        prod.send(s.topic_ingest, key=b"bad-schema", value=json.dumps({"video_id": "bad-schema", "uri": "ftp://x/y",
-                                                                       "submitted_at": "2026-01-01T00:00:00Z"}).encode())
+        prod.send(
+            s.topic_ingest,
+            key=b"bad-schema",
+            value=json.dumps(
+                {"video_id": "bad-schema", "uri": "ftp://x/y", "submitted_at": "2026-01-01T00:00:00Z"}
+            ).encode(),
+        )
         prod.send(s.topic_ingest, key=b"garbage", value=b"{not json")
-        events = [FeedbackEvent(event_id=f"ev-{i}", video_id="good-0", kind="summary_rating", actor="mod-1",
-                                payload={"rating": 4}, at=utcnow()) for i in range(2)]
+        events = [
+            FeedbackEvent(
+                event_id=f"ev-{i}",
+                video_id="good-0",
+                kind="summary_rating",
+                actor="mod-1",
+                payload={"rating": 4},
+                at=utcnow(),
+            )
+            for i in range(2)
+        ]
         for e in [*events, events[0]]:  # ev-0 delivered twice
             prod.send(s.topic_feedback, key=b"good-0", value=encode(e))
-        invalid = FeedbackEvent(event_id="ev-bad", video_id="good-0", kind="summary_rating", actor="mod-1",
-                                payload={"rating": 9}, at=utcnow())
+        invalid = FeedbackEvent(
+            event_id="ev-bad",
+            video_id="good-0",
+            kind="summary_rating",
+            actor="mod-1",
+            payload={"rating": 9},
+            at=utcnow(),
+        )
         prod.send(s.topic_feedback, key=b"good-0", value=encode(invalid))
         prod.flush()
     finally:
@@ -73,9 +100,11 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
 
     def settled() -> bool:
         states = video_states(s)
-        return (all(states.get(v, ("",))[0] == "analyzed" for v in good)
-                and all(states.get(v, ("",))[0] == "failed" for v in [*bad, "bad-schema"])
-                and vector_sink.store.count() >= len(good))
+        return (
+            all(states.get(v, ("",))[0] == "analyzed" for v in good)
+            and all(states.get(v, ("",))[0] == "failed" for v in [*bad, "bad-schema"])
+            and vector_sink.store.count() >= len(good)
+        )
 
     wait_for(settled, 150, "every video analyzed or failed", pipeline)
     assert vector_sink.error is None
@@ -90,9 +119,13 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
     states = video_states(s)
     dlq = read_topic(s, s.topic_dlq)
     by_video = {k: v for k, v in dlq}
-    expected_types = {"bad-undecodable": "UnsupportedMedia", "bad-missing": "UnsafeURIError",  # answered as forbidden
-                      "bad-outside-roots": "UnsafeURIError", "bad-loopback": "UnsafeURIError",
-                      "bad-schema": "SchemaError"}
+    expected_types = {
+        "bad-undecodable": "UnsupportedMedia",
+        "bad-missing": "UnsafeURIError",  # answered as forbidden
+        "bad-outside-roots": "UnsafeURIError",
+        "bad-loopback": "UnsafeURIError",
+        "bad-schema": "SchemaError",
+    }
     for vid, error_type in expected_types.items():
         assert by_video[vid]["error_type"] == error_type, by_video[vid]
         assert by_video[vid]["error"] and states[vid][1].startswith(error_type)
@@ -113,7 +146,11 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
     scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
     redelivered = len(analyzed) - len(good)
     assert metric(scraped, "keye_worker_analyzed_total") == len(analyzed)
-    assert len(good) + len(bad) <= metric(scraped, "keye_worker_consumed_total") <= len(good) + len(bad) + redelivered + len(bad)
+    assert (
+        len(good) + len(bad)
+        <= metric(scraped, "keye_worker_consumed_total")
+        <= len(good) + len(bad) + redelivered + len(bad)
+    )
     assert len(bad) <= metric(scraped, 'keye_dlq_total{stage="worker.analyze"}') <= 2 * len(bad)
     assert metric(scraped, 'keye_stage_seconds_count{stage="analyze"}') >= len(good) + 1  # + the undecodable one
     # Flags were produced for the flagged analyses (the test analyzer flags the hashtag "flagme").
@@ -122,6 +159,7 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
 
     engine = sa.create_engine(s.database_url)
     try:
+
         def stream_tables_ready() -> bool:
             with engine.connect() as c:
                 fb = c.execute(sa.text("SELECT count(*) FROM feedback_events")).scalar_one()
@@ -131,10 +169,16 @@ def test_ingest_to_stores_with_bad_inputs_duplicates_and_feedback(pipeline: Pipe
         wait_for(stream_tables_ready, 60, "feedback and aggregates in SQL", pipeline)
         with engine.connect() as c:
             assert sorted(c.execute(sa.text("SELECT event_id FROM feedback_events")).scalars()) == ["ev-0", "ev-1"]
-            trends = c.execute(sa.text('SELECT "window", label, sum(count) FROM tag_trends GROUP BY 1, 2 ORDER BY 1, 2')).all()
+            trends = c.execute(
+                sa.text('SELECT "window", label, sum(count) FROM tag_trends GROUP BY 1, 2 ORDER BY 1, 2')
+            ).all()
         n = len(good)
-        assert [tuple(t) for t in trends] == [("day", "cats", n), ("day", "flagme", n), ("hour", "cats", n),
-                                              ("hour", "flagme", n)]
+        assert [tuple(t) for t in trends] == [
+            ("day", "cats", n),
+            ("day", "flagme", n),
+            ("hour", "cats", n),
+            ("hour", "flagme", n),
+        ]
         assert "ev-bad" in json.dumps([v for _, v in dlq])
     finally:
         engine.dispose()

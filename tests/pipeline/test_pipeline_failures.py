@@ -20,7 +20,8 @@ def _clips(sample_clips: list[Path]) -> list[Path]:
 
 
 def test_sigkill_mid_batch_then_another_worker_loses_and_duplicates_nothing(
-        pipeline: Pipeline, vector_sink: VectorSinkThread, sample_clips: list[Path]) -> None:
+    pipeline: Pipeline, vector_sink: VectorSinkThread, sample_clips: list[Path]
+) -> None:
     s = pipeline.settings
     ids = submit_work(s, _clips(sample_clips), copies=2)
     first = pipeline.worker("worker-a", batch_size=4, delay_s=1.0)
@@ -31,8 +32,12 @@ def test_sigkill_mid_batch_then_another_worker_loses_and_duplicates_nothing(
     assert done_at_kill < len(ids), "the worker was supposed to die in the middle of its work"
 
     pipeline.worker("worker-b", batch_size=4, delay_s=0.0)
-    wait_for(lambda: len(analysis_counts(s)) == len(ids) and vector_sink.store.count() == len(ids), 120,
-             "every video analyzed after the restart", pipeline)
+    wait_for(
+        lambda: len(analysis_counts(s)) == len(ids) and vector_sink.store.count() == len(ids),
+        120,
+        "every video analyzed after the restart",
+        pipeline,
+    )
     time.sleep(2)  # let any redelivered duplicate land before counting
     assert analysis_counts(s) == {v: 1 for v in ids}
     assert vector_sink.store.count() == len(ids)
@@ -83,8 +88,7 @@ def test_database_outage_is_retried_not_dead_lettered(pipeline: Pipeline, sample
         time.sleep(5)
         assert pipeline.procs[0].poll() is None, pipeline.logs()
         proxy.start()
-        wait_for(lambda: len(analysis_counts(s)) == len(ids), 120, "every video after the database came back",
-                 pipeline)
+        wait_for(lambda: len(analysis_counts(s)) == len(ids), 120, "every video after the database came back", pipeline)
     finally:
         proxy.stop()
     assert analysis_counts(s) == {v: 1 for v in ids}

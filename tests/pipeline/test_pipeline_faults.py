@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_every_good_video_once_every_bad_input_failed_under_faults(
-        kafka_bootstrap: str, postgres_url: str, stack_settings: Settings, tmp_path: Path,
-        sample_clips: list[Path]) -> None:
+    kafka_bootstrap: str, postgres_url: str, stack_settings: Settings, tmp_path: Path, sample_clips: list[Path]
+) -> None:
     clips = [c for c in sample_clips if c.name != "bigbuckbunny.mp4"]
     with private_stack(tmp_path, stack_settings) as stack:
         run = FaultRun(stack, tmp_path / "run", clips, seed=13, good=9, faults=True, fault_window_s=45)

@@ -39,7 +39,7 @@ class Handler(BaseHTTPRequestHandler):
             self._trickle()
         elif self.path.startswith("/redirect-to/"):
             self.send_response(302)
-            self.send_header("Location", self.path[len("/redirect-to/"):].replace("|", "/"))
+            self.send_header("Location", self.path[len("/redirect-to/") :].replace("|", "/"))
             self.end_headers()
         elif self.path == "/host":
             self._send(200, self.headers["Host"].encode())
@@ -57,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
             head = b""
         try:
             for i in range(len(head) + TRICKLE_BYTES):
-                self.wfile.write(head[i:i + 1] or b"x")
+                self.wfile.write(head[i : i + 1] or b"x")
                 self.wfile.flush()
                 time.sleep(0.2)
         except OSError:  # the client gave up, as it should
@@ -150,8 +150,7 @@ def test_file_uris_stay_under_the_roots(tmp_path: Path) -> None:
     s = settings(tmp_path)
     with fetched((root / "a.mp4").as_uri(), s) as path:
         assert path == (root / "a.mp4").resolve()
-    for uri in [(tmp_path / "secret.mp4").as_uri(), (root / "link.mp4").as_uri(),
-                f"file://{root}/../secret.mp4"]:
+    for uri in [(tmp_path / "secret.mp4").as_uri(), (root / "link.mp4").as_uri(), f"file://{root}/../secret.mp4"]:
         with pytest.raises(UnsafeURIError, match="outside the allowed file roots"):
             with fetched(uri, s):
                 pass
@@ -167,11 +166,21 @@ def test_file_uris_stay_under_the_roots(tmp_path: Path) -> None:
             pass
 
 
-@pytest.mark.parametrize("ip, private_ok, allowed", [
-    ("8.8.8.8", False, True), ("10.1.2.3", False, False), ("10.1.2.3", True, True), ("127.0.0.1", True, True),
-    ("169.254.169.254", True, False), ("::ffff:127.0.0.1", False, False), ("0.0.0.0", True, False),
-    ("fd00::1", False, False), ("2606:4700::1111", False, True), ("224.0.0.1", True, False),
-])
+@pytest.mark.parametrize(
+    "ip, private_ok, allowed",
+    [
+        ("8.8.8.8", False, True),
+        ("10.1.2.3", False, False),
+        ("10.1.2.3", True, True),
+        ("127.0.0.1", True, True),
+        ("169.254.169.254", True, False),
+        ("::ffff:127.0.0.1", False, False),
+        ("0.0.0.0", True, False),
+        ("fd00::1", False, False),
+        ("2606:4700::1111", False, True),
+        ("224.0.0.1", True, False),
+    ],
+)
 def test_address_policy(ip: str, private_ok: bool, allowed: bool) -> None:
     assert (check_address(ipaddress.ip_address(ip), private_ok) is None) == allowed
 
@@ -195,14 +204,21 @@ def test_file_answers_are_identical_and_path_free(tmp_path: Path) -> None:
     (root / "loop.mp4").symlink_to(root / "loop.mp4")
     s = settings(tmp_path)
     answers = set()
-    for target in [tmp_path / "secret.mp4", tmp_path / "missing.mp4", root / "missing.mp4", root / "folder",
-                   root / "loop.mp4", Path("/etc/passwd"), Path("/nonexistent/x.mp4")]:
+    for target in [
+        tmp_path / "secret.mp4",
+        tmp_path / "missing.mp4",
+        root / "missing.mp4",
+        root / "folder",
+        root / "loop.mp4",
+        Path("/etc/passwd"),
+        Path("/nonexistent/x.mp4"),
+    ]:
         with pytest.raises(UnsafeURIError) as e:
             with fetched(target.as_uri(), s):
                 pass
         answers.add((type(e.value), str(e.value), e.value.permanent))
     assert len(answers) == 1, answers  # no answer tells an existing file from a missing one
-    (_, message, _), = answers
+    ((_, message, _),) = answers
     for leak in (str(tmp_path), str(Path.cwd()), "/etc", "/nonexistent", "secret"):
         assert leak not in message
 
@@ -219,22 +235,42 @@ def test_the_upload_folder_is_always_an_allowed_root(tmp_path: Path) -> None:
             pass
 
 
-@pytest.mark.parametrize("ip, private_ok, loopback_ok, allowed", [
-    ("::1", True, None, True), ("::1", False, None, False), ("127.0.0.1", True, False, False),
-    ("10.0.0.1", True, False, True), ("127.0.0.1", False, True, True), ("10.0.0.1", False, True, False),
-    ("100.64.0.1", False, None, False), ("100.64.0.1", True, None, True),  # CGNAT is private
-    ("198.18.0.1", True, None, False), ("192.0.2.1", True, None, False), ("2001:db8::1", True, None, False),
-    ("0.1.2.3", True, None, False), ("255.255.255.255", True, None, False), ("fe80::1", True, None, False),
-    ("ff02::1", True, None, False), ("fc00::1", False, None, False), ("fec0::1", True, None, False),
-    ("4000::1", True, None, False), ("::", True, None, False),
-    # IPv4 wrapped in IPv6 is judged by its IPv4 address
-    ("::ffff:10.0.0.1", False, None, False), ("::ffff:8.8.8.8", False, None, True),
-    ("::127.0.0.1", False, None, False), ("::ffff:0:127.0.0.1", False, None, False),
-    ("64:ff9b::127.0.0.1", False, None, False), ("64:ff9b::8.8.8.8", False, None, True),
-    ("2002:7f00:1::", False, None, False), ("2002:a9fe:a9fe::", True, None, False),
-    ("2002:808:808::", False, None, True),
-    ("2001:0:4136:e378:8000:63bf:80f7:f7f7", False, None, False),  # Teredo to client 127.8.8.8
-])
-def test_address_policy_as_explicit_networks(ip: str, private_ok: bool, loopback_ok: bool | None,
-                                            allowed: bool) -> None:
+@pytest.mark.parametrize(
+    "ip, private_ok, loopback_ok, allowed",
+    [
+        ("::1", True, None, True),
+        ("::1", False, None, False),
+        ("127.0.0.1", True, False, False),
+        ("10.0.0.1", True, False, True),
+        ("127.0.0.1", False, True, True),
+        ("10.0.0.1", False, True, False),
+        ("100.64.0.1", False, None, False),
+        ("100.64.0.1", True, None, True),  # CGNAT is private
+        ("198.18.0.1", True, None, False),
+        ("192.0.2.1", True, None, False),
+        ("2001:db8::1", True, None, False),
+        ("0.1.2.3", True, None, False),
+        ("255.255.255.255", True, None, False),
+        ("fe80::1", True, None, False),
+        ("ff02::1", True, None, False),
+        ("fc00::1", False, None, False),
+        ("fec0::1", True, None, False),
+        ("4000::1", True, None, False),
+        ("::", True, None, False),
+        # IPv4 wrapped in IPv6 is judged by its IPv4 address
+        ("::ffff:10.0.0.1", False, None, False),
+        ("::ffff:8.8.8.8", False, None, True),
+        ("::127.0.0.1", False, None, False),
+        ("::ffff:0:127.0.0.1", False, None, False),
+        ("64:ff9b::127.0.0.1", False, None, False),
+        ("64:ff9b::8.8.8.8", False, None, True),
+        ("2002:7f00:1::", False, None, False),
+        ("2002:a9fe:a9fe::", True, None, False),
+        ("2002:808:808::", False, None, True),
+        ("2001:0:4136:e378:8000:63bf:80f7:f7f7", False, None, False),  # Teredo to client 127.8.8.8
+    ],
+)
+def test_address_policy_as_explicit_networks(
+    ip: str, private_ok: bool, loopback_ok: bool | None, allowed: bool
+) -> None:
     assert (check_address(ipaddress.ip_address(ip), private_ok, loopback_ok) is None) == allowed

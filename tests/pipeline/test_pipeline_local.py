@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from service.failures import Failure, StoreUnavailableError, classify
 from service.fetch import FetchError, UnsafeURIError
 from service.schemas import SchemaError
 from service.settings import Settings
 from stores.vectors import VectorStore
-from service.failures import Failure, StoreUnavailableError, classify
 
 
 def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: list[Path]) -> None:
@@ -51,7 +51,6 @@ def test_analyze_files_on_keye_tiny_is_idempotent(tmp_path: Path, sample_clips: 
 
 def test_the_default_analyzer_is_the_full_analysis(tmp_path: Path) -> None:
     from analysis import VideoAnalyzer
-
     from analysis.serving import Analyzer, load_analyzer
 
     analyzer = load_analyzer(Settings(data_dir=tmp_path))
@@ -64,13 +63,13 @@ def test_the_default_analyzer_is_the_full_analysis(tmp_path: Path) -> None:
 def test_workers_serve_the_registry_active_version(tmp_path: Path) -> None:
     """After `keye train promote`, a (re)started worker loads the promoted checkpoint and stamps its
     records with that version; without an active version it serves KEYE_MODEL."""
-    import keye_model
     import torch
     from sqlmodel import Session
 
-    from stores.db import ModelVersion, engine_from, migrate
-    from service.schemas import utcnow
+    import keye_model
     from analysis.serving import load_analyzer
+    from service.schemas import utcnow
+    from stores.db import ModelVersion, engine_from, migrate
 
     settings = Settings(data_dir=tmp_path / "data")
     tuned = keye_model.load("keye-tiny")
@@ -81,8 +80,17 @@ def test_workers_serve_the_registry_active_version(tmp_path: Path) -> None:
     migrate(engine)
     with Session(engine) as s:
         s.add(ModelVersion(version="keye-tiny", path="keye-tiny", status="retired", metrics={}, created_at=utcnow()))
-        s.add(ModelVersion(version="ft-run1", path=str(tmp_path / "ft-run1"), base_version="keye-tiny",
-                           status="active", metrics={}, created_at=utcnow(), promoted_at=utcnow()))
+        s.add(
+            ModelVersion(
+                version="ft-run1",
+                path=str(tmp_path / "ft-run1"),
+                base_version="keye-tiny",
+                status="active",
+                metrics={},
+                created_at=utcnow(),
+                promoted_at=utcnow(),
+            )
+        )
         s.commit()
     engine.dispose()
     analyzer = load_analyzer(settings)
@@ -93,6 +101,7 @@ def test_workers_serve_the_registry_active_version(tmp_path: Path) -> None:
 
 def test_failure_classification() -> None:
     import sqlalchemy.exc as sx
+
     from keye_model.processor import UnsupportedMedia, VideoTooLong
 
     assert classify(SchemaError("x")) is Failure.PERMANENT
@@ -107,8 +116,9 @@ def test_failure_classification() -> None:
 
 
 @pytest.mark.kafka
-def test_ingest_publishes_validated_submissions_keyed_by_video_id(kafka_bootstrap: str, tmp_path: Path,
-                                                                  sample_clips: list[Path]) -> None:
+def test_ingest_publishes_validated_submissions_keyed_by_video_id(
+    kafka_bootstrap: str, tmp_path: Path, sample_clips: list[Path]
+) -> None:
     import uuid
 
     from pipeline_support import read_topic
@@ -128,8 +138,9 @@ def test_ingest_publishes_validated_submissions_keyed_by_video_id(kafka_bootstra
 
 
 @pytest.mark.kafka
-def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kafka_bootstrap: str,
-                                                                             tmp_path: Path) -> None:
+def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     import threading
     import uuid
 
@@ -140,8 +151,12 @@ def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kaf
     from stores.vector_sink import run_vector_sink
 
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    s = Settings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path, topic_analyzed=f"{prefix}.videos.analyzed",
-                 topic_dlq=f"{prefix}.videos.dlq")
+    s = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        data_dir=tmp_path,
+        topic_analyzed=f"{prefix}.videos.analyzed",
+        topic_dlq=f"{prefix}.videos.dlq",
+    )
     ensure_topics(s, [s.topic_analyzed, s.topic_dlq], partitions=2)
     prod = producer(s)
     good = [record("v1"), record("v2"), record("v1")]  # v1 redelivered
@@ -153,7 +168,9 @@ def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kaf
     prod.close()
     store = VectorStore.from_settings(s)
     stop = threading.Event()
-    thread = threading.Thread(target=run_vector_sink, args=(s, stop), kwargs={"group_id": f"{prefix}-vs", "store": store})
+    thread = threading.Thread(
+        target=run_vector_sink, args=(s, stop), kwargs={"group_id": f"{prefix}-vs", "store": store}
+    )
     thread.start()
     try:
         wait_for(lambda: store.count() == 2, 60, "two points")
@@ -168,12 +185,13 @@ def test_vector_sink_writes_points_once_and_dead_letters_what_qdrant_refuses(kaf
 
 
 @pytest.mark.kafka
-def test_worker_analyzes_a_kafka_batch_in_one_call_when_the_analyzer_batches(kafka_bootstrap: str, tmp_path: Path,
-                                                                             sample_clips: list[Path]) -> None:
+def test_worker_analyzes_a_kafka_batch_in_one_call_when_the_analyzer_batches(
+    kafka_bootstrap: str, tmp_path: Path, sample_clips: list[Path]
+) -> None:
     import threading
 
-    from pipeline_support import analysis_counts, make_pipeline, read_topic, submit_work, wait_for
     from keye_test_analyzer import BatchingTestAnalyzer
+    from pipeline_support import analysis_counts, make_pipeline, read_topic, submit_work, wait_for
 
     from workers.consumer import Worker, WorkerConfig
 

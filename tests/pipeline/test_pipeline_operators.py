@@ -23,24 +23,33 @@ def _text(proc) -> str:
 
 
 def test_keye_worker_waits_for_the_database_then_logs_each_video_and_commit(
-        pipeline: Pipeline, sample_clips: list[Path]) -> None:
+    pipeline: Pipeline, sample_clips: list[Path]
+) -> None:
     s = pipeline.settings
     url = sa.engine.make_url(s.database_url)
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))  # not started: a closed port
-    pipeline.env["KEYE_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-        hide_password=False)
-    worker = pipeline.spawn("keye-worker", ["-m", "cli.main", "worker", "--group", f"{s.topic_work}-operators",
-                                            "--batch-size", "1"])
+    pipeline.env["KEYE_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    worker = pipeline.spawn(
+        "keye-worker", ["-m", "cli.main", "worker", "--group", f"{s.topic_work}-operators", "--batch-size", "1"]
+    )
     try:
         wait_for(lambda: "waiting, retry 2" in _text(worker), 60, "the worker to wait for the database", pipeline)
         assert worker.poll() is None, _text(worker)
         assert f"127.0.0.1:{proxy.port}" in _text(worker)
         proxy.start()
-        wait_for(lambda: "proceeding" in _text(worker) and "consuming" in _text(worker), 120,
-                 "the worker to start once the database answers", pipeline)
+        wait_for(
+            lambda: "proceeding" in _text(worker) and "consuming" in _text(worker),
+            120,
+            "the worker to start once the database answers",
+            pipeline,
+        )
         [video] = submit_work(s, [c for c in sample_clips if c.name != "bigbuckbunny.mp4"][:1])
-        wait_for(lambda: analysis_counts(s) == {video: 1} and "committed" in _text(worker), 180,
-                 "the video analyzed and committed", pipeline)
+        wait_for(
+            lambda: analysis_counts(s) == {video: 1} and "committed" in _text(worker),
+            180,
+            "the video analyzed and committed",
+            pipeline,
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

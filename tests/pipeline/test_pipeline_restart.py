@@ -24,17 +24,32 @@ def _analyzed(proc) -> int:
 
 
 def test_sigkilled_static_member_redoes_one_video_and_the_other_worker_never_stops(
-        pipeline: Pipeline, sample_clips: list[Path]) -> None:
+    pipeline: Pipeline, sample_clips: list[Path]
+) -> None:
     from kafka import KafkaConsumer, TopicPartition
 
     s = pipeline.settings
     ids = submit_work(s, [c for c in sample_clips if c.name != "bigbuckbunny.mp4"], copies=5)
 
     def start(name: str, n: int):
-        return pipeline.spawn(f"worker-{name}-{n}", [
-            "-m", "workers", "--group", f"{s.topic_work}-workers", "--batch-size", "4", "--analyzer",
-            "keye_test_analyzer:TestKeyeAnalyzer", "--session-timeout-ms", "45000",
-            "--instance-id", f"{s.topic_work}-{name}"], {"KEYE_TEST_ANALYZE_DELAY_S": "1.0"})
+        return pipeline.spawn(
+            f"worker-{name}-{n}",
+            [
+                "-m",
+                "workers",
+                "--group",
+                f"{s.topic_work}-workers",
+                "--batch-size",
+                "4",
+                "--analyzer",
+                "keye_test_analyzer:TestKeyeAnalyzer",
+                "--session-timeout-ms",
+                "45000",
+                "--instance-id",
+                f"{s.topic_work}-{name}",
+            ],
+            {"KEYE_TEST_ANALYZE_DELAY_S": "1.0"},
+        )
 
     workers = {"a": start("a", 1), "b": start("b", 1)}
     wait_for(lambda: any(_analyzed(w) >= 7 for w in workers.values()), 180, "a worker seven videos in", pipeline)
@@ -46,13 +61,20 @@ def test_sigkilled_static_member_redoes_one_video_and_the_other_worker_never_sto
 
     # Offsets were committed video by video: at most the one being committed at the kill is redone.
     partition_of = {}
-    reader = KafkaConsumer(s.topic_work, bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
-                           enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+    reader = KafkaConsumer(
+        s.topic_work,
+        bootstrap_servers=s.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=2000,
+    )
     for m in reader:
         partition_of[m.key.decode()] = m.partition
     reader.close()
-    group = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.topic_work}-workers",
-                          enable_auto_commit=False)
+    group = KafkaConsumer(
+        bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.topic_work}-workers", enable_auto_commit=False
+    )
     committed = sum(group.committed(TopicPartition(s.topic_work, p)) or 0 for p in owned)
     group.close()
     stored = sum(1 for v in analysis_counts(s) if partition_of[v] in owned)
@@ -60,8 +82,12 @@ def test_sigkilled_static_member_redoes_one_video_and_the_other_worker_never_sto
 
     survivor_assignments = len(_assignments(workers[survivor]))
     workers[victim] = start(victim, 2)
-    wait_for(lambda: _assignments(workers[victim]) and _assignments(workers[victim])[-1] == owned, 60,
-             "the restarted worker to get its partitions back", pipeline)
+    wait_for(
+        lambda: _assignments(workers[victim]) and _assignments(workers[victim])[-1] == owned,
+        60,
+        "the restarted worker to get its partitions back",
+        pipeline,
+    )
     wait_for(lambda: len(analysis_counts(s)) == len(ids), 180, "every video", pipeline)
     assert analysis_counts(s) == {v: 1 for v in ids}
     # The survivor was never revoked or reassigned: it did not stop for the restart.

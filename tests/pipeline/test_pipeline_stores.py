@@ -2,32 +2,65 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from stores import db
 from service.schemas import AnalysisRecord, FeedbackEvent, Submission, analysis_id_for
+from stores import db
 from stores.vectors import PAYLOAD_INDEXES, VectorStore, VectorStoreError
 
-AT = datetime(2026, 5, 1, 12, 30, tzinfo=timezone.utc)
-OURS = {"videos", "analyses", "tags", "moderation_flags", "reviews", "feedback_events", "model_versions",
-        "training_runs", "tag_trends", "creator_flag_rates"}
+AT = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+OURS = {
+    "videos",
+    "analyses",
+    "tags",
+    "moderation_flags",
+    "reviews",
+    "feedback_events",
+    "model_versions",
+    "training_runs",
+    "tag_trends",
+    "creator_flag_rates",
+}
 
 
-def record(video_id: str = "v1", model: str = "m1", tags=("cat", "dog"), severity: int | None = 2,
-           embedding=(1.0, 0.0, 0.0)) -> AnalysisRecord:
-    cats = [] if severity is None else [{"category": "violence", "severity": severity, "confidence": 0.8,
-                                         "evidence": [{"start_s": 1.0, "end_s": 2.0, "reason": "punch"}]}]
-    return AnalysisRecord.model_validate({
-        "analysis_id": analysis_id_for(video_id, model), "video_id": video_id, "model_version": model,
-        "prompt_version": "p1", "duration_s": 5.0, "frames_used": 8, "embedding_dim": len(embedding),
-        "tags": [{"label": t, "score": 0.9} for t in tags], "summary": {"short": "a cat", "long": "", "title": "t"},
-        "moderation": {"status": "flagged" if cats else "clear", "categories": cats}, "created_at": AT.isoformat(),
-        "creator_id": "c1", "language": "en", "embedding": list(embedding)})
+def record(
+    video_id: str = "v1", model: str = "m1", tags=("cat", "dog"), severity: int | None = 2, embedding=(1.0, 0.0, 0.0)
+) -> AnalysisRecord:
+    cats = (
+        []
+        if severity is None
+        else [
+            {
+                "category": "violence",
+                "severity": severity,
+                "confidence": 0.8,
+                "evidence": [{"start_s": 1.0, "end_s": 2.0, "reason": "punch"}],
+            }
+        ]
+    )
+    return AnalysisRecord.model_validate(
+        {
+            "analysis_id": analysis_id_for(video_id, model),
+            "video_id": video_id,
+            "model_version": model,
+            "prompt_version": "p1",
+            "duration_s": 5.0,
+            "frames_used": 8,
+            "embedding_dim": len(embedding),
+            "tags": [{"label": t, "score": 0.9} for t in tags],
+            "summary": {"short": "a cat", "long": "", "title": "t"},
+            "moderation": {"status": "flagged" if cats else "clear", "categories": cats},
+            "created_at": AT.isoformat(),
+            "creator_id": "c1",
+            "language": "en",
+            "embedding": list(embedding),
+        }
+    )
 
 
 def check_schema_and_idempotence(engine: sa.Engine) -> None:
@@ -59,10 +92,17 @@ def check_schema_and_idempotence(engine: sa.Engine) -> None:
         q = lambda sql: c.execute(sa.text(sql)).all()  # noqa: E731
         assert q("SELECT video_id, model_version FROM analyses ORDER BY 2") == [("v1", "m1"), ("v1", "m2")]
         assert sorted(q("SELECT analysis_id, label FROM tags")) == sorted(
-            [(analysis_id_for("v1", "m1"), "cat"), (analysis_id_for("v1", "m1"), "dog"), (analysis_id_for("v1", "m2"), "cat")])
+            [
+                (analysis_id_for("v1", "m1"), "cat"),
+                (analysis_id_for("v1", "m1"), "dog"),
+                (analysis_id_for("v1", "m2"), "cat"),
+            ]
+        )
         assert q("SELECT category, severity FROM moderation_flags") == [("violence", 2)]
         assert q("SELECT video_id, status, error FROM videos ORDER BY 1") == [
-            ("v1", "analyzed", None), ("v2", "failed", "FetchError: no such file")]
+            ("v1", "analyzed", None),
+            ("v2", "failed", "FetchError: no such file"),
+        ]
         assert q("SELECT count(*) FROM feedback_events") == [(1,)]
 
 
@@ -112,8 +152,12 @@ def test_embedded_points_are_deterministic_and_filterable(tmp_path: Path) -> Non
     store = VectorStore(path=tmp_path / "q")
     try:
         for _ in range(2):  # redelivery overwrites the same point
-            store.upsert([record("v1", embedding=(1.0, 0.0, 0.0)), record("v2", tags=("dog",), severity=None,
-                                                                          embedding=(0.0, 1.0, 0.0))])
+            store.upsert(
+                [
+                    record("v1", embedding=(1.0, 0.0, 0.0)),
+                    record("v2", tags=("dog",), severity=None, embedding=(0.0, 1.0, 0.0)),
+                ]
+            )
         store.upsert([record("v1", model="m2", embedding=(0.9, 0.1, 0.0))])
         assert store.count() == 3
         assert store.count({"video_id": "v1"}) == 2
@@ -122,15 +166,26 @@ def test_embedded_points_are_deterministic_and_filterable(tmp_path: Path) -> Non
         assert hits[0].payload["tags"] == ["cat", "dog"] and hits[0].payload["max_severity"] == 2
         clear = store.search([1.0, 0.0, 0.0], where={"moderation_status": "clear"})
         assert [h.payload["video_id"] for h in clear] == ["v2"]
-        assert [h.payload["video_id"] for h in store.search([0.0, 1.0, 0.0], where={"tags": ["dog"]}, limit=1)] == ["v2"]
+        assert [h.payload["video_id"] for h in store.search([0.0, 1.0, 0.0], where={"tags": ["dog"]}, limit=1)] == [
+            "v2"
+        ]
         with pytest.raises(VectorStoreError, match="4-dim|3-dim"):
             store.upsert([record("v3", embedding=(1.0, 0.0, 0.0, 0.0))])
         with pytest.raises(VectorStoreError, match="no embedding"):
             store.upsert([record("v4").model_copy(update={"embedding": None})])
     finally:
         store.close()
-    assert set(PAYLOAD_INDEXES) >= {"video_id", "tags", "language", "creator_id", "moderation_status",
-                                    "max_severity", "created_at", "model_version", "duration_s"}
+    assert set(PAYLOAD_INDEXES) >= {
+        "video_id",
+        "tags",
+        "language",
+        "creator_id",
+        "moderation_status",
+        "max_severity",
+        "created_at",
+        "model_version",
+        "duration_s",
+    }
     with pytest.raises(ValueError, match="exactly one"):
         VectorStore(url="http://x:6333", path=tmp_path / "q2")
 
@@ -165,8 +220,9 @@ def test_server_path_creates_a_payload_index_per_filterable_field(tmp_path: Path
         # the same write path as the embedded engine: upsert, payload edit, delete, search
         store.upsert([record("v1", embedding=(1.0, 0.0, 0.0)), record("v2", embedding=(0.0, 1.0, 0.0))])
         store.set_payload([analysis_id_for("v2", "m1")], {"moderation_status": "clear"})
-        assert [h.payload["video_id"] for h in store.search([0.0, 1.0, 0.0], where={"moderation_status": "clear"})] \
-            == ["v2"]
+        assert [h.payload["video_id"] for h in store.search([0.0, 1.0, 0.0], where={"moderation_status": "clear"})] == [
+            "v2"
+        ]
         store.delete([analysis_id_for("v1", "m1")])
         assert store.count() == 1 and store.vector(analysis_id_for("v1", "m1")) is None
     finally:

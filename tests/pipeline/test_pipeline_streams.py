@@ -31,8 +31,12 @@ def test_duplicates_are_dropped_across_a_streams_restart(pipeline: Pipeline, sam
     ingest([sample_clips[0].as_uri(), sample_clips[1].as_uri()], s, video_ids=["vid-a", "vid-b"])
     wait_for(lambda: "vid-b" in work_keys(), 120, "vid-b accepted after the restart", pipeline)
     # wait until the gate has consumed (and committed) all three submissions, then count
-    wait_for(lambda: committed(s.kafka_bootstrap, f"{s.topic_ingest}-streams", s.topic_ingest) == 3, 60,
-             "the gate to commit every submission", pipeline)
+    wait_for(
+        lambda: committed(s.kafka_bootstrap, f"{s.topic_ingest}-streams", s.topic_ingest) == 3,
+        60,
+        "the gate to commit every submission",
+        pipeline,
+    )
     assert sorted(work_keys()) == ["vid-a", "vid-b"]
 
 
@@ -63,8 +67,18 @@ def publish_decisions(s, ids: list[str]) -> None:
 
     prod = producer(s)
     for i in ids:
-        send(prod, s.topic_feedback, FeedbackEvent(event_id=i, video_id="vid-a", kind="moderation_decision",
-                                                   actor="mod", payload={"decision": "confirm"}, at=utcnow()))
+        send(
+            prod,
+            s.topic_feedback,
+            FeedbackEvent(
+                event_id=i,
+                video_id="vid-a",
+                kind="moderation_decision",
+                actor="mod",
+                payload={"decision": "confirm"},
+                at=utcnow(),
+            ),
+        )
     prod.flush()
     prod.close()
 
@@ -72,7 +86,6 @@ def publish_decisions(s, ids: list[str]) -> None:
 def test_feedback_waits_out_a_database_outage(pipeline: Pipeline) -> None:
     import sqlalchemy as sa
     from pipeline_support import TcpProxy
-
 
     s = pipeline.settings
     url = sa.engine.make_url(s.database_url)
@@ -154,8 +167,13 @@ def test_a_dlq_record_carries_the_dedup_id_of_its_source_message(pipeline: Pipel
     prod.close()
     pipeline.streams()
     wait_for(lambda: read_topic(s, s.topic_dlq, idle_s=1.0) != [], 90, "the DLQ record", pipeline)
-    consumer = KafkaConsumer(s.topic_dlq, bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
-                             group_id=None, consumer_timeout_ms=2000)
+    consumer = KafkaConsumer(
+        s.topic_dlq,
+        bootstrap_servers=s.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        consumer_timeout_ms=2000,
+    )
     (record,) = list(consumer)
     consumer.close()
     expected = dead_letter_id("streams.gate", s.topic_ingest, meta.partition, meta.offset)

@@ -14,8 +14,9 @@ from sqlmodel import Session
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
-def test_uploads_are_analysed_by_a_worker_and_a_failed_one_is_removed(pipeline: Pipeline,
-                                                                       sample_clips: list[Path]) -> None:
+def test_uploads_are_analysed_by_a_worker_and_a_failed_one_is_removed(
+    pipeline: Pipeline, sample_clips: list[Path]
+) -> None:
     from api.app import create_app
     from api.keys import create_key
 
@@ -40,8 +41,7 @@ def test_uploads_are_analysed_by_a_worker_and_a_failed_one_is_removed(pipeline: 
 
             def settled() -> bool:
                 states = video_states(s)
-                return (states.get("up-good", ("",))[0] == "analyzed"
-                        and states.get("up-broken", ("",))[0] == "failed")
+                return states.get("up-good", ("",))[0] == "analyzed" and states.get("up-broken", ("",))[0] == "failed"
 
             wait_for(settled, 150, "the uploads analysed or failed", pipeline)
     finally:

@@ -29,22 +29,42 @@ def pid(i: int) -> str:
 
 
 def corpus(n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray, list[dict]]:
-    return ([pid(i) for i in range(n)], rng.standard_normal((n, DIM)),
-            [{"video_id": f"v{i}", "tags": [TAGS[i % 5], TAGS[(i // 5) % 5]], "language": LANGS[i % 3],
-              "max_severity": i % 4, "duration_s": float(i % 60),
-              "created_at": f"2026-01-01T{i % 24:02d}:00:00+00:00"} for i in range(n)])
+    return (
+        [pid(i) for i in range(n)],
+        rng.standard_normal((n, DIM)),
+        [
+            {
+                "video_id": f"v{i}",
+                "tags": [TAGS[i % 5], TAGS[(i // 5) % 5]],
+                "language": LANGS[i % 3],
+                "max_severity": i % 4,
+                "duration_s": float(i % 60),
+                "created_at": f"2026-01-01T{i % 24:02d}:00:00+00:00",
+            }
+            for i in range(n)
+        ],
+    )
 
 
 FILTERS = [
     None,
     models.Filter(must=[models.FieldCondition(key="tags", match=models.MatchAny(any=["cat", "dog"]))]),
-    models.Filter(must=[models.FieldCondition(key="language", match=models.MatchValue(value="en"))],
-                  must_not=[models.FieldCondition(key="video_id", match=models.MatchValue(value="v3"))]),
-    models.Filter(must=[models.FieldCondition(key="max_severity", range=models.Range(lte=1)),
-                        models.FieldCondition(key="duration_s", range=models.Range(gt=10.0, lt=50.0))]),
-    models.Filter(should=[models.FieldCondition(key="tags", match=models.MatchValue(value="car")),
-                          models.FieldCondition(key="created_at", range=models.DatetimeRange(
-                              gte="2026-01-01T20:00:00Z"))]),
+    models.Filter(
+        must=[models.FieldCondition(key="language", match=models.MatchValue(value="en"))],
+        must_not=[models.FieldCondition(key="video_id", match=models.MatchValue(value="v3"))],
+    ),
+    models.Filter(
+        must=[
+            models.FieldCondition(key="max_severity", range=models.Range(lte=1)),
+            models.FieldCondition(key="duration_s", range=models.Range(gt=10.0, lt=50.0)),
+        ]
+    ),
+    models.Filter(
+        should=[
+            models.FieldCondition(key="tags", match=models.MatchValue(value="car")),
+            models.FieldCondition(key="created_at", range=models.DatetimeRange(gte="2026-01-01T20:00:00Z")),
+        ]
+    ),
 ]
 
 
@@ -53,12 +73,18 @@ def test_answers_match_qdrant_client_local_search(tmp_path: Path) -> None:
     ids, vectors, payloads = corpus(60, rng)
     store = VectorStore(path=tmp_path / "edge")
     ref = QdrantClient(path=str(tmp_path / "local"))  # the reference: another engine on the same points
-    ref.create_collection("videos", vectors_config={VECTOR: models.VectorParams(size=DIM,
-                                                                                 distance=models.Distance.COSINE)})
+    ref.create_collection(
+        "videos", vectors_config={VECTOR: models.VectorParams(size=DIM, distance=models.Distance.COSINE)}
+    )
     try:
         store.upsert_points(ids, vectors, payloads)
-        ref.upsert("videos", points=[models.PointStruct(id=i, vector={VECTOR: v.tolist()}, payload=p)
-                                     for i, v, p in zip(ids, vectors, payloads)])
+        ref.upsert(
+            "videos",
+            points=[
+                models.PointStruct(id=i, vector={VECTOR: v.tolist()}, payload=p)
+                for i, v, p in zip(ids, vectors, payloads)
+            ],
+        )
         store.set_payload(ids[:5], {"language": "de"})
         ref.set_payload("videos", payload={"language": "de"}, points=ids[:5])
         store.delete(ids[50:])
@@ -67,14 +93,28 @@ def test_answers_match_qdrant_client_local_search(tmp_path: Path) -> None:
             for limit, offset in ((10, 0), (5, 3)):
                 q = rng.standard_normal(DIM)
                 mine = store.query(q, query_filter=flt, limit=limit, offset=offset)
-                theirs = ref.query_points("videos", query=q.tolist(), using=VECTOR, query_filter=flt, limit=limit,
-                                          offset=offset, with_payload=True).points
+                theirs = ref.query_points(
+                    "videos",
+                    query=q.tolist(),
+                    using=VECTOR,
+                    query_filter=flt,
+                    limit=limit,
+                    offset=offset,
+                    with_payload=True,
+                ).points
                 assert [h.id for h in mine] == [str(p.id) for p in theirs]
                 np.testing.assert_allclose([h.score for h in mine], [p.score for p in theirs], atol=1e-5)
                 assert [h.payload for h in mine] == [p.payload for p in theirs]
-        assert store.count() == 50 and store.count({"language": "de"}) == ref.count(
-            "videos", count_filter=models.Filter(must=[models.FieldCondition(
-                key="language", match=models.MatchValue(value="de"))])).count
+        assert (
+            store.count() == 50
+            and store.count({"language": "de"})
+            == ref.count(
+                "videos",
+                count_filter=models.Filter(
+                    must=[models.FieldCondition(key="language", match=models.MatchValue(value="de"))]
+                ),
+            ).count
+        )
     finally:
         store.close()
         ref.close()
@@ -88,7 +128,7 @@ def test_the_hnsw_index_finds_the_true_neighbours(tmp_path: Path) -> None:
     store = VectorStore(path=tmp_path / "q")
     try:
         for start in range(0, n, 500):
-            store.upsert_points(ids[start:start + 500], vectors[start:start + 500], payloads[start:start + 500])
+            store.upsert_points(ids[start : start + 500], vectors[start : start + 500], payloads[start : start + 500])
         store.maintain(force=True)
         unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         cats = np.array([bool({"cat", "dog"} & set(p["tags"])) for p in payloads])
@@ -116,8 +156,10 @@ def test_bad_queries_and_writes_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(VectorStoreError, match="do not describe the same points"):
         store.upsert_points([pid(2), pid(3)], np.ones((1, DIM)), [{}, {}])
     with pytest.raises(VectorStoreError, match="does not support"):
-        store.query(np.ones(DIM), query_filter=models.Filter(must=[models.FieldCondition(
-            key="tags", match=models.MatchText(text="cat"))]))
+        store.query(
+            np.ones(DIM),
+            query_filter=models.Filter(must=[models.FieldCondition(key="tags", match=models.MatchText(text="cat"))]),
+        )
     assert store.vector("not a point id") is None and store.vector(pid(9)) is None
     store.close()
 
@@ -125,9 +167,16 @@ def test_bad_queries_and_writes_are_typed_errors(tmp_path: Path) -> None:
 def test_a_second_process_cannot_open_a_held_shard(tmp_path: Path) -> None:
     store = VectorStore(path=tmp_path / "q")
     store.upsert_points([pid(1)], np.ones((1, DIM)), [{"video_id": "a"}])
-    other = subprocess.run([sys.executable, "-c", "import sys; from stores.vectors import VectorStore; "
-                            f"VectorStore(path={str(tmp_path / 'q')!r}).count()"], cwd=ROOT, capture_output=True,
-                           text=True)
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from stores.vectors import VectorStore; VectorStore(path={str(tmp_path / 'q')!r}).count()",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert other.returncode != 0 and "cannot be opened" in other.stderr
     store.close()
 
@@ -148,8 +197,13 @@ def test_every_acknowledged_point_survives_sigkill(tmp_path: Path) -> None:
     """A writer killed mid-writes: the reopened shard (its write-ahead log replayed) holds every
     batch whose upsert returned before the kill, and no partial batch."""
     folder = tmp_path / "q"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     acked = -1
     deadline = time.monotonic() + 120
     while acked < 300 and time.monotonic() < deadline:  # past INDEX_AFTER, so an index build has run too

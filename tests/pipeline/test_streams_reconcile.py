@@ -16,8 +16,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 def test_unreached_submissions_are_found_and_republished(pipeline: Pipeline, sample_clips: list[Path]) -> None:
     s = pipeline.settings
-    subs = ingest([c.as_uri() for c in sample_clips[:3]] + [sample_clips[0].as_uri()], s,
-                  video_ids=["r-work", "r-dlq", "r-lost", "r-work"])
+    subs = ingest(
+        [c.as_uri() for c in sample_clips[:3]] + [sample_clips[0].as_uri()],
+        s,
+        video_ids=["r-work", "r-dlq", "r-lost", "r-work"],
+    )
     prod = producer(s)
     prod.send(s.topic_ingest, key=b"junk", value=b"not json")  # no video_id: nothing to reconcile
     prod.send(s.topic_work, key=key_of("r-work"), value=encode(WorkItem(**subs[0].model_dump(), accepted_at=utcnow())))

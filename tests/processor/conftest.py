@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # proc_media.py, proc_cases.py, 
 torch.set_num_threads(1)
 
 
-
 @pytest.fixture(scope="session")
 def processor():
     from keye_model.processor import KeyeProcessor

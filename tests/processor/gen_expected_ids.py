@@ -12,10 +12,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 from transformers import PreTrainedTokenizerFast
 from transformers.utils.chat_template_utils import render_jinja_template
-
-from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 
 HERE = Path(__file__).parent
 SHARED = HERE.parent / "data" / "keye-vl-8b-preview"  # the vendored release files
@@ -27,10 +26,12 @@ def main() -> None:
     cfg = json.loads((SHARED / "tokenizer_config.json").read_text())
     tok = PreTrainedTokenizerFast(tokenizer_file=str(files / "tokenizer.json"))
     from tokenizers import AddedToken
+
     for tid, t in sorted(cfg["added_tokens_decoder"].items(), key=lambda x: int(x[0])):
         if tok.convert_tokens_to_ids(t["content"]) != int(tid):
-            tok.add_tokens([AddedToken(t["content"], special=t["special"], normalized=False)],
-                           special_tokens=t["special"])
+            tok.add_tokens(
+                [AddedToken(t["content"], special=t["special"], normalized=False)], special_tokens=t["special"]
+            )
         assert tok.convert_tokens_to_ids(t["content"]) == int(tid), t
     template = json.loads((SHARED / "chat_template.json").read_text())["chat_template"]
     out = {}

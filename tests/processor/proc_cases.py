@@ -18,8 +18,12 @@ CONVERSATIONS = {
         {"role": "user", "content": [{"type": "text", "text": "And now?"}]},
     ],
     "image": [{"role": "user", "content": [IMAGE, {"type": "text", "text": "What is in the image?"}]}],
-    "multi_image": [{"role": "user", "content": [
-        {"type": "text", "text": "Compare"}, IMAGE, {"type": "text", "text": " with "}, IMAGE]}],
+    "multi_image": [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Compare"}, IMAGE, {"type": "text", "text": " with "}, IMAGE],
+        }
+    ],
     "video": [{"role": "user", "content": [VIDEO, {"type": "text", "text": "Summarize the video."}]}],
     "mixed": [
         {"role": "user", "content": [IMAGE, VIDEO, {"type": "text", "text": "Is the logo in the video?"}]},

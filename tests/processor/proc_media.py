@@ -12,8 +12,10 @@ import numpy as np
 def pattern(i: int, h: int, w: int) -> np.ndarray:
     """A moving gradient with a frame-number stripe, so frames differ and can be told apart."""
     y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([(x * 255 // max(w - 1, 1) + 7 * i) % 256, (y * 255 // max(h - 1, 1)) % 256,
-                    np.full_like(x, (40 * i) % 256)], axis=-1).astype(np.uint8)
+    img = np.stack(
+        [(x * 255 // max(w - 1, 1) + 7 * i) % 256, (y * 255 // max(h - 1, 1)) % 256, np.full_like(x, (40 * i) % 256)],
+        axis=-1,
+    ).astype(np.uint8)
     return img
 
 
@@ -23,10 +25,20 @@ def _mux(out: av.container.OutputContainer, stream: av.stream.Stream, frame: obj
         out.mux(p)
 
 
-def write_video(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 10, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", rotation: int | None = None, pts: list[int] | None = None,
-                time_base: Fraction | None = None, options: dict | None = None,
-                container_options: dict | None = None) -> Path:
+def write_video(
+    path: Path,
+    n: int = 20,
+    w: int = 64,
+    h: int = 48,
+    fps: int = 10,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rotation: int | None = None,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    options: dict | None = None,
+    container_options: dict | None = None,
+) -> Path:
     """Encode `n` pattern frames. `pts` (in `time_base`) gives variable frame timing."""
     with av.open(str(path), "w", options=container_options or {}) as out:
         s = out.add_stream(codec, rate=fps)
@@ -55,8 +67,9 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
         t = np.arange(samples) / 16000
         data = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
         for start in range(0, samples, 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, start:start + 1024]), format="fltp",
-                                           layout="mono")
+            f = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data[:, start : start + 1024]), format="fltp", layout="mono"
+            )
             f.sample_rate = 16000
             f.pts = start
             _mux(out, s, f)

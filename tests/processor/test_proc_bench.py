@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-
 from proc_media import write_video
 from proc_reference import max_level_diff
+
 from keye_model.processor import load_video
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "preprocess.py"

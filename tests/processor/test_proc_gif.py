@@ -46,8 +46,11 @@ def test_a_single_frame_gif_is_an_image(tmp_path):
 @pytest.mark.parametrize("cut", ["header only", "garbage after the header", "garbage after the screen descriptor"])
 def test_a_broken_gif_is_a_typed_decode_error(tmp_path, cut):
     data = write_gif(tmp_path / "clip.gif").read_bytes()
-    broken = {"header only": data[:13], "garbage after the header": b"GIF89a" + b"\x00" * 200,
-              "garbage after the screen descriptor": data[:30] + bytes(range(256)) * 4}[cut]
+    broken = {
+        "header only": data[:13],
+        "garbage after the header": b"GIF89a" + b"\x00" * 200,
+        "garbage after the screen descriptor": data[:30] + bytes(range(256)) * 4,
+    }[cut]
     (tmp_path / "broken.gif").write_bytes(broken)
     with pytest.raises(VideoDecodeError) as e:
         load_video(tmp_path / "broken.gif")

@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from proc_media import write_audio_only, write_video
-from keye_model.processor import (DecodeTimeout, MediaError, MediaLimits, UnsupportedMedia, VideoDecodeError,
-                                  VideoInput, VideoTooLarge, VideoTooLong, load_video)
+
+from keye_model.processor import (
+    DecodeTimeout,
+    MediaError,
+    MediaLimits,
+    UnsupportedMedia,
+    VideoDecodeError,
+    VideoInput,
+    VideoTooLarge,
+    VideoTooLong,
+    load_video,
+)
 from keye_model.processor.resize import resize_frames
 
 BOUND_S = 10.0
@@ -122,7 +131,7 @@ def test_corrupt_payload_never_crashes(tmp_path):
     data = bytearray(src.read_bytes())
     rng = np.random.default_rng(1)
     for pos in rng.integers(len(data) // 4, len(data) - 64, 40):
-        data[pos:pos + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+        data[pos : pos + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
     p = tmp_path / "corrupt.mkv"
     p.write_bytes(bytes(data))
     try:
@@ -167,13 +176,16 @@ def test_rotated(tmp_path, rotation):
     assert torch.equal(v.frames, resize_frames(turned, tuple(v.frames.shape[-2:])))
 
 
-@pytest.mark.parametrize("codec,pix_fmt,ext,w,h", [
-    ("libx264", "yuv420p10le", "mp4", 64, 48),  # 10-bit
-    ("libx265", "yuv420p10le", "mkv", 64, 48),
-    ("libx264", "yuv444p", "mkv", 63, 47),  # odd sizes
-    ("mpeg4", "yuv420p", "avi", 64, 48),
-    ("ffv1", "yuv444p10le", "mkv", 65, 33),
-])
+@pytest.mark.parametrize(
+    "codec,pix_fmt,ext,w,h",
+    [
+        ("libx264", "yuv420p10le", "mp4", 64, 48),  # 10-bit
+        ("libx265", "yuv420p10le", "mkv", 64, 48),
+        ("libx264", "yuv444p", "mkv", 63, 47),  # odd sizes
+        ("mpeg4", "yuv420p", "avi", 64, 48),
+        ("ffv1", "yuv444p10le", "mkv", 65, 33),
+    ],
+)
 def test_unusual_codecs_and_formats_decode_correctly(tmp_path, codec, pix_fmt, ext, w, h):
     p = write_video(tmp_path / f"v.{ext}", n=24, w=w, h=h, fps=8, codec=codec, pix_fmt=pix_fmt)
     v = _timed(lambda: load_video(p))
@@ -212,8 +224,18 @@ def test_mpeg_ts_with_b_frames(tmp_path):
     assert torch.equal(v.frames, resize_frames(want, tuple(v.frames.shape[-2:])))
 
 
-@pytest.mark.parametrize("opts", [{"fps": 0}, {"fps": float("nan")}, {"max_frames": -2}, {"video_start": "1s"},
-                                  {"fps": 2, "nframes": 4}, {"min_pixels": True}, {"fsp": 2}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"fps": 0},
+        {"fps": float("nan")},
+        {"max_frames": -2},
+        {"video_start": "1s"},
+        {"fps": 2, "nframes": 4},
+        {"min_pixels": True},
+        {"fsp": 2},
+    ],
+)
 def test_bad_video_options(tmp_path, opts):
     from keye_model.processor import ProcessorInputError
 

@@ -9,17 +9,26 @@ import pytest
 import torch
 from PIL import Image
 
-from keye_model.processor import (ImageDecodeError, MediaLimits, ProcessorInputError, UnsupportedMedia,
-                                  VideoTooLarge, smart_resize)
+from keye_model.processor import (
+    ImageDecodeError,
+    MediaLimits,
+    ProcessorInputError,
+    UnsupportedMedia,
+    VideoTooLarge,
+    smart_resize,
+)
 
 
-@pytest.mark.parametrize("h,w,lo,hi,expected", [
-    (56, 84, 3136, 1003520, (56, 84)),
-    (100, 100, 3136, 1003520, (112, 112)),  # rounds to the nearest multiple of 28
-    (10, 10, 3136, 1003520, (56, 56)),  # scaled up to the minimum area
-    (1080, 1920, 3136, 1003520, (728, 1316)),  # scaled down under the maximum (floor)
-    (720, 1280, 128 * 28 * 28, 768 * 28 * 28, (560, 1008)),
-])
+@pytest.mark.parametrize(
+    "h,w,lo,hi,expected",
+    [
+        (56, 84, 3136, 1003520, (56, 84)),
+        (100, 100, 3136, 1003520, (112, 112)),  # rounds to the nearest multiple of 28
+        (10, 10, 3136, 1003520, (56, 56)),  # scaled up to the minimum area
+        (1080, 1920, 3136, 1003520, (728, 1316)),  # scaled down under the maximum (floor)
+        (720, 1280, 128 * 28 * 28, 768 * 28 * 28, (560, 1008)),
+    ],
+)
 def test_smart_resize(h, w, lo, hi, expected):
     got = smart_resize(h, w, min_pixels=lo, max_pixels=hi)
     assert got == expected
@@ -48,7 +57,7 @@ def test_pixel_values_within_one_level_of_reference_resize(processor):
     pv = out.pixel_values
     assert pv.shape == (gh * gw, 3, 14, 14) and pv.dtype == torch.float32
     for r, c in [(0, 0), (0, gw - 1), (gh - 1, 0), (gh // 2, gw // 3)]:
-        patch = ref[:, r * 14:(r + 1) * 14, c * 14:(c + 1) * 14]
+        patch = ref[:, r * 14 : (r + 1) * 14, c * 14 : (c + 1) * 14]
         assert (pv[r * gw + c] - patch).abs().max() <= 2 / 255 + 1e-6  # 1/255 before the *2 of std 0.5
     rebuilt = pv.reshape(gh, gw, 3, 14, 14).permute(2, 0, 3, 1, 4).reshape(3, h, w)
     assert (rebuilt - ref).abs().max() <= 2 / 255 + 1e-6
@@ -96,10 +105,13 @@ def test_exif_orientation_is_applied(processor):
     assert img[:, :40].mean() > 0.9 and img[:, 72:].mean() < -0.9  # white half is now on top
 
 
-@pytest.mark.parametrize("data,err", [
-    (b"", UnsupportedMedia),
-    (b"definitely not an image", UnsupportedMedia),
-])
+@pytest.mark.parametrize(
+    "data,err",
+    [
+        (b"", UnsupportedMedia),
+        (b"definitely not an image", UnsupportedMedia),
+    ],
+)
 def test_unreadable_images(processor, data, err):
     with pytest.raises(err):
         processor([{"role": "user", "content": [{"image": data}]}])

@@ -7,10 +7,17 @@ import time
 
 import pytest
 import torch
-
-from keye_model.processor import (DecodeTimeout, MediaError, MediaLimits, UnsupportedMedia, VideoInput,
-                                  load_video, load_videos)
 from proc_media import write_video
+
+from keye_model.processor import (
+    DecodeTimeout,
+    MediaError,
+    MediaLimits,
+    UnsupportedMedia,
+    VideoInput,
+    load_video,
+    load_videos,
+)
 
 ISOLATED = MediaLimits(isolate=True)
 

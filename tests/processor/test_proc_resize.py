@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from proc_reference import max_level_diff, reference_resize
+
 from keye_model.processor.resize import resize_frame, resize_frames
 
 
@@ -24,16 +24,19 @@ def _edges(h: int, w: int) -> torch.Tensor:
     return torch.stack([checker, ramp, 255 - checker])
 
 
-@pytest.mark.parametrize("src,dst", [
-    ((72, 128), (56, 112)),  # mild downscale in both directions
-    ((480, 854), (476, 840)),  # the common near-identity case
-    ((300, 200), (84, 56)),  # strong downscale: wide antialias kernels
-    ((36, 44), (112, 140)),  # upscale
-    ((57, 90), (57, 56)),  # one side only
-    ((90, 57), (56, 57)),
-    ((31, 29), (28, 28)),  # odd sides
-    ((28, 2000), (28, 1400)),  # extreme aspect ratio
-])
+@pytest.mark.parametrize(
+    "src,dst",
+    [
+        ((72, 128), (56, 112)),  # mild downscale in both directions
+        ((480, 854), (476, 840)),  # the common near-identity case
+        ((300, 200), (84, 56)),  # strong downscale: wide antialias kernels
+        ((36, 44), (112, 140)),  # upscale
+        ((57, 90), (57, 56)),  # one side only
+        ((90, 57), (56, 57)),
+        ((31, 29), (28, 28)),  # odd sides
+        ((28, 2000), (28, 1400)),  # extreme aspect ratio
+    ],
+)
 @pytest.mark.parametrize("content", ["noise", "edges"])
 def test_within_one_level_of_torchvision(src, dst, content):
     frame = _noise(*src) if content == "noise" else _edges(*src)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 
 from keye_model.processor import KeyeProcessor, ProcessorInputError
 from keye_model.processor.template import RELEASED_TEMPLATE, render, render_jinja, with_thinking
-from proc_cases import CONVERSATIONS, IMAGE_TOKENS, THINKING, VIDEO_TOKENS
 
 RELEASED_CKPT = Path(__file__).resolve().parents[1] / "data" / "keye-vl-8b-preview"  # vendored release files
 
@@ -117,7 +117,9 @@ def test_top_level_export_and_thinking_parse(processor):
     import keye_model
 
     assert keye_model.KeyeProcessor is KeyeProcessor
-    generated = processor.tokenizer.encode("<think>\nThe clip shows a bike.\n</think>\n\n<answer>cycling</answer><|im_end|>")
+    generated = processor.tokenizer.encode(
+        "<think>\nThe clip shows a bike.\n</think>\n\n<answer>cycling</answer><|im_end|>"
+    )
     text = processor.decode(generated, skip_special_tokens=True)
     assert text.endswith("</answer>")  # <|im_end|> is special and goes; <think> is not special and stays
     parsed = processor.parse_thinking(text)

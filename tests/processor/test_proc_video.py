@@ -7,9 +7,9 @@ from fractions import Fraction
 
 import pytest
 import torch
-
 from proc_media import write_video
 from proc_reference import decode_all_then_sample, max_level_diff, reference_resize
+
 from keye_model.processor import VideoInput, load_video, load_videos
 from keye_model.processor.sizing import sample_count, sample_indices
 
@@ -28,8 +28,17 @@ def test_real_clip_follows_the_spec_formulas(processor, sample_clips, name):
     sample_fps = nframes / total * fps
     per_frame_max = max(min(768 * 28 * 28, 128000 * 28 * 28 * 0.9 / nframes * 2), 128 * 28 * 28 * 1.05)
 
-    out = processor([{"role": "user", "content": [{"type": "video", "video": str(sample_clips / name)},
-                                                  {"type": "text", "text": "What happens?"}]}])
+    out = processor(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video", "video": str(sample_clips / name)},
+                    {"type": "text", "text": "What happens?"},
+                ],
+            }
+        ]
+    )
     t, gh, gw = out.video_grid_thw.tolist()[0]
     assert t == nframes and gh % 2 == 0 and gw % 2 == 0
     assert 128 * 28 * 28 <= gh * gw * 196 <= per_frame_max
@@ -65,13 +74,23 @@ def test_video_input_is_reused_across_prompts(processor, sample_clips):
     v = processor.load_video(sample_clips / "carphone_pristine.mp4")
     assert isinstance(v, VideoInput) and v.frames.dtype == torch.uint8
     prompts = ["Tags?", "Summary?", "Is it safe?"]
-    batch = [[{"role": "user", "content": [{"type": "video", "video": v}, {"type": "text", "text": p}]}]
-             for p in prompts]
+    batch = [
+        [{"role": "user", "content": [{"type": "video", "video": v}, {"type": "text", "text": p}]}] for p in prompts
+    ]
     out = processor(batch, thinking="no_think")
     assert out.input_ids.shape[0] == 3 and out.video_grid_thw.shape == (3, 3)
-    fresh = processor([{"role": "user", "content": [
-        {"type": "video", "video": str(sample_clips / "carphone_pristine.mp4")},
-        {"type": "text", "text": "Tags?"}]}], thinking="no_think")
+    fresh = processor(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video", "video": str(sample_clips / "carphone_pristine.mp4")},
+                    {"type": "text", "text": "Tags?"},
+                ],
+            }
+        ],
+        thinking="no_think",
+    )
     n = fresh.pixel_values_videos.shape[0]
     assert torch.equal(out.pixel_values_videos[:n], fresh.pixel_values_videos)
     row = out.input_ids[0][out.attention_mask[0].bool()]
@@ -81,8 +100,13 @@ def test_video_input_is_reused_across_prompts(processor, sample_clips):
 def test_parallel_loading_keeps_order_and_reports_errors(sample_clips, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 1000)
-    res = load_videos([(str(sample_clips / "bikes.mp4"), {}), (str(bad), {}),
-                       (str(sample_clips / "carphone_pristine.mp4"), {"max_frames": 4})])
+    res = load_videos(
+        [
+            (str(sample_clips / "bikes.mp4"), {}),
+            (str(bad), {}),
+            (str(sample_clips / "carphone_pristine.mp4"), {"max_frames": 4}),
+        ]
+    )
     assert isinstance(res[0], VideoInput) and len(res[0].indices) == 20
     assert type(res[1]).__name__ == "UnsupportedMedia"
     assert isinstance(res[2], VideoInput) and len(res[2].indices) == 4
@@ -92,13 +116,15 @@ def test_parallel_loading_keeps_order_and_reports_errors(sample_clips, tmp_path)
 def test_long_gop_clip_seeks_and_matches_reference(tmp_path, threads):
     # 40 s at 10 fps with a keyframe every 2 s and B-frames: the decoder jumps between groups,
     # with and without FFmpeg frame threads.
-    path = write_video(tmp_path / "long.mp4", n=400, fps=10, w=96, h=64,
-                       options={"g": "20", "bf": "2", "keyint_min": "20"})
+    path = write_video(
+        tmp_path / "long.mp4", n=400, fps=10, w=96, h=64, options={"g": "20", "bf": "2", "keyint_min": "20"}
+    )
     v = load_video(path, max_frames=8, threads=threads)
     ref_all, _, _ = decode_all_then_sample(path)
     # with max_frames=8 the reference sampling changes; check against explicit indices instead
     assert v.indices == sample_indices(0, 399, 8)
     import av
+
     with av.open(str(path)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     want = torch.stack([torch.from_numpy(frames[i]).permute(2, 0, 1) for i in v.indices])

@@ -6,8 +6,14 @@ import os
 import faust
 
 PREFIX = os.environ["ECHO_PREFIX"]
-app = faust.App(f"{PREFIX}-app", broker=f"kafka://{os.environ['ECHO_BOOTSTRAP']}", store="memory://",
-                topic_partitions=1, web_enabled=False, producer_enable_idempotence=True)
+app = faust.App(
+    f"{PREFIX}-app",
+    broker=f"kafka://{os.environ['ECHO_BOOTSTRAP']}",
+    store="memory://",
+    topic_partitions=1,
+    web_enabled=False,
+    producer_enable_idempotence=True,
+)
 source = app.topic(f"{PREFIX}.in", key_type=str, value_type=str)
 sink = app.topic(f"{PREFIX}.out", key_type=str, value_type=str)
 counts = app.Table(f"{PREFIX}-counts", default=int, partitions=1)

@@ -16,5 +16,10 @@ def free_port() -> int:
 
 def keye_stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`keye stack ARGS` with `env` over this process's environment (a private stack dir and ports)."""
-    return subprocess.run([sys.executable, "-m", "cli.main", "stack", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "stack", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )

@@ -56,8 +56,15 @@ def test_kafka_python_idempotent_producer_group_commit_and_rebalance(kafka_boots
     producer.close()
 
     def consumer() -> KafkaConsumer:
-        return KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False,
-                             auto_offset_reset="earliest", session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        return KafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+        )
 
     first = consumer()
     seen: list[bytes] = []
@@ -95,8 +102,10 @@ def test_kafka_python_idempotent_producer_group_commit_and_rebalance(kafka_boots
 
     committed = sum(first.committed(TopicPartition(topic, p)) or 0 for p in range(4))
     assert committed == 40
-    threads = [threading.Thread(target=member, args=("first", first), daemon=True),
-               threading.Thread(target=member, args=("second", consumer()), daemon=True)]
+    threads = [
+        threading.Thread(target=member, args=("first", first), daemon=True),
+        threading.Thread(target=member, args=("second", consumer()), daemon=True),
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 90
@@ -127,8 +136,13 @@ def test_aiokafka_idempotent_producer_group_and_commit(kafka_bootstrap: str) -> 
                 await producer.send_and_wait(topic, f"m{i}".encode(), key=str(i).encode())
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         await consumer.start()
         got: list[bytes] = []
         try:
@@ -164,16 +178,18 @@ def test_faust_streaming_agent_with_changelog_table(kafka_bootstrap: str, tmp_pa
     app = Path(__file__).with_name("faust_echo_app.py")
     env = {**os.environ, "ECHO_PREFIX": prefix, "ECHO_BOOTSTRAP": kafka_bootstrap}
     log = open(tmp_path / "faust.log", "wb")
-    worker = subprocess.Popen([sys.executable, str(app), "worker", "-l", "warn"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    worker = subprocess.Popen(
+        [sys.executable, str(app), "worker", "-l", "warn"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
     try:
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
         for value, key in [("a", "x"), ("b", "y"), ("c", "x")]:
             producer.send(f"{prefix}.in", key=f'"{key}"'.encode(), value=f'"{value}"'.encode())
         producer.flush()
         producer.close()
-        consumer = KafkaConsumer(f"{prefix}.out", bootstrap_servers=kafka_bootstrap,
-                                 auto_offset_reset="earliest", group_id=f"{prefix}-check")
+        consumer = KafkaConsumer(
+            f"{prefix}.out", bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", group_id=f"{prefix}-check"
+        )
         got: list[str] = []
         deadline = time.monotonic() + 120
         while len(got) < 3 and time.monotonic() < deadline:

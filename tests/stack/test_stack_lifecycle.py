@@ -20,8 +20,11 @@ def test_up_is_idempotent_status_and_down() -> None:
     # pytest's tmp folders are private to root; the postgres server user must reach its data folder.
     tmp_path = Path(tempfile.mkdtemp(prefix="keye-stack-test-", dir="/tmp"))
     os.chmod(tmp_path, 0o755)
-    env = {"KEYE_STACK_DIR": str(tmp_path / "stack"), "KEYE_REDIS_PORT": str(free_port()),
-           "KEYE_POSTGRES_PORT": str(free_port())}
+    env = {
+        "KEYE_STACK_DIR": str(tmp_path / "stack"),
+        "KEYE_REDIS_PORT": str(free_port()),
+        "KEYE_POSTGRES_PORT": str(free_port()),
+    }
     try:
         first = keye_stack(env, "up", "redis", "postgres")
         assert first.returncode == 0, first.stdout + first.stderr

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from stack_support import free_port, keye_stack
 
-from service.settings import Settings
 from devstack import postgres
 from devstack.process import port_open
+from service.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
@@ -46,8 +46,9 @@ def test_down_shuts_the_server_down_cleanly_with_a_client_connected(private_pg) 
     env, settings = private_pg
     data = settings.stack_dir / "postgres"
     server = postgres._postmaster_pid(data)
-    client = psycopg.connect(f"host=127.0.0.1 port={settings.postgres_port} user=postgres dbname=postgres",
-                             autocommit=True)
+    client = psycopg.connect(
+        f"host=127.0.0.1 port={settings.postgres_port} user=postgres dbname=postgres", autocommit=True
+    )
     client.execute("SELECT 1")  # a session left open (a smart shutdown would wait for it forever)
     done = keye_stack(env, "down", "postgres")
     client.close()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_support import seed_feedback, tight_raw
 
 from analysis import config as C
 from service.settings import Settings
-from training_support import seed_feedback, tight_raw
+
 
 @pytest.fixture(scope="session")
 def tight_config_path(tmp_path_factory) -> Path:
@@ -39,8 +40,12 @@ def _one_thread():
 
 @pytest.fixture
 def settings(tmp_path, tight_config_path, sample_clips) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'keye.db'}",
-                    analysis_config=tight_config_path, file_roots=[sample_clips[0].parent, tmp_path])
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'keye.db'}",
+        analysis_config=tight_config_path,
+        file_roots=[sample_clips[0].parent, tmp_path],
+    )
 
 
 @pytest.fixture
@@ -62,8 +67,9 @@ def clip_dataset(tmp_path_factory, sample_clips, tight_config, processor):
     from training.dataset import build_dataset, unused_feedback
 
     tmp = tmp_path_factory.mktemp("clips")
-    s = Settings(data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'keye.db'}",
-                 file_roots=[sample_clips[0].parent])
+    s = Settings(
+        data_dir=tmp / "data", database_url=f"sqlite:///{tmp / 'keye.db'}", file_roots=[sample_clips[0].parent]
+    )
     eng = engine_from(s)
     migrate(eng)
     with Session(eng) as session:

@@ -9,27 +9,43 @@ import sys
 from pathlib import Path
 
 from sqlmodel import Session
-
 from training_support import seed_feedback
 
 
 def _keye(settings, *args: str, **extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **extra, "KEYE_DATA_DIR": str(settings.data_dir), "KEYE_DATABASE_URL": settings.database_url,
-           "KEYE_ANALYSIS_CONFIG": str(settings.analysis_config), "KEYE_MODEL": "keye-tiny",
-           "KEYE_FILE_ROOTS": json.dumps([str(p) for p in settings.file_roots]), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "cli.main", "train", *args], env=env, cwd=settings.data_dir.parent,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        **extra,
+        "KEYE_DATA_DIR": str(settings.data_dir),
+        "KEYE_DATABASE_URL": settings.database_url,
+        "KEYE_ANALYSIS_CONFIG": str(settings.analysis_config),
+        "KEYE_MODEL": "keye-tiny",
+        "KEYE_FILE_ROOTS": json.dumps([str(p) for p in settings.file_roots]),
+        "COLUMNS": "250",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "train", *args],
+        env=env,
+        cwd=settings.data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_run_promote_rollback_from_the_command_line(engine, settings, sample_clips, tmp_path: Path):
     with Session(engine) as s:
         seed_feedback(s, sample_clips)
     cfg = tmp_path / "train.json"
-    cfg.write_text(json.dumps({"eval_fraction": 0.34, "warmup_steps": 1, "cache_inputs": True, "lora": {"rank": 2, "targets": ["q_proj"]}}))
+    cfg.write_text(
+        json.dumps(
+            {"eval_fraction": 0.34, "warmup_steps": 1, "cache_inputs": True, "lora": {"rank": 2, "targets": ["q_proj"]}}
+        )
+    )
     done = _keye(settings, "run", "--steps", "3", "--lr", "0.003", "--config", str(cfg))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "step 3: loss" in done.stdout
-    out = json.loads(done.stdout[done.stdout.index("{"):])
+    out = json.loads(done.stdout[done.stdout.index("{") :])
     assert out["status"] == "succeeded" and out["examples"] == 9 and out["eval_loss_base"] > 0
     version = out["output_version"]
 

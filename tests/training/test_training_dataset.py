@@ -8,15 +8,15 @@ import json
 import sqlalchemy as sa
 import torch
 from sqlmodel import Session
-
 from training_support import RECORD, store_feedback, store_video
+
 from analysis import prompts
 from analysis.analyzer import chunk_video
 from analysis.grammar import STOP_ID, GrammarBook
 from analysis.output import parse_output
 from analysis.segments import chunk_segments, segment_video
-from stores.db import FeedbackRow
 from service.schemas import utcnow
+from stores.db import FeedbackRow
 from training.dataset import IGNORE, build_dataset, unused_feedback
 
 
@@ -34,20 +34,23 @@ def test_labels_cover_only_the_answer_and_the_end_token(clip_dataset, processor)
         assert int(ex.labels[-1]) == STOP_ID
         assert processor.decode(ex.input_ids[n:-1]) == ex.answer
         # the prompt ends with the assistant header: the answer is what generation would produce
-        assert processor.decode(ex.input_ids[n - 3:n]) == "<|im_start|>assistant\n"
+        assert processor.decode(ex.input_ids[n - 3 : n]) == "<|im_start|>assistant\n"
 
 
 def test_prompt_is_the_analyzers_prompt(clip_dataset, processor, tight_config, sample_clips):
     """Same tokens as the analyzer's shared video prefix + task continuation on the same decoded clip."""
     b = tight_config.video
-    video = processor.load_video(str(sample_clips[0]), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels,
-                                 min_pixels=b.min_pixels)
+    video = processor.load_video(
+        str(sample_clips[0]), fps=b.fps, max_frames=b.max_frames, max_pixels=b.max_pixels, min_pixels=b.min_pixels
+    )
     segs = segment_video(video.frames, video.timestamps, video.duration_s, tight_config.segmentation)
     chunk = chunk_segments(segs, video.timestamps, b.frames_per_pass)[0]
     for ex in [e for e in clip_dataset.examples if e.video_id == "clip0"]:
         prefix = prompts.prefix_inputs(processor, chunk_video(video, chunk))
-        want = prefix["input_ids"][0].tolist() + prompts.continuation_ids(processor, tight_config, ex.task, chunk.segments)
-        assert ex.input_ids[:ex.prompt_len].tolist() == want, ex.key
+        want = prefix["input_ids"][0].tolist() + prompts.continuation_ids(
+            processor, tight_config, ex.task, chunk.segments
+        )
+        assert ex.input_ids[: ex.prompt_len].tolist() == want, ex.key
         assert torch.equal(ex.vision["pixel_values_videos"], prefix["pixel_values_videos"])
 
 
@@ -57,10 +60,10 @@ def test_answers_are_admitted_by_the_task_grammar(clip_dataset, processor, tight
     book = GrammarBook(tight_config, processor.tokenizer)
     for ex in clip_dataset.examples:
         # the shot count of the example's pass is what the prompt states
-        prompt = processor.decode(ex.input_ids[:ex.prompt_len])
+        prompt = processor.decode(ex.input_ids[: ex.prompt_len])
         n_segments = int(prompt.split("The video has ")[1].split(" shot")[0])
         matcher = xgr.GrammarMatcher(book.compiled(ex.task, n_segments))
-        for t in ex.input_ids[ex.prompt_len:].tolist():
+        for t in ex.input_ids[ex.prompt_len :].tolist():
             assert matcher.accept_token(t), f"{ex.key}: token {t} refused in {ex.answer!r}"
         assert matcher.is_terminated(), ex.key
         assert parse_output(ex.answer).ok
@@ -81,12 +84,26 @@ def test_corrections_shape_the_answers(clip_dataset):
 def test_confirm_makes_the_flag_certain_and_ratings_make_pairs(engine, settings, processor, tight_config, sample_clips):
     with Session(engine) as s:
         aid = store_video(s, "v", sample_clips[1], RECORD)
-        confirm = store_feedback(s, "v", "moderation_decision", {"analysis_id": aid, "decision": "confirm",
-                                                                 "category": "drugs", "note": "pills sold"})
-        low = store_feedback(s, "v", "summary_rating", {"analysis_id": aid, "rating": 1, "summary": RECORD["summary"]}, 1)
-        good = store_feedback(s, "v", "summary_rating", {"analysis_id": aid, "rating": 5,
-                                                         "summary": {"title": "Bikes", "short": "Bikes race.",
-                                                                     "long": "Riders race on a track."}}, 2)
+        confirm = store_feedback(
+            s,
+            "v",
+            "moderation_decision",
+            {"analysis_id": aid, "decision": "confirm", "category": "drugs", "note": "pills sold"},
+        )
+        low = store_feedback(
+            s, "v", "summary_rating", {"analysis_id": aid, "rating": 1, "summary": RECORD["summary"]}, 1
+        )
+        good = store_feedback(
+            s,
+            "v",
+            "summary_rating",
+            {
+                "analysis_id": aid,
+                "rating": 5,
+                "summary": {"title": "Bikes", "short": "Bikes race.", "long": "Riders race on a track."},
+            },
+            2,
+        )
         neutral = store_feedback(s, "v", "summary_rating", {"analysis_id": aid, "rating": 3}, 3)
         ds = _build(s, processor, tight_config, settings)
     mod = [e for e in ds.examples if e.task == "moderation"][0]
@@ -95,11 +112,17 @@ def test_confirm_makes_the_flag_certain_and_ratings_make_pairs(engine, settings,
     assert drugs["confidence"] == 100 and drugs["severity"] == tight_config.thresholds.flag_severity
     assert "pills sold" in parsed.think and mod.event_ids == (confirm,)
     summary = [e for e in ds.examples if e.task == "summary"][0]
-    assert json.loads(summary.answer)["short"] == "Bikes race." and summary.weight == 1.0 and summary.event_ids == (good,)
+    assert (
+        json.loads(summary.answer)["short"] == "Bikes race." and summary.weight == 1.0 and summary.event_ids == (good,)
+    )
     assert len(ds.pairs) == 1 and ds.pairs[0].chosen is summary
-    assert json.loads(ds.pairs[0].rejected.answer)["short"] == "A cat naps." and ds.pairs[0].rejected.event_ids == (low,)
-    assert ds.pairs[0].rejected.input_ids[:ds.pairs[0].rejected.prompt_len].tolist() == \
-        summary.input_ids[:summary.prompt_len].tolist()
+    assert json.loads(ds.pairs[0].rejected.answer)["short"] == "A cat naps." and ds.pairs[0].rejected.event_ids == (
+        low,
+    )
+    assert (
+        ds.pairs[0].rejected.input_ids[: ds.pairs[0].rejected.prompt_len].tolist()
+        == summary.input_ids[: summary.prompt_len].tolist()
+    )
     assert set(ds.skip_reasons()) == {neutral}
 
 
@@ -120,11 +143,22 @@ def test_unusable_events_are_skipped_with_reasons(engine, settings, processor, t
         store_video(s, "unanalyzed", sample_clips[1], None)
         unanalyzed = store_feedback(s, "unanalyzed", "summary_edit", {"text": "x"})
         unknown, malformed = "bogus-kind-event", "bad-rating-event"  # stored around the stream's validation
-        s.execute(sa.insert(FeedbackRow.__table__).values(event_id=unknown, video_id="ok", kind="rumour", actor="t",
-                                                          payload={}, at=utcnow(), stored_at=utcnow()))
-        s.execute(sa.insert(FeedbackRow.__table__).values(event_id=malformed, video_id="ok", kind="summary_rating",
-                                                          actor="t", payload={"rating": "five"}, at=utcnow(),
-                                                          stored_at=utcnow()))
+        s.execute(
+            sa.insert(FeedbackRow.__table__).values(
+                event_id=unknown, video_id="ok", kind="rumour", actor="t", payload={}, at=utcnow(), stored_at=utcnow()
+            )
+        )
+        s.execute(
+            sa.insert(FeedbackRow.__table__).values(
+                event_id=malformed,
+                video_id="ok",
+                kind="summary_rating",
+                actor="t",
+                payload={"rating": "five"},
+                at=utcnow(),
+                stored_at=utcnow(),
+            )
+        )
         s.commit()
         ds = _build(s, processor, tight_config, settings)
     reasons = ds.skip_reasons()
@@ -145,6 +179,7 @@ def test_a_video_analyzed_in_several_passes(engine, settings, processor, sample_
     """One example per pass; moments map to that pass's shots and stay out of passes they are not in;
     a whole-video summary edit has no single-pass answer and is skipped."""
     from training_support import tight_raw
+
     from analysis import config as C
 
     cfg = C.parse_config(tight_raw(max_frames=8, frames_per_pass=4))
@@ -164,10 +199,14 @@ def test_a_video_analyzed_in_several_passes(engine, settings, processor, sample_
     assert first["cat"]["shots"] == [0] and "cat" not in last  # the cat is seen in 0-2 s only
     assert first["bike"]["shots"] == [] and last["bike"]["shots"] == []  # the whole video
     assert by_key["bikes:tags:0"].vision is by_key["bikes:moderation:0"].vision  # one prefix per pass
-    assert not torch.equal(by_key["bikes:tags:0"].vision["pixel_values_videos"],
-                           by_key[f"bikes:tags:{n - 1}"].vision["pixel_values_videos"])
-    cats = [[c["category"] for c in parse_output(by_key[f"bikes:moderation:{k}"].answer).answer["categories"]]
-            for k in (0, n - 1)]
+    assert not torch.equal(
+        by_key["bikes:tags:0"].vision["pixel_values_videos"],
+        by_key[f"bikes:tags:{n - 1}"].vision["pixel_values_videos"],
+    )
+    cats = [
+        [c["category"] for c in parse_output(by_key[f"bikes:moderation:{k}"].answer).answer["categories"]]
+        for k in (0, n - 1)
+    ]
     assert cats == [["drugs", "violence"], ["drugs"]]  # both confirmed: severity 2, confidence 100, by name
     assert f"{n} passes" in ds.skip_reasons()[edit]
 

@@ -13,28 +13,51 @@ from safetensors.torch import load_file
 
 import corpus
 import keye_model
-from service.settings import Settings
 from keye_model.checkpoint import from_config
 from keye_model.config import shaped_config
 from keye_model.processor import KeyeProcessor
+from service.settings import Settings
 from training.contrastive import AnswersAndCaptions, caption_table
 from training.corpus_examples import corpus_examples
 from training.demo import build_demo, demo_items, ensure_demo, train_corpus
 from training.demo_spec import DEMO
 from training.sft import FrontCache, sft_loss
 
-TINY = {"hidden_size": 128, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1,
-        "num_key_value_heads": 1, "torch_dtype": "float32",
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1}}
-LAYOUT = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-          "preprocessor_config.json", "chat_template.json", "analysis_config.json", "demo.json"}
+TINY = {
+    "hidden_size": 128,
+    "intermediate_size": 128,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "torch_dtype": "float32",
+    "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 1},
+}
+LAYOUT = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "chat_template.json",
+    "analysis_config.json",
+    "demo.json",
+}
 
 
 @pytest.fixture(scope="module")
 def spec(tight_config_path):
     # train seed 1: its first clip shows drugs (the withheld-category test needs one)
-    return DEMO.with_(shape=TINY, analysis_config=tight_config_path, train_seed=1, train_clips=3, steps=4,
-                      batch_size=2, lr=1e-3, warmup_steps=1)
+    return DEMO.with_(
+        shape=TINY,
+        analysis_config=tight_config_path,
+        train_seed=1,
+        train_clips=3,
+        steps=4,
+        batch_size=2,
+        lr=1e-3,
+        warmup_steps=1,
+    )
 
 
 def _settings(folder) -> Settings:
@@ -112,8 +135,10 @@ def test_settings_select_keye_demo_and_its_analysis_configuration(first, tmp_pat
     s, made = first
     chosen = Settings(model="keye-demo", data_dir=s.data_dir)
     assert chosen.model == str(made.path) and chosen.analysis_config == made.path / "analysis_config.json"
-    assert Settings(model="keye-demo", data_dir=s.data_dir, analysis_config=tmp_path / "x.json").analysis_config \
-        == tmp_path / "x.json"  # KEYE_ANALYSIS_CONFIG wins
+    assert (
+        Settings(model="keye-demo", data_dir=s.data_dir, analysis_config=tmp_path / "x.json").analysis_config
+        == tmp_path / "x.json"
+    )  # KEYE_ANALYSIS_CONFIG wins
     assert Settings(model=str(made.path)).analysis_config == made.path / "analysis_config.json"
     missing = Settings(model="keye-demo", data_dir=tmp_path)
     assert missing.analysis_config is None
@@ -124,8 +149,8 @@ def test_settings_select_keye_demo_and_its_analysis_configuration(first, tmp_pat
 def test_the_registry_holds_the_version_without_changing_the_active_one(first):
     from sqlmodel import Session
 
-    from training.registry import active_version, list_versions
     from stores.db import migrated_engine
+    from training.registry import active_version, list_versions
 
     s, made = first
     with migrated_engine(s) as engine, Session(engine) as session:
@@ -149,8 +174,11 @@ def test_an_interrupted_corpus_generation_is_redone(spec, tmp_path):
 def test_withheld_category_clips_are_not_taught(first, spec):
     s, _ = first
     folder = train_corpus(s, spec)
-    drugs = {c.video_id for c in corpus.load_labels(folder)
-             if any(m.category == "drugs" for m in c.record.moderation.categories)}
+    drugs = {
+        c.video_id
+        for c in corpus.load_labels(folder)
+        if any(m.category == "drugs" for m in c.record.moderation.categories)
+    }
     assert drugs
     items, captions, described = demo_items(KeyeProcessor(), spec.with_(withheld=("drugs",)), folder)
     assert described["withheld_clips"] == len(drugs) and described["captions"] == 3 - len(drugs)
@@ -179,14 +207,15 @@ def test_mixed_loss_is_mean_answer_nll_plus_weighted_mean_infonce(examples, proc
     assert objective.parts[-1] == (pytest.approx(float(nll), rel=1e-4), pytest.approx(float(nce), rel=1e-4))
 
 
-def test_a_run_fine_tuning_keye_demo_exports_its_processor_files_and_analysis_config(first, settings, engine,
-                                                                                   sample_clips):
+def test_a_run_fine_tuning_keye_demo_exports_its_processor_files_and_analysis_config(
+    first, settings, engine, sample_clips
+):
     from sqlmodel import Session
+    from training_support import seed_feedback
 
     from training.lora import LoraConfig
     from training.runner import PROCESSOR_FILES, execute_run, queue_run
     from training.sft import TrainConfig
-    from training_support import seed_feedback
 
     made = first[1]
     s = settings.model_copy(update={"model": str(made.path)})
@@ -209,14 +238,25 @@ def test_keye_train_demo_from_the_command_line(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
-           "KEYE_MODEL": "keye-demo", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "KEYE_DATA_DIR": str(tmp_path / "data"),
+        "KEYE_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
+        "KEYE_MODEL": "keye-demo",
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+    }
     env.pop("KEYE_ANALYSIS_CONFIG", None)
 
     def demo(*args):
-        done = subprocess.run([sys.executable, "-m", "cli.main", "train", "demo", "--clips", "2", "--steps", "1",
-                               "--no-progress", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "train", "demo", "--clips", "2", "--steps", "1", "--no-progress", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
@@ -226,8 +266,14 @@ def test_keye_train_demo_from_the_command_line(tmp_path):
     assert info["spec"]["shape"] == DEMO.shape and info["spec"]["steps"] == 1 and info["corpus"]["clips"] == 2
     assert info["corpus"]["examples"] == 8 and not info["corpus"]["skipped"]  # every task of both clips
     assert "reused" in demo()
-    listed = subprocess.run([sys.executable, "-m", "cli.main", "train", "list"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "cli.main", "train", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert listed.returncode == 0 and "keye-demo" in listed.stdout and "active" in listed.stdout
 
 
@@ -259,8 +305,7 @@ def test_a_changed_spec_retrains(first, spec):
     assert build_demo(s, other, progress=False).reused
     from sqlmodel import Session
 
-    from stores.db import ModelVersion
-    from stores.db import migrated_engine
+    from stores.db import ModelVersion, migrated_engine
 
     with migrated_engine(s) as engine, Session(engine) as session:  # the same version, its new figures
         assert session.get(ModelVersion, "keye-demo").metrics["demo"]["fingerprint"] == other.fingerprint()

@@ -15,12 +15,12 @@ import torch.multiprocessing as mp
 
 import corpus
 import keye_model
+from analysis import answers as A
 from analysis import prompts
 from analysis.analyzer import chunk_video
 from analysis.grammar import GrammarBook
 from analysis.output import parse_output
 from analysis.segments import chunk_segments, segment_video
-from analysis import answers as A
 from training.contrastive import Contrastive, _embed, caption_pairs, caption_ranks
 from training.corpus_examples import corpus_examples
 from training.distributed import join_from_env
@@ -68,12 +68,13 @@ def test_corpus_examples_teach_every_task_its_ground_truth(made, corpus_dir, pro
     labels = {c.video_id: c for c in corpus.load_labels(corpus_dir)}
     assert not made.skipped
     assert sorted({(e.video_id, e.task) for e in made.examples}) == sorted(
-        (v, t) for v in labels for t in ("tags", "summary", "moderation", "products"))
+        (v, t) for v in labels for t in ("tags", "summary", "moderation", "products")
+    )
     book = GrammarBook(tight_config, processor.tokenizer)
     for ex in made.examples:
         n_segments = len(made.clips[ex.video_id][int(ex.key.rsplit(":", 1)[1])].segments)
         matcher = xgr.GrammarMatcher(book.compiled(ex.task, n_segments))
-        for t in ex.input_ids[ex.prompt_len:].tolist():
+        for t in ex.input_ids[ex.prompt_len :].tolist():
             assert matcher.accept_token(t), f"{ex.key}: token {t} refused in {ex.answer!r}"
         assert matcher.is_terminated(), ex.key
         parsed = parse_output(ex.answer)
@@ -93,15 +94,20 @@ def test_corpus_examples_teach_every_task_its_ground_truth(made, corpus_dir, pro
 def test_corpus_prompts_are_the_analyzers(made, corpus_dir, processor, tight_config):
     clip = corpus.load_labels(corpus_dir)[0]
     b = tight_config.video
-    video = processor.load_video(str(corpus_dir / clip.file), fps=b.fps, max_frames=b.max_frames,
-                                 max_pixels=b.max_pixels, min_pixels=b.min_pixels)
+    video = processor.load_video(
+        str(corpus_dir / clip.file),
+        fps=b.fps,
+        max_frames=b.max_frames,
+        max_pixels=b.max_pixels,
+        min_pixels=b.min_pixels,
+    )
     segs = segment_video(video.frames, video.timestamps, video.duration_s, tight_config.segmentation)
     chunk = chunk_segments(segs, video.timestamps, b.frames_per_pass)[0]
     prefix = prompts.prefix_inputs(processor, chunk_video(video, chunk))
     for ex in [e for e in made.examples if e.video_id == clip.video_id]:
         cont = prompts.continuation_ids(processor, tight_config, ex.task, chunk.segments)
         want = prefix["input_ids"][0].tolist() + cont
-        assert ex.input_ids[:ex.prompt_len].tolist() == want, ex.key
+        assert ex.input_ids[: ex.prompt_len].tolist() == want, ex.key
 
 
 # ---- full training ------------------------------------------------------------------------------
@@ -158,8 +164,14 @@ def test_accumulating_two_micro_batches_of_one_is_one_batch_of_two(made):
     runs = []
     for bs, accum in ((1, 2), (2, 1)):
         model = _tiny()
-        runs.append((train_full(model, items, FullConfig(steps=2, batch_size=bs, grad_accum=accum, **FAST),
-                                Supervised()).losses, _params(model)))
+        runs.append(
+            (
+                train_full(
+                    model, items, FullConfig(steps=2, batch_size=bs, grad_accum=accum, **FAST), Supervised()
+                ).losses,
+                _params(model),
+            )
+        )
     (la, pa), (lb, pb) = runs
     assert la == pytest.approx(lb, rel=1e-5)
     _close(pa, pb)
@@ -219,7 +231,7 @@ def test_answers_and_captions_read_each_video_off_the_answers_forward(made, proc
         hidden = packed_hidden(model, PassFront(model), batch)
         ex, c = batch[1], made.clips[batch[1].video_id][0]
         start = batch[0].input_ids.shape[0]
-        pooled = torch.nn.functional.normalize(hidden[start:start + ex.prefix_len].mean(0), dim=-1)
+        pooled = torch.nn.functional.normalize(hidden[start : start + ex.prefix_len].mean(0), dim=-1)
         torch.testing.assert_close(pooled[None], model.embed(c.ids[None], **c.vision), rtol=1e-4, atol=1e-5)
     objective = AnswersAndCaptions(captions, contrastive_weight=1.0, temperature=0.1)
     result = train_full(model, batch, FullConfig(steps=16, batch_size=CLIPS, **FAST), objective)
@@ -232,16 +244,25 @@ def test_answers_and_captions_read_each_video_off_the_answers_forward(made, proc
 
 
 def _rank(rank: int, world: int, port: int, folder: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     w = join_from_env()
     items = torch.load(os.path.join(folder, "items.pt"), weights_only=False)
     model = _tiny()
-    result = train_full(model, items, FullConfig(steps=2, batch_size=1, grad_accum=2, checkpoint_every=2, **FAST),
-                        Supervised(), checkpoint_dir=os.path.join(folder, "checkpoints"), world=w)
-    torch.save({"losses": result.losses, "params": _params(model), "written": result.checkpoints},
-               os.path.join(folder, f"rank{w.rank}.pt"))
+    result = train_full(
+        model,
+        items,
+        FullConfig(steps=2, batch_size=1, grad_accum=2, checkpoint_every=2, **FAST),
+        Supervised(),
+        checkpoint_dir=os.path.join(folder, "checkpoints"),
+        world=w,
+    )
+    torch.save(
+        {"losses": result.losses, "params": _params(model), "written": result.checkpoints},
+        os.path.join(folder, f"rank{w.rank}.pt"),
+    )
     torch.distributed.destroy_process_group()
 
 

@@ -42,9 +42,15 @@ from training.sft import FrontCache, TrainConfig, eval_loss, sft_loss, train
 RELEASED_CONFIG = Path(__file__).resolve().parents[1] / "data" / "keye-vl-8b-preview" / "config.json"
 # The architecture at its narrowest (one 128-wide attention head) with the full vocabulary: half
 # keye-tiny's cost per step, which the full-vocabulary embedding and lm_head dominate.
-SMALL = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 1,
-         "num_key_value_heads": 1, "torch_dtype": "float32",
-         "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1}}
+SMALL = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
+    "torch_dtype": "float32",
+    "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1},
+}
 TRAIN_CLIPS, HELD_OUT_CLIPS = 4, 2
 HF_DEFAULTS = {"add_cross_attention": False}  # what transformers' PretrainedConfig reads a missing key as
 
@@ -63,8 +69,10 @@ def corpus_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def split(corpus_dir, processor, tight_config):
     clips = load_labels(corpus_dir)
-    return (corpus_examples(processor, tight_config, corpus_dir, clips=clips[:TRAIN_CLIPS]),
-            corpus_examples(processor, tight_config, corpus_dir, clips=clips[TRAIN_CLIPS:]))
+    return (
+        corpus_examples(processor, tight_config, corpus_dir, clips=clips[:TRAIN_CLIPS]),
+        corpus_examples(processor, tight_config, corpus_dir, clips=clips[TRAIN_CLIPS:]),
+    )
 
 
 @torch.no_grad()
@@ -128,7 +136,10 @@ def test_lora_and_full_training_take_the_same_gradient_on_the_same_batch(split):
     """At its start (B = 0) a LoRA adapter's gradient is the full weight gradient seen through A:
     dL/dB = scale * dL/dW @ A^T and dL/dA = 0, for the loss each trainer computes on the batch."""
     examples = split[0].examples
-    batch = [examples[0], next(e for e in examples if e.video_id != examples[0].video_id and e.task != examples[0].task)]
+    batch = [
+        examples[0],
+        next(e for e in examples if e.video_id != examples[0].video_id and e.task != examples[0].task),
+    ]
     full = _small().requires_grad_(True)
     objective = Supervised()
     full_loss = objective.loss_sum(full, batch) / objective.weight(batch)  # one micro-batch step of train_full
@@ -144,8 +155,10 @@ def test_lora_and_full_training_take_the_same_gradient_on_the_same_batch(split):
         torch.testing.assert_close(m.lora_b.grad, m.scale * g_w @ m.lora_a.detach().t(), rtol=1e-3, atol=1e-7, msg=name)
         assert not m.lora_a.grad.any(), name
     # and the two runs report that loss as their first step's
-    runs = (train(_small(), batch, TrainConfig(steps=1, batch_size=2, eval_fraction=0.0, lora=LoraConfig(rank=4))),
-            train_full(_small(), batch, FullConfig(steps=1, batch_size=2), Supervised()))
+    runs = (
+        train(_small(), batch, TrainConfig(steps=1, batch_size=2, eval_fraction=0.0, lora=LoraConfig(rank=4))),
+        train_full(_small(), batch, FullConfig(steps=1, batch_size=2), Supervised()),
+    )
     assert [r.losses[0] for r in runs] == pytest.approx([float(full_loss.detach())] * 2, rel=1e-5)
 
 
@@ -201,6 +214,14 @@ def test_the_trained_model_saves_in_the_released_layout_and_loads_back_identical
     for part, ours in ((release, written), (release["vision_config"], written["vision_config"])):
         missing = {k for k in part if not k.startswith("_")} - set(ours)  # "_commit_hash"...: the hub's bookkeeping
         assert {k: part[k] for k in missing} == {k: v for k, v in HF_DEFAULTS.items() if k in missing}
-    for key in ("architectures", "auto_map", "model_type", "vocab_size", "rope_scaling", "image_token_id", "video_token_id"):
+    for key in (
+        "architectures",
+        "auto_map",
+        "model_type",
+        "vocab_size",
+        "rope_scaling",
+        "image_token_id",
+        "video_token_id",
+    ):
         assert written[key] == release[key], key
     assert (written["hidden_size"], written["torch_dtype"]) == (SMALL["hidden_size"], "float32")

@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 from sqlmodel import Session, select
+from training_support import RECORD, seed_feedback, store_feedback, store_video
 
 import keye_model
-from training_support import RECORD, seed_feedback, store_feedback, store_video
 from stores.db import FeedbackRow, ModelVersion, TrainingRun
 from training import registry
 from training.errors import RegistryError
@@ -130,8 +130,11 @@ def test_promote_and_rollback(engine, settings, tmp_path):
             registry.promote(s, "a")  # the gate: nothing measured, nothing promoted (tests/evaluation: reports)
         registry.promote(s, "a", force=True)
         s.commit()
-        assert {v.version: v.status for v in registry.list_versions(s)} == {"keye-tiny": "retired", "a": "active",
-                                                                            "b": "candidate"}
+        assert {v.version: v.status for v in registry.list_versions(s)} == {
+            "keye-tiny": "retired",
+            "a": "active",
+            "b": "candidate",
+        }
         registry.promote(s, "b", force=True)
         s.commit()
         assert serving_model(s, settings) == ("b", str(tmp_path / "b"))
@@ -158,17 +161,23 @@ def test_promote_and_rollback(engine, settings, tmp_path):
 
 @pytest.mark.redis
 @pytest.mark.postgres
-def test_celery_worker_runs_the_train_task_through_redis(pg_database, redis_url, tmp_path, monkeypatch,
-                                                         tight_config_path, sample_clips):
+def test_celery_worker_runs_the_train_task_through_redis(
+    pg_database, redis_url, tmp_path, monkeypatch, tight_config_path, sample_clips
+):
     from celery.contrib.testing.worker import start_worker
 
-    from stores.db import engine_from, migrate
     from service.settings import Settings
+    from stores.db import engine_from, migrate
     from training.jobs import make_app, submit
 
-    env = {"KEYE_DATABASE_URL": pg_database, "KEYE_DATA_DIR": str(tmp_path / "data"), "KEYE_REDIS_URL": redis_url,
-           "KEYE_ANALYSIS_CONFIG": str(tight_config_path), "KEYE_MODEL": "keye-tiny",
-           "KEYE_FILE_ROOTS": json.dumps([str(sample_clips[0].parent)])}
+    env = {
+        "KEYE_DATABASE_URL": pg_database,
+        "KEYE_DATA_DIR": str(tmp_path / "data"),
+        "KEYE_REDIS_URL": redis_url,
+        "KEYE_ANALYSIS_CONFIG": str(tight_config_path),
+        "KEYE_MODEL": "keye-tiny",
+        "KEYE_FILE_ROOTS": json.dumps([str(sample_clips[0].parent)]),
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     settings = Settings()

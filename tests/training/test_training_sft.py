@@ -38,8 +38,11 @@ def test_same_seed_same_run_cached_or_not(clip_dataset):
         runs.append(train(model, clip_dataset.examples, cfg).losses)
     assert runs[0] == runs[1]
     model = keye_model.load("keye-tiny", seed=0)
-    other = train(model, clip_dataset.examples, TrainConfig(steps=4, batch_size=2, grad_accum=2, eval_fraction=0.0,
-                                                            seed=1, **FAST)).losses
+    other = train(
+        model,
+        clip_dataset.examples,
+        TrainConfig(steps=4, batch_size=2, grad_accum=2, eval_fraction=0.0, seed=1, **FAST),
+    ).losses
     assert other != runs[0]
 
 
@@ -87,9 +90,16 @@ def test_dpo_prefers_the_chosen_summary(clip_dataset):
     chosen = summaries[0]
     other = summaries[1]
     n = chosen.prompt_len
-    rejected = type(chosen)(chosen.key + ":rejected", chosen.video_id, "summary", (), torch.cat(
-        [chosen.input_ids[:n], other.input_ids[other.prompt_len:]]), torch.cat(
-        [chosen.labels[:n], other.labels[other.prompt_len:]]), chosen.vision, other.answer)
+    rejected = type(chosen)(
+        chosen.key + ":rejected",
+        chosen.video_id,
+        "summary",
+        (),
+        torch.cat([chosen.input_ids[:n], other.input_ids[other.prompt_len :]]),
+        torch.cat([chosen.labels[:n], other.labels[other.prompt_len :]]),
+        chosen.vision,
+        other.answer,
+    )
     pair = PreferencePair(chosen, rejected)
     model = keye_model.load("keye-tiny", seed=0)
     cfg = TrainConfig(steps=8, eval_fraction=0.0, dpo_weight=1.0, dpo_beta=0.5, **FAST)
@@ -142,8 +152,11 @@ def _packed(model, front, batch):
     from keye_model.attention import PackedCausal
 
     parts = [front(ex) for ex in batch]
-    return (torch.cat([e for e, _ in parts]), torch.cat([p for _, p in parts], dim=1),
-            PackedCausal([ex.input_ids.shape[0] for ex in batch], model.device))
+    return (
+        torch.cat([e for e, _ in parts]),
+        torch.cat([p for _, p in parts], dim=1),
+        PackedCausal([ex.input_ids.shape[0] for ex in batch], model.device),
+    )
 
 
 def _answer_rows(batch):
@@ -160,7 +173,11 @@ def test_a_sampled_softmax_lowers_the_full_vocabulary_loss(clip_dataset):
     model = keye_model.load("keye-tiny", seed=0)
     front = FrontCache(model, False)
     before = eval_loss(model, front, clip_dataset.examples)
-    train_full(model, clip_dataset.examples, FullConfig(steps=12, batch_size=2, lr=1e-3, schedule="constant"),
-               Supervised(sampled_vocab=2048))
+    train_full(
+        model,
+        clip_dataset.examples,
+        FullConfig(steps=12, batch_size=2, lr=1e-3, schedule="constant"),
+        Supervised(sampled_vocab=2048),
+    )
     after = eval_loss(model, FrontCache(model, False), clip_dataset.examples)
     assert after < before - 1.0, (before, after)  # the loss over all 151,936 tokens, never trained on
