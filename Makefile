@@ -1,6 +1,6 @@
 # `make demo`: set up, train keye-demo once (cached), show what it does on held-out and sample clips.
 # `make test`: set up, start the stack, run every test.
-# `make lint`: ruff (lint and format check) and mypy over the packages; CI runs it before the tests.
+# `make lint`: ruff (lint and format check), mypy over the packages, every noqa / type: ignore explained; CI runs it before the tests.
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
@@ -17,6 +17,7 @@ lint: $(VENV_STAMP)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	$(PY) scripts/check_suppressions.py
 
 setup: $(VENV_STAMP)
 
