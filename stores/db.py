@@ -16,7 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlmodel import JSON, Column, Field, Session, SQLModel, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
 
 from service.schemas import AnalysisRecord, FeedbackEvent, Submission, utcnow
 from service.settings import Settings
@@ -220,21 +221,26 @@ def serving_model(session: Session, settings: Settings) -> tuple[str, str]:
 # ---- idempotent writes -------------------------------------------------------------------------------
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """A table model's Core table, for the statements that bypass the ORM (bulk insert, update, delete)."""
+    return model.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table=True classes; its stubs omit it
+
+
 def upsert(
     session: Session, model: type[SQLModel], rows: list[dict], keys: list[str], update: list[str] | None = None
 ) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE (or DO NOTHING when `update` is empty)."""
     if not rows:
         return
-    table = model.__table__
+    table = table_of(model)
     dialect = session.get_bind().dialect.name
+    stmt: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        stmt = postgresql.insert(table).values(rows)
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        stmt = sqlite.insert(table).values(rows)
     else:
         raise NotImplementedError(f"upsert is not implemented for {dialect}; use SQLite or PostgreSQL")
-    stmt = insert(table).values(rows)
     if update:
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
     else:
@@ -275,8 +281,8 @@ def mark_failed(session: Session, video_id: str, reason: str, uri: str = "") -> 
         keys=["video_id"],
     )
     session.execute(
-        sa.update(Video.__table__)
-        .where(Video.video_id == video_id, Video.status != "analyzed")
+        sa.update(table_of(Video))
+        .where(col(Video.video_id) == video_id, col(Video.status) != "analyzed")
         .values(status="failed", error=reason[:2000], updated_at=now)
     )
 
@@ -306,7 +312,7 @@ def write_analysis(session: Session, r: AnalysisRecord, submission: Submission |
         keys=["analysis_id"],
         update=["prompt_version", "moderation_status", "max_severity", "summary_short", "duration_s", "record"],
     )
-    session.execute(sa.delete(Tag.__table__).where(Tag.analysis_id == r.analysis_id))
+    session.execute(sa.delete(table_of(Tag)).where(col(Tag.analysis_id) == r.analysis_id))
     upsert(
         session,
         Tag,
@@ -341,8 +347,8 @@ def write_analysis(session: Session, r: AnalysisRecord, submission: Submission |
         update=["severity", "confidence", "evidence"],
     )
     session.execute(
-        sa.update(Video.__table__)
-        .where(Video.video_id == r.video_id)
+        sa.update(table_of(Video))
+        .where(col(Video.video_id) == r.video_id)
         .values(status="analyzed", error=None, updated_at=utcnow())
     )
 

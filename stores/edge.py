@@ -110,7 +110,7 @@ class EdgeEngine:
             self._shard, self._dim = shard, dim
 
     def dim(self) -> int:
-        if self._open() is None:
+        if self._open() is None or self._dim is None:  # _open sets _dim before the shard
             raise VectorStoreError(f"no collection at {self.folder}")
         return self._dim
 
@@ -182,7 +182,7 @@ class EdgeEngine:
         )
         try:
             points = self._open().query(request)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - the engine reports a bad query as a plain exception
             raise VectorStoreError(str(err)) from None
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in points]
 

@@ -33,7 +33,10 @@ class ServerEngine:
             self.client.create_payload_index(self.collection, name, field_schema=models.PayloadSchemaType(kind))
 
     def dim(self) -> int:  # read each time: a server's collection may be recreated by others
-        return self.client.get_collection(self.collection).config.params.vectors[VECTOR].size
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        if not isinstance(vectors, dict):  # this store's collections name their vector
+            raise VectorStoreError(f"collection {self.collection} has no named vector {VECTOR!r}")
+        return vectors[VECTOR].size
 
     def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         from qdrant_client import models
@@ -41,14 +44,14 @@ class ServerEngine:
         self.client.upsert(
             self.collection,
             wait=True,
-            points=models.Batch(ids=ids, vectors={VECTOR: vectors.tolist()}, payloads=payloads),
+            points=models.Batch(ids=list(ids), vectors={VECTOR: vectors.tolist()}, payloads=payloads),
         )
 
     def set_payload(self, ids: list[str], payload: dict[str, Any]) -> None:
-        self.client.set_payload(self.collection, payload=payload, points=ids, wait=True)
+        self.client.set_payload(self.collection, payload=payload, points=list(ids), wait=True)
 
     def delete(self, ids: list[str]) -> None:
-        self.client.delete(self.collection, points_selector=ids, wait=True)
+        self.client.delete(self.collection, points_selector=list(ids), wait=True)
 
     def query(self, vector: np.ndarray, flt: Any, limit: int, offset: int, score_threshold: float | None) -> list[Hit]:
         from qdrant_client.http.exceptions import UnexpectedResponse

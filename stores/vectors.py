@@ -65,6 +65,7 @@ class VectorStore:
 
             self._engine: Any = ServerEngine(url, collection, api_key=api_key)
         else:
+            assert path is not None  # exactly one of url and path: checked above
             from stores.edge import EdgeEngine
 
             self._engine = EdgeEngine(Path(path) / collection)
@@ -109,19 +110,21 @@ class VectorStore:
         """Write each record's point (its embedding must be present); idempotent by point id."""
         if not records:
             return
+        embeddings: list[list[float]] = []
         for r in records:
             if not r.embedding:
                 raise VectorStoreError(f"analysis {r.analysis_id} of video {r.video_id} has no embedding")
-        dim = len(records[0].embedding)
-        for r in records:
-            if len(r.embedding) != dim:
+            embeddings.append(r.embedding)
+        dim = len(embeddings[0])
+        for r, embedding in zip(records, embeddings):
+            if len(embedding) != dim:
                 raise VectorStoreError(
-                    f"analysis {r.analysis_id} of video {r.video_id} has a {len(r.embedding)}-dim "
+                    f"analysis {r.analysis_id} of video {r.video_id} has a {len(embedding)}-dim "
                     f"embedding; this batch holds {dim}-dim embeddings"
                 )
         self.upsert_points(
             [r.analysis_id for r in records],
-            np.asarray([r.embedding for r in records]),
+            np.asarray(embeddings),
             [payload_of(r) for r in records],
         )
 

@@ -16,6 +16,8 @@ def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
         url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise RuntimeError("alembic: no connection given and no sqlalchemy.url configured")
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             _migrate(conn)
