@@ -39,7 +39,7 @@ def _attn_fwd(
     Q,
     K,
     V,
-    O,
+    OUT,
     LSE,
     CU_Q,
     CU_K,
@@ -71,7 +71,7 @@ def _attn_fwd(
         return
     # 64-bit scalar bases, 32-bit per-element offsets: keeps address registers low.
     q_base = Q + q0 * sq_t + kvh * GROUP * sq_h
-    o_base = O + q0 * so_t + kvh * GROUP * so_h
+    o_base = OUT + q0 * so_t + kvh * GROUP * so_h
     k_base = K + k0 * sk_t + kvh * sk_h
     v_base = V + k0 * sk_t + kvh * sk_h
     rows = tl.arange(0, BLOCK_M * GROUP_P)
@@ -113,7 +113,7 @@ def _attn_fwd(
     out = acc / safe_l[:, None]
     tl.store(
         o_base + (offs_m * so_t + g * so_h)[:, None] + offs_d[None, :],
-        out.to(O.dtype.element_ty),
+        out.to(OUT.dtype.element_ty),
         mask=row_ok[:, None] & d_ok[None, :],
     )
     # +inf for empty rows makes every backward probability exp2(s - lse) exactly 0.

@@ -77,9 +77,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             logits = h @ weight.t()
             lse, tgt = rows(logits, t, ignore_index, None if scale is None else scale[s : s + chunk_size])
             total += ((lse - tgt) * valid[s : s + chunk_size]).sum()
-            if need_h:
+            if grad_h is not None:  # allocated exactly when need_h
                 grad_h[s : s + chunk_size] = logits @ weight
-            if need_w:
+            if grad_w is not None:  # allocated exactly when need_w
                 grad_w.addmm_(logits.t(), h)
         ctx.save_for_backward(grad_h, grad_w)
         return total / n_valid  # 0 when every target is ignored, not nan

@@ -90,7 +90,7 @@ def _decode_split(
 
 
 @triton.jit
-def _decode_reduce(MID_O, MID_LSE, O, so_b, so_h, n_heads, n_splits, D, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+def _decode_reduce(MID_O, MID_LSE, OUT, so_b, so_h, n_heads, n_splits, D, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     b, h = tl.program_id(0).to(tl.int64), tl.program_id(1)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
@@ -103,7 +103,7 @@ def _decode_reduce(MID_O, MID_LSE, O, so_b, so_h, n_heads, n_splits, D, BLOCK_S:
     parts = tl.load(MID_O + row[:, None] * BLOCK_D + offs_d[None, :], mask=s_ok[:, None], other=0.0)
     total = tl.sum(w, axis=0)
     out = tl.sum(parts * w[:, None], axis=0) / tl.where(total == 0.0, 1.0, total)
-    tl.store(O + b * so_b + h * so_h + offs_d, out.to(O.dtype.element_ty), mask=offs_d < D)
+    tl.store(OUT + b * so_b + h * so_h + offs_d, out.to(OUT.dtype.element_ty), mask=offs_d < D)
 
 
 def _plan(b: int, hkv: int, s_max: int) -> tuple[int, int, int]:
