@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from api_testing import make_record
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -17,6 +16,7 @@ from api.keys import ROLES, create_key
 from service.schemas import AnalysisRecord, Submission
 from service.settings import Settings
 from stores.db import write_analysis
+from tests.support.api import make_record
 
 
 @pytest.fixture

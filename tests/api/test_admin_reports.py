@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -11,6 +10,7 @@ from evaluation.report import build_report
 from evaluation.store import save_report
 from service.schemas import TagScore, utcnow
 from stores.db import ModelVersion
+from tests.support.api import auth
 
 
 def test_each_version_returns_its_report(client: TestClient, session: Session, keys) -> None:

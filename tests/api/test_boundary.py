@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_testing import auth, live_server
 from fastapi import params
 from fastapi.testclient import TestClient
 from sqlmodel import Session
@@ -24,6 +23,7 @@ from api.app import create_app, route_table
 from api.boundary import scanner_for
 from api.keys import ROLES, create_key
 from api.observability import redact
+from tests.support.api import auth, live_server
 
 PROBLEM = "application/problem+json"
 PARAM = re.compile(r"{(\w+)(?::\w+)?}")

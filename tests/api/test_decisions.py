@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 import httpx
 import sqlalchemy as sa
-from api_testing import at_once, auth, live_server
 from sqlmodel import Session, select
 
 from api.keys import create_key
 from api.tables import Outbox
 from stores.db import Review
+from tests.support.api import at_once, auth, live_server
 
 PARALLEL = 20
 

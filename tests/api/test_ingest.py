@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from api.tables import Outbox
 from service.schemas import Submission, decode
 from stores.db import Video
+from tests.support.api import auth
 
 
 def _outbox(session: Session, topic: str = "videos.ingest") -> list[Outbox]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
@@ -13,6 +12,7 @@ from analysis.answers import corrected_moderation
 from analysis.config import load_config
 from api.tables import Outbox
 from stores.db import Analysis, ModerationFlag, Review
+from tests.support.api import auth
 
 
 def test_a_missed_violation_on_a_clear_video_flags_it_and_is_feedback(

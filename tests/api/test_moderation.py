@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from api.keys import create_key
 from api.tables import Outbox
 from stores.db import Analysis, ModerationFlag, Review
+from tests.support.api import auth
 
 
 def test_queue_orders_by_severity_then_age_and_filters(client: TestClient, keys, seed) -> None:

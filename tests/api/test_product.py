@@ -8,7 +8,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from api_testing import auth
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
@@ -17,6 +16,7 @@ from api.keys import create_key
 from api.tables import Outbox
 from service.schemas import FeedbackEvent, TagScore, decode, utcnow
 from stores.db import ModelVersion, Tag, write_analysis
+from tests.support.api import auth
 
 
 def test_status_analysis_and_summary(client: TestClient, session: Session, keys, seed) -> None:

@@ -276,12 +276,11 @@ def test_a_remote_video_is_fetched_once_for_the_player(api_settings, sample_clip
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    from api_testing import make_record
-
     from api.app import create_app
     from api.keys import create_key
     from service.schemas import Submission
     from stores.db import write_analysis
+    from tests.support.api import make_record
 
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(sample_clips[0].parent))
     source = ThreadingHTTPServer(("127.0.0.1", 0), handler)

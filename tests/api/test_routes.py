@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from api_testing import auth
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlmodel import Session
@@ -14,6 +13,7 @@ from sqlmodel import Session
 from api import review_session
 from api.app import route_table
 from api.auth import Roles
+from tests.support.api import auth
 
 # Deliberately public: probes, metrics, the login form and the generated docs.
 PUBLIC = {

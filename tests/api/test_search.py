@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from api_testing import auth, random_vector
 from fastapi.testclient import TestClient
+
+from tests.support.api import auth, random_vector
 
 DIM = 16
 

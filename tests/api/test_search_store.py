@@ -8,7 +8,6 @@ import random
 
 import numpy as np
 import pytest
-from api_testing import auth, make_record, random_vector
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -17,6 +16,7 @@ from api.keys import create_key
 from service.schemas import Submission
 from stores.db import write_analysis
 from stores.vectors import VectorStore
+from tests.support.api import auth, make_record, random_vector
 
 DIM = 16
 

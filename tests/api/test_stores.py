@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from api_testing import auth, make_record
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
@@ -20,6 +19,7 @@ from api.keys import ROLES, create_key
 from api.problems import Conflict
 from service.schemas import FeedbackEvent, Submission, decode
 from stores.db import write_analysis
+from tests.support.api import auth, make_record
 
 
 @pytest.fixture

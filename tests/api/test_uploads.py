@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from api_testing import auth
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlmodel import Session, select
@@ -16,6 +15,7 @@ from sqlmodel import Session, select
 from api.app import create_app
 from api.tables import Outbox
 from service import uploads
+from tests.support.api import auth
 
 REPO = Path(__file__).resolve().parents[2]
 

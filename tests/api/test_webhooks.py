@@ -10,7 +10,6 @@ import threading
 from datetime import timedelta
 
 import pytest
-from api_testing import auth, make_record
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 from standardwebhooks import Webhook as Verifier
@@ -21,6 +20,7 @@ from api.keys import ROLES, create_key
 from api.tables import Webhook
 from api.webhooks import MAX_ATTEMPTS, RETRY, deliver_due, fanout_message
 from service.schemas import FlagMessage, encode, utcnow
+from tests.support.api import auth, make_record
 
 
 class Receiver:

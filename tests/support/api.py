@@ -1,4 +1,4 @@
-"""Helpers shared by the API tests (plain functions; fixtures live in conftest.py)."""
+"""Helpers shared by the API tests (plain functions; fixtures live in tests/api/conftest.py)."""
 
 from __future__ import annotations
 
