@@ -54,7 +54,7 @@ def random_init(model: KeyeModel, seed: int, device) -> None:
     """Deterministic small weights: N(0, 0.02) matrices, zero biases, unit norms."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     norms = (nn.LayerNorm,)
-    for mod_name, module in model.named_modules():
+    for module in model.modules():
         for leaf, p in list(module._parameters.items()):
             if p is None:
                 continue

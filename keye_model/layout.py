@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
-from torch import nn
 
 from keye_model import safetensors_io as st
+from keye_model.config import KeyeConfig
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -27,7 +28,18 @@ GENERATION_CONFIG = {
 }
 
 
-def save(model: nn.Module, folder: str | Path, max_shard_size: int = 5 * 2**30) -> None:
+class Saveable(Protocol):
+    """What save() reads of a KeyeModel (not imported here: model.py imports this module)."""
+
+    config: KeyeConfig
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def state_dict(self, *, keep_vars: bool = ...) -> dict[str, Any]: ...
+
+
+def save(model: Saveable, folder: str | Path, max_shard_size: int = 5 * 2**30) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = list(model.state_dict(keep_vars=False).items())

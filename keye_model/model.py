@@ -49,6 +49,8 @@ def _grids(x: Any, name: str) -> torch.Tensor | None:
 
 
 class KeyeModel(nn.Module):
+    inv_freq: torch.Tensor  # the buffer registered in __init__
+
     def __init__(self, cfg: KeyeConfig) -> None:
         super().__init__()
         self.config = cfg
@@ -146,7 +148,7 @@ class KeyeModel(nn.Module):
             n_feat = 0 if feats is None else feats.shape[0]
             if n_tok != n_feat:
                 raise InputError(f"{kind} tokens and features do not match: {n_tok} tokens, {n_feat} features")
-            if n_feat:
+            if feats is not None and n_feat:  # n_feat > 0 only when feats is a tensor
                 embeds[where] = feats.to(embeds.dtype)
         return Packed(embeds, torch.cat(pos, dim=1).to(self.device), [len(t) for t in tokens], nxt, tokens, mask_cpu)
 

@@ -54,7 +54,9 @@ def _as_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1).view(torch.uint8)
 
 
-def iter_tensors(path: Path, want: dict[str, tuple[torch.Size, torch.dtype]]) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_tensors(
+    path: Path, want: dict[str, tuple[torch.Size, torch.dtype]]
+) -> Iterator[tuple[str, torch.Tensor | None]]:
     """Yield (name, CPU tensor in the wanted dtype) for the file's tensors, one at a time.
 
     `want` maps names to expected (shape, dtype); a name not in it is yielded as None so the
@@ -80,7 +82,7 @@ def iter_tensors(path: Path, want: dict[str, tuple[torch.Size, torch.dtype]]) ->
                 raise CheckpointError(f"tensor '{name}' in {path.name} has a byte size that does not match its shape")
             if out.numel():
                 f.seek(base + start)
-                view = memoryview(_as_bytes(out).numpy())
+                view = _as_bytes(out).numpy().data  # the tensor's own bytes: readinto fills it in place
                 got = 0
                 while got < len(view):
                     n = f.readinto(view[got:])
@@ -105,4 +107,4 @@ def write(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], metadata: dic
         f.write(blob)
         for _, t in items:
             if t.numel():
-                f.write(memoryview(_as_bytes(t.contiguous().cpu()).numpy()))
+                f.write(_as_bytes(t.contiguous().cpu()).numpy().data)

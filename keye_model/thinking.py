@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from keye_model.errors import InputError
 
 
-class ThinkingMode(str, Enum):
+class ThinkingMode(StrEnum):
     THINK = "think"
     NO_THINK = "no_think"
     AUTO = "auto"

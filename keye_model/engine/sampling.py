@@ -46,10 +46,11 @@ class SamplingParams:
             raise InputError("stop_strings must be a sequence of strings, not one string")
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """seen (B, V) bool: tokens already in each row's prompt or output."""
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor | None, penalty: float) -> torch.Tensor:
+    """seen (B, V) bool: tokens already in each row's prompt or output; None only when penalty is 1."""
     if penalty == 1.0:
         return logits
+    assert seen is not None, "a repetition penalty needs the tokens seen so far"
     scaled = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, scaled, logits)
 
@@ -69,7 +70,7 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.
 
 
 def choose(
-    logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, generator: torch.Generator | None
+    logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor | None, generator: torch.Generator | None
 ) -> torch.Tensor:
     """logits (B, V) float32 -> token ids (B,)."""
     logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)

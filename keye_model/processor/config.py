@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 PATCH = 14
 MERGE = 2
@@ -69,11 +70,11 @@ class MediaLimits:
     isolate_grace_s: float = 5.0
     max_memory_bytes: int = 0
 
-    def with_overrides(self, **kw: object) -> MediaLimits:
+    def with_overrides(self, **kw: Any) -> MediaLimits:  # field values, as the caller gives them
         known = {f.name for f in fields(self)}
         bad = set(kw) - known
         if bad:
             from .errors import ProcessorInputError
 
             raise ProcessorInputError(f"unknown media limit(s): {sorted(bad)}")
-        return replace(self, **kw)  # type: ignore[arg-type]
+        return replace(self, **kw)

@@ -208,7 +208,7 @@ class FrameSink:
     """Rotates, resizes and stores the wanted frames as they come out of the decoder."""
 
     def __init__(
-        self, count: int, lo: int, hi: int, size: tuple[int, int] | None, limits: MediaLimits, source: str
+        self, count: int, lo: int, hi: float, size: tuple[int, int] | None, limits: MediaLimits, source: str
     ) -> None:
         """lo/hi: per-frame pixel budget; size: a fixed output size, else fitted on the first frame."""
         self.frames: torch.Tensor | None = None  # (count, 3, h, w) uint8, allocated at the first frame

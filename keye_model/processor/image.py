@@ -8,7 +8,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ def open_image(src: Any, limits: MediaLimits) -> Image.Image:
     if isinstance(src, Image.Image):
         img = src
     else:
+        data: IO[bytes]  # in memory, or the opened file
         if isinstance(src, str) and src.startswith("data:image"):
             try:
                 data = io.BytesIO(base64.b64decode(src.split("base64,", 1)[1], validate=True))
@@ -43,7 +44,7 @@ def open_image(src: Any, limits: MediaLimits) -> Image.Image:
                 raise UnsupportedMedia("image file not found", name)
             if path.stat().st_size > limits.max_file_bytes:
                 raise VideoTooLarge(f"image file over {limits.max_file_bytes} bytes", name)
-            data = path.open("rb")  # type: ignore[assignment]
+            data = path.open("rb")
         else:
             raise ProcessorInputError(f"an image must be a path, bytes or PIL image, got {type(src).__name__}")
         try:

@@ -56,7 +56,7 @@ def _child(
     try:
         # plain pickle: tensors travel as bytes (torch's shared-memory handles would die with us)
         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any object in the result may fail to pickle; the parent still gets an error
         data = pickle.dumps(("err", VideoDecodeError(f"decoder result could not be sent: {e}", src)))
     conn.send_bytes(data)
     conn.close()

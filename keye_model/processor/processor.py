@@ -192,9 +192,9 @@ class KeyeProcessor:
                 raise ProcessorInputError("a video item needs 'video': a path, a frame list or a VideoInput")
         for (i, _, _), res in zip(jobs, load_videos([(s, o) for _, s, o in jobs], self.budgets, self.limits)):
             out[i] = res
-        for res in out:
-            if isinstance(res, MediaError):
-                raise res
+        for r in out:
+            if isinstance(r, MediaError):
+                raise r
         return [r for r in out if isinstance(r, VideoInput)]
 
     # ---- everything -------------------------------------------------------------------------
@@ -223,14 +223,15 @@ class KeyeProcessor:
         if images:
             out.pixel_values = torch.cat([p for p, _ in images])
             out.image_grid_thw = torch.tensor([g for _, g in images], dtype=torch.long)
+        video_tokens: list[int] = []
         if videos:
             patches = [pixel_patches(v.frames) for v in videos]
             out.pixel_values_videos = torch.cat([p for p, _ in patches])
-            out.video_grid_thw = torch.tensor([g for _, g in patches], dtype=torch.long)
+            out.video_grid_thw = grid = torch.tensor([g for _, g in patches], dtype=torch.long)
+            video_tokens = [int(g.prod()) // (MERGE * MERGE) for g in grid]
             out.second_per_grid_ts = torch.tensor([1.0 / v.sample_fps for v in videos], dtype=torch.float32)
             out.video_timestamps = [list(v.timestamps) for v in videos]
         image_tokens = [t * h * w // (MERGE * MERGE) for _, (t, h, w) in images]
-        video_tokens = [int(g.prod()) // (MERGE * MERGE) for g in out.video_grid_thw] if videos else []
         rows = self._tokenize(texts, image_tokens, video_tokens)
         out.input_ids, out.attention_mask = self._left_pad(rows)
         return out

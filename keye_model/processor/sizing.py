@@ -17,7 +17,7 @@ def smart_resize(
     width: int,
     factor: int = FACTOR,
     min_pixels: int = 56 * 56,
-    max_pixels: int = 14 * 14 * 4096,
+    max_pixels: float = 14 * 14 * 4096,  # a video frame's share of the total budget is fractional
     max_ratio: float = 200.0,
 ) -> tuple[int, int]:
     """Sides rounded to multiples of `factor`, area within [min_pixels, max_pixels], aspect kept.
@@ -87,8 +87,11 @@ def video_frame_pixels(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     total_pixels: int | None = None,
-) -> tuple[int, int]:
-    """(min, max) pixels per frame: the total budget shared across frames, capped per frame."""
+) -> tuple[int, float]:
+    """(min, max) pixels per frame: the total budget shared across frames, capped per frame.
+
+    The max stays a float when the shared budget wins, as in keye-vl-utils.
+    """
     lo = budgets.video_min_pixels if min_pixels is None else min_pixels
     total = budgets.video_total_pixels if total_pixels is None else total_pixels
     hi = max(min(budgets.video_max_pixels, total / nframes * FRAME_FACTOR), int(lo * 1.05))

@@ -89,7 +89,8 @@ def build_tokenizer(folder: str | Path | None = None) -> Tokenizer:
                 pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
             ]
         )
-        tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+        # The byte-level decoder takes no options (it ignored the pre-tokenizer's, passed here before).
+        tok.decoder = decoders.ByteLevel()
     # Re-declare Keye's added tokens in id order: a no-op for those already there, and it adds
     # 151669-151674 that a plain Qwen3 vocabulary lacks.
     for tid, (content, special) in sorted(ADDED_TOKENS.items()):
