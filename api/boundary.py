@@ -34,8 +34,11 @@ _FORM_NUL = re.compile(rb"%00")
 class NulScanner:
     """Finds a NUL in a body fed chunk by chunk, also when its escape straddles two chunks."""
 
-    def __init__(self, escape: re.Pattern[bytes] | None, backslashes: bool) -> None:
+    def __init__(self, escape: re.Pattern[bytes] | None, backslashes: bool, needle: bytes = b"") -> None:
         self.escape = escape
+        # bytes every match of `escape` contains: found by a plain scan, they rule out most bodies
+        # before the regex, whose lookbehind is tried at every offset (~10 ms on a 4096-float body)
+        self.needle = needle
         self.backslashes = backslashes  # JSON: whether an escape counts depends on the backslashes before it
         self.tail = b""
 
@@ -45,7 +48,7 @@ class NulScanner:
         if self.escape is None:
             return False
         data = self.tail + chunk
-        if self.escape.search(data):
+        if self.needle in data and self.escape.search(data):
             return True
         keep = 5 if self.backslashes else 2  # an escape minus its last byte
         head, self.tail = data[:-keep], data[-keep:]
@@ -58,9 +61,9 @@ def scanner_for(content_type: str | None) -> NulScanner | None:
     """The scanner of a body routes parse, by its media type; None for bodies they stream (uploads)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
-        return NulScanner(_JSON_NUL, backslashes=True)
+        return NulScanner(_JSON_NUL, backslashes=True, needle=b"\\u0000")
     if media == "application/x-www-form-urlencoded":
-        return NulScanner(_FORM_NUL, backslashes=False)
+        return NulScanner(_FORM_NUL, backslashes=False, needle=b"%00")
     if media == "multipart/form-data":
         return NulScanner(None, backslashes=False)
     return None
