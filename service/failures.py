@@ -3,10 +3,10 @@ or store (a store we write to is down: retry with backoff forever, never commit 
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Failure(str, Enum):
+class Failure(StrEnum):
     PERMANENT = "permanent"
     LIMITED = "limited"
     STORE = "store"

@@ -20,11 +20,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
 from service.addresses import check_address
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    import httpcore
 
 log = logging.getLogger("keye.fetch")
 MAX_REDIRECTS = 5
@@ -95,7 +98,8 @@ def resolve_checked(host: str, port: int, allow_private: bool, allow_loopback: b
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise FetchError(f"cannot resolve {host!r}: {e}", permanent=False) from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    # an IPv4/IPv6 sockaddr starts with the address as text (typeshed allows an int for other families)
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for ip in addresses:
         reason = check_address(ip, allow_private, allow_loopback)
         if reason is not None:
@@ -157,7 +161,8 @@ def download(uri: str, settings: Settings, folder: Path) -> Path:
 
     backend = _DeadlineBackend(time.monotonic() + settings.fetch_timeout_s, settings.fetch_read_timeout_s)
     url = uri
-    with httpcore.ConnectionPool(network_backend=backend) as pool:
+    # _DeadlineBackend has NetworkBackend's methods without subclassing it (httpcore is imported lazily)
+    with httpcore.ConnectionPool(network_backend=cast("httpcore.NetworkBackend", backend)) as pool:
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             scheme = parts.scheme.lower()

@@ -14,12 +14,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from service.schemas import DeadLetter, Submission, encode, key_of, utcnow
+from service.schemas import (
+    AnalysisRecord,
+    DeadLetter,
+    FeedbackEvent,
+    FlagMessage,
+    Submission,
+    TaskName,
+    encode,
+    key_of,
+    utcnow,
+)
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+Keyed = Submission | AnalysisRecord | FlagMessage | FeedbackEvent  # the messages that name their video
 
 DEFAULT_PARTITIONS = 6
 
@@ -96,7 +106,7 @@ def producer(settings: Settings, **overrides: Any):
         raise KafkaUnavailableError(f"Kafka at {settings.kafka_bootstrap} does not answer: {e}") from e
 
 
-def send(prod, topic: str, message: BaseModel, video_id: str | None = None):
+def send(prod, topic: str, message: Keyed, video_id: str | None = None):
     """Queue one message keyed by its video_id; the caller flushes before committing offsets."""
     vid = video_id or message.video_id
     return prod.send(topic, key=key_of(vid), value=encode(message))
@@ -130,7 +140,7 @@ def ingest(
     language: str | None = None,
     title: str | None = None,
     hashtags: Iterable[str] = (),
-    tasks: Iterable[str] = (),
+    tasks: Iterable[TaskName] = (),
     submitted_at: datetime | None = None,
     prod=None,
 ) -> list[Submission]:

@@ -120,7 +120,7 @@ class RetryPolicy:
         while True:
             try:
                 return await action()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - _wait_after re-raises what the policy does not retry
                 failures += 1
                 delay = self._wait_after(e, failures, clock() - started, rng)
                 on_retry(e, failures, delay)

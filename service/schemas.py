@@ -56,6 +56,9 @@ def analysis_id_for(video_id: str, model_version: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{video_id}:{model_version}"))
 
 
+TaskName = Literal["tags", "summary", "moderation", "embedding", "products"]  # what a submission may ask for
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -80,7 +83,7 @@ class Submission(Message):
     creator_id: str | None = Field(default=None, max_length=128)
     language: str | None = Field(default=None, max_length=35)
     submitted_at: datetime
-    tasks: list[Literal["tags", "summary", "moderation", "embedding", "products"]] = Field(default_factory=list)
+    tasks: list[TaskName] = Field(default_factory=list)
 
     @field_validator("uri")
     @classmethod

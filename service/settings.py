@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     api_claim_ttl_s: float = 15 * 60
 
     @model_validator(mode="after")
+    def _model_folder_validator(self) -> Settings:
+        return self._model_folder()
+
     def _model_folder(self) -> Settings:
         """keye-demo names its folder; a checkpoint folder's own analysis configuration is the default
         one (the prompts and budgets the model was trained for), unless KEYE_ANALYSIS_CONFIG is set."""
