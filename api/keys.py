@@ -1,6 +1,12 @@
 """API keys: `keye_<key_id>_<secret>`, stored as sha256(secret), each carrying roles.
 
 `create_key(session, roles)` is what the `keye api` bootstrap calls to print a first admin key once.
+
+`verify` runs on every request; it keeps the live keys it read for CACHE_TTL_S, so a busy client
+costs one SQL lookup every few seconds rather than one per request. The secret is still checked
+against the stored digest on every request, only live keys are kept (an unknown or wrong key is
+looked up every time), and `revoke` drops its key at once; a revocation made by another process
+(another API worker on the same database) takes effect there within CACHE_TTL_S.
 """
 
 from __future__ import annotations
@@ -8,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 
 from sqlmodel import Session, select
@@ -18,6 +26,55 @@ from service.schemas import utcnow
 
 ROLES = ("ingest", "product", "recommender", "moderator", "admin")
 PREFIX = "keye_"
+CACHE_TTL_S = 2.0
+_CACHE_MAX = 4096  # live keys kept; the cache starts over when full (a bound, not a policy)
+
+
+class _LiveKeys:
+    """key_id -> (read at, a detached copy of its live row, for reading only), read within CACHE_TTL_S."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[float, ApiKey]] = {}
+        self._lock = threading.Lock()
+        self.drops = 0  # revocations seen: a row read before one is not cached after it
+
+    def mark(self) -> tuple[float, int]:
+        """Taken before reading a row: when, and how many revocations had been seen."""
+        with self._lock:
+            return time.monotonic(), self.drops
+
+    def get(self, key_id: str) -> ApiKey | None:
+        with self._lock:
+            hit = self._rows.get(key_id)
+        if hit is None or time.monotonic() - hit[0] >= CACHE_TTL_S:
+            return None
+        return hit[1]
+
+    def put(self, row: ApiKey, mark: tuple[float, int]) -> None:
+        # A copy: the session's own instance expires with it, and callers must not see later edits.
+        copy = ApiKey(
+            key_id=row.key_id,
+            secret_sha256=row.secret_sha256,
+            name=row.name,
+            roles=list(row.roles),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+            last_used_at=row.last_used_at,
+        )
+        with self._lock:
+            if self.drops != mark[1]:  # a revocation since the read: it may be this key's
+                return
+            if len(self._rows) >= _CACHE_MAX:
+                self._rows.clear()
+            self._rows[row.key_id] = (mark[0], copy)
+
+    def drop(self, key_id: str) -> None:
+        with self._lock:
+            self.drops += 1
+            self._rows.pop(key_id, None)
+
+
+_live = _LiveKeys()
 
 
 def _digest(secret: str) -> str:
@@ -59,9 +116,13 @@ def verify(session: Session, plaintext: str) -> ApiKey | None:
     parts = parse(plaintext)
     if parts is None:
         return None
-    row = session.get(ApiKey, parts[0])
-    if row is None or row.revoked_at is not None:
-        return None
+    row = _live.get(parts[0])
+    if row is None:
+        mark = _live.mark()  # before the read, so the entry's age covers everything the row might miss
+        row = session.get(ApiKey, parts[0])
+        if row is None or row.revoked_at is not None:
+            return None
+        _live.put(row, mark)
     return row if hmac.compare_digest(row.secret_sha256, _digest(parts[1])) else None
 
 
@@ -79,6 +140,7 @@ def revoke(session: Session, key_id: str) -> ApiKey | None:
         session.add(row)
         session.commit()
         session.refresh(row)
+    _live.drop(key_id)  # after the commit: a read that began before it cannot cache the key live again
     return row
 
 

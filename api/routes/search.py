@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pydantic_core
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from sqlmodel import Session
 
 from api import search
@@ -11,7 +17,35 @@ from api.deps import Services, db, services
 from api.problems import responses
 
 REC = Roles("recommender")
-router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+class _JsonRequest(Request):
+    """A request whose JSON body pydantic-core's parser reads: a 4096-float query vector parses ~6x
+    faster than with the stdlib's json.loads (Starlette's), a few ms per search. A body it refuses is
+    handed to json.loads, so malformed JSON fails with the same JSONDecodeError (FastAPI's 422) and the
+    texts only the stdlib accepts (a UTF-8 BOM, lone surrogate escapes) parse as they did."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = pydantic_core.from_json(body)
+            except ValueError:
+                self._json = json.loads(body)
+        return self._json
+
+
+class _JsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_JsonRequest(request.scope, request.receive))
+
+        return route
+
+
+router = APIRouter(prefix="/v1/search", tags=["search"], route_class=_JsonRoute)
 
 
 @router.post(
