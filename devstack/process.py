@@ -27,7 +27,7 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, log: Path
         try:
             if check():
                 return
-        except Exception:  # a service that is still starting answers with errors
+        except Exception:  # noqa: BLE001 - a service that is still starting answers with errors
             pass
         time.sleep(0.5)
     tail = ""

@@ -50,6 +50,7 @@ from service.schemas import (
     DeadLetter,
     FlagMessage,
     SchemaError,
+    Submission,
     WorkItem,
     dead_letter_id,
     decode,
@@ -136,7 +137,7 @@ class Worker:
         worker = self
 
         class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):  # noqa: D401 - kafka-python callback
+            def on_partitions_revoked(self, revoked):  # kafka-python's callback
                 log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
 
             def on_partitions_assigned(self, assigned):
@@ -166,7 +167,8 @@ class Worker:
             self.producer.close(timeout=10)
             if self.processor.vectors is not None:
                 self.processor.vectors.close()
-            self.processor.engine.dispose()
+            if self.processor.engine is not None:  # always given here (__init__); typed optional by VideoProcessor
+                self.processor.engine.dispose()
 
     # ---- main loop ---------------------------------------------------------------------------------
 
@@ -332,7 +334,7 @@ class Worker:
         waits in `_unstored` for its record's turn (persist, produce, commit stay per video, in order)."""
         if not hasattr(self.analyzer, "analyze_many") or self.stopping.is_set():
             return
-        works = []
+        works: list[Submission] = []
         for r in records:
             try:
                 w = decode(WorkItem, r.value)
@@ -414,11 +416,11 @@ class Worker:
 
     def _dead_letter(
         self,
-        r,
+        r,  # a kafka-python ConsumerRecord
         error: BaseException,
         *,
         attempts: int,
-        stage: str,  # noqa: ANN001 - a ConsumerRecord
+        stage: str,
         video_id: str | None,
         uri: str = "",
     ) -> None:
@@ -430,7 +432,7 @@ class Worker:
         )
         try:
             kk.send_dead_letter(self.producer, self.settings.topic_dlq, letter, video_id)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the producer buffer is full or the broker is gone
             raise StoreUnavailableError(f"producing dead letter: {e}") from e
         self._flush()
         if video_id:

@@ -7,6 +7,7 @@ their folders are added to the file roots.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class FileResult:
 
 
 def analyze_files(
-    paths: list[str | Path], settings: Settings | None = None, analyzer: Analyzer | None = None
+    paths: Sequence[str | Path], settings: Settings | None = None, analyzer: Analyzer | None = None
 ) -> list[FileResult]:
     """Analyze each file, store it (SQL + Qdrant), and return one result per file (errors included)."""
     from service.settings import get_settings
