@@ -12,7 +12,7 @@ The analysis is the pipeline tests' keye-tiny analyzer with a per-video sleep (`
 stand-in for inference on an accelerator that leaves the CPUs free.
 
 faults phase (`--fault-videos` > 0): the fault-injection harness of the test suite
-(tests/pipeline/fault_support.py) with private Kafka and PostgreSQL, the streams app, two workers and
+(tests/support/faults.py) with private Kafka and PostgreSQL, the streams app, two workers and
 the vector sink: first without faults (the baseline), then with every process kind SIGKILLed at
 seeded random moments of `--fault-window-s`, one broker restart, one PostgreSQL outage and a worker
 kill every ~30 s; prints videos/min of both and their ratio, each worker's restart -> first commit,
@@ -40,12 +40,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests" / "pipeline")]
+sys.path.insert(0, str(REPO))  # the product and tests.support, before bench/ (the script's folder)
 
 from pipeline import admin_url, clips, create_database, drop_database  # noqa: E402 - bench/pipeline.py
-from pipeline_support import ANALYZER, make_pipeline, submit_work  # noqa: E402
 
 from service.settings import Settings  # noqa: E402
+from tests.support.pipeline import ANALYZER, make_pipeline, submit_work  # noqa: E402 - after the sys.path line
 
 
 class CommitWatch:
@@ -163,7 +163,7 @@ def restart_phase(args, db_url: str, tmp: Path) -> list[dict]:
 
 
 def faults_phase(args, tmp: Path) -> None:
-    from fault_support import FaultRun, private_stack
+    from tests.support.faults import FaultRun, private_stack
 
     good = [c for c in clips() if c.name != "bigbuckbunny.mp4"]
     with private_stack(tmp / "stack", Settings()) as stack:

@@ -14,6 +14,9 @@ import pytest
 
 from service.settings import Settings
 
+# The `pipeline` and `vector_sink` fixtures, used by the workers, streams, service and pipeline tests.
+pytest_plugins = ["tests.support.pipeline"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from analysis_cases import tight_raw
 
 from analysis import config as C
+from tests.support.analysis import tight_raw
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import math
 import jsonschema
 import pytest
 import torch
-from analysis_cases import tight_raw
 
 from analysis import prompts
 from analysis.config import parse_config
@@ -20,6 +19,7 @@ from analysis.segments import segment_video
 from keye_model.engine import SamplingParams
 from keye_model.processor import MediaError
 from service.schemas import AnalysisRecord, Submission, utcnow
+from tests.support.analysis import tight_raw
 
 ALL = ["tags", "summary", "moderation", "products", "embedding"]
 

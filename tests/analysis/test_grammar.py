@@ -4,12 +4,12 @@ and validates against its task schema, within the computed token bound."""
 import jsonschema
 import pytest
 import torch
-from analysis_cases import tight_raw
 
 from analysis import config as C
 from analysis.grammar import STOP_ID, GrammarBook, GrammarMasks, prelude_ebnf
 from analysis.output import parse_output
 from analysis.schemas import max_output_tokens, task_schema
+from tests.support.analysis import tight_raw
 
 TASKS = ("tags", "summary", "moderation", "products")
 

@@ -1,5 +1,5 @@
 """Fixtures of the training tests: a tight analysis configuration (short answers, 4 small frames per
-video), the real processor, a migrated SQLite store in a tmp folder. Helpers: training_support.py."""
+video), the real processor, a migrated SQLite store in a tmp folder. Helpers: tests/support/training.py."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_support import seed_feedback, tight_raw
 
 from analysis import config as C
 from service.settings import Settings
+from tests.support.training import seed_feedback, tight_raw
 
 
 @pytest.fixture(scope="session")
