@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import faust
 import sqlalchemy as sa
@@ -56,10 +56,13 @@ from service.schemas import (
 )
 from service.settings import Settings
 from stores import db
+from stores.training_queue import due
 from streams import quiet
 from streams.offsets import OffsetLedger
 
 log = logging.getLogger("keye.streams")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 SESSION_TIMEOUT_S = 10.0
@@ -123,21 +126,26 @@ def create_app(
     async def commit_offsets() -> None:
         await ledger.commit()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types handlers as *args; this signal sends one set
     async def forget_revoked(sender: faust.App, revoked: set, **_: Any) -> None:
         ledger.reset(revoked)
 
     accepted = app.Table("accepted", default=str, partitions=partitions)
     aggregates = app.Table("aggregates", default=dict, partitions=partitions)
 
-    async def sql(fn: Callable[[Session], Any], what: str) -> Any:
-        """Run a write in a thread. A database that is down is retried with backoff for as long as
-        it takes (the partition waits: nothing is acknowledged past it); other errors propagate."""
+    async def sql(what: str, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a write, `fn(session, *args, **kwargs)`, in a thread. A database that is down is retried
+        with backoff for as long as it takes (the partition waits: nothing is acknowledged past it); other
+        errors propagate. The arguments are bound here, not captured: a caller's loop variables cannot
+        change under a retry."""
 
         def waiting(e: BaseException, failures: int, delay: float) -> None:
             log.warning("%s: database unavailable (%s); retry %d in %.1fs", what, e.__class__.__name__, failures, delay)
 
-        return await DATABASE_OUTAGE.acall(lambda: asyncio.to_thread(_in_session, engine, fn), on_retry=waiting)
+        def write() -> T:
+            return _in_session(engine, fn, *args, **kwargs)
+
+        return await DATABASE_OUTAGE.acall(lambda: asyncio.to_thread(write), on_retry=waiting)
 
     async def send(topic: faust.TopicT, key: str, value: bytes, headers: dict[str, bytes] | None = None) -> None:
         fut = await topic.send(key=key_of(key), value=value, headers=headers)
@@ -145,13 +153,14 @@ def create_app(
 
     async def dead_letter(event: faust.EventT, error: BaseException, stage: str, video_id: str | None) -> None:
         raw, m = event.value, event.message
-        letter = DeadLetter.of(raw, error, stage=stage, dlq_id=dead_letter_id(stage, m.topic, m.partition, m.offset))
+        dlq_id = dead_letter_id(stage, m.topic, m.partition, m.offset)
+        letter = DeadLetter.of(raw, error, stage=stage, dlq_id=dlq_id)
         log.warning("%s: video %s -> DLQ (%s: %s)", stage, video_id, letter.error_type, letter.error)
-        await send(dlq, video_id or "unknown", encode(letter), {"dlq_id": letter.dlq_id.encode()})
+        await send(dlq, video_id or "unknown", encode(letter), {"dlq_id": dlq_id.encode()})
         if video_id and stage == "streams.gate":
             reason = f"{letter.error_type}: {letter.error}"
             try:
-                await sql(lambda s: db.mark_failed(s, video_id, reason), f"mark {video_id} failed")
+                await sql(f"mark {video_id} failed", db.mark_failed, video_id, reason)
             except sa.exc.SQLAlchemyError as e:
                 log.error("could not mark video %s failed: %s", video_id, e)
 
@@ -169,7 +178,7 @@ def create_app(
                     log.info("gate: duplicate submission of video %s dropped", sub.video_id)
                 else:
                     item = WorkItem(**sub.model_dump(), accepted_at=utcnow())
-                    await sql(lambda s: db.record_submission(s, sub), f"queue {sub.video_id}")
+                    await sql(f"queue {sub.video_id}", db.record_submission, sub)
                     await send(work, sub.video_id, encode(item))
                     accepted[sub.video_id] = item.accepted_at.isoformat()
                     log.info("gate: video %s accepted", sub.video_id)
@@ -190,7 +199,7 @@ def create_app(
                         await send(fanout, f"tag|{window}|{start}|{label}", mark)
                 if r.creator_id:
                     await send(fanout, f"creator|{r.creator_id}", mark)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - one bad message must not stop the partition
                 await dead_letter(event, e, "streams.aggregates", video_id_hint(raw) or key_text(event))
             await ledger.mark_done(event)
 
@@ -203,9 +212,9 @@ def create_app(
                 seen = dict(aggregates[key])
                 if mark["analysis_id"] not in seen:  # else redelivered: already counted
                     seen[mark["analysis_id"]] = bool(mark["flagged"])
-                    await sql(lambda s: _write_aggregate(s, key, seen), f"aggregate {key}")
+                    await sql(f"aggregate {key}", _write_aggregate, key, seen)
                     aggregates[key] = seen
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - one bad message must not stop the partition
                 await dead_letter(event, e, "streams.count", None)
             await ledger.mark_done(event)
 
@@ -215,7 +224,7 @@ def create_app(
             raw = event.value
             try:
                 fe = check_feedback(decode(FeedbackEvent, raw))
-                new = await sql(lambda s: db.write_feedback(s, fe), f"feedback {fe.event_id}")
+                new = await sql(f"feedback {fe.event_id}", db.write_feedback, fe)
                 log.info(
                     "feedback %s (%s, video %s) %s",
                     fe.event_id,
@@ -225,12 +234,11 @@ def create_app(
                 )
                 if new and settings.train_trigger_examples > 0:
                     trigger.poke()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - one bad message must not stop the partition
                 await dead_letter(event, e, "streams.feedback", video_id_hint(raw) or key_text(event))
             await ledger.mark_done(event)
 
     trigger = _TrainingTrigger(settings, engine)
-    app.keye_tables = {"accepted": accepted, "aggregates": aggregates}  # for introspection
     return app
 
 
@@ -267,12 +275,10 @@ class _TrainingTrigger:
             self.poke()
 
     def _check(self) -> None:
-        from training.trigger import due  # noqa: PLC0415 - SQL only
-
         with Session(self.engine) as session:
             if not due(session, self.settings.train_trigger_examples):
                 return
-        from training.jobs import submit  # noqa: PLC0415
+        from training.jobs import submit  # here, not at the top: only a due run loads training (and torch)
 
         run, _ = submit(self.settings)
         log.info(
@@ -280,9 +286,9 @@ class _TrainingTrigger:
         )
 
 
-def _in_session(engine: sa.Engine, fn: Callable[[Session], Any]) -> Any:
+def _in_session(engine: sa.Engine, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     with Session(engine) as session:
-        out = fn(session)
+        out = fn(session, *args, **kwargs)
         session.commit()
         return out
 

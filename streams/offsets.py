@@ -32,6 +32,7 @@ from collections.abc import Iterable
 
 import faust
 from faust.exceptions import ConsumerNotStarted
+from faust.transport.consumer import Consumer
 from faust.types import TP
 
 log = logging.getLogger("keye.streams")
@@ -127,5 +128,7 @@ class OffsetLedger:
         await self.app.producer.flush()  # table marks of the events committed reach the changelog first
         # faust has no public "commit these offsets" call; `_commit` is its transport hook (assigned
         # partitions only; False when the group rebalanced meanwhile).
-        if await self.app.consumer._commit(due):
+        consumer = self.app.consumer
+        assert isinstance(consumer, Consumer), "faust's transports derive their consumers from this base"
+        if await consumer._commit(due):
             self.committed.update(due)

@@ -17,10 +17,10 @@ from sqlmodel import Session
 
 from service.settings import Settings, get_settings
 from stores.db import migrated_engine
+from stores.training_queue import due
 from training.errors import TrainingError
 from training.runner import execute_run, fail_unsent, queue_run, summary
 from training.sft import TrainConfig
-from training.trigger import due
 
 QUEUE = "keye.training"
 TASK = "keye.training.train"
