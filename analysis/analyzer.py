@@ -21,7 +21,7 @@ from analysis import merge, prompts
 from analysis.config import TASK_NAMES, AnalysisConfig, load_config
 from analysis.embedding import embed_text
 from analysis.errors import AnalysisConfigError
-from analysis.generation import DecodeOptions, generate_rows
+from analysis.generation import DEFAULT_DECODE, DecodeOptions, generate_rows
 from analysis.grammar import STOP_ID, GrammarBook
 from analysis.output import parse_output
 from analysis.segments import Chunk, Segment, chunk_segments, segment_video
@@ -77,7 +77,7 @@ class VideoAnalyzer:
         model_version: str | None = None,
         max_batch_rows: int = 16,
         max_batch_tokens: int | None = 262_144,
-        decode: DecodeOptions = DecodeOptions(),
+        decode: DecodeOptions = DEFAULT_DECODE,
     ) -> None:
         """`decode` picks the decoder's shortcuts (generation.py; PLAIN turns them off).
 
@@ -142,7 +142,7 @@ class VideoAnalyzer:
             return embed_text(self.model, self.processor, query)
 
     def tasks_for(self, submission: Submission) -> tuple[str, ...]:
-        wanted = [t for t in submission.tasks if t in TASK_NAMES]
+        wanted: list[str] = [t for t in submission.tasks if t in TASK_NAMES]
         if not submission.tasks:
             wanted = [name for name, t in self.cfg.tasks.items() if t.default]
         return tuple(t for t in TASK_NAMES if t in wanted and t in self.cfg.tasks)
@@ -183,6 +183,7 @@ class VideoAnalyzer:
                 inputs = prompts.prefix_inputs(self.processor, chunk_video(v.video, chunk))
                 prefix = self.engine.prefill_prefix(inputs, embed=True)
                 prefixes[(id(v), k)] = prefix
+                assert prefix.embedding is not None, "prefill_prefix(embed=True) returns the embedding"
                 v.embeddings.append(prefix.embedding)
                 rows.extend((v, k, task) for task in v.tasks if task != "embedding")
             v.timings["prefill_ms"] = _ms(t0)
@@ -234,8 +235,8 @@ class VideoAnalyzer:
 
     def _record(self, v: _Video) -> AnalysisRecord:
         sub = v.submission
-        emb = torch.stack(v.embeddings).mean(0)
-        emb = torch.nn.functional.normalize(emb, dim=-1).tolist()
+        mean = torch.stack(v.embeddings).mean(0)
+        emb = torch.nn.functional.normalize(mean, dim=-1).tolist()
         failed = [t for ch in v.answers for t, o in ch.outputs.items() if not o.ok]
         total = sum(x for k, x in v.timings.items() if k.endswith("_ms"))
         return AnalysisRecord(

@@ -86,7 +86,8 @@ def choose_tokens(
     dev, weight = hidden.device, lm_head.weight
     greedy = params.temperature == 0.0
     out = [0] * len(admitted)
-    sparse = [i for i, a in enumerate(admitted) if a.ids is not None and a.ids.numel() <= sparse_limit]
+    sparse_ids = {i: a.ids for i, a in enumerate(admitted) if a.ids is not None and a.ids.numel() <= sparse_limit}
+    sparse = list(sparse_ids)
     dense = [i for i in range(len(admitted)) if i not in sparse]
     if greedy and screen:
         dense = _screened(lm_head, hidden, admitted, dense, out, stats)
@@ -95,7 +96,7 @@ def choose_tokens(
     full = None
     if dense:
         full = _full_logits(weight, hidden[dense], torch.cat([admitted[i].mask for i in dense]))
-    ids = {i: admitted[i].ids.to(dev) for i in sparse}
+    ids = {i: t.to(dev) for i, t in sparse_ids.items()}
     if greedy:
         if full is not None:
             for i, t in zip(dense, full.argmax(-1).tolist()):

@@ -53,22 +53,26 @@ def _check(ok: bool, reason: str) -> None:
 
 def parse_config(raw: dict[str, Any]) -> AnalysisConfig:
     _check(isinstance(raw, dict), "the analysis configuration must be an object")
+    # The checks that narrow a value's type raise inline (mypy does not narrow through _check).
     version = raw.get("version")
-    _check(isinstance(version, str) and 0 < len(version) <= 64, "version must be a non-empty string (<= 64 chars)")
+    if not (isinstance(version, str) and 0 < len(version) <= 64):
+        raise AnalysisConfigError("version must be a non-empty string (<= 64 chars)")
     cats = raw.get("moderation_categories")
-    _check(
-        isinstance(cats, dict) and len(cats) > 0, "moderation_categories must be a non-empty object name -> description"
-    )
+    if not (isinstance(cats, dict) and len(cats) > 0):
+        raise AnalysisConfigError("moderation_categories must be a non-empty object name -> description")
     for name, desc in cats.items():
         _check(bool(_NAME.match(name)), f"moderation category {name!r} must be lower_snake_case")
         _check(isinstance(desc, str) and desc.strip() != "", f"moderation category {name} needs a description")
     products = raw.get("product_categories", ["other"])
     _check(
-        isinstance(products, list) and products and all(isinstance(p, str) and _NAME.match(p) for p in products),
+        isinstance(products, list)
+        and len(products) > 0
+        and all(isinstance(p, str) and _NAME.match(p) for p in products),
         "product_categories must be a non-empty list of lower_snake_case names",
     )
     tasks_raw = raw.get("tasks")
-    _check(isinstance(tasks_raw, dict), "tasks must be an object")
+    if not isinstance(tasks_raw, dict):
+        raise AnalysisConfigError("tasks must be an object")
     unknown = set(tasks_raw) - set(TASK_NAMES)
     _check(not unknown, f"unknown task(s) {sorted(unknown)}; known: {', '.join(TASK_NAMES)}")
     tasks: dict[str, TaskConfig] = {}

@@ -40,6 +40,7 @@ class DecodeOptions:
     screen: bool = True  # greedy free-text rows try the engine's screened exact argmax first
 
 
+DEFAULT_DECODE = DecodeOptions()  # every shortcut on
 PLAIN = DecodeOptions(jump_forward=False, sparse_limit=0, screen=False)  # every token from full logits + mask
 
 
@@ -173,7 +174,7 @@ def generate_rows(
         )
         keep, feeds = [], []
         for i, (r, tok) in enumerate(zip(live, toks)):
-            feed: list[int] = []
+            feed = []  # list[int], as in the prefill loop above
             if take(r, tok, feed):
                 keep.append(i)
                 feeds.append(feed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from analysis.config import AnalysisConfig
 from analysis.output import ParsedOutput
@@ -52,7 +52,9 @@ def tags(cfg: AnalysisConfig, chunks: Sequence[ChunkAnswers]) -> list[TagScore]:
             score = min(max(int(item.get("score", 0)), 0), 100) / 100.0
             if not label or score < cfg.thresholds.tag_min_score:
                 continue
-            ranges = _runs(item.get("shots") or [], ch.segments) or [(None, None)]
+            ranges: Sequence[tuple[float | None, float | None]] = _runs(item.get("shots") or [], ch.segments)
+            if not ranges:  # no valid shot: one tag with no time range
+                ranges = [(None, None)]
             for a, b in ranges:
                 key = (label, a, b)
                 best[key] = max(best.get(key, 0.0), score)
@@ -61,8 +63,8 @@ def tags(cfg: AnalysisConfig, chunks: Sequence[ChunkAnswers]) -> list[TagScore]:
 
 
 def summary(chunks: Sequence[ChunkAnswers]) -> Summary:
-    parts = [(ch, ch.outputs.get("summary")) for ch in chunks]
-    parts = [(ch, o.answer) for ch, o in parts if o is not None and o.ok and isinstance(o.answer, dict)]
+    outs = [(ch, ch.outputs.get("summary")) for ch in chunks]
+    parts = [(ch, o.answer) for ch, o in outs if o is not None and o.ok and isinstance(o.answer, dict)]
     if not parts:
         return Summary()
     first = parts[0][1]
@@ -108,6 +110,7 @@ def moderation(cfg: AnalysisConfig, chunks: Sequence[ChunkAnswers]) -> Moderatio
     ]
     flags.sort(key=lambda f: (-f.severity, -f.confidence, f.category))
     th = cfg.thresholds
+    status: Literal["clear", "flagged", "needs_review"]
     if any(f.severity >= th.flag_severity and f.confidence >= th.flag_confidence for f in flags):
         status = "flagged"
     elif missing or any(f.severity >= th.review_severity and f.severity > 0 for f in flags):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from service.schemas import AnalysisRecord, Submission, Summary, TagScore, analysis_id_for, utcnow
 from service.settings import Settings
@@ -104,7 +104,8 @@ class KeyeAnalyzer:
         alone = [{"role": "user", "content": [{"type": "video", "video": video}]}]
         device = self.model.device
         with self._lock, torch.inference_mode():
-            inputs = {k: v.to(device) for k, v in self.processor(ask).model_inputs().items()}
+            # Any: the tensors go to generate's input and vision parameters, never to its sampling ones
+            inputs: dict[str, Any] = {k: v.to(device) for k, v in self.processor(ask).model_inputs().items()}
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens)
             summary = self.processor.decode(out[0], skip_special_tokens=True).strip()
             inputs = {

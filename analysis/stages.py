@@ -43,8 +43,9 @@ class VideoProcessor:
     """Runs one video through the stages. `vectors` is None when another process owns the index."""
 
     def __init__(
-        self, settings: Settings, analyzer: Analyzer, engine: sa.Engine, vectors: VectorStore | None = None
+        self, settings: Settings, analyzer: Analyzer, engine: sa.Engine | None, vectors: VectorStore | None = None
     ) -> None:
+        """engine None: analysis only (the evaluation harness); persist and mark_failed need one."""
         self.settings, self.analyzer, self.engine, self.vectors = settings, analyzer, engine, vectors
 
     def analyze(self, work: Submission) -> AnalysisRecord:
