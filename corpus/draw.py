@@ -15,12 +15,13 @@ RGB = tuple[int, int, int]
 
 
 @lru_cache(maxsize=32)
-def font(size: int) -> ImageFont.FreeTypeFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(8, size))
 
 
 def _jitter(rgb: RGB, rng: np.random.Generator, amount: int = 18) -> RGB:
-    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb)  # type: ignore[return-value]
+    r, g, b = (int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in rgb)
+    return r, g, b
 
 
 def _vgradient(h: int, w: int, top: RGB, bottom: RGB) -> np.ndarray:

@@ -19,6 +19,7 @@ CORPUS_FILE = "corpus.json"
 
 Split = Literal["train", "val", "test"]
 DuplicateKind = Literal["reencode", "crop", "speed", "watermark"]
+Codec = Literal["h264", "vp9"]
 
 
 class Fact(BaseModel):
@@ -59,7 +60,7 @@ class LabelledClip(BaseModel):
     fps: float = Field(gt=0.0)
     width: int = Field(gt=0)
     height: int = Field(gt=0)
-    codec: Literal["h264", "vp9"]
+    codec: Codec
     shots: list[Shot]
     record: GroundTruth
     facts: list[Fact]

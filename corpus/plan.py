@@ -8,11 +8,14 @@ its original's shots and only changes how they are turned into frames.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from . import concepts as C
+from .labels import Codec, DuplicateKind
 
 SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 FORMATS = ((180, 320),) * 7 + ((360, 640),) + ((240, 240), (320, 180), (144, 256), (176, 320), (200, 356))
@@ -39,7 +42,7 @@ class ShotSpec:
 class Transform:
     """How a near-duplicate differs from its original."""
 
-    kind: str  # reencode | crop | speed | watermark
+    kind: DuplicateKind
     speed: float = 1.0
     crop: float = 1.0  # share of each side kept, centred
 
@@ -53,7 +56,7 @@ class ClipPlan:
     width: int
     height: int
     fps: int
-    codec: str  # h264 | vp9
+    codec: Codec
     frames: int
     shots: tuple[ShotSpec, ...]
     starts: tuple[int, ...]  # first frame of each shot
@@ -77,7 +80,10 @@ def clip_rng(split: str, seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([SPLIT_CODES[split], seed, index])
 
 
-def _pick(rng: np.random.Generator, options: list | tuple) -> object:
+_T = TypeVar("_T")
+
+
+def _pick(rng: np.random.Generator, options: Sequence[_T]) -> _T:
     return options[int(rng.integers(len(options)))]
 
 
@@ -116,7 +122,9 @@ def _shot(rng: np.random.Generator, previous: str | None, cue: tuple[str, int] |
 def _force_novel(rng: np.random.Generator, shots: list[ShotSpec], cue_at: int | None) -> None:
     """Turn one shot into a held-out combination: a cue in a held-out scene, or a held-out colour on an object."""
     if cue_at is not None:
-        cat = shots[cue_at].cue[0]
+        cue = shots[cue_at].cue
+        assert cue is not None, "plan_clip puts its cue in shot cue_at"
+        cat = cue[0]
         scenes = [s for c, s in sorted(C.NOVEL_CUE_SCENE) if c == cat]
         if scenes:
             shots[cue_at] = replace(shots[cue_at], scene=scenes[0])
@@ -139,7 +147,7 @@ def plan_clip(split: str, seed: int, index: int, cue: tuple[str, int] | None = N
     rng = clip_rng(split, seed, index)
     width, height = _pick(rng, FORMATS)
     fps = int(_pick(rng, (24, 25, 30)))
-    codec = "vp9" if rng.random() < 0.15 else "h264"
+    codec: Codec = "vp9" if rng.random() < 0.15 else "h264"
     frames = int(round((2.0 + 18.0 * rng.beta(1.3, 2.5)) * fps))
     starts = _shot_frames(rng, frames, fps)
     cue_at = int(rng.integers(len(starts))) if cue else None
@@ -169,8 +177,10 @@ def plan_clip(split: str, seed: int, index: int, cue: tuple[str, int] | None = N
 def plan_duplicate(original: ClipPlan, split: str, seed: int, index: int) -> ClipPlan:
     """A near-duplicate of `original`, as re-uploaded by someone else."""
     rng = clip_rng(split, seed, index)
-    kinds = ["reencode", "crop", "watermark"] + (["speed"] if original.duration_s >= 3.0 else [])
-    kind = str(_pick(rng, kinds))
+    kinds: list[DuplicateKind] = ["reencode", "crop", "watermark"]
+    if original.duration_s >= 3.0:
+        kinds.append("speed")
+    kind = _pick(rng, kinds)
     t = Transform(
         kind, speed=float(_pick(rng, (1.25, 1.5))) if kind == "speed" else 1.0, crop=0.85 if kind == "crop" else 1.0
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from service.schemas import CategoryFlag, Evidence, Moderation, Summary, TagScore
 
 from . import concepts as C
-from .labels import Fact, GroundTruth, LabelledClip, Shot
+from .labels import Fact, GroundTruth, LabelledClip, Shot, Split
 from .plan import ClipPlan, ShotSpec
 
 # Reference texts respect the analyzer's own length limits (default_config.json, tasks.summary.limits).
@@ -132,7 +134,7 @@ def labelled(p: ClipPlan) -> LabelledClip:
     return LabelledClip(
         video_id=p.video_id,
         file=f"clips/{p.video_id}.{p.ext}",
-        split=p.split,
+        split=cast(Split, p.split),  # a plan's split is any str; LabelledClip (pydantic) checks it is a Split
         seed=p.seed,
         duration_s=_t(p.frames, p.fps),
         fps=float(p.fps),
@@ -149,6 +151,6 @@ def labelled(p: ClipPlan) -> LabelledClip:
         facts=facts,
         caption=_caption(p),
         duplicate_of=p.duplicate_of.video_id if p.duplicate_of else None,
-        duplicate_kind=p.transform.kind if p.transform else None,  # type: ignore[arg-type]
+        duplicate_kind=p.transform.kind if p.transform else None,
         novel=p.novel,
     )
