@@ -24,8 +24,8 @@ def groups(duplicate_of: Mapping[str, str | None]) -> dict[str, str]:
     out = {}
     for vid in duplicate_of:
         root, seen = vid, {vid}
-        while duplicate_of.get(root) and duplicate_of[root] in duplicate_of and duplicate_of[root] not in seen:
-            root = duplicate_of[root]
+        while (nxt := duplicate_of.get(root)) and nxt in duplicate_of and nxt not in seen:
+            root = nxt
             seen.add(root)
         out[vid] = root
     return out

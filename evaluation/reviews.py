@@ -13,9 +13,10 @@ KEYE_EVAL_CORPUS.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from analysis.answers import corrected_moderation, corrected_tags
 from analysis.config import AnalysisConfig
@@ -31,7 +32,7 @@ def _decisions(session: Session) -> dict[str, list[tuple]]:
     feedback events (the same decision reaches both; applying it twice changes nothing)."""
     out: dict[str, list[tuple]] = defaultdict(list)
     seen = set()
-    for r in session.exec(select(Review).where(Review.decision.in_(FINAL))):
+    for r in session.exec(select(Review).where(col(Review.decision).in_(FINAL))):
         seen.add((r.analysis_id, r.category, r.decision, r.reviewer))
         out[r.video_id].append((r.at, r.analysis_id, {"decision": r.decision, "category": r.category}))
     for f in session.exec(select(FeedbackRow).where(FeedbackRow.kind == "moderation_decision")):
@@ -56,14 +57,15 @@ def _analysis(session: Session, video_id: str, events: list[tuple]) -> Analysis 
         if row is not None:
             return row
     return session.exec(
-        select(Analysis).where(Analysis.video_id == video_id).order_by(sa.desc(Analysis.created_at))
+        select(Analysis).where(Analysis.video_id == video_id).order_by(sa.desc(col(Analysis.created_at)))
     ).first()
 
 
 def _tags(record: dict, payloads: list[dict]) -> tuple[TagScore, ...]:
     out = []
     for t in corrected_tags(record, payloads):
-        for a, b in t.ranges or [(None, None)]:
+        ranges: Sequence[tuple[float | None, float | None]] = t.ranges or [(None, None)]  # None: the whole video
+        for a, b in ranges:
             out.append(TagScore(label=t.label, score=1.0, start_s=a, end_s=b))
     return tuple(out)
 

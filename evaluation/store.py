@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, Session, SQLModel, select
+from sqlmodel import JSON, Column, Field, Session, SQLModel, col, select
 
 from service.schemas import utcnow
 
@@ -38,7 +38,7 @@ def save_report(session: Session, model_version: str, report: dict) -> EvalRepor
 def reports_of(session: Session, model_version: str) -> list[EvalReport]:
     """Newest first."""
     q = select(EvalReport).where(EvalReport.model_version == model_version)
-    return list(session.exec(q.order_by(sa.desc(EvalReport.created_at), sa.desc(EvalReport.id))))
+    return list(session.exec(q.order_by(sa.desc(col(EvalReport.created_at)), sa.desc(col(EvalReport.id)))))
 
 
 def latest(session: Session, model_version: str, dataset_id: str | None = None) -> EvalReport | None:

@@ -27,8 +27,10 @@ def _ranges(tags: Sequence[TagScore], duration_s: float) -> dict[str, list[Range
     """Label -> its time ranges; a tag without a range applies to the whole video."""
     out: dict[str, list[Range]] = defaultdict(list)
     for t in tags:
-        whole = t.start_s is None or t.end_s is None
-        out[normalize(t.label)].append((0.0, duration_s) if whole else (t.start_s, t.end_s))
+        if t.start_s is None or t.end_s is None:
+            out[normalize(t.label)].append((0.0, duration_s))
+        else:
+            out[normalize(t.label)].append((t.start_s, t.end_s))
     return out
 
 
