@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis import VideoAnalyzer, prompts  # noqa: E402
-from analysis.config import DEFAULT_PATH, parse_config  # noqa: E402
-from analysis.generation import PLAIN, DecodeOptions, generate_rows  # noqa: E402
-from analysis.schemas import max_output_tokens  # noqa: E402
-from analysis.segments import segment_video  # noqa: E402
-from keye_model.engine import SamplingParams  # noqa: E402
-from service.schemas import Submission, utcnow  # noqa: E402
+from analysis import VideoAnalyzer, prompts
+from analysis.config import DEFAULT_PATH, parse_config
+from analysis.generation import PLAIN, DecodeOptions, generate_rows
+from analysis.schemas import max_output_tokens
+from analysis.segments import segment_video
+from keye_model.engine import SamplingParams
+from service.schemas import Submission, utcnow
 
 TASKS = ["tags", "summary", "moderation", "products"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project before bench/ (bench/kernels.py)
 
-import corpus  # noqa: E402  (after the path fix above)
-from service.settings import Settings  # noqa: E402
-from training.demo_spec import DEMO, DEMO_SHAPE  # noqa: E402
+import corpus
+from service.settings import Settings
+from training.demo_spec import DEMO, DEMO_SHAPE
 
 
 def _shape(hidden: int, layers: int, vision_hidden: int, vision_layers: int) -> dict:

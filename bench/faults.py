@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))  # the product and tests.support, before bench/ (t
 
 from pipeline import admin_url, clips, create_database, drop_database  # noqa: E402 - bench/pipeline.py
 
-from service.settings import Settings  # noqa: E402
+from service.settings import Settings  # noqa: E402 - after the sys.path line
 from tests.support.pipeline import ANALYZER, make_pipeline, submit_work  # noqa: E402 - after the sys.path line
 
 

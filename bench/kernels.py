@@ -28,8 +28,8 @@ if "--smoke" in sys.argv and not torch.cuda.is_available():
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import kernels  # noqa: E402
-from kernels.cross_entropy import linear_cross_entropy_reference  # noqa: E402
+import kernels
+from kernels.cross_entropy import linear_cross_entropy_reference
 
 
 @dataclass
@@ -285,7 +285,10 @@ def main() -> None:
             t_triton = timed_ms(case.call, device, reps)
             t_sdpa = timed_ms(case.sdpa, device, reps) if case.sdpa else None
         scale = 1e9 if case.unit == "GB/s" else 1e12
-        rate = lambda ms: case.amount / (ms * 1e-3) / scale  # noqa: E731
+
+        def rate(ms: float, amount: float = case.amount, scale: float = scale) -> float:
+            return amount / (ms * 1e-3) / scale
+
         peak = copy_gbs if case.unit == "GB/s" else mm_tflops
         sdpa = f"{rate(t_sdpa):10.3g}" if t_sdpa else f"{'-':>10s}"
         print(

@@ -46,13 +46,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-import keye_model  # noqa: E402
-from bench._timing import best_of  # noqa: E402
-from keye_model.attention import PackedCausal  # noqa: E402
-from keye_model.engine import Engine, SamplingParams  # noqa: E402
-from keye_model.engine.head import screened_head  # noqa: E402
+import keye_model
+from bench._timing import best_of
+from keye_model.attention import PackedCausal
+from keye_model.engine import Engine, SamplingParams
+from keye_model.engine.head import screened_head
 
 
 def copy_bandwidth(nbytes: int = 512 * 2**20) -> float:
@@ -80,7 +80,7 @@ def measure(model, engine, prompts: dict, prompt: int, steps: int) -> dict[int, 
     out = {}
     for b, ids in prompts.items():
 
-        def prefill():
+        def prefill(ids=ids):
             with torch.no_grad():
                 packed = model.pack(ids)
                 hidden = model.run(packed.embeds, packed.positions, PackedCausal(packed.lengths, model.device))
@@ -88,9 +88,9 @@ def measure(model, engine, prompts: dict, prompt: int, steps: int) -> dict[int, 
 
         t_pre = best_of(prefill, repeat=2)
         params = SamplingParams(max_new_tokens=steps + 1, stop_token_ids=())
-        t_all = best_of(lambda: engine.generate({"input_ids": ids}, params), repeat=2)
+        t_all = best_of(lambda ids=ids, params=params: engine.generate({"input_ids": ids}, params), repeat=2)
         params1 = SamplingParams(max_new_tokens=1, stop_token_ids=())
-        t_first = best_of(lambda: engine.generate({"input_ids": ids}, params1), repeat=2)
+        t_first = best_of(lambda ids=ids, params1=params1: engine.generate({"input_ids": ids}, params1), repeat=2)
         out[b] = (b * prompt / t_pre, b * steps / max(t_all - t_first, 1e-9))
     return out
 

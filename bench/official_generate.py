@@ -50,11 +50,11 @@ def main(job_path: str) -> None:
         b, prompt = ids.shape
         mask = torch.ones_like(ids)
 
-        def prefill():
+        def prefill(ids=ids, mask=mask):
             with torch.no_grad():
                 model(input_ids=ids, attention_mask=mask, use_cache=True)
 
-        def gen(n):
+        def gen(n, ids=ids, mask=mask):
             with torch.no_grad():
                 model.generate(
                     input_ids=ids,

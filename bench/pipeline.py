@@ -41,9 +41,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.serving import KeyeAnalyzer  # noqa: E402
-from service.metrics import STAGE  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from analysis.serving import KeyeAnalyzer  # noqa: E402 - after the sys.path line
+from service.metrics import STAGE  # noqa: E402 - after the sys.path line
+from service.settings import Settings  # noqa: E402 - after the sys.path line
 
 TOPICS = (
     ("ingest", "videos.ingest"),
@@ -213,7 +213,7 @@ def run_phase(n_workers: int, args, db_url: str, tmp: Path) -> dict:
                 if p.poll() is not None:
                     sys.exit(f"a worker exited ({p.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
             if time.monotonic() - t0 > limit:
-                sys.exit(f"timed out waiting for {what}:\n" + "\n".join(l.read_text()[-2000:] for l in logs))
+                sys.exit(f"timed out waiting for {what}:\n" + "\n".join(log.read_text()[-2000:] for log in logs))
             time.sleep(0.05)
 
     def assigned(log: Path) -> bool:  # the last assignment of this worker is non-empty
@@ -238,7 +238,7 @@ def run_phase(n_workers: int, args, db_url: str, tmp: Path) -> dict:
         prod.close()
 
     try:
-        wait(lambda: all(assigned(l) for l in logs), "every worker to own partitions")
+        wait(lambda: all(assigned(log) for log in logs), "every worker to own partitions")
         produce("warm", args.warmup)
         wait(lambda: rows("warm") >= args.warmup, "the warm-up videos")
         before = [scrape(p) for p in ports]

@@ -38,16 +38,16 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import av  # noqa: E402 - after the sys.path fix above
+import numpy as np  # noqa: E402 - after the sys.path fix above
+import torch  # noqa: E402 - after the sys.path fix above
+import torch.nn.functional as F  # noqa: E402 - after the sys.path fix above
 
-from keye_model.processor.config import PixelBudgets  # noqa: E402
-from keye_model.processor.decode import cores  # noqa: E402
-from keye_model.processor.image import pixel_patches  # noqa: E402
-from keye_model.processor.sizing import sample_count, sample_indices, smart_resize, video_frame_pixels  # noqa: E402
-from keye_model.processor.video import load_video, load_videos  # noqa: E402
+from keye_model.processor.config import PixelBudgets  # noqa: E402 - after the sys.path fix above
+from keye_model.processor.decode import cores  # noqa: E402 - after the sys.path fix above
+from keye_model.processor.image import pixel_patches  # noqa: E402 - after the sys.path fix above
+from keye_model.processor.sizing import sample_count, sample_indices, smart_resize, video_frame_pixels  # noqa: E402 - after the sys.path fix above
+from keye_model.processor.video import load_video, load_videos  # noqa: E402 - after the sys.path fix above
 
 CACHE = Path("/tmp/keye_bench_clips")
 
@@ -226,7 +226,9 @@ def main() -> None:
             )
             continue
         (bw, bc), (ow, oc), ref, v = timed_pair(
-            lambda: baseline(clip, args.threads), lambda: load_video(clip, threads=args.threads), args.repeat
+            lambda clip=clip: baseline(clip, args.threads),
+            lambda clip=clip: load_video(clip, threads=args.threads),
+            args.repeat,
         )
         assert v.frames.shape == ref.shape, f"frame shapes differ on {clip.name}"
         diff = (v.frames.int() - ref.int()).abs()

@@ -23,11 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project before bench/ (bench/kernels.py)
 
-import corpus  # noqa: E402
-import keye_model  # noqa: E402
-from analysis import config as C  # noqa: E402
-from training.corpus_examples import corpus_examples  # noqa: E402
-from training.full import FullConfig, Supervised, train_full  # noqa: E402
+import corpus
+import keye_model
+from analysis import config as C
+from training.corpus_examples import corpus_examples
+from training.full import FullConfig, Supervised, train_full
 
 
 def budget(fps_divisor: int) -> C.AnalysisConfig:

@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._points import bench_filter  # noqa: E402  (after the sys.path line)
-from bench._points import payload as _payload  # noqa: E402
+from bench._points import bench_filter  # noqa: E402 - after the sys.path line
+from bench._points import payload as _payload  # noqa: E402 - after the sys.path line
 
 LATENT, CLUSTERS, CHUNK, K = 64, 1000, 1000, 10
 NAMESPACE = uuid.UUID("5b0c3e9a-8a57-4d47-9a51-0c1f2f4c9b11")
@@ -195,7 +195,7 @@ def measure(args: argparse.Namespace) -> dict:
             i += 1
         done, stop = [0], time.perf_counter() + args.seconds
 
-        def worker(w: int) -> None:
+        def worker(w: int, f=f, stop=stop, done=done) -> None:
             j = w
             while time.perf_counter() < stop:
                 store.query(queries[j % len(queries)], query_filter=f, limit=K)

@@ -57,7 +57,7 @@ def postgres_url(stack_settings: Settings) -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
         _unavailable(f"PostgreSQL at {url}", e)
     return url
 
@@ -89,7 +89,7 @@ def redis_url(stack_settings: Settings) -> str:
     url = os.environ.get("KEYE_REDIS_URL") or stack_redis.url(stack_settings)
     try:
         redis.Redis.from_url(url, socket_timeout=3).ping()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any failure means "not reachable"
         _unavailable(f"Redis at {url}", e)
     return url
 

@@ -80,7 +80,7 @@ def test_shortcuts_give_the_plain_greedy_tokens(analyzer, rows, plain, options):
 
 
 def test_every_answer_parses_and_validates(analyzer, rows, plain):
-    for (_, cont), n_seg, task, tokens in zip(rows["rows"], rows["segments"], TASKS * 2, plain[0].tokens):
+    for (_, _cont), n_seg, task, tokens in zip(rows["rows"], rows["segments"], TASKS * 2, plain[0].tokens):
         parsed = parse_output(analyzer.processor.decode([t for t in tokens if t != STOP_ID]))
         assert parsed.ok, (task, parsed.problems)
         jsonschema.validate(parsed.answer, task_schema(analyzer.cfg, task, n_seg))

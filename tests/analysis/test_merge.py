@@ -13,8 +13,8 @@ def answers(segments=SEGS, **outputs):
 
 def mod(category="violence", severity=2, confidence=80, shot=1, reason="punch"):
     return (
-        '{"categories": [{"category": "%s", "severity": %d, "confidence": %d, "evidence": [{"shot": %d, "reason": "%s"}]}]}'
-        % (category, severity, confidence, shot, reason)
+        f'{{"categories": [{{"category": "{category}", "severity": {severity:d}, "confidence": {confidence:d}, '
+        f'"evidence": [{{"shot": {shot:d}, "reason": "{reason}"}}]}}]}}'
     )
 
 

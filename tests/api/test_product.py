@@ -113,7 +113,7 @@ def redirector() -> Iterator[str]:
     """A local HTTP server that redirects to what the path names (the attacker's hop)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             targets = {"/meta": "http://169.254.169.254/latest/meta-data/", "/file": "file:///etc/passwd"}
             self.send_response(302)
             self.send_header("Location", targets.get(self.path, "http://10.0.0.1/"))

@@ -165,7 +165,7 @@ def test_serving_process_indexes_analyses_and_calls_webhooks(api_settings, kafka
     got: list[tuple[dict, bytes]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             got.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()

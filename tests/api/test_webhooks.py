@@ -31,7 +31,7 @@ class Receiver:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 outer.got.append((dict(self.headers), body))
                 self.send_response(outer.script.pop(0) if outer.script else 200)

@@ -61,7 +61,7 @@ def test_the_first_run_trains_analyzes_stores_and_shows_everything(runs):
     assert f"training {NAME} once" in text
     assert len(held_out) == 2 and not shown.failed and not shown.reused
     assert set(shown.analyzed) == set(shown.records) and len(shown.records) == 3
-    for vid, record in shown.records.items():
+    for record in shown.records.values():
         assert record.model_version == NAME and record.embedding and record.frames_used == 4
     for name in [sample.name, *held_out]:
         assert f"{name}  (" in text  # one panel per clip

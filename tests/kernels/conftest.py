@@ -16,7 +16,7 @@ ON_CUDA = torch.cuda.is_available()
 if not ON_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import pytest  # noqa: E402
+import pytest  # noqa: E402 - after TRITON_INTERPRET, which triton reads when imported
 
 DEVICE = "cuda" if ON_CUDA else "cpu"
 
@@ -76,11 +76,11 @@ def compare(monkeypatch):
         (ref_out, ref_grads), (tri_out, tri_grads) = results["torch"], results["triton"]
         for i, (a, b) in enumerate(zip(ref_out, tri_out)):
             assert a.shape == b.shape and a.dtype == b.dtype, f"output {i}: {a.shape}/{a.dtype} vs {b.shape}/{b.dtype}"
-            torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m: f"output {i}: {m}")
+            torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m, i=i: f"output {i}: {m}")
         for i, (a, b) in enumerate(zip(ref_grads, tri_grads)):
             assert (a is None) == (b is None), f"gradient {i} missing on one path"
             if a is not None:
-                torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m: f"gradient {i}: {m}")
+                torch.testing.assert_close(b, a, atol=atol, rtol=rtol, msg=lambda m, i=i: f"gradient {i}: {m}")
         return ref_out, tri_out
 
     return run

@@ -21,36 +21,20 @@ os.environ.pop("TRITON_INTERPRET", None)
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
 
-from kernels import (
-    attention_triton as at,
-)
-from kernels import (
-    cross_entropy_triton as ce,
-)
-from kernels import (
-    decode_attention_triton as da,  # noqa: E402
-)
-from kernels import (
-    gelu_triton as ge,
-)
-from kernels import (
-    layer_norm_triton as ln,
-)
-from kernels import (
-    qk_norm_rope_triton as qr,
-)
-from kernels import (
-    rms_norm_triton as rn,
-)
-from kernels import (
-    swiglu_triton as sw,
-)
-from kernels._launch import row_tile, row_warps  # noqa: E402
+from kernels import attention_triton as at
+from kernels import cross_entropy_triton as ce
+from kernels import decode_attention_triton as da
+from kernels import gelu_triton as ge
+from kernels import layer_norm_triton as ln
+from kernels import qk_norm_rope_triton as qr
+from kernels import rms_norm_triton as rn
+from kernels import swiglu_triton as sw
+from kernels._launch import row_tile, row_warps
 
 TARGET = GPUTarget("cuda", 90, 32)
 SMEM_LIMIT = 232_448  # bytes of shared memory one block may use on sm_90

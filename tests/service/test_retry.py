@@ -34,7 +34,7 @@ class FakeTime:
         self.sleep(seconds)
 
 
-class failing:  # noqa: N801 - used as an action: `failing(error, ...)`
+class failing:  # lower case: it reads as an action, `failing(error, ...)`
     """An action that raises `errors` one per call, then returns `result`; counts its calls."""
 
     def __init__(self, *errors: BaseException, result: str = "done") -> None:

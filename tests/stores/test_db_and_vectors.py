@@ -53,7 +53,10 @@ def check_schema_and_idempotence(engine: sa.Engine) -> None:
         assert db.write_feedback(s, ev) is False
         s.commit()
     with engine.connect() as c:
-        q = lambda sql: c.execute(sa.text(sql)).all()  # noqa: E731
+
+        def q(sql: str) -> list:
+            return list(c.execute(sa.text(sql)).all())
+
         assert q("SELECT video_id, model_version FROM analyses ORDER BY 2") == [("v1", "m1"), ("v1", "m2")]
         assert sorted(q("SELECT analysis_id, label FROM tags")) == sorted(
             [

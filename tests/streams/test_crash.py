@@ -38,7 +38,7 @@ def test_no_submission_is_lost_when_the_gate_is_killed_mid_backlog(
         # a slow gate (0.1 s a submission): each process is killed with most of the backlog waiting
         proc = streams(f"streams{k}", "0.1")
         wait_for(
-            lambda: proc.keye_log.read_text().count(" accepted") >= N // (KILLS + 1),
+            lambda proc=proc: proc.keye_log.read_text().count(" accepted") >= N // (KILLS + 1),
             120,
             f"streams process {k} to accept submissions",
             pipeline,

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from service.settings import Settings
-from tests.support.pipeline import ANALYZER, Pipeline, make_pipeline, read_topic
+from tests.support.pipeline import ANALYZER, Pipeline, Process, make_pipeline, read_topic
 
 KINDS = ("worker-a", "worker-b", "streams", "sink")
 BAD = ("undecodable", "missing", "outside-roots")
@@ -189,7 +188,7 @@ class FaultRun:
         self.bad = [f"{prefix}-bad-{b}" for b in BAD] + [f"{prefix}-bad-schema"]
         self.window_s, self.waves = fault_window_s, waves
         self.extra_worker_kills = extra_worker_kills
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, Process] = {}
         self.incarnation: dict[str, int] = {}
         self.killed: set[str] = set()
         self.respawned_at: dict[str, float] = {}  # worker log name -> wall time of its start after a kill
@@ -237,7 +236,7 @@ class FaultRun:
             if kind in self.killed:
                 self.killed.discard(kind)
             elif kind not in self.crashed_at:
-                tail = proc.keye_log.read_text(errors="replace")[-1500:]  # type: ignore[attr-defined]
+                tail = proc.keye_log.read_text(errors="replace")[-1500:]
                 self.result.unexpected_exits.append(f"{kind} exited with {rc}:\n{tail}")
                 self.crashed_at[kind] = now
                 continue
@@ -247,7 +246,7 @@ class FaultRun:
                 del self.crashed_at[kind]
             self._start(kind)
             if kind.startswith("worker"):
-                self.respawned_at[self.procs[kind].keye_log.name] = time.time()  # type: ignore[attr-defined]
+                self.respawned_at[self.procs[kind].keye_log.name] = time.time()
 
     def _kill(self, kind: str) -> None:
         self.killed.add(kind)
@@ -352,8 +351,7 @@ class FaultRun:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 180
         while not all(
-            "consuming" in self.procs[k].keye_log.read_text(errors="replace")  # type: ignore[attr-defined]
-            for k in ("worker-a", "worker-b", "sink")
+            "consuming" in self.procs[k].keye_log.read_text(errors="replace") for k in ("worker-a", "worker-b", "sink")
         ):
             if time.monotonic() > deadline:
                 raise TimeoutError("the workers and the sink did not start within 180 s\n" + self.p.logs())
@@ -419,7 +417,7 @@ class FaultRun:
             parts = [TopicPartition(s.topic_analyzed, p) for p in c.partitions_for_topic(s.topic_analyzed) or []]
             ends = c.end_offsets(parts)
             return bool(parts) and all((c.committed(tp) or 0) >= ends[tp] for tp in parts)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the broker is restarting: not caught up yet
             return False
         finally:
             c.close()

@@ -24,29 +24,35 @@ REPO = Path(__file__).resolve().parents[2]
 ANALYZER = "tests.support.analyzer:TestKeyeAnalyzer"  # keye-tiny + test hooks, see that module
 
 
+class Process(subprocess.Popen[bytes]):
+    """A pipeline process whose output goes to `keye_log`, which the tests read back."""
+
+    keye_log: Path
+
+
 @dataclass
 class Pipeline:
     settings: Settings
     env: dict[str, str]
     tmp: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
+    procs: list[Process] = field(default_factory=list)
 
-    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
         log = open(self.tmp / f"{name}.log", "ab")
-        proc = subprocess.Popen(
+        proc = Process(
             [sys.executable, *args],
             cwd=REPO,
             env={**self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        proc.keye_log = self.tmp / f"{name}.log"  # type: ignore[attr-defined]
+        proc.keye_log = self.tmp / f"{name}.log"
         self.procs.append(proc)
         return proc
 
     def worker(
         self, name: str = "worker", *, batch_size: int = 4, delay_s: float = 0.0, extra: list[str] | None = None
-    ) -> subprocess.Popen:
+    ) -> Process:
         return self.spawn(
             name,
             [
@@ -65,15 +71,14 @@ class Pipeline:
             {"KEYE_TEST_ANALYZE_DELAY_S": str(delay_s)},
         )
 
-    def streams(self) -> subprocess.Popen:
+    def streams(self) -> Process:
         return self.spawn(
             "streams", ["-m", "streams", "--app-id", f"{self.settings.topic_ingest}-streams", "--loglevel", "warning"]
         )
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- {p.keye_log.name}\n" + p.keye_log.read_text(errors="replace")[-4000:]  # type: ignore[attr-defined]
-            for p in self.procs
+            f"--- {p.keye_log.name}\n" + p.keye_log.read_text(errors="replace")[-4000:] for p in self.procs
         )
 
     def stop_all(self) -> None:

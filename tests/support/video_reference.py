@@ -18,7 +18,10 @@ def reference_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     return out.clamp_(0, 255).round_().to(torch.uint8)
 
 
-def decode_all_then_sample(path, budgets: PixelBudgets = PixelBudgets()):
+DEFAULT_BUDGETS = PixelBudgets()
+
+
+def decode_all_then_sample(path, budgets: PixelBudgets = DEFAULT_BUDGETS):
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         frames = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in c.decode(s)]

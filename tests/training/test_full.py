@@ -234,7 +234,7 @@ def test_answers_and_captions_read_each_video_off_the_answers_forward(made, proc
         pooled = torch.nn.functional.normalize(hidden[start : start + ex.prefix_len].mean(0), dim=-1)
         torch.testing.assert_close(pooled[None], model.embed(c.ids[None], **c.vision), rtol=1e-4, atol=1e-5)
     objective = AnswersAndCaptions(captions, contrastive_weight=1.0, temperature=0.1)
-    result = train_full(model, batch, FullConfig(steps=16, batch_size=CLIPS, **FAST), objective)
+    train_full(model, batch, FullConfig(steps=16, batch_size=CLIPS, **FAST), objective)
     nll, nce = zip(*objective.parts)
     assert nll[-1] < nll[0] * 0.5 and nce[-1] < nce[0] * 0.5, objective.parts
     assert caption_ranks(model, caption_pairs(processor, made)) == [0] * CLIPS  # as the analyzer embeds

@@ -199,7 +199,10 @@ def test_unusual_codecs_and_formats_decode_correctly(tmp_path, codec, pix_fmt, e
 def test_processor_raises_the_typed_error_for_a_bad_video_in_a_batch(processor, tmp_path, sample_clips):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"RIFF" + b"\x00" * 100)
-    conv = lambda src: [{"role": "user", "content": [{"type": "video", "video": str(src)}]}]  # noqa: E731
+
+    def conv(src):
+        return [{"role": "user", "content": [{"type": "video", "video": str(src)}]}]
+
     with pytest.raises(MediaError):
         _timed(lambda: processor([conv(sample_clips / "carphone_pristine.mp4"), conv(bad)]))
 
