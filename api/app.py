@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings, *, publish: bool = False, **overrides: Any) -
     svc = Services(settings=settings, engine=engine, **{**_from_settings(settings), **overrides})
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):  # noqa: ANN202
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         observability.redact_access_log()  # after the server configured its loggers
         stops = _start_background(svc) if publish else []
         try:
@@ -96,7 +97,12 @@ def _start_background(svc: Services) -> list:
             daemon=True,
         )
         sink.start()
-        stops.append(lambda: (done.set(), sink.join(timeout=10)))
+
+        def stop_sink() -> None:
+            done.set()
+            sink.join(timeout=10)
+
+        stops.append(stop_sink)
     return stops
 
 
@@ -126,7 +132,7 @@ def route_table(app: FastAPI) -> list[tuple[str, str, Any]]:
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # FastAPI before lazy router inclusion: app.routes is already flat
-        contexts = [(r.path, getattr(r, "methods", None) or set(), r) for r in app.routes]
+        contexts = [(r.path, getattr(r, "methods", None) or set(), r) for r in app.routes]  # type: ignore[attr-defined]  # an old FastAPI's routes (Route, Mount, WebSocketRoute) all have a path; BaseRoute does not declare it
     else:
         contexts = [(c.path, c.methods or set(), c.original_route) for c in iter_route_contexts(app.routes)]
     return [(m, path, route) for path, methods, route in contexts for m in sorted(methods) if m != "HEAD"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.cases import Queue, evidence_times
 from stores.db import ModerationFlag, Video
@@ -24,11 +24,11 @@ def queue_context(session: Session, queue: Queue, per_case: int = 4) -> dict[str
     if not ids:
         return {}
     flags: dict[str, list[ModerationFlag]] = {}
-    for f in session.exec(select(ModerationFlag).where(ModerationFlag.analysis_id.in_(ids))):
+    for f in session.exec(select(ModerationFlag).where(col(ModerationFlag.analysis_id).in_(ids))):
         flags.setdefault(f.analysis_id, []).append(f)
     videos = {
         v.video_id: v
-        for v in session.exec(select(Video).where(Video.video_id.in_({item.video_id for item in queue.items})))
+        for v in session.exec(select(Video).where(col(Video.video_id).in_({item.video_id for item in queue.items})))
     }
     out = {}
     for item in queue.items:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api import idempotency, outbox
 from api.auth import Principal
@@ -25,7 +25,7 @@ from api.problems import AlreadyDecided, Conflict, Invalid, NotFound, Unavailabl
 from api.tables import CaseClaim
 from api.types import UtcDatetime
 from service.schemas import MODERATION_CATEGORIES, FeedbackEvent, utcnow
-from stores.db import Analysis, ModerationFlag, Review, Video
+from stores.db import Analysis, ModerationFlag, Review, Video, table_of
 
 Decision = Literal["confirm", "clear", "escalate"]
 QueueState = Literal["open", "escalated"]
@@ -125,7 +125,7 @@ def _claims(session: Session, ids: list[str]) -> dict[str, ClaimInfo]:
     if not ids:
         return {}
     now = utcnow()
-    rows = session.exec(select(CaseClaim).where(CaseClaim.analysis_id.in_(ids)))
+    rows = session.exec(select(CaseClaim).where(col(CaseClaim.analysis_id).in_(ids)))
     return {
         c.analysis_id: ClaimInfo(
             moderator=c.moderator, key_id=c.key_id, claimed_at=_aware(c.claimed_at), expires_at=_aware(c.expires_at)
@@ -137,7 +137,7 @@ def _claims(session: Session, ids: list[str]) -> dict[str, ClaimInfo]:
 
 def _decided(final: bool) -> Any:
     decisions = ["confirm", "clear"] if final else ["escalate"]
-    return select(Review.analysis_id).where(Review.decision.in_(decisions))
+    return select(Review.analysis_id).where(col(Review.decision).in_(decisions))
 
 
 def queue(
@@ -153,30 +153,30 @@ def queue(
 ) -> Queue:
     """Open (or escalated) cases, most severe first, then oldest first."""
     now = utcnow()
-    where = [
-        Analysis.moderation_status.in_(["flagged", "needs_review"]),
-        Analysis.max_severity >= min_severity,
-        Analysis.analysis_id.not_in(_decided(final=True)),
+    where: list[sa.ColumnElement[bool]] = [
+        col(Analysis.moderation_status).in_(["flagged", "needs_review"]),
+        col(Analysis.max_severity) >= min_severity,
+        col(Analysis.analysis_id).not_in(_decided(final=True)),
     ]
     where.append(
-        Analysis.analysis_id.not_in(_decided(final=False))
+        col(Analysis.analysis_id).not_in(_decided(final=False))
         if state == "open"
-        else Analysis.analysis_id.in_(_decided(final=False))
+        else col(Analysis.analysis_id).in_(_decided(final=False))
     )
     if category:
         where.append(
-            Analysis.analysis_id.in_(select(ModerationFlag.analysis_id).where(ModerationFlag.category == category))
+            col(Analysis.analysis_id).in_(select(ModerationFlag.analysis_id).where(ModerationFlag.category == category))
         )
     if min_age_s is not None:
-        where.append(Analysis.created_at <= now - timedelta(seconds=min_age_s))
+        where.append(col(Analysis.created_at) <= now - timedelta(seconds=min_age_s))
     if max_age_s is not None:
-        where.append(Analysis.created_at >= now - timedelta(seconds=max_age_s))
+        where.append(col(Analysis.created_at) >= now - timedelta(seconds=max_age_s))
     total = session.exec(select(sa.func.count()).select_from(Analysis).where(*where)).one()
     rows = list(
         session.exec(
             select(Analysis)
             .where(*where)
-            .order_by(Analysis.max_severity.desc(), Analysis.created_at, Analysis.analysis_id)
+            .order_by(col(Analysis.max_severity).desc(), col(Analysis.created_at), col(Analysis.analysis_id))
             .limit(limit)
             .offset(offset)
         )
@@ -185,7 +185,9 @@ def queue(
     cats: dict[str, list[str]] = {}
     if ids:
         for f in session.exec(
-            select(ModerationFlag).where(ModerationFlag.analysis_id.in_(ids)).order_by(ModerationFlag.severity.desc())
+            select(ModerationFlag)
+            .where(col(ModerationFlag.analysis_id).in_(ids))
+            .order_by(col(ModerationFlag.severity).desc())
         ):
             cats.setdefault(f.analysis_id, []).append(f.category)
     claims = _claims(session, ids)
@@ -233,10 +235,10 @@ def get_case(session: Session, analysis_id: str, thumb_url: str) -> Case:
         session.exec(
             select(ModerationFlag)
             .where(ModerationFlag.analysis_id == analysis_id)
-            .order_by(ModerationFlag.severity.desc())
+            .order_by(col(ModerationFlag.severity).desc())
         )
     )
-    reviews = list(session.exec(select(Review).where(Review.analysis_id == analysis_id).order_by(Review.id)))
+    reviews = list(session.exec(select(Review).where(Review.analysis_id == analysis_id).order_by(col(Review.id))))
     video = session.get(Video, a.video_id)
     moderation = (a.record or {}).get("moderation") or {}
     return Case(
@@ -275,11 +277,13 @@ def claim(session: Session, analysis_id: str, who: Principal, ttl_s: float) -> C
     now = utcnow()
     # An expired claim is anyone's: drop it first so the insert below can win.
     session.execute(
-        sa.delete(CaseClaim.__table__).where(CaseClaim.analysis_id == analysis_id, CaseClaim.expires_at <= now)
+        sa.delete(table_of(CaseClaim)).where(
+            col(CaseClaim.analysis_id) == analysis_id, col(CaseClaim.expires_at) <= now
+        )
     )
     session.execute(
-        sa.update(CaseClaim.__table__)
-        .where(CaseClaim.analysis_id == analysis_id, CaseClaim.key_id == who.key_id)
+        sa.update(table_of(CaseClaim))
+        .where(col(CaseClaim.analysis_id) == analysis_id, col(CaseClaim.key_id) == who.key_id)
         .values(expires_at=now + timedelta(seconds=ttl_s))
     )
     session.commit()
@@ -325,10 +329,12 @@ def release(session: Session, analysis_id: str, who: Principal) -> None:
 def _take_claim(session: Session, analysis_id: str, who: Principal, expired_too: bool = False) -> bool:
     """Delete this key's claim; True for the one transaction that did (concurrent ones wait on the
     row, then find it gone), so the claim is used exactly once."""
-    where = [CaseClaim.analysis_id == analysis_id, CaseClaim.key_id == who.key_id]
+    where = [col(CaseClaim.analysis_id) == analysis_id, col(CaseClaim.key_id) == who.key_id]
     if not expired_too:
-        where.append(CaseClaim.expires_at > utcnow())
-    return session.execute(sa.delete(CaseClaim.__table__).where(*where)).rowcount == 1
+        where.append(col(CaseClaim.expires_at) > utcnow())
+    deleted = session.execute(sa.delete(table_of(CaseClaim)).where(*where))
+    assert isinstance(deleted, sa.CursorResult)  # a Core DELETE's result, which counts its rows
+    return deleted.rowcount == 1
 
 
 def decide(
@@ -497,7 +503,7 @@ def _update_vector_payload(svc: Services, analysis_id: str, status: str) -> None
         return
     try:
         store.set_payload([analysis_id], {"moderation_status": status})
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - best effort: the SQL row is the truth, the payload a search filter
         pass
 
 

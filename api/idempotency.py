@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlmodel import Column, Field, Session, SQLModel
+from sqlmodel import Column, Field, Session, SQLModel, col
 
 from api.problems import IdempotencyKeyReused
 from service.schemas import utcnow
+from stores.db import table_of
 
 RETAIN = timedelta(hours=24)  # a key is honoured at least this long
 
@@ -72,7 +73,7 @@ def replay(session: Session, key: Key) -> JSONResponse | None:
 def remember(session: Session, key: Key, status: int, body: BaseModel) -> None:
     """Add the response to the session's transaction (and drop records past their retention)."""
     now = utcnow()
-    session.execute(sa.delete(IdempotentRequest.__table__).where(IdempotentRequest.created_at < now - RETAIN))
+    session.execute(sa.delete(table_of(IdempotentRequest)).where(col(IdempotentRequest.created_at) < now - RETAIN))
     session.add(
         IdempotentRequest(
             key_id=key.key_id,

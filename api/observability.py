@@ -15,6 +15,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 from fastapi import FastAPI, Request, Response
@@ -45,7 +46,7 @@ def install(app: FastAPI) -> Metrics:
     metrics = Metrics()
 
     @app.middleware("http")
-    async def _observe(request: Request, call_next):  # noqa: ANN202
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         given = request.headers.get("x-request-id", "")
         request.state.request_id = given if _ID.match(given) else uuid.uuid4().hex
         start = time.perf_counter()

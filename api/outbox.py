@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.tables import Outbox
 from service.retry import RetryPolicy
 from service.schemas import encode, utcnow
+from stores.db import table_of
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +32,10 @@ def enqueue(session: Session, topic: str, key: str, message: BaseModel) -> None:
 
 
 def pending(session: Session, limit: int = 500) -> list[Outbox]:
-    return list(session.exec(select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id).limit(limit)))
+    return list(session.exec(select(Outbox).where(col(Outbox.sent_at).is_(None)).order_by(col(Outbox.id)).limit(limit)))
 
 
-def relay_once(engine: sa.Engine, producer, limit: int = 500) -> int:  # noqa: ANN001 - kafka.KafkaProducer
+def relay_once(engine: sa.Engine, producer: KafkaProducer, limit: int = 500) -> int:
     """Publish up to `limit` pending messages; returns how many were sent."""
     with Session(engine) as session:
         rows = pending(session, limit)
@@ -48,7 +53,7 @@ def relay_once(engine: sa.Engine, producer, limit: int = 500) -> int:  # noqa: A
                 row.last_error = f"{type(e).__name__}: {e}"[:1000]
                 session.add(row)
         if sent:
-            session.execute(sa.update(Outbox.__table__).where(Outbox.id.in_(sent)).values(sent_at=utcnow()))
+            session.execute(sa.update(table_of(Outbox)).where(col(Outbox.id).in_(sent)).values(sent_at=utcnow()))
         session.commit()
         return len(sent)
 

@@ -8,6 +8,7 @@ branch on `type` and an operator can find the request in the logs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -109,7 +110,7 @@ def problem_response(
     title: str,
     detail: str | None,
     errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ProblemBody(
         type=TYPE_PREFIX + slug,

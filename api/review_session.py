@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from fastapi import Depends, Request, Response
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from api import keys
 from api.auth import Principal, Roles
@@ -25,6 +25,7 @@ from api.deps import db
 from api.problems import Forbidden, Unauthorized
 from api.tables import ReviewSession
 from service.schemas import utcnow
+from stores.db import table_of
 
 COOKIE = "keye_review"
 TTL_S = 12 * 3600
@@ -48,7 +49,7 @@ def _aware(dt: datetime) -> datetime:
 def start(session: Session, key_id: str) -> tuple[str, ReviewSession]:
     """A new session of `key_id`: (the cookie value, its row). Expired rows are purged here."""
     now = utcnow()
-    session.execute(sa.delete(ReviewSession.__table__).where(ReviewSession.expires_at <= now))
+    session.execute(sa.delete(table_of(ReviewSession)).where(col(ReviewSession.expires_at) <= now))
     token = secrets.token_urlsafe(32)
     row = ReviewSession(
         token_sha256=_digest(token),
@@ -72,7 +73,7 @@ def find(session: Session, token: str | None) -> ReviewSession | None:
 
 
 def end(session: Session, token: str) -> None:
-    session.execute(sa.delete(ReviewSession.__table__).where(ReviewSession.token_sha256 == _digest(token)))
+    session.execute(sa.delete(table_of(ReviewSession)).where(col(ReviewSession.token_sha256) == _digest(token)))
     session.commit()
 
 

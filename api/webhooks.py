@@ -28,16 +28,21 @@ import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
 
 from api.tables import Webhook, WebhookDelivery
 from service.retry import RetryPolicy
 from service.schemas import AnalysisRecord, FlagMessage, decode, utcnow
 from service.settings import Settings
+from stores.db import table_of
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +77,16 @@ def signature_headers(secret: str, msg_id: str, timestamp: int, body: str) -> di
 def _insert_ignore(session: Session, rows: list[dict]) -> None:
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
-        insert(WebhookDelivery.__table__).values(rows).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
+        insert(table_of(WebhookDelivery)).values(rows).on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
     )
 
 
 def enqueue_event(session: Session, event: str, event_id: str, data: dict[str, Any]) -> int:
     """One pending delivery per active webhook subscribed to `event`; a repeated event_id (Kafka
     redelivery) adds nothing. Returns the number of subscribed webhooks."""
-    hooks = [h for h in session.exec(select(Webhook).where(Webhook.active == True)) if event in h.events]  # noqa: E712
+    hooks = [h for h in session.exec(select(Webhook).where(Webhook.active == True)) if event in h.events]  # noqa: E712 - SQL's `active = true`, not a truth test
     now = utcnow()
     body = json.dumps(
         {"id": event_id, "type": event, "created_at": now.isoformat(), "data": data},
@@ -126,7 +128,7 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _post(client, url: str, body: str, headers: dict[str, str], settings: Settings):  # noqa: ANN001, ANN202
+def _post(client: httpx.Client, url: str, body: str, headers: dict[str, str], settings: Settings) -> httpx.Response:
     """POST to the checked address of the URL's host (as service.fetch does: no DNS rebinding)."""
     import httpx
 
@@ -159,7 +161,7 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
             session.exec(
                 select(WebhookDelivery)
                 .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.id))
                 .limit(limit)
             )
         )
@@ -167,7 +169,7 @@ def deliver_due(engine: sa.Engine, settings: Settings, now: datetime | None = No
             return 0
         hooks = {
             h.webhook_id: h
-            for h in session.exec(select(Webhook).where(Webhook.webhook_id.in_({d.webhook_id for d in due})))
+            for h in session.exec(select(Webhook).where(col(Webhook.webhook_id).in_({d.webhook_id for d in due})))
         }
         with httpx.Client(follow_redirects=False, trust_env=False, timeout=TIMEOUT_S) as client:
             for d in due:

@@ -59,6 +59,9 @@ def analysis_id_for(video_id: str, model_version: str) -> str:
 TaskName = Literal["tags", "summary", "moderation", "embedding", "products"]  # what a submission may ask for
 
 
+FeedbackKind = Literal["moderation_decision", "tag_correction", "summary_rating", "summary_edit", "engagement"]
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -191,7 +194,7 @@ class FeedbackEvent(Message):
 
     event_id: str = Field(min_length=1, max_length=128)
     video_id: VideoId
-    kind: Literal["moderation_decision", "tag_correction", "summary_rating", "summary_edit", "engagement"]
+    kind: FeedbackKind
     actor: str = Field(min_length=1, max_length=128)
     payload: dict[str, Any] = Field(default_factory=dict)
     at: datetime

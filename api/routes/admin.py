@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api import keys
 from api.auth import Principal, Roles
@@ -114,7 +114,7 @@ def list_models(
 ) -> Models:
     from evaluation.store import latest
 
-    rows = session.exec(select(ModelVersion).order_by(ModelVersion.created_at))
+    rows = session.exec(select(ModelVersion).order_by(col(ModelVersion.created_at)))
     views = []
     for r in rows:
         report = latest(session, r.version)

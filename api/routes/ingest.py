@@ -10,6 +10,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from api import media, outbox
@@ -20,7 +21,7 @@ from api.problems import Invalid, responses
 from api.types import CreatorId, Label, LanguageTag, UtcDatetime
 from service.schemas import Submission, VideoId, utcnow
 from service.uploads import discard
-from stores.db import Video
+from stores.db import Video, table_of
 
 INGEST = Roles("ingest")
 router = APIRouter(prefix="/v1/videos", tags=["ingest"])
@@ -47,13 +48,9 @@ class Accepted(BaseModel):
 
 def _insert_new(session: Session, s: Submission) -> bool:
     """Insert the video row unless its id is known; True when this call created it."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(Video.__table__)
+        insert(table_of(Video))
         .values(
             video_id=s.video_id,
             uri=s.uri,
@@ -69,7 +66,7 @@ def _insert_new(session: Session, s: Submission) -> bool:
         .on_conflict_do_nothing(index_elements=["video_id"])
     )
     # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
-    return session.execute(stmt.returning(Video.__table__.c.video_id)).first() is not None
+    return session.execute(stmt.returning(table_of(Video).c.video_id)).first() is not None
 
 
 def accept(svc: Services, session: Session, fields: dict) -> JSONResponse:
@@ -83,7 +80,9 @@ def accept(svc: Services, session: Session, fields: dict) -> JSONResponse:
     session.commit()
     if created:
         svc.published()
-    return _accepted(session.get(Video, s.video_id), duplicate=not created)
+    row = session.get(Video, s.video_id)
+    assert row is not None, "inserted (or found) and committed above"
+    return _accepted(row, duplicate=not created)
 
 
 def _accepted(row: Video, duplicate: bool) -> JSONResponse:
@@ -168,7 +167,7 @@ async def upload(
         except BaseException:  # nothing refers to the file: do not let it hold quota
             discard(path.as_uri(), svc.settings)
             raise
-        if json.loads(answer.body)["duplicate"]:  # a concurrent upload of the same id won the race
+        if json.loads(bytes(answer.body))["duplicate"]:  # a concurrent upload of the same id won the race
             discard(path.as_uri(), svc.settings)
         return answer
 

@@ -13,6 +13,7 @@ import mimetypes
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path as FsPath
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Path, Query, Request, Response
@@ -21,6 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import HTTPExceptionHandler
 
 from api import case_context, case_media, cases, keys, review_session
 from api.auth import Principal
@@ -32,7 +34,7 @@ from service.schemas import MODERATION_CATEGORIES
 
 PAGE = Page("moderator")
 templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
-HTML = {"content": {"text/html": {}}, "description": "an HTML page"}
+HTML: dict[str, Any] = {"content": {"text/html": {}}, "description": "an HTML page"}
 # Errors on these routes are pages too: documented so, overriding the problem bodies auth.document adds.
 router = APIRouter(
     prefix="/review",
@@ -41,7 +43,7 @@ router = APIRouter(
     responses={s: HTML for s in (401, 403, 404, 409, 422, 503)},
 )
 CaseId = Path(min_length=1, max_length=36)
-SEE_OTHER = {303: {"description": "redirect to the next page"}}
+SEE_OTHER: dict[int | str, dict[str, Any]] = {303: {"description": "redirect to the next page"}}
 _CASE_PATH = re.compile(r"^/review/cases/([^/]+)")
 
 
@@ -120,7 +122,7 @@ def logout(
 ) -> Response:
     token = request.cookies.get(COOKIE)
     row = review_session.find(session, token)
-    if row is not None:
+    if row is not None and token is not None:  # a row is found only for a token
         review_session.check_csrf(row, sent)
         review_session.end(session, token)
     resp = _see("/review/login")
@@ -304,6 +306,7 @@ def _error_page(request: Request, exc: Exception) -> HTMLResponse:
         status, title = 422, "That request is not valid"
         detail = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors()[:3])
     else:
+        assert isinstance(exc, StarletteHTTPException), "install() routes only these three kinds here"
         status, detail = exc.status_code, str(exc.detail)
         title = "Not found" if status == 404 else "Not possible"
     return _page(
@@ -327,10 +330,11 @@ def install(app: FastAPI) -> None:
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
-def _pages_or(fallback: Handler) -> Handler:
+def _pages_or(fallback: HTTPExceptionHandler) -> Handler:
     async def handle(request: Request, exc: Exception) -> Response:
         if not is_review_path(request.url.path):
-            return await fallback(request, exc)
+            answer = fallback(request, exc)  # api.problems' handlers are async; Starlette allows plain ones
+            return await answer if isinstance(answer, Awaitable) else answer
         if isinstance(exc, LoginRequired):
             return _login_again(request)
         return _error_page(request, exc)

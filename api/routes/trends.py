@@ -8,7 +8,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.auth import Principal, Roles
 from api.deps import db
@@ -55,14 +55,14 @@ def trending_tags(
 ) -> TrendingTags:
     if window_start is None:
         window_start = session.exec(
-            select(TagTrend.window_start).where(TagTrend.window == window).order_by(TagTrend.window_start.desc())
+            select(TagTrend.window_start).where(TagTrend.window == window).order_by(col(TagTrend.window_start).desc())
         ).first()
     if window_start is None:
         return TrendingTags(window=window, window_start=None, tags=[])
     rows = session.exec(
         select(TagTrend)
         .where(TagTrend.window == window, TagTrend.window_start == window_start)
-        .order_by(TagTrend.count.desc(), TagTrend.label)
+        .order_by(col(TagTrend.count).desc(), TagTrend.label)
         .limit(limit)
     )
     return TrendingTags(
@@ -86,7 +86,7 @@ def creator_flag_rates(
     rows = session.exec(
         select(CreatorFlagRate)
         .where(CreatorFlagRate.analyzed >= min_analyzed)
-        .order_by(CreatorFlagRate.rate.desc(), CreatorFlagRate.flagged.desc(), CreatorFlagRate.creator_id)
+        .order_by(col(CreatorFlagRate.rate).desc(), col(CreatorFlagRate.flagged).desc(), CreatorFlagRate.creator_id)
         .limit(limit)
     )
     return [CreatorRate(**r.model_dump()) for r in rows]

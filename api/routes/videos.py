@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api import outbox
 from api.auth import Principal, Roles
@@ -17,7 +17,7 @@ from api.deps import Services, db, services
 from api.problems import NotFound, responses
 from api.search import active_version
 from api.types import UtcDatetime
-from service.schemas import FeedbackEvent, utcnow
+from service.schemas import FeedbackEvent, FeedbackKind, utcnow
 from stores.db import Analysis, Tag, Video
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
@@ -100,7 +100,7 @@ def current_analysis(
         q = q.where(Analysis.analysis_id == analysis_id)
     elif version:
         q = q.where(Analysis.model_version == version)
-    rows = list(session.exec(q.order_by(Analysis.created_at.desc())))
+    rows = list(session.exec(q.order_by(col(Analysis.created_at).desc())))
     if not rows:
         raise NotFound(f"video {video_id!r} has no analysis" + (f" by {version!r}" if version else "") + " yet")
     if not (analysis_id or version):
@@ -118,7 +118,7 @@ def current_analysis(
 )
 def get_video(video_id: str = VideoPath, session: Session = Depends(db), _: Principal = Depends(STATUS)) -> VideoStatus:
     v = _video(session, video_id)
-    rows = session.exec(select(Analysis).where(Analysis.video_id == video_id).order_by(Analysis.created_at.desc()))
+    rows = session.exec(select(Analysis).where(Analysis.video_id == video_id).order_by(col(Analysis.created_at).desc()))
     return VideoStatus(
         video_id=v.video_id,
         status=v.status,
@@ -202,7 +202,9 @@ def get_summary(
     return summary_of(video_id, a.analysis_id, a.model_version, a.record or {})
 
 
-def _feedback(svc: Services, session: Session, a: Analysis, kind: str, who: Principal, payload: dict) -> JSONResponse:
+def _feedback(
+    svc: Services, session: Session, a: Analysis, kind: FeedbackKind, who: Principal, payload: dict
+) -> JSONResponse:
     event = FeedbackEvent(
         event_id=str(uuid.uuid4()),
         video_id=a.video_id,

@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api import media
 from api.auth import Principal, Roles
@@ -110,7 +110,9 @@ def register(
 def list_hooks(session: Session = Depends(db), who: Principal = Depends(PRODUCT)) -> list[WebhookView]:
     return [
         _view(h)
-        for h in session.exec(select(Webhook).where(Webhook.owner_key_id == who.key_id).order_by(Webhook.created_at))
+        for h in session.exec(
+            select(Webhook).where(Webhook.owner_key_id == who.key_id).order_by(col(Webhook.created_at))
+        )
     ]
 
 
@@ -142,5 +144,5 @@ def deliveries(
     q = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
     if status:
         q = q.where(WebhookDelivery.status == status)
-    rows = session.exec(q.order_by(WebhookDelivery.id.desc()).limit(limit))
+    rows = session.exec(q.order_by(col(WebhookDelivery.id).desc()).limit(limit))
     return [DeliveryView(**r.model_dump(exclude={"webhook_id", "body"})) for r in rows]
