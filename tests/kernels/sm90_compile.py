@@ -209,7 +209,7 @@ def configs():
             tag = f"{'bf16' if dtype == bf else 'fp32'} d{d} causal={causal}"
             bwd = dict(common, sm_scale=0.1, LSE=f32, DELTA=f32, Q=dtype, K=dtype, V=dtype, DO=dtype)
             for kind, fn, values in (
-                ("fwd", at._attn_fwd, dict(common, Q=dtype, K=dtype, V=dtype, O=dtype, LSE=f32, so_t=1, so_h=1)),
+                ("fwd", at._attn_fwd, dict(common, Q=dtype, K=dtype, V=dtype, OUT=dtype, LSE=f32, so_t=1, so_h=1)),
                 ("dkdv", at._attn_bwd_dkdv, dict(bwd, DK=dtype, DV=dtype)),
                 ("dq", at._attn_bwd_dq, dict(bwd, DQ=dtype)),
             ):
@@ -255,7 +255,7 @@ def configs():
     yield (
         "decode_reduce",
         da._decode_reduce,
-        dict(MID_O=f32, MID_LSE=f32, O=bf, so_b=1, so_h=1, n_heads=1, n_splits=1, D=128, BLOCK_S=64, BLOCK_D=128),
+        dict(MID_O=f32, MID_LSE=f32, OUT=bf, so_b=1, so_h=1, n_heads=1, n_splits=1, D=128, BLOCK_S=64, BLOCK_D=128),
         4,
     )
     for grad in (False, True):
