@@ -152,7 +152,7 @@ def moderator_actions(flagged: list[str], truth: dict[str, int]) -> Actions:
     if len(right) == len(flagged):
         return Actions({"decision": "confirm"}, missed)
     # one decision per case: confirm the worst true flag; the false ones stay as the model said
-    return Actions({"decision": "confirm", "category": max(right, key=truth.get)}, missed)
+    return Actions({"decision": "confirm", "category": max(right, key=lambda c: truth[c])}, missed)
 
 
 # ---- the private stack -------------------------------------------------------------------------------
@@ -468,15 +468,15 @@ class _Loop:
         return r.json() if r.content else {}
 
     def analyses(self, video_ids: list[str]) -> dict[str, Any]:
-        from sqlmodel import select
+        from sqlmodel import col, select
 
         from stores.db import Analysis, Video
 
         with self.session() as s:
-            rows = {a.video_id: a for a in s.exec(select(Analysis).where(Analysis.video_id.in_(video_ids)))}
+            rows = {a.video_id: a for a in s.exec(select(Analysis).where(col(Analysis.video_id).in_(video_ids)))}
             failed = {
                 v.video_id: v.error
-                for v in s.exec(select(Video).where(Video.video_id.in_(video_ids), Video.status == "failed"))
+                for v in s.exec(select(Video).where(col(Video.video_id).in_(video_ids), Video.status == "failed"))
             }
             for a in rows.values():
                 s.expunge(a)
@@ -509,7 +509,10 @@ class _Loop:
 
             self.ingest_key = create_key(session, ["ingest"], name="demo-loop-ingest")[1]
             self.moderator_key = create_key(session, ["moderator"], name="demo-moderator")[1]
-            base_version = registry.active_version(session).version
+            active = registry.active_version(session)
+            if active is None:  # prepare() registered keye-demo as the active version
+                raise LoopError("the registry has no active model version to start from")
+            base_version = active.version
         tag = s.topic_ingest.split(".")[0]
         self.procs.start("streams", ["-m", "streams", "--app-id", f"{tag}-streams", "--loglevel", "info"])
         self.procs.start("worker", ["-m", "workers", "--group", f"{tag}-workers", "--batch-size", "1"])
@@ -680,9 +683,10 @@ class _Loop:
             ev = (s.get(ModelVersion, version).metrics or {}).get("eval") or {}
             dataset = (ev.get("dataset") or {}).get("id")
             reports = {v: latest(s, v, dataset) for v in (base_version, version)}
-        if any(r is None for r in reports.values()):
+        base_report, new_report = reports[base_version], reports[version]
+        if base_report is None or new_report is None:
             raise LoopError(f"the run left no evaluation reports on {self.settings.eval_corpus} for both versions")
-        before, after = (_figures(reports[v].report, cat) for v in (base_version, version))
+        before, after = _figures(base_report.report, cat), _figures(new_report.report, cat)
         return {
             "category": cat,
             "base_version": base_version,

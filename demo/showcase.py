@@ -21,6 +21,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +29,11 @@ from rich.markup import escape
 from service.schemas import AnalysisRecord
 from service.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
 from training.demo_spec import DEMO, DemoSpec
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from stores.vectors import VectorStore
 
 NAME = DEMO_MODEL
 BASELINE = "keye-tiny"
@@ -137,14 +143,14 @@ def _analyses(engine, version: str) -> set[str]:
 
 def _stored(engine, vectors, version: str, ids: Sequence[str]) -> dict[str, AnalysisRecord]:
     """The records of `ids` as stored: the SQL row, with the vector from Qdrant."""
-    from sqlmodel import Session, select
+    from sqlmodel import Session, col, select
 
     from stores.db import Analysis
 
     out = {}
     with Session(engine) as session:
         rows = session.exec(
-            select(Analysis).where(Analysis.model_version == version, Analysis.video_id.in_(list(ids)))
+            select(Analysis).where(Analysis.model_version == version, col(Analysis.video_id).in_(list(ids)))
         ).all()
     for row in rows:
         vector = vectors.vector(row.analysis_id)
@@ -188,12 +194,12 @@ def run_showcase(
     # a retrained keye-demo keeps its name: the records of another training are not reused
     done = _Done(home / "analyzed.json", f"{made.info['fingerprint']}@{made.info['created_at']}")
     run = _Run(s, home, analyzer, from_corpus(shown.corpus, "test"), console, shown)
-    run.engine = engine_from(s)
+    engine = run.engine = engine_from(s)
     try:
-        migrate(run.engine)
-        done.ids &= _analyses(run.engine, analyzer.model_version)
+        migrate(engine)
+        done.ids &= _analyses(engine, analyzer.model_version)
         run.analyze_samples(samples, done)  # `keye analyze`'s path opens the Qdrant folder itself: first
-        run.vectors = VectorStore.from_settings(s)
+        vectors = run.vectors = VectorStore.from_settings(s)
         try:
             evaluated = run.analyze_held_out(done)
             run.show_records()
@@ -208,9 +214,9 @@ def run_showcase(
                 soft_wrap=True,
             )
         finally:
-            run.vectors.close()
+            vectors.close()
     finally:
-        run.engine.dispose()
+        engine.dispose()
     return shown
 
 
@@ -222,7 +228,8 @@ class _Run:
         self.version = analyzer.model_version
         self.shown = shown
         self.names: dict[str, str] = {}  # video id -> file name of the sample clips
-        self.engine = self.vectors = None
+        self.engine: sa.Engine | None = None  # both opened by showcase() around the steps that use them
+        self.vectors: VectorStore | None = None
 
     def _progress(self, who: str) -> Callable[[int, int], None]:
         return lambda n, total: self.console.print(f"{who}: analyzed {n}/{total} held-out clips", highlight=False)
@@ -302,6 +309,8 @@ class _Run:
         from evaluation.report import build_report
         from evaluation.table import tables
 
+        if self.s.analysis_config is None:  # demo_settings() names keye-demo's configuration
+            raise ValueError("the showcase's settings name no analysis configuration")
         config = load_config(self.s.analysis_config)
         labels = {"labels": self.labelled.dataset_id, "config": _digest(Path(self.s.analysis_config))}
         records = {
