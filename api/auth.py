@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from api import keys
-from api.deps import db
+from api.deps import services
 from api.problems import Forbidden, Unauthorized
 from api.tables import ApiKey
 
@@ -41,20 +42,21 @@ class Roles:
             raise ValueError(f"unknown roles {unknown}")
         self.roles = frozenset(roles)
 
-    def __call__(
+    async def __call__(
         self,
         request: Request,
-        session: Session = Depends(db),
         bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
         header: str | None = Depends(_header),
     ) -> Principal:
+        # async, with its own session only when the key is not cached: FastAPI runs a sync guard (and
+        # the per-request session it would depend on) in its threadpool, a thread hand-off per request
         plaintext = header or (bearer.credentials if bearer else None)
         if not plaintext:
             raise Unauthorized(
                 "send an API key in `Authorization: Bearer <key>` or `X-API-Key`",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        row = keys.verify(session, plaintext)
+        row = keys.verify_cached(plaintext) or await run_in_threadpool(_verify, request, plaintext)
         if row is None:
             raise Unauthorized("the API key is unknown, malformed or revoked", headers={"WWW-Authenticate": "Bearer"})
         return self.admit(request, row)
@@ -66,6 +68,11 @@ class Roles:
         principal = Principal(row.key_id, row.name, frozenset(row.roles))
         request.state.principal = principal
         return principal
+
+
+def _verify(request: Request, plaintext: str) -> ApiKey | None:
+    with Session(services(request).engine) as session:
+        return keys.verify(session, plaintext)
 
 
 def document(router) -> None:  # noqa: ANN001 - fastapi.APIRouter

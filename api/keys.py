@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.problems import Invalid
 from api.tables import ApiKey
@@ -111,6 +111,16 @@ def parse(plaintext: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
+def verify_cached(plaintext: str) -> ApiKey | None:
+    """The live key matching `plaintext` if it was read within CACHE_TTL_S, else None: then `verify`
+    decides (this never reads SQL, so an async caller can try it without a thread)."""
+    parts = parse(plaintext)
+    if parts is None:
+        return None
+    row = _live.get(parts[0])
+    return row if row is not None and _secret_matches(row, parts[1]) else None
+
+
 def verify(session: Session, plaintext: str) -> ApiKey | None:
     """The live key matching `plaintext`, or None (unknown, wrong secret or revoked)."""
     parts = parse(plaintext)
@@ -123,7 +133,11 @@ def verify(session: Session, plaintext: str) -> ApiKey | None:
         if row is None or row.revoked_at is not None:
             return None
         _live.put(row, mark)
-    return row if hmac.compare_digest(row.secret_sha256, _digest(parts[1])) else None
+    return row if _secret_matches(row, parts[1]) else None
+
+
+def _secret_matches(row: ApiKey, secret: str) -> bool:
+    return hmac.compare_digest(row.secret_sha256, _digest(secret))
 
 
 def get_live(session: Session, key_id: str) -> ApiKey | None:
@@ -145,7 +159,7 @@ def revoke(session: Session, key_id: str) -> ApiKey | None:
 
 
 def list_keys(session: Session) -> list[ApiKey]:
-    return list(session.exec(select(ApiKey).order_by(ApiKey.created_at)))
+    return list(session.exec(select(ApiKey).order_by(col(ApiKey.created_at))))
 
 
 def bootstrap_admin(settings, name: str = "admin") -> str:  # noqa: ANN001 - service.settings.Settings

@@ -121,7 +121,7 @@ def _filter(q: SearchQuery, version: str):  # noqa: ANN202 - qdrant models.Filte
                 key="created_at", range=models.DatetimeRange(gte=f.created_after, lte=f.created_before)
             )
         )
-    must_not = []
+    must_not: list[Any] = []
     if q.video_id is not None:  # a video is not its own neighbour
         must_not.append(models.FieldCondition(key="video_id", match=models.MatchValue(value=q.video_id)))
     return models.Filter(must=must, must_not=must_not or None)
@@ -146,6 +146,7 @@ def search(svc: Services, session: Session, q: SearchQuery) -> SearchResult:
                 f"compared with those of {version!r}"
             )
     else:
+        assert q.video_id is not None  # SearchQuery holds exactly one of video_id, text and vector
         vector = store.vector(analysis_id_for(q.video_id, version))
         if vector is None:
             raise NotFound(f"video {q.video_id!r} has no vector for model version {version!r}")

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from api import search
 from api.auth import Principal, Roles
-from api.deps import Services, db, services
+from api.deps import services
 from api.problems import responses
 
 REC = Roles("recommender")
@@ -55,13 +55,12 @@ router = APIRouter(prefix="/v1/search", tags=["search"], route_class=_JsonRoute)
     summary="Nearest videos to a video, a text or a vector",
     description="Scores are cosine similarities, highest first; `model_version` says whose vectors were searched.",
 )
-def similar(
-    body: search.SearchQuery,
-    session: Session = Depends(db),
-    svc: Services = Depends(services),
-    _: Principal = Depends(REC),
-) -> search.SearchResult:
-    return search.search(svc, session, body)
+def similar(body: search.SearchQuery, request: Request, _: Principal = Depends(REC)) -> search.SearchResult:
+    # The services and session are taken here rather than as dependencies: FastAPI runs each sync
+    # dependency in its threadpool, and those hand-offs cost more than the search on a busy host.
+    svc = services(request)
+    with Session(svc.engine) as session:
+        return search.search(svc, session, body)
 
 
 @router.post(
@@ -71,11 +70,7 @@ def similar(
     summary="Several searches in one request",
     description="Each item holds its result or its own problem.",
 )
-def similar_batch(
-    body: search.BatchQuery,
-    request: Request,
-    session: Session = Depends(db),
-    svc: Services = Depends(services),
-    _: Principal = Depends(REC),
-) -> search.BatchResult:
-    return search.batch(svc, session, body, getattr(request.state, "request_id", None))
+def similar_batch(body: search.BatchQuery, request: Request, _: Principal = Depends(REC)) -> search.BatchResult:
+    svc = services(request)  # as in `similar`
+    with Session(svc.engine) as session:
+        return search.batch(svc, session, body, getattr(request.state, "request_id", None))
