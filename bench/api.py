@@ -1,12 +1,17 @@
 """Benchmark of the API under load: requests/s, p50 and p99 of search and of the video status route,
-at 10k and 100k stored videos with 4096-d vectors, embedded default (SQLite) versus PostgreSQL.
+at 10k and 100k stored videos with 4096-d vectors, embedded default (SQLite) versus PostgreSQL, and
+recall@10 of vector search through the API against exact search, plain and filtered.
 
-For each size the vectors are written once into a local-mode Qdrant folder (batched upserts, timed),
-shared by both SQL backends: vectors stay in local Qdrant, only KEYE_DATABASE_URL changes. The API
-runs in its own process (uvicorn, one worker); the load comes from this process over loopback, C
-connections for a fixed time per scenario. The server times its phases (SQL statements, the
+For each size the vectors are written once into an embedded store (batched upserts, timed): the
+clustered unit vectors of bench/vectors.py, whose exact top 10 of every query (plain, and with the
+filter of bench/_points.py) is kept while they are written. `--store DIR` keeps that folder (and the
+exact answers) under DIR and reuses it on later runs; the 100k x 4096 build takes minutes. Both SQL
+backends share it: only KEYE_DATABASE_URL changes. The API runs in its own process (uvicorn, one
+worker); the load comes from this process over loopback, C connections for a fixed time per
+scenario, request bodies encoded beforehand. The server times its phases (SQL statements, the
 vector search, the point lookup, the text embedding; the rest is HTTP, auth and (de)serialisation)
-and reports them per request.
+and reports them per request, with its CPU time per request (all threads, the engine's own
+included): unlike latency, that does not depend on what else the machine runs.
 
 Baseline measured in the same run: the same store's search in-process (no HTTP), so the ratio is
 what HTTP, auth, SQL and serialisation add.
@@ -17,6 +22,8 @@ lifts it to the stored width, so the search costs what a 4096-d query costs.
     python bench/api.py                   # 10k and 100k x 4096, SQLite and PostgreSQL (~12 min)
     python bench/api.py --quick           # 2k and 10k, shorter runs
     python bench/api.py --sizes 5000 --backends sqlite --seconds 3
+    nice -n 10 python bench/api.py --sizes 100000 --backends sqlite --store /work/bench-data/api-100k \
+        --scenarios search_vector,search_vector_filtered
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -40,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._points import FILTERS, VERSION, bench_filter, payload  # noqa: E402  (after the sys.path line)
+from bench.vectors import CHUNK, Clustered, TopK, filtered  # noqa: E402  (the same points and exact top 10)
 
 SERVER = """
 import collections, sys, threading, time
@@ -91,14 +101,21 @@ def after(conn, cursor, statement, params, context, many):
 event.listen(app.state.services.engine, "before_cursor_execute", before)
 event.listen(app.state.services.engine, "after_cursor_execute", after)
 
-@app.middleware("http")
-async def total(request, call_next):
-    t = time.perf_counter()
-    response = await call_next(request)
-    if not request.url.path.startswith("/__bench"):
-        add("request", time.perf_counter() - t)
-        add("requests", 1)
-    return response
+class Total:  # plain ASGI: timing the requests adds no middleware round trip of its own
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith("/__bench"):
+            return await self.app(scope, receive, send)
+        t = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            add("request", time.perf_counter() - t)
+            add("requests", 1)
+
+app.add_middleware(Total)
 
 def report(reset: bool = False):
     with lock:
@@ -112,24 +129,63 @@ uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", access_log=
 """
 
 
-def build_vectors(folder: Path, n: int, dim: int, seed: int) -> float:
-    """n points in a local Qdrant folder by batched upserts; returns the seconds it took."""
+def build_vectors(folder: Path, n: int, gen: Clustered, queries: np.ndarray) -> dict:
+    """n clustered points in an embedded store at folder/qdrant by batched upserts, the HNSW index
+    built once after the last one; the exact top 10 of every query (plain and filtered, as rows)
+    beside it, kept while the points are written, and meta.json last, so a folder with it is whole."""
     from service.schemas import analysis_id_for
     from stores.vectors import VectorStore
 
-    rng, now = np.random.default_rng(seed), datetime.now(UTC)
-    t = time.perf_counter()
-    store = VectorStore(path=folder)
-    with store.bulk_load():  # the HNSW index is built once, after the last point
-        for start in range(0, n, 1000):
-            idx = range(start, min(n, start + 1000))
+    now = datetime.now(UTC)
+    plain, flt = TopK(len(queries)), TopK(len(queries))
+    q64 = queries.astype(np.float64)
+    write_s = 0.0
+    store = VectorStore(path=folder / "qdrant")
+    t0 = time.perf_counter()
+    with store.bulk_load():
+        for start in range(0, n, CHUNK):
+            rows = np.arange(start, min(n, start + CHUNK))
+            x = gen.chunk(start, len(rows))
+            t = time.perf_counter()
             store.upsert_points(
-                [analysis_id_for(f"bench-{i:06d}", VERSION) for i in idx],
-                rng.standard_normal((len(idx), dim), dtype=np.float32),
-                [payload(i, now) for i in idx],
+                [analysis_id_for(f"bench-{i:06d}", VERSION) for i in rows], x, [payload(int(i), now) for i in rows]
             )
+            write_s += time.perf_counter() - t
+            s = q64 @ x.astype(np.float64).T
+            plain.add(s, rows)
+            keep = filtered(rows)
+            flt.add(s[:, keep], rows[keep])
+        t = time.perf_counter()
+    index_s = time.perf_counter() - t  # bulk_load's exit indexes and flushes
     store.close()
-    return time.perf_counter() - t
+    np.save(folder / "truth_plain.npy", plain.rows)
+    np.save(folder / "truth_filtered.npy", flt.rows)
+    meta = {
+        "n": n,
+        "dim": gen.dim,
+        "seed": gen.seed,
+        "queries": len(queries),
+        "build_s": write_s + index_s,
+        "index_s": index_s,
+        "wall_s": time.perf_counter() - t0,
+        "disk_mb": sum(f.stat().st_size for f in (folder / "qdrant").rglob("*") if f.is_file()) / 1e6,
+    }
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+def vectors_at(folder: Path, n: int, gen: Clustered, queries: np.ndarray) -> tuple[dict, bool]:
+    """The store of n points in `folder`: reused when a finished build of the same points and queries
+    is there, else (re)built; returns its meta.json and whether it was reused."""
+    meta_file = folder / "meta.json"
+    if meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        if (meta["n"], meta["dim"], meta["seed"], meta["queries"]) == (n, gen.dim, gen.seed, len(queries)):
+            return meta, True
+    if folder.exists():  # an unfinished or different build
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return build_vectors(folder, n, gen, queries), False
 
 
 def build_sql(url: str, n: int) -> tuple[str, float]:
@@ -235,21 +291,25 @@ def in_process(folder: Path, queries: np.ndarray, seconds: float) -> dict:
     return out
 
 
-def load(url: str, key: str, make_request, seconds: float, connections: int) -> tuple[list[float], int, float]:
+def load(url: str, key: str, requests: list, seconds: float, connections: int) -> tuple[list[float], int, float]:
+    """C connections, each a thread with its own keep-alive client, cycling through `requests`
+    ((method, path, JSON body bytes or None), encoded beforehand: encoding 4096 floats per request
+    would make the client, not the server, the bottleneck)."""
     import httpx
 
     lat: list[float] = []
     errors = [0]
     lock = threading.Lock()
     end = time.perf_counter() + seconds
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
 
     def worker(w: int) -> None:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
             i = w
             while time.perf_counter() < end:
-                method, path, body = make_request(i)
+                method, path, body = requests[i % len(requests)]
                 t = time.perf_counter()
-                resp = c.request(method, path, json=body)
+                resp = c.request(method, path, content=body)
                 dt = time.perf_counter() - t
                 with lock:
                     lat.append(dt)
@@ -265,37 +325,64 @@ def load(url: str, key: str, make_request, seconds: float, connections: int) -> 
     return lat, errors[0], time.perf_counter() - start
 
 
+def api_recall(url: str, key: str, queries: list[list[float]], truth: dict[str, np.ndarray]) -> dict[str, float]:
+    """recall@10 of vector search through the API against the exact top 10, plain and filtered."""
+    import httpx
+
+    out = {}
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
+        for name, filters in (("plain", None), ("filtered", FILTERS)):
+            found = []
+            for qi, q in enumerate(queries):
+                body: dict = {"vector": q, "limit": 10, **({"filters": filters} if filters else {})}
+                resp = c.post("/v1/search", json=body)
+                resp.raise_for_status()
+                got = {int(h["video_id"].removeprefix("bench-")) for h in resp.json()["hits"]}
+                want = {int(r) for r in truth[name][qi] if r >= 0}
+                found.append(len(got & want) / max(1, len(want)))
+            out[name] = float(np.mean(found))
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system, all threads) a process has used: what a request costs the
+    server whatever else the machine runs, unlike its latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] * 1000 if values else float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000
 
 
-def scenarios(n: int, queries: list[list[float]]) -> dict:
+def scenarios(n: int, queries: list[list[float]]) -> dict[str, list]:
+    """Each scenario's requests, (method, path, JSON body bytes or None), cycled by the load."""
+
     def vid(i: int) -> str:
         return f"bench-{(i * 7919) % n:06d}"
 
+    def body(obj: dict) -> bytes:
+        return json.dumps(obj).encode()
+
     texts = ["a cat plays the piano", "street food at night", "a car race in the rain", "dogs on the beach"]
+    vectors = range(len(queries))
+    videos = range(1024)
     return {
-        "status": lambda i: ("GET", f"/v1/videos/{vid(i)}", None),
-        "search_vector": lambda i: ("POST", "/v1/search", {"vector": queries[i % len(queries)], "limit": 10}),
-        "search_vector_filtered": lambda i: (
-            "POST",
-            "/v1/search",
-            {"vector": queries[i % len(queries)], "limit": 10, "filters": FILTERS},
-        ),
-        "search_video": lambda i: ("POST", "/v1/search", {"video_id": vid(i), "limit": 10}),
-        "search_video_filtered": lambda i: (
-            "POST",
-            "/v1/search",
-            {"video_id": vid(i), "limit": 10, "filters": FILTERS},
-        ),
-        "search_text": lambda i: ("POST", "/v1/search", {"text": texts[i % 4], "limit": 10}),
-        "search_text_filtered": lambda i: (
-            "POST",
-            "/v1/search",
-            {"text": texts[i % 4], "limit": 10, "filters": FILTERS},
-        ),
+        "status": [("GET", f"/v1/videos/{vid(i)}", None) for i in videos],
+        "search_vector": [("POST", "/v1/search", body({"vector": queries[i], "limit": 10})) for i in vectors],
+        "search_vector_filtered": [
+            ("POST", "/v1/search", body({"vector": queries[i], "limit": 10, "filters": FILTERS})) for i in vectors
+        ],
+        "search_video": [("POST", "/v1/search", body({"video_id": vid(i), "limit": 10})) for i in videos],
+        "search_video_filtered": [
+            ("POST", "/v1/search", body({"video_id": vid(i), "limit": 10, "filters": FILTERS})) for i in videos
+        ],
+        "search_text": [("POST", "/v1/search", body({"text": texts[i % 4], "limit": 10})) for i in range(4)],
+        "search_text_filtered": [
+            ("POST", "/v1/search", body({"text": texts[i % 4], "limit": 10, "filters": FILTERS})) for i in range(4)
+        ],
     }
 
 
@@ -307,8 +394,9 @@ def serve_and_load(
     n: int,
     dim: int,
     queries: list[list[float]],
+    truth: dict[str, np.ndarray],
     args: argparse.Namespace,
-) -> tuple[float, dict]:
+) -> tuple[float, dict[str, float], dict]:
     import httpx
 
     with socket.socket() as s:
@@ -335,11 +423,16 @@ def serve_and_load(
                 raise SystemExit("the API server did not start")
             time.sleep(0.2)
         ready = time.perf_counter() - t
+        recall = api_recall(url, key, queries, truth)
         results = {}
-        for name, make in scenarios(n, queries).items():
-            load(url, key, make, args.warmup, args.connections)
+        for name, requests in scenarios(n, queries).items():
+            if args.scenarios and name not in args.scenarios.split(","):
+                continue
+            load(url, key, requests, args.warmup, args.connections)
             httpx.get(url + "/__bench/phases?reset=true")
-            lat, errors, wall = load(url, key, make, args.seconds, args.connections)
+            cpu = cpu_s(server.pid), time.process_time()
+            lat, errors, wall = load(url, key, requests, args.seconds, args.connections)
+            cpu = cpu_s(server.pid) - cpu[0], time.process_time() - cpu[1]
             ph = httpx.get(url + "/__bench/phases?reset=true").json()
             count = max(ph.pop("requests", 0), 1)
             results[name] = {
@@ -348,9 +441,11 @@ def serve_and_load(
                 "rps": len(lat) / wall,
                 "p50_ms": pct(lat, 50),
                 "p99_ms": pct(lat, 99),
+                "server_cpu_ms": cpu[0] / max(len(lat), 1) * 1000,
+                "client_cpu_ms": cpu[1] / max(len(lat), 1) * 1000,
                 "server_ms": {k: v / count * 1000 for k, v in ph.items()},
             }
-        return ready, results
+        return ready, recall, results
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -406,25 +501,36 @@ def main() -> None:
         help="where the stores are built (default tmpfs: local Qdrant commits every point, and "
         "fsync on a shared disk would make the 100k build take half an hour)",
     )
+    ap.add_argument("--scenarios", help="only these scenarios, comma-separated (default all)")
+    ap.add_argument("--queries", type=int, default=200, help="query vectors with an exact top 10 (recall)")
+    ap.add_argument(
+        "--store",
+        type=Path,
+        help="build each size's vectors (and exact top 10) into STORE/<n>x<dim>-seed<seed> and reuse them on "
+        "later runs; default: a temporary folder under --tmp, removed after",
+    )
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.seconds = "2000,10000", 2.0
     sizes = [int(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
-    rng = np.random.default_rng(args.seed + 1)
-    queries = rng.standard_normal((64, args.dim), dtype=np.float32)
+    gen = Clustered(args.dim, args.seed)
+    queries = gen.queries(args.queries)
     report: dict = {"dim": args.dim, "connections": args.connections, "seconds": args.seconds, "sizes": {}}
 
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="keye-bench-api-", dir=args.tmp) as tmp:
-            folder = Path(tmp) / "qdrant"
-            built = build_vectors(folder, n, args.dim, args.seed)
-            mb = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+            vectors = args.store / f"{n}x{args.dim}-seed{args.seed}" if args.store else Path(tmp) / "vectors"
+            meta, reused = vectors_at(vectors, n, gen, queries)
+            folder = vectors / "qdrant"
+            built, mb = meta["build_s"], meta["disk_mb"]
+            how = f"reused from {vectors} (built" if reused else "built"
             print(
-                f"\n== {n} videos x {args.dim}: embedded store built by batched upserts in {built:.1f}s "
-                f"({built / n * 1000:.2f} ms/point, {mb:.0f} MB on disk)",
+                f"\n== {n} videos x {args.dim}: embedded store {how} by batched upserts in {built:.1f}s "
+                f"({built / n * 1000:.2f} ms/point, {mb:.0f} MB on disk{')' if reused else ''}",
                 flush=True,
             )
+            truth = {name: np.load(vectors / f"truth_{name}.npy") for name in ("plain", "filtered")}
             base = in_process(folder, queries, min(args.seconds, 3.0))
             print(
                 f"in-process: reopen {base['store_open_s']:.1f}s, warm {base['store_warm_s']:.1f}s; "
@@ -440,27 +546,38 @@ def main() -> None:
                     db_url = f"sqlite:///{Path(tmp) / 'keye.sqlite'}"
                 try:
                     key, sql_s = build_sql(db_url, n)
-                    ready, results = serve_and_load(
-                        Path(tmp) / backend, folder, db_url, key, n, args.dim, queries.tolist(), args
+                    ready, recall, results = serve_and_load(
+                        Path(tmp) / backend, folder, db_url, key, n, args.dim, queries.tolist(), truth, args
                     )
                 finally:
                     if drop:
                         drop()
-                entry["backends"][backend] = {"build_sql_s": sql_s, "ready_s": ready, "results": results}
+                entry["backends"][backend] = {
+                    "build_sql_s": sql_s,
+                    "ready_s": ready,
+                    "recall_at_10": recall,
+                    "results": results,
+                }
                 print(
                     f"-- {backend}: SQL rows written in {sql_s:.1f}s; server ready (store open) "
                     f"in {ready:.1f}s; {args.connections} connections, {args.seconds:g}s per scenario",
                     flush=True,
                 )
                 print(
-                    f"{'scenario':<24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'p50/direct':>11}  where the time goes"
+                    f"recall@10 through the API over {len(queries)} queries: plain {recall['plain']:.4f}, "
+                    f"filtered {recall['filtered']:.4f}",
+                    flush=True,
+                )
+                print(
+                    f"{'scenario':<24}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'err':>5}{'p50/direct':>11}"
+                    f"{'cpu ms':>8}  where the time goes (cpu ms: the server's CPU per request)"
                 )
                 for name, r in results.items():
                     direct = base["store_filtered_ms" if "filtered" in name else "store_plain_ms"]
                     ratio = f"{r['p50_ms'] / direct:.1f}x" if name.startswith("search") else "-"
                     print(
-                        f"{name:<24}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>5}{ratio:>11}  "
-                        f"{phases_line(r['server_ms'])}",
+                        f"{name:<24}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>5}{ratio:>11}"
+                        f"{r['server_cpu_ms']:>8.2f}  {phases_line(r['server_ms'])}",
                         flush=True,
                     )
             if len(backends) == 2:
