@@ -4,16 +4,20 @@ preference.py (DPO over the same log-probabilities) both import it and not each 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
-from torch import nn
 
 from kernels import fused_linear_logprobs
 from keye_model.attention import PackedCausal
+from keye_model.model import KeyeModel
 from training.dataset import IGNORE, Example
 from training.errors import TrainConfigError
 from training.vocab import UsedHead
+
+# An example's input embeddings and positions: a FrontCache, or full.PassFront (each visual pass through the tower once).
+Front = Callable[[Example], tuple[torch.Tensor, torch.Tensor]]
 
 
 class FrontCache:
@@ -22,7 +26,7 @@ class FrontCache:
     Frozen (LoRA) it runs without gradients and may be kept; trained (full training) it runs with them
     every time, so the vision tower, projector and token embeddings learn."""
 
-    def __init__(self, model: nn.Module, keep: bool, frozen: bool = True) -> None:
+    def __init__(self, model: KeyeModel, keep: bool, frozen: bool = True) -> None:
         if keep and not frozen:
             raise TrainConfigError("a trained front changes every step; it cannot be cached (cache_inputs)")
         self.model, self.keep, self.frozen = model, keep, frozen
@@ -32,15 +36,16 @@ class FrontCache:
         hit = self.store.get(ex.key)
         if hit is not None:
             return hit
+        vision: dict[str, Any] = ex.vision  # Any: only pack's vision tensors, none of its other parameters
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            packed = self.model.pack(ex.input_ids[None], **ex.vision)
+            packed = self.model.pack(ex.input_ids[None], **vision)
         out = (packed.embeds, packed.positions)
         if self.keep:
             self.store[ex.key] = out
         return out
 
 
-def packed_hidden(model: nn.Module, front: FrontCache, batch: Sequence[Example]) -> torch.Tensor:
+def packed_hidden(model: KeyeModel, front: Front, batch: Sequence[Example]) -> torch.Tensor:
     """Final-normed hidden states of the batch's examples packed end to end (no padding)."""
     parts = [front(ex) for ex in batch]
     embeds = torch.cat([e for e, _ in parts])
@@ -52,8 +57,8 @@ def packed_hidden(model: nn.Module, front: FrontCache, batch: Sequence[Example])
 
 
 def answer_logprobs(
-    model: nn.Module,
-    front: FrontCache,
+    model: KeyeModel,
+    front: Front,
     batch: Sequence[Example],
     sampled_vocab: int = 0,
     hidden: torch.Tensor | None = None,
@@ -91,8 +96,8 @@ def answer_logprobs(
 
 
 def answer_nll(
-    model: nn.Module,
-    front: FrontCache,
+    model: KeyeModel,
+    front: Front,
     batch: Sequence[Example],
     weighted: bool = True,
     sampled_vocab: int = 0,
@@ -110,7 +115,7 @@ def answer_weight(ex: Example) -> float:
 
 
 def sft_loss(
-    model: nn.Module, front: FrontCache, batch: Sequence[Example], weighted: bool = True
+    model: KeyeModel, front: Front, batch: Sequence[Example], weighted: bool = True
 ) -> tuple[torch.Tensor, int]:
     """(mean NLL of the answer tokens, weighted by each example's weight; number of answer tokens)."""
     total, weights, n = answer_nll(model, front, batch, weighted)
@@ -118,7 +123,7 @@ def sft_loss(
 
 
 @torch.no_grad()
-def eval_loss(model: nn.Module, front: FrontCache, examples: Sequence[Example]) -> float | None:
+def eval_loss(model: KeyeModel, front: Front, examples: Sequence[Example]) -> float | None:
     """Unweighted mean NLL per answer token over the examples (comparable between models)."""
     if not examples:
         return None

@@ -17,6 +17,7 @@ each clip's video embedding, so only the captions run again (what keye-demo trai
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from training.full import PassFront, Supervised
 MAX_SCALE = 100.0  # the similarity scale's ceiling (temperature 0.01): keeps a learned one from diverging
 
 # KeyeModel.embed runs under no_grad for serving; training needs the very same pooling with gradients.
-_embed = KeyeModel.embed.__wrapped__
+_embed = inspect.unwrap(KeyeModel.embed)
 
 
 @dataclass
@@ -151,7 +152,7 @@ class AnswersAndCaptions(nn.Module):
     def weight(self, batch: Sequence[Example]) -> float:
         return self.supervised.weight(batch)
 
-    def loss_sum(self, model: nn.Module, batch: Sequence[Example]) -> torch.Tensor:
+    def loss_sum(self, model: KeyeModel, batch: Sequence[Example]) -> torch.Tensor:
         front = PassFront(model)
         hidden = packed_hidden(model, front, batch)
         loss = answer_nll(model, front, batch, sampled_vocab=self.supervised.sampled_vocab, hidden=hidden)[0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 import torch
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from analysis import answers as A
 from analysis import prompts
@@ -96,7 +96,11 @@ class FeedbackDataset:
 
 def unused_feedback(session: Session, limit: int | None = None) -> list[FeedbackRow]:
     """Stored events no run has consumed yet, oldest first."""
-    q = select(FeedbackRow).where(FeedbackRow.used_in_run.is_(None)).order_by(FeedbackRow.at, FeedbackRow.event_id)
+    q = (
+        select(FeedbackRow)
+        .where(col(FeedbackRow.used_in_run).is_(None))
+        .order_by(col(FeedbackRow.at), col(FeedbackRow.event_id))
+    )
     if limit is not None:
         q = q.limit(limit)
     return list(session.exec(q))
@@ -175,13 +179,18 @@ def summary_text(cfg: AnalysisConfig, summary: dict[str, str]) -> str:
 
 
 def task_answer(cfg: AnalysisConfig, targets: Targets, task: str, chunk: ChunkPrompt) -> str:
+    """The answer of a taught task: its target is set."""
     if task == "tags":
+        assert targets.tags is not None, "tags are not taught for this video"
         return A.with_prelude(cfg, task, A.tags_answer(cfg, targets.tags, chunk.segments), "Tags from what is visible.")
     if task == "moderation":
+        assert targets.moderation is not None, "moderation is not taught for this video"
         body = A.moderation_answer(cfg, targets.moderation, chunk.segments)
         return A.with_prelude(cfg, task, body, targets.moderation.reasoning)
     if task == "products":
+        assert targets.products is not None, "products are not taught for this video"
         return A.with_prelude(cfg, task, A.products_answer(cfg, targets.products, chunk.segments), "Products in view.")
+    assert targets.summary is not None, "the summary is not taught for this video"
     return summary_text(cfg, targets.summary)
 
 
@@ -246,7 +255,7 @@ class _Builder:
             if a is not None:
                 return a.record or {}
         a = self.session.exec(
-            select(Analysis).where(Analysis.video_id == rows[0].video_id).order_by(sa.desc(Analysis.created_at))
+            select(Analysis).where(Analysis.video_id == rows[0].video_id).order_by(sa.desc(col(Analysis.created_at)))
         ).first()
         return None if a is None else (a.record or {})
 

@@ -29,12 +29,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import corpus
 from service.schemas import utcnow
 from service.settings import DEMO_MODEL, MODEL_ANALYSIS_CONFIG, Settings
 from training.demo_spec import DEMO, DemoSpec
+
+if TYPE_CHECKING:  # imported where the bar is made: only a run with progress needs rich
+    from rich.progress import Progress, TaskID
 
 log = logging.getLogger("training.demo")
 
@@ -284,7 +287,11 @@ def _resumed_at(checkpoints: Path) -> int:
     from training.full import CHECKPOINT, latest_checkpoint
 
     latest = latest_checkpoint(checkpoints)
-    return int(CHECKPOINT.match(latest.name).group(1)) if latest is not None else 0
+    if latest is None:
+        return 0
+    found = CHECKPOINT.match(latest.name)
+    assert found is not None, "latest_checkpoint returns only names CHECKPOINT matches"
+    return int(found.group(1))
 
 
 class _StepReport:
@@ -297,7 +304,8 @@ class _StepReport:
         self.every = max(every, 1)
         self.losses: list[float] = []
         self.parts: list[tuple[float, float | None]] = []
-        self.bar = self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
         if progress:
             from rich.progress import (
                 BarColumn,
@@ -338,6 +346,7 @@ class _StepReport:
         self.parts.append((nll, nce))
         text = f"loss {loss:.3f} (answers {nll:.3f}" + (f", captions {nce:.3f})" if nce is not None else ")")
         if self.bar is not None:
+            assert self.task is not None, "__enter__ adds the task with the bar"
             self.bar.update(self.task, completed=step + 1, loss=text)
         done = step + 1 - self.start
         if (step + 1) % self.every == 0 or step + 1 == self.steps:

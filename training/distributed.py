@@ -28,6 +28,9 @@ class World:
         return self.rank == 0
 
 
+ALONE = World()  # one process: rank 0 of 1 (a frozen default, shared safely)
+
+
 def backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 

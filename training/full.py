@@ -24,15 +24,17 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from keye_model.model import Packed
+from keye_model.model import KeyeModel, Packed
 from keye_model.rope import VisionGrids, mrope_positions
 from training.answer_loss import FrontCache, answer_nll, answer_weight
 from training.dataset import Example
-from training.distributed import World, barrier, sum_across, wrap
+from training.distributed import ALONE, World, barrier, sum_across, wrap
 from training.errors import TrainConfigError
 from training.sft import TrainConfig, batches, make_optimizer, optimizer_step
 from training.vocab import used_vocabulary
@@ -66,7 +68,7 @@ class PassFront:
     that pass continuing its prefix as text (the analyzer's prefill-then-continue), so the pass's vision
     gradients of all its tasks add up in one backward."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: KeyeModel) -> None:
         self.model = model
         self.plain = FrontCache(model, keep=False, frozen=False)
         self.passes: dict[int, Packed] = {}
@@ -76,7 +78,8 @@ class PassFront:
             return self.plain(ex)
         prefix = self.passes.get(id(ex.vision))  # one pass's examples share its vision tensors (dataset.py)
         if prefix is None:
-            prefix = self.passes[id(ex.vision)] = self.model.pack(ex.input_ids[None, : ex.prefix_len], **ex.vision)
+            vision: dict[str, Any] = ex.vision  # Any: only pack's vision tensors, none of its other parameters
+            prefix = self.passes[id(ex.vision)] = self.model.pack(ex.input_ids[None, : ex.prefix_len], **vision)
         rest = ex.input_ids[ex.prefix_len :]
         pos, _ = mrope_positions(rest.tolist(), VisionGrids(), self.model.config, start=prefix.next_positions[0])
         embeds = torch.cat([prefix.embeds, self.model.model.embed_tokens(rest.to(self.model.device))])
@@ -94,14 +97,22 @@ class Supervised(nn.Module):
     def weight(self, batch: Sequence[Example]) -> float:
         return sum(answer_weight(ex) for ex in batch)
 
-    def loss_sum(self, model: nn.Module, batch: Sequence[Example]) -> torch.Tensor:
+    def loss_sum(self, model: KeyeModel, batch: Sequence[Example]) -> torch.Tensor:
         return answer_nll(model, PassFront(model), batch, sampled_vocab=self.sampled_vocab)[0]
+
+
+class Objective(Protocol):
+    """What train_full trains under (an nn.Module, so that its own parameters train and checkpoint too)."""
+
+    def weight(self, batch: Sequence[Any]) -> float: ...
+
+    def loss_sum(self, model: KeyeModel, batch: Sequence[Any]) -> torch.Tensor: ...
 
 
 class _Trainee(nn.Module):
     """Model and objective in one module: what DDP wraps, what a checkpoint holds."""
 
-    def __init__(self, model: nn.Module, objective: nn.Module) -> None:
+    def __init__(self, model: KeyeModel, objective: Objective) -> None:
         super().__init__()
         self.model, self.objective = model, objective
 
@@ -118,12 +129,12 @@ class FullResult:
 
 
 def train_full(
-    model: nn.Module,
+    model: KeyeModel,
     items: Sequence,
     cfg: FullConfig,
-    objective: nn.Module,
+    objective: Objective,
     checkpoint_dir: str | Path | None = None,
-    world: World = World(),
+    world: World = ALONE,
     log_step: Callable[[int, float, float], None] | None = None,
     vocab: torch.Tensor | None = None,
 ) -> FullResult:
@@ -155,6 +166,8 @@ def _train_full(model, items, cfg: FullConfig, objective, checkpoint_dir, world:
         start = restore(latest, trainee, opt, sched, _schedule_of(cfg, world))
         log.info("resuming at step %d from %s", start, latest)
     net = wrap(trainee, world)  # after the restore: DDP broadcasts rank 0's weights
+    # what skips DDP's gradient sync on all but a step's last micro-batch (one process always syncs)
+    no_sync = net.no_sync if isinstance(net, DistributedDataParallel) else nullcontext
     order = batches(list(items), per_step, cfg.seed)
     for _ in range(start * cfg.grad_accum):  # the order is a function of the step: skip what was trained
         next(order)
@@ -168,7 +181,7 @@ def _train_full(model, items, cfg: FullConfig, objective, checkpoint_dir, world:
         for i, b in enumerate(micro):
             mine = b[world.rank * cfg.batch_size : (world.rank + 1) * cfg.batch_size]
             sync = i == len(micro) - 1 or world.size == 1
-            with nullcontext() if sync else net.no_sync(), autocast:
+            with nullcontext() if sync else no_sync(), autocast:
                 loss = net(mine) * (world.size / max(total, 1e-8))  # DDP averages over ranks
             loss.backward()
             local += float(loss.detach())
@@ -202,7 +215,7 @@ def _schedule_of(cfg: FullConfig, world: World) -> dict:
 
 
 def save_checkpoint(
-    folder: Path, step: int, trainee: nn.Module, opt, sched, cfg: FullConfig, world: World = World()
+    folder: Path, step: int, trainee: nn.Module, opt, sched, cfg: FullConfig, world: World = ALONE
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     state = {

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from keye_model.model import KeyeModel
 from training.errors import TrainConfigError
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -84,7 +85,7 @@ class LoraLinear(nn.Module):
         return out
 
 
-def _targets(model: nn.Module, names: tuple[str, ...]):
+def _targets(model: KeyeModel, names: tuple[str, ...]):
     for layer in model.model.layers:
         for part in (layer.self_attn, layer.mlp):
             for name in names:
@@ -92,7 +93,7 @@ def _targets(model: nn.Module, names: tuple[str, ...]):
                     yield part, name
 
 
-def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+def apply_lora(model: KeyeModel, cfg: LoraConfig) -> KeyeModel:
     """Freeze the model and wrap the configured decoder projections (in place; returns the model)."""
     if any(isinstance(m, LoraLinear) for m in model.modules()):
         raise TrainConfigError("the model already carries LoRA adapters; merge them first")
@@ -114,7 +115,7 @@ def set_lora_enabled(model: nn.Module, enabled: bool) -> None:
             m.enabled = enabled
 
 
-def merge_lora(model: nn.Module) -> nn.Module:
+def merge_lora(model: KeyeModel) -> KeyeModel:
     """Fold every adapter into its base weight and drop the wrappers (in place; returns the model)."""
     for part, name in _targets(model, ATTENTION + MLP):
         mod = getattr(part, name)

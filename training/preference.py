@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from training.answer_loss import FrontCache, answer_logprobs
+from keye_model.model import KeyeModel
+from training.answer_loss import Front, answer_logprobs
 from training.dataset import PreferencePair
 from training.lora import set_lora_enabled
 
 
-def sequence_logprobs(model: nn.Module, front: FrontCache, pair: PreferencePair) -> torch.Tensor:
+def sequence_logprobs(model: KeyeModel, front: Front, pair: PreferencePair) -> torch.Tensor:
     """(2,) summed answer log-probabilities of (chosen, rejected)."""
     logp, owner = answer_logprobs(model, front, [pair.chosen, pair.rejected])
     return torch.zeros(2, device=logp.device).index_add(0, owner, logp.float())
 
 
-def dpo_loss(model: nn.Module, front: FrontCache, pair: PreferencePair, beta: float) -> torch.Tensor:
+def dpo_loss(model: KeyeModel, front: Front, pair: PreferencePair, beta: float) -> torch.Tensor:
     policy = sequence_logprobs(model, front, pair)
     with torch.no_grad():
         set_lora_enabled(model, False)

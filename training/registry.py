@@ -14,9 +14,10 @@ the first time the registry is used, so the first promotion can be rolled back t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from service.schemas import utcnow
 from service.settings import Settings
@@ -55,7 +56,9 @@ def active_version(session: Session, lock: bool = False) -> ModelVersion | None:
 
 
 def list_versions(session: Session) -> list[ModelVersion]:
-    return list(session.exec(select(ModelVersion).order_by(sa.desc(ModelVersion.created_at), ModelVersion.version)))
+    return list(
+        session.exec(select(ModelVersion).order_by(sa.desc(col(ModelVersion.created_at)), col(ModelVersion.version)))
+    )
 
 
 def register_candidate(
@@ -101,7 +104,7 @@ def gate(session: Session, row: ModelVersion, active: ModelVersion | None, toler
     from evaluation.gate import regressions
     from evaluation.store import comparable
 
-    verdict = {
+    verdict: dict[str, Any] = {
         "against": active.version if active else None,
         "tolerance": tolerance,
         "dataset": None,
@@ -156,8 +159,8 @@ def rollback(session: Session) -> ModelVersion:
         v
         for v in session.exec(
             select(ModelVersion)
-            .where(ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None))
-            .order_by(sa.desc(ModelVersion.promoted_at))
+            .where(ModelVersion.status == "retired", col(ModelVersion.promoted_at).is_not(None))
+            .order_by(sa.desc(col(ModelVersion.promoted_at)))
             .with_for_update()
         )
         if not v.metrics.get("rolled_back_at")

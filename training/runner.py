@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from evaluation import store
 from service.schemas import utcnow
 from service.settings import MODEL_ANALYSIS_CONFIG, Settings
-from stores.db import FeedbackRow, TrainingRun, migrated_engine
+from stores.db import FeedbackRow, TrainingRun, migrated_engine, table_of
 from training import registry
 from training.errors import TrainConfigError, TrainingError
 from training.sft import TrainConfig
@@ -84,15 +84,15 @@ def default_config(settings: Settings) -> TrainConfig:
 def fail_unsent(session: Session, run_id: str, reason: str) -> None:
     """A queued run whose job never reached a worker: failed, with the reason."""
     session.execute(
-        sa.update(TrainingRun.__table__)
-        .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+        sa.update(table_of(TrainingRun))
+        .where(col(TrainingRun.run_id) == run_id, col(TrainingRun.status) == "queued")
         .values(status="failed", error=reason, finished_at=utcnow())
     )
     session.commit()
 
 
 def list_runs(session: Session, limit: int = 50) -> list[TrainingRun]:
-    return list(session.exec(select(TrainingRun).order_by(sa.desc(TrainingRun.created_at)).limit(limit)))
+    return list(session.exec(select(TrainingRun).order_by(sa.desc(col(TrainingRun.created_at))).limit(limit)))
 
 
 def _claim(session: Session, run_id: str) -> TrainingRun:
@@ -100,11 +100,12 @@ def _claim(session: Session, run_id: str) -> TrainingRun:
     if run is None:
         raise RunStateError(f"no training run {run_id!r}")
     claimed = session.execute(
-        sa.update(TrainingRun.__table__)
-        .where(TrainingRun.run_id == run_id, TrainingRun.status == "queued")
+        sa.update(table_of(TrainingRun))
+        .where(col(TrainingRun.run_id) == run_id, col(TrainingRun.status) == "queued")
         .values(status="running")
     )
     session.commit()
+    assert isinstance(claimed, sa.CursorResult)  # a Core UPDATE's result, which counts its rows
     if claimed.rowcount != 1:
         raise RunStateError(f"training run {run_id} is {run.status}, not queued")
     session.refresh(run)
@@ -122,7 +123,9 @@ def execute_run(settings: Settings, run_id: str, log=None) -> TrainingRun:
             except Exception as e:  # noqa: BLE001 - every failure is recorded on the run
                 session.rollback()
                 shutil.rmtree(export, ignore_errors=True)
-                run = session.get(TrainingRun, run_id)
+                stored = session.get(TrainingRun, run_id)
+                assert stored is not None, "the run's row was claimed above, so it exists"
+                run = stored
                 run.status, run.finished_at = "failed", utcnow()
                 run.error = f"{type(e).__name__}: {e}"[:4000]
                 run.metrics = {**(run.metrics or {}), "traceback": traceback.format_exc(limit=8)[-4000:]}
@@ -182,7 +185,7 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     improvement = None
     if result.eval_loss is not None and result.eval_loss_base is not None:
         improvement = result.eval_loss_base - result.eval_loss
-    version_metrics = {
+    version_metrics: dict[str, Any] = {
         "run_id": run.run_id,
         "eval_loss": result.eval_loss,
         "eval_loss_base": result.eval_loss_base,
@@ -192,6 +195,7 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     }
     candidate_report = measure(model, version)
     if candidate_report is not None:
+        assert base_report is not None, "measured on the same labelled set as the candidate"
         version_metrics["eval"] = {
             "dataset": measure.labelled.describe(),
             "base": base_report["headline"],
@@ -204,8 +208,8 @@ def _train_and_register(session: Session, settings: Settings, run: TrainingRun, 
     considered = list(ds.considered)
     for i in range(0, len(considered), 500):
         session.execute(
-            sa.update(FeedbackRow.__table__)
-            .where(FeedbackRow.event_id.in_(considered[i : i + 500]))
+            sa.update(table_of(FeedbackRow))
+            .where(col(FeedbackRow.event_id).in_(considered[i : i + 500]))
             .values(used_in_run=run.run_id)
         )
     run.status, run.finished_at, run.error = "succeeded", utcnow(), None
@@ -247,7 +251,7 @@ class _Measure:
             self.labelled = labelled if labelled.videos else from_corpus(settings.eval_corpus, None, limit)
         else:
             self.labelled = from_reviews(session, cfg, limit)
-        self.known = None  # a stored base report on the same labels, reused instead of re-measured
+        self.known: dict | None = None  # a stored base report on the same labels, reused instead of re-measured
 
     def __call__(self, model, version: str, skip_if_known: bool = False) -> dict | None:
         from analysis import VideoAnalyzer

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from keye_model.model import KeyeModel
 from training.answer_loss import (
     FrontCache,
     answer_logprobs,
@@ -194,7 +195,7 @@ def optimizer_step(params: list[nn.Parameter], opt, sched, max_grad_norm: float)
 
 
 def train(
-    model: nn.Module, examples: Sequence[Example], cfg: TrainConfig, pairs: Sequence[PreferencePair] = (), log=None
+    model: KeyeModel, examples: Sequence[Example], cfg: TrainConfig, pairs: Sequence[PreferencePair] = (), log=None
 ) -> TrainResult:
     """Adapt `model` in place (LoRA adapters added and trained, or every weight with `full`); the caller
     merges and exports."""

@@ -24,11 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from keye_model.model import KeyeModel
 from training.errors import TrainConfigError
 
 
 class UsedEmbedding(nn.Module):
     """nn.Embedding whose used rows are a parameter and the others a frozen (non-saved) buffer."""
+
+    used: torch.Tensor  # the buffers registered in __init__
+    frozen: torch.Tensor
+    index: torch.Tensor
 
     def __init__(self, full: nn.Embedding, used: torch.Tensor) -> None:
         super().__init__()
@@ -57,6 +62,9 @@ class UsedEmbedding(nn.Module):
 
 class UsedHead(nn.Module):
     """The lm_head as its used rows; every other row is zero."""
+
+    used: torch.Tensor  # the buffers registered in __init__
+    index: torch.Tensor
 
     def __init__(self, full: nn.Linear, used: torch.Tensor) -> None:
         super().__init__()
@@ -99,7 +107,7 @@ def used_ids(sequences: Iterable[torch.Tensor], vocab_size: int) -> torch.Tensor
     return seen.nonzero().squeeze(1)
 
 
-def zero_unused(model: nn.Module, used: torch.Tensor) -> None:
+def zero_unused(model: KeyeModel, used: torch.Tensor) -> None:
     """Set the lm_head's rows outside `used` to zero (a model trained from scratch, before its first step)."""
     with torch.no_grad():
         keep = model.lm_head.weight[used].clone()
@@ -108,7 +116,7 @@ def zero_unused(model: nn.Module, used: torch.Tensor) -> None:
 
 
 @contextmanager
-def used_vocabulary(model: nn.Module, used: torch.Tensor) -> Iterator[None]:
+def used_vocabulary(model: KeyeModel, used: torch.Tensor) -> Iterator[None]:
     """Swap the embedding and lm_head for their used-rows forms; swap back (trained) on exit."""
     head = model.lm_head.weight.detach()
     outside = torch.ones(head.shape[0], dtype=torch.bool, device=head.device)
@@ -119,10 +127,12 @@ def used_vocabulary(model: nn.Module, used: torch.Tensor) -> Iterator[None]:
             "(keye-demo's are; training.vocab.zero_unused makes a new model so)"
         )
     used = used.to(head.device)
-    embed = model.model.embed_tokens
-    model.model.embed_tokens, model.lm_head = UsedEmbedding(embed, used), UsedHead(model.lm_head, used)
+    embed, lm_head = UsedEmbedding(model.model.embed_tokens, used), UsedHead(model.lm_head, used)
+    # register_module: the same swap as assigning the attributes, which KeyeModel types as the full modules
+    model.model.register_module("embed_tokens", embed)
+    model.register_module("lm_head", lm_head)
     try:
         yield
     finally:
-        model.model.embed_tokens = model.model.embed_tokens.restored()
-        model.lm_head = model.lm_head.restored()
+        model.model.embed_tokens = embed.restored()
+        model.lm_head = lm_head.restored()
