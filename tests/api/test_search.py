@@ -146,6 +146,25 @@ def test_bad_queries_are_clear_problems(client: TestClient, keys, corpus) -> Non
     assert batch["results"][1]["error"]["status"] == 422 and "query 1" in batch["results"][1]["error"]["detail"]
 
 
+def test_search_bodies_parse_like_every_other_json_body(client: TestClient, keys, corpus) -> None:
+    """/v1/search parses JSON with pydantic-core, falling back to json.loads: malformed JSON is the
+    same problem as on a route parsed by FastAPI, and a body only json.loads accepts still works."""
+    h = {**auth(keys["recommender"]), "Content-Type": "application/json"}
+    admin = {**auth(keys["admin"]), "Content-Type": "application/json"}
+    broken = client.post("/v1/search", content=b'{"vector": [0.1,', headers=h)
+    reference = client.post("/v1/admin/keys", content=b'{"name": "x",', headers=admin)
+    assert broken.status_code == reference.status_code == 422
+    assert broken.json()["type"] == reference.json()["type"]
+    vector = ", ".join(["0.1"] * DIM)
+    bom = client.post(
+        "/v1/search", content=b"\xef\xbb\xbf" + f'{{"vector": [{vector}], "limit": 3}}'.encode(), headers=h
+    )
+    plain = client.post("/v1/search", content=f'{{"vector": [{vector}], "limit": 3}}'.encode(), headers=h)
+    assert bom.status_code == plain.status_code == 200 and bom.json() == plain.json()
+    nan = client.post("/v1/search", content=b'{"vector": [NaN' + b", 0.1" * (DIM - 1) + b"]}", headers=h)
+    assert nan.status_code == 422
+
+
 def test_text_query_uses_the_models_text_embedding(client: TestClient, keys, seed, text_embedder) -> None:
     summaries = [
         "a cat plays the piano",
