@@ -2,7 +2,7 @@
 
 Kafka 4.4 is the newest release this project is tested against: kafka-python, aiokafka and
 faust-streaming all join groups, commit and produce idempotently against it
-(tests/stack/test_kafka_clients.py proves it on every CI run).
+(tests/devstack/test_kafka_clients.py proves it on every CI run).
 """
 
 from __future__ import annotations
