@@ -1,7 +1,9 @@
 """The embedded engine: one Qdrant Edge shard (qdrant-edge-py, Qdrant's engine as a library) per collection.
 
 Layout of a 4096-d collection: float32 originals in memory-mapped files (on disk, paged in on
-demand), int8 scalar-quantized copies pinned in memory, an HNSW graph over them, payload indexes on
+demand), int8 scalar-quantized copies memory-mapped and read into the page cache when the shard
+opens (`Memory.Cached`: held in memory like `Pinned`, but a reopen maps the file instead of copying
+every vector into the heap, 2.1 s instead of 5.2 s at 30k x 4096), an HNSW graph over them, payload indexes on
 every filterable field. A search walks the graph on the int8 copies and rescores the best
 `OVERSAMPLING` x limit candidates with the originals. Small or heavily filtered sets are scanned
 exactly instead (the engine's `full_scan_threshold`).
@@ -53,7 +55,7 @@ def shard_config(dim: int, e: Any = None) -> Any:
                 distance=e.Distance.Cosine,
                 memory=e.Memory.Cold,
                 quantization_config=e.ScalarQuantizationConfig(
-                    e.ScalarType.Int8, quantile=0.99, memory=e.Memory.Pinned
+                    e.ScalarType.Int8, quantile=0.99, memory=e.Memory.Cached
                 ),
             )
         },
