@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -36,8 +36,10 @@ MODERATION_CATEGORIES = (
     "scam_spam",
     "misinformation",
 )
-TASKS = ("tags", "summary", "moderation", "embedding", "products")
-FEEDBACK_KINDS = ("moderation_decision", "tag_correction", "summary_rating", "summary_edit", "engagement")
+TaskName = Literal["tags", "summary", "moderation", "embedding", "products"]  # what a submission may ask for
+FeedbackKind = Literal["moderation_decision", "tag_correction", "summary_rating", "summary_edit", "engagement"]
+TASKS: tuple[TaskName, ...] = get_args(TaskName)
+FEEDBACK_KINDS: tuple[FeedbackKind, ...] = get_args(FeedbackKind)
 URI_SCHEMES = ("file", "http", "https")
 
 VideoId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
@@ -54,12 +56,6 @@ def utcnow() -> datetime:
 def analysis_id_for(video_id: str, model_version: str) -> str:
     """The id of the analysis (and Qdrant point) of one video by one model version."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{video_id}:{model_version}"))
-
-
-TaskName = Literal["tags", "summary", "moderation", "embedding", "products"]  # what a submission may ask for
-
-
-FeedbackKind = Literal["moderation_decision", "tag_correction", "summary_rating", "summary_edit", "engagement"]
 
 
 class Message(BaseModel):

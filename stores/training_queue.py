@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, func, select
 
+from service.schemas import FEEDBACK_KINDS
 from stores.db import FeedbackRow, TrainingRun
 
-SUPERVISED_KINDS = ("moderation_decision", "tag_correction", "summary_rating", "summary_edit")
+SUPERVISED_KINDS = tuple(k for k in FEEDBACK_KINDS if k != "engagement")  # engagement has no corrected answer
 
 
 def due(session: Session, min_new_examples: int) -> bool:
