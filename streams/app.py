@@ -55,8 +55,7 @@ from service.schemas import (
     video_id_hint,
 )
 from service.settings import Settings
-from stores import db
-from stores.training_queue import due
+from stores import db, training_queue
 from streams import quiet
 from streams.offsets import OffsetLedger
 
@@ -246,13 +245,15 @@ class _TrainingTrigger:
     """Enough new feedback examples queue a fine-tuning run (one pending at a time).
 
     The check runs beside the feedback agent, never in its way: one check at a time, in a thread,
-    and after a failure (broker down: the run row records why) none for a minute. Training is
-    imported only when a run is due, so the streams process does not load torch for the check."""
+    and after a failure (broker down: the run row records why) none for a minute. Queueing needs
+    no training code (stores.training_queue: the row, and the Celery message a training worker
+    takes), so the streams process never loads torch."""
 
     RETRY_AFTER_S = 60.0
 
     def __init__(self, settings: Settings, engine: sa.Engine) -> None:
         self.settings, self.engine = settings, engine
+        self.jobs = training_queue.celery_app(settings)  # connects on the first send, not here
         self.running: asyncio.Task | None = None
         self.again = False  # an event arrived during a check: check once more after it
         self.not_before = 0.0
@@ -276,11 +277,9 @@ class _TrainingTrigger:
 
     def _check(self) -> None:
         with Session(self.engine) as session:
-            if not due(session, self.settings.train_trigger_examples):
+            if not training_queue.due(session, self.settings.train_trigger_examples):
                 return
-        from training.jobs import submit  # here, not at the top: only a due run loads training (and torch)
-
-        run, _ = submit(self.settings)
+        run, _ = training_queue.submit(self.engine, self.settings, self.jobs)
         log.info(
             "queued training run %s: %d or more new feedback examples", run.run_id, self.settings.train_trigger_examples
         )

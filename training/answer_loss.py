@@ -12,8 +12,8 @@ import torch
 from kernels import fused_linear_logprobs
 from keye_model.attention import PackedCausal
 from keye_model.model import KeyeModel
+from service.train_config import TrainConfigError
 from training.dataset import IGNORE, Example
-from training.errors import TrainConfigError
 from training.vocab import UsedHead
 
 # An example's input embeddings and positions: a FrontCache, or full.PassFront (each visual pass through the tower once).

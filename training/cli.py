@@ -43,8 +43,7 @@ def run(
     queue: Annotated[bool, typer.Option(help="send the run to the Celery workers instead of running here")] = False,
 ) -> None:
     """Fine-tune the active model on the feedback no run has used yet; registers a candidate version."""
-    from training.errors import TrainConfigError
-    from training.sft import TrainConfig
+    from service.train_config import TrainConfig, TrainConfigError
 
     raw = json.loads(config.read_text()) if config else {}
     for key, value in (("steps", steps), ("lr", lr)):
@@ -63,7 +62,8 @@ def run(
         queued, result = submit(s, cfg)
         console.print(f"queued {queued.run_id} (job {result.id}) against {queued.base_version}")
         return
-    from training.runner import execute_run, queue_run, summary
+    from stores.training_queue import queue_run
+    from training.runner import execute_run, summary
 
     with _session() as session:
         queued = queue_run(session, s, cfg)
@@ -195,6 +195,7 @@ def rollback() -> None:
 @train_app.command("worker")
 def worker(loglevel: Annotated[str, typer.Option()] = "info") -> None:
     """A Celery worker for training jobs (one job at a time: a run owns the accelerator)."""
-    from training.jobs import QUEUE, app
+    from stores.training_queue import QUEUE
+    from training.jobs import app
 
     app.worker_main(["worker", "-Q", QUEUE, "--pool", "solo", "--concurrency", "1", "--loglevel", loglevel])

@@ -28,9 +28,9 @@ from torch import nn
 
 from analysis.embedding import query_inputs
 from keye_model.model import KeyeModel
+from service.train_config import TrainConfigError
 from training.answer_loss import answer_nll, packed_hidden
 from training.dataset import ChunkPrompt, Example
-from training.errors import TrainConfigError
 from training.full import PassFront, Supervised
 
 MAX_SCALE = 100.0  # the similarity scale's ceiling (temperature 0.01): keeps a learned one from diverging

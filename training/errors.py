@@ -1,14 +1,9 @@
-"""Typed errors of the training package."""
+"""Typed errors of the training package. Their base class TrainingError and TrainConfigError live with the
+configuration in service/train_config.py, where queueing a run (below the apps) validates it too."""
 
 from __future__ import annotations
 
-
-class TrainingError(Exception):
-    """Base class: something a fine-tuning run cannot do, with a human reason."""
-
-
-class TrainConfigError(TrainingError, ValueError):
-    """A training configuration value out of range."""
+from service.train_config import TrainingError
 
 
 class NotEnoughExamples(TrainingError):

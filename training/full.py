@@ -32,11 +32,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from keye_model.model import KeyeModel, Packed
 from keye_model.rope import VisionGrids, mrope_positions
+from service.train_config import TrainConfig, TrainConfigError
 from training.answer_loss import FrontCache, answer_nll, answer_weight
 from training.dataset import Example
 from training.distributed import ALONE, World, barrier, sum_across, wrap
-from training.errors import TrainConfigError
-from training.sft import TrainConfig, batches, make_optimizer, optimizer_step
+from training.sft import batches, make_optimizer, optimizer_step
 from training.vocab import used_vocabulary
 
 log = logging.getLogger("training.full")

@@ -14,38 +14,12 @@ base dtype (bf16 training keeps its updates), and merging adds B @ A in float32 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from keye_model.model import KeyeModel
-from training.errors import TrainConfigError
-
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP = ("gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True)
-class LoraConfig:
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] = ATTENTION + MLP
-    seed: int = 0  # initialization of the A matrices
-
-    def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise TrainConfigError(f"LoRA rank must be >= 1, got {self.rank}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise TrainConfigError(f"LoRA dropout must lie in [0, 1), got {self.dropout}")
-        unknown = set(self.targets) - set(ATTENTION + MLP)
-        if not self.targets or unknown:
-            raise TrainConfigError(f"LoRA targets must be a non-empty subset of {ATTENTION + MLP}, got {self.targets}")
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
+from service.train_config import ATTENTION, MLP, LoraConfig, TrainConfigError
 
 
 class LoraLinear(nn.Module):

@@ -20,39 +20,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from service.schemas import utcnow
-from service.settings import Settings
-from stores.db import ModelVersion, model_version_name
+from stores.db import ModelVersion
+from stores.model_versions import active_version as active_version  # below the apps: queueing a run needs
+from stores.model_versions import ensure_base as ensure_base  # them too; still the registry's API
 from training.errors import RegistryError
 
 
 class PromotionRefused(RegistryError):
     """The evaluation gate refused the promotion (a regression, or no comparable reports)."""
-
-
-def ensure_base(session: Session, settings: Settings) -> ModelVersion:
-    """The active version, registering KEYE_MODEL as active when the registry is empty."""
-    active = active_version(session)
-    if active is not None:
-        return active
-    name = model_version_name(settings.model)
-    row = session.get(ModelVersion, name)
-    if row is None:
-        row = ModelVersion(
-            version=name,
-            path=str(settings.model),
-            status="active",
-            metrics={},
-            created_at=utcnow(),
-            promoted_at=utcnow(),
-        )
-        session.add(row)
-        session.flush()
-    return row
-
-
-def active_version(session: Session, lock: bool = False) -> ModelVersion | None:
-    q = select(ModelVersion).where(ModelVersion.status == "active")
-    return session.exec(q.with_for_update() if lock else q).first()
 
 
 def list_versions(session: Session) -> list[ModelVersion]:

@@ -1,6 +1,6 @@
 """A fine-tuning run from queue to candidate: the TrainingRun row's life and everything it leaves behind.
 
-    run = queue_run(session, settings, TrainConfig(steps=200))   # status queued
+    run = queue_run(session, settings, TrainConfig(steps=200))   # status queued (stores/training_queue.py)
     run = execute_run(settings, run.run_id)                       # running -> succeeded | failed
 
 A run claims itself atomically (queued -> running), so a redelivered job never trains twice. Its
@@ -16,10 +16,8 @@ run as failed with its error, removes a half-written export and leaves the feedb
 
 from __future__ import annotations
 
-import json
 import shutil
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +27,9 @@ from sqlmodel import Session, col, select
 from evaluation import store
 from service.schemas import utcnow
 from service.settings import MODEL_ANALYSIS_CONFIG, Settings
+from service.train_config import TrainConfig, TrainingError
 from stores.db import FeedbackRow, TrainingRun, migrated_engine, table_of
 from training import registry
-from training.errors import TrainConfigError, TrainingError
-from training.sft import TrainConfig
 
 # Files of a checkpoint folder besides the weights that the processor reads (copied to exports).
 PROCESSOR_FILES = (
@@ -49,46 +46,6 @@ PROCESSOR_FILES = (
 
 class RunStateError(TrainingError):
     """The run cannot be executed in its current state (unknown, or already taken)."""
-
-
-def queue_run(session: Session, settings: Settings, config: TrainConfig | None = None) -> TrainingRun:
-    """A queued run against the active version (committed, so a worker can claim it); without a config,
-    KEYE_TRAIN_CONFIG's (what triggered runs use), else the defaults."""
-    cfg = config or default_config(settings)
-    base = registry.ensure_base(session, settings)
-    run = TrainingRun(
-        run_id=f"run-{utcnow():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:8]}",
-        base_version=base.version,
-        status="queued",
-        config=cfg.to_dict(),
-        metrics={},
-        created_at=utcnow(),
-    )
-    session.add(run)
-    session.commit()
-    session.refresh(run)
-    return run
-
-
-def default_config(settings: Settings) -> TrainConfig:
-    """KEYE_TRAIN_CONFIG (a JSON file of TrainConfig fields), else TrainConfig's defaults."""
-    if settings.train_config is None:
-        return TrainConfig()
-    try:
-        raw = json.loads(Path(settings.train_config).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise TrainConfigError(f"KEYE_TRAIN_CONFIG {settings.train_config}: {e}") from None
-    return TrainConfig.from_dict(raw)
-
-
-def fail_unsent(session: Session, run_id: str, reason: str) -> None:
-    """A queued run whose job never reached a worker: failed, with the reason."""
-    session.execute(
-        sa.update(table_of(TrainingRun))
-        .where(col(TrainingRun.run_id) == run_id, col(TrainingRun.status) == "queued")
-        .values(status="failed", error=reason, finished_at=utcnow())
-    )
-    session.commit()
 
 
 def list_runs(session: Session, limit: int = 50) -> list[TrainingRun]:

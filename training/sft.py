@@ -16,13 +16,14 @@ import hashlib
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from keye_model.model import KeyeModel
+from service.train_config import TrainConfig
 from training.answer_loss import (
     FrontCache,
     answer_logprobs,
@@ -33,12 +34,11 @@ from training.answer_loss import (
     sft_loss,
 )
 from training.dataset import Example, PreferencePair
-from training.errors import NotEnoughExamples, TrainConfigError
-from training.lora import LoraConfig, apply_lora, lora_parameters
+from training.errors import NotEnoughExamples
+from training.lora import apply_lora, lora_parameters
 
 __all__ = [
     "FrontCache",
-    "TrainConfig",
     "answer_logprobs",
     "answer_nll",
     "answer_weight",
@@ -47,81 +47,6 @@ __all__ = [
     "sft_loss",
     "train",
 ]  # the answer loss is re-exported: callers of the LoRA loop find it here
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 100
-    batch_size: int = 1  # examples per micro-batch (packed, no padding)
-    grad_accum: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    eval_fraction: float = 0.2  # of the videos, held out for the eval loss
-    # Keep each example's frozen front (input embeddings, vision merged in) between steps: saves the
-    # vision tower's forward per step at (tokens x hidden) memory per example; worth it for small sets.
-    cache_inputs: bool = False
-    max_events: int | None = 5000  # feedback events one run reads (oldest first); the rest wait for the next
-    dpo_weight: float = 0.0  # > 0 adds the preference loss over summary pairs (preference.py)
-    dpo_beta: float = 0.1
-    min_examples: int = 1
-    # Train every parameter (vision tower, projector, decoder) instead of LoRA adapters: what a small
-    # model needs to learn something its frozen vision features do not separate (a new category).
-    full: bool = False
-    # Rehearsal: every task's ground truth on clips of a labelled corpus folder (`keye corpus make`; the
-    # first `replay_clips`, None: all) trained beside the feedback, so what feedback does not correct
-    # (other tasks, other categories) is not forgotten. The runner adds them (runner.py).
-    replay_corpus: str | None = None
-    replay_clips: int | None = None
-    lora: LoraConfig = field(default_factory=LoraConfig)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.steps >= 1, "steps must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.grad_accum >= 1, "grad_accum must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (0 <= self.warmup_steps, "warmup_steps must be >= 0"),
-            (self.schedule in ("cosine", "linear", "constant"), "schedule must be cosine, linear or constant"),
-            (0.0 <= self.eval_fraction < 1.0, "eval_fraction must lie in [0, 1)"),
-            (self.max_grad_norm > 0, "max_grad_norm must be > 0"),
-            (self.dpo_weight >= 0, "dpo_weight must be >= 0"),
-            (self.min_examples >= 1, "min_examples must be >= 1"),
-            (not (self.full and self.cache_inputs), "full training trains the front; cache_inputs must be off"),
-            (not (self.full and self.dpo_weight), "full training keeps no reference model; dpo_weight must be 0"),
-            (self.max_events is None or self.max_events >= 1, "max_events must be >= 1 or None"),
-            (self.replay_clips is None or self.replay_clips >= 1, "replay_clips must be >= 1 or None"),
-        ]
-        for ok, reason in checks:
-            if not ok:
-                raise TrainConfigError(reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> TrainConfig:
-        raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise TrainConfigError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
-        if isinstance(raw.get("lora"), dict):
-            lora = dict(raw["lora"])
-            if "targets" in lora:
-                lora["targets"] = tuple(lora["targets"])
-            raw["lora"] = LoraConfig(**lora)
-        if "betas" in raw:
-            raw["betas"] = tuple(raw["betas"])
-        try:
-            return cls(**raw)
-        except TypeError as e:
-            raise TrainConfigError(str(e)) from None
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from keye_model.model import KeyeModel
-from training.errors import TrainConfigError
+from service.train_config import TrainConfigError
 
 
 class UsedEmbedding(nn.Module):

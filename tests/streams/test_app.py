@@ -113,7 +113,7 @@ def test_enough_new_feedback_queues_one_training_run(pipeline: Pipeline, redis_u
     import redis
     import sqlalchemy as sa
 
-    from training.jobs import QUEUE, TASK
+    from stores.training_queue import QUEUE, TASK
 
     s = pipeline.settings
     broker = urlunsplit(urlsplit(redis_url)._replace(path="/9"))  # a Redis database of its own

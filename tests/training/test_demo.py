@@ -212,10 +212,10 @@ def test_a_run_fine_tuning_keye_demo_exports_its_processor_files_and_analysis_co
 ):
     from sqlmodel import Session
 
+    from service.train_config import LoraConfig, TrainConfig
+    from stores.training_queue import queue_run
     from tests.support.training import seed_feedback
-    from training.lora import LoraConfig
-    from training.runner import PROCESSOR_FILES, execute_run, queue_run
-    from training.sft import TrainConfig
+    from training.runner import PROCESSOR_FILES, execute_run
 
     made = first[1]
     s = settings.model_copy(update={"model": str(made.path)})

@@ -21,10 +21,10 @@ from analysis.analyzer import chunk_video
 from analysis.grammar import GrammarBook
 from analysis.output import parse_output
 from analysis.segments import chunk_segments, segment_video
+from service.train_config import TrainConfigError
 from training.contrastive import Contrastive, _embed, caption_pairs, caption_ranks
 from training.corpus_examples import corpus_examples
 from training.distributed import join_from_env
-from training.errors import TrainConfigError
 from training.full import FullConfig, PassFront, Supervised, latest_checkpoint, train_full
 from training.sft import FrontCache, answer_nll, sft_loss
 

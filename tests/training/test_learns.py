@@ -32,12 +32,13 @@ from corpus.labels import load_labels
 from corpus.make import make
 from keye_model.checkpoint import from_config
 from keye_model.config import shaped_config
+from service.train_config import LoraConfig, TrainConfig
 from training.contrastive import Contrastive, caption_pairs
 from training.corpus_examples import corpus_examples
 from training.dataset import IGNORE
 from training.full import FullConfig, Supervised, latest_checkpoint, train_full
-from training.lora import LoraConfig, LoraLinear, apply_lora
-from training.sft import FrontCache, TrainConfig, eval_loss, sft_loss, train
+from training.lora import LoraLinear, apply_lora
+from training.sft import FrontCache, eval_loss, sft_loss, train
 
 RELEASED_CONFIG = Path(__file__).resolve().parents[1] / "data" / "keye-vl-8b-preview" / "config.json"
 # The architecture at its narrowest (one 128-wide attention head) with the full vocabulary: half

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import keye_model
-from training.errors import TrainConfigError
-from training.lora import LoraConfig, LoraLinear, apply_lora, lora_parameters, merge_lora, set_lora_enabled
+from service.train_config import LoraConfig, TrainConfigError
+from training.lora import LoraLinear, apply_lora, lora_parameters, merge_lora, set_lora_enabled
 
 
 def _randomize_adapters(model, seed: int = 1) -> None:

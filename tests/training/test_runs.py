@@ -12,13 +12,13 @@ from kombu.exceptions import OperationalError
 from sqlmodel import Session, select
 
 import keye_model
+from service.train_config import LoraConfig, TrainConfig, TrainConfigError
 from stores.db import FeedbackRow, ModelVersion, TrainingRun
+from stores.training_queue import queue_run
 from tests.support.training import RECORD, seed_feedback, store_feedback, store_video
 from training import registry
 from training.errors import RegistryError
-from training.lora import LoraConfig
-from training.runner import RunStateError, execute_run, queue_run
-from training.sft import TrainConfig
+from training.runner import RunStateError, execute_run
 
 TINY = TrainConfig(steps=6, lr=3e-3, warmup_steps=1, eval_fraction=0.34, cache_inputs=True, lora=LoraConfig(rank=4))
 # What Celery raises when its Redis does not answer: the result backend gives up reconnecting (a
@@ -206,7 +206,8 @@ def test_celery_worker_runs_the_train_task_through_redis(
 def test_enough_new_feedback_triggers_one_job(engine, settings, redis_url, sample_clips):
     import redis
 
-    from training.jobs import TASK, make_app, maybe_trigger
+    from stores.training_queue import TASK
+    from training.jobs import make_app, maybe_trigger
 
     settings = settings.model_copy(update={"redis_url": redis_url})
     queue = f"keye.training.test-{uuid.uuid4().hex[:8]}"
@@ -251,8 +252,6 @@ def test_a_job_the_broker_cannot_take_fails_its_run_instead_of_blocking_triggers
 
 def test_a_run_queued_without_a_config_takes_keye_train_config(engine, settings, tmp_path):
     """What a triggered run trains with (the streams app passes no config): KEYE_TRAIN_CONFIG, else the defaults."""
-    from training.errors import TrainConfigError
-
     path = tmp_path / "train.json"
     path.write_text(json.dumps({"steps": 7, "lr": 5e-4, "full": True}))
     with Session(engine) as s:

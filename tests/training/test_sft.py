@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import keye_model
-from training.errors import NotEnoughExamples, TrainConfigError
-from training.lora import LoraConfig
-from training.sft import FrontCache, TrainConfig, eval_loss, lr_lambda, sft_loss, split_by_video, train
+from service.train_config import LoraConfig, TrainConfig, TrainConfigError
+from training.errors import NotEnoughExamples
+from training.sft import FrontCache, eval_loss, lr_lambda, sft_loss, split_by_video, train
 
 FAST = dict(lr=3e-3, warmup_steps=2, cache_inputs=True, lora=LoraConfig(rank=4))
 

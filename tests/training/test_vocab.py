@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.errors import TrainConfigError
+from service.train_config import TrainConfigError
 from training.vocab import UsedEmbedding, UsedHead, used_ids, used_vocabulary, zero_unused
 
 
